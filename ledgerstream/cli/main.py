@@ -1,0 +1,72 @@
+"""The ``ledgerstream`` command: a thin, lazily loaded shell over the library.
+
+Sub-commands live in their own modules and are imported only when invoked, so that
+``ledgerstream --help`` and light commands never pay for faust or the web stack.
+Exit codes: 0 ok, 1 verification failed or findings, 2 usage or environment error.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+# name -> "module:attribute" of a click command or group
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "dev": ("ledgerstream.cli.dev", "dev", "Run the embedded dev stack (Kafka, dev TSA, signer, verifiers, dashboard)."),
+    "keys": ("ledgerstream.cli.keys", "keys", "Generate and inspect ML-DSA-65 signing keys."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose sub-commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = COMMANDS.get(cmd_name)
+        if spec is None:
+            return None
+        module = importlib.import_module(spec[0])
+        return getattr(module, spec[1])
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in sorted(COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ledgerstream")
+def cli() -> None:
+    """ledgerstream: a tamper-evident, append-only ledger of AI-agent actions on Kafka.
+
+    Most commands default to the dev stack under $LEDGERSTREAM_HOME (default
+    ~/.ledgerstream) and take --bootstrap etc. for a real cluster.
+    Exit status: 0 ok, 1 verification failed / findings, 2 usage or environment error.
+    """
+
+
+def main() -> None:
+    from ledgerstream.core.errors import LedgerstreamError
+
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if exc.exit_code == 2 or isinstance(exc, click.UsageError) else exc.exit_code)
+    except LedgerstreamError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

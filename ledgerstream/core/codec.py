@@ -1,0 +1,206 @@
+"""Avro single-object encoding for every record on every topic.
+
+Wire form (Avro spec, "Single-object encoding"): ``C3 01`` + the 8-byte little-endian
+CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical Form + the Avro
+binary body. Readers look the writer schema up by fingerprint and resolve it against
+their own (reader) schema, so schemas can evolve.
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import fastavro
+from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+
+from ledgerstream.core.errors import DecodeError
+
+MAGIC = b"\xc3\x01"
+HEADER_LEN = 10
+
+#: the top-level record types of the wire contract, by short name
+RECORD_TYPES = ("ActionEvent", "LedgerEntry", "Checkpoint", "TimestampAnchor", "Alert", "DeadLetter")
+
+
+@dataclass(frozen=True)
+class WriterSchema:
+    """A parsed schema together with its name and single-object fingerprint."""
+
+    name: str
+    parsed: Any
+    fingerprint: bytes  # 8 bytes, little-endian CRC-64-AVRO, as on the wire
+
+
+def _fingerprint(parsed: Any) -> bytes:
+    canonical = to_parsing_canonical_form(parsed)
+    return int(fingerprint(canonical, "CRC-64-AVRO"), 16).to_bytes(8, "little")
+
+
+def _load_sources(sources: Iterable[tuple[str, str]]) -> list[tuple[str, Any]]:
+    """Parse schema texts in dependency order (a file may use types another defines)."""
+    pending = [(name, json.loads(text)) for name, text in sources]
+    named: dict[str, Any] = {}
+    done: list[tuple[str, Any]] = []
+    while pending:
+        progressed = False
+        for item in list(pending):
+            name, raw = item
+            try:
+                parsed = parse_schema(raw, named_schemas=named)
+            except fastavro.schema.UnknownType:
+                continue
+            done.append((name, parsed))
+            pending.remove(item)
+            progressed = True
+        if not progressed:
+            raise DecodeError("schema_error", f"unresolvable schema references in {[n for n, _ in pending]}")
+    return done
+
+
+class SchemaRegistry:
+    """Writer schemas by fingerprint and current schemas by record name.
+
+    Built from the ``schemas/`` package data; older writer versions can be added with
+    :meth:`add_writer_schema` so records written by old producers stay readable.
+    """
+
+    def __init__(self, sources: Iterable[tuple[str, str]]) -> None:
+        self._current: dict[str, WriterSchema] = {}
+        self._by_fp: dict[bytes, WriterSchema] = {}
+        for file_name, parsed in _load_sources(sources):
+            name = parsed["name"].rsplit(".", 1)[-1]
+            ws = WriterSchema(name, parsed, _fingerprint(parsed))
+            self._current[name] = ws
+            self._by_fp[ws.fingerprint] = ws
+
+    @classmethod
+    def from_package(cls) -> "SchemaRegistry":
+        root = resources.files("ledgerstream.schemas")
+        files = sorted(p for p in root.iterdir() if p.name.endswith(".avsc"))
+        return cls((p.name, p.read_text(encoding="utf-8")) for p in files)
+
+    def add_writer_schema(self, schema_json: str | dict, *, named_like: str | None = None) -> WriterSchema:
+        """Register an older (or foreign) writer schema; returns it with its fingerprint."""
+        raw = json.loads(schema_json) if isinstance(schema_json, str) else schema_json
+        named: dict[str, Any] = {}
+        for ws in self._current.values():
+            parse_schema(ws.parsed, named_schemas=named)
+        # Names the old schema defines itself must win over the current ones.
+        for own in _defined_names(raw):
+            named.pop(own, None)
+        parsed = parse_schema(raw, named_schemas=named)
+        name = named_like or parsed["name"].rsplit(".", 1)[-1]
+        ws = WriterSchema(name, parsed, _fingerprint(parsed))
+        self._by_fp[ws.fingerprint] = ws
+        return ws
+
+    def schema(self, name: str) -> WriterSchema:
+        try:
+            return self._current[name]
+        except KeyError:
+            raise DecodeError("unknown_schema", f"no schema named {name!r}") from None
+
+    def by_fingerprint(self, fp: bytes) -> WriterSchema | None:
+        return self._by_fp.get(fp)
+
+    def names(self) -> list[str]:
+        return sorted(self._current)
+
+
+def _defined_names(raw: Any, namespace: str = "") -> set[str]:
+    names: set[str] = set()
+    if isinstance(raw, dict):
+        if raw.get("type") in ("record", "enum", "fixed") and "name" in raw:
+            ns = raw.get("namespace", namespace)
+            full = raw["name"] if "." in raw["name"] or not ns else f"{ns}.{raw['name']}"
+            names.add(full)
+            namespace = full.rsplit(".", 1)[0] if "." in full else ns
+        for value in raw.values():
+            names |= _defined_names(value, namespace)
+    elif isinstance(raw, list):
+        for value in raw:
+            names |= _defined_names(value, namespace)
+    return names
+
+
+_REGISTRY: SchemaRegistry | None = None
+
+
+def registry() -> SchemaRegistry:
+    """The process-wide registry of the shipped schemas (built once)."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = SchemaRegistry.from_package()
+    return _REGISTRY
+
+
+def encode(name: str, record: dict[str, Any], *, reg: SchemaRegistry | None = None) -> bytes:
+    """Encode ``record`` with the current schema ``name`` as an Avro single object."""
+    ws = (reg or registry()).schema(name)
+    buf = io.BytesIO()
+    buf.write(MAGIC)
+    buf.write(ws.fingerprint)
+    try:
+        fastavro.schemaless_writer(buf, ws.parsed, record)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(f"record does not match schema {name}: {exc}") from exc
+    return buf.getvalue()
+
+
+def encode_with(ws: WriterSchema, record: dict[str, Any]) -> bytes:
+    """Encode with an explicit writer schema (used for compatibility tests and tools)."""
+    buf = io.BytesIO()
+    buf.write(MAGIC)
+    buf.write(ws.fingerprint)
+    fastavro.schemaless_writer(buf, ws.parsed, record)
+    return buf.getvalue()
+
+
+def peek_fingerprint(data: bytes) -> bytes:
+    """The writer fingerprint of a single-object record, or DecodeError."""
+    if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) < HEADER_LEN:
+        raise DecodeError("undecodable", f"record too short ({len(data) if data is not None else 0} bytes) for Avro single-object encoding")
+    if bytes(data[:2]) != MAGIC:
+        raise DecodeError("undecodable", f"bad magic {bytes(data[:2]).hex()} (expected c301, Avro single-object encoding)")
+    return bytes(data[2:HEADER_LEN])
+
+
+def decode(data: bytes, *, expect: str | tuple[str, ...] | None = None,
+           reg: SchemaRegistry | None = None) -> tuple[str, dict[str, Any]]:
+    """Decode a single-object record; returns (record name, record).
+
+    The writer schema is found by fingerprint and resolved against the current reader
+    schema of the same name. ``expect`` restricts the accepted record names. Any
+    problem raises :class:`DecodeError` with a reason code
+    (``undecodable``, ``unknown_schema``, ``unexpected_type``).
+    """
+    reg = reg or registry()
+    fp = peek_fingerprint(data)
+    writer = reg.by_fingerprint(fp)
+    if writer is None:
+        raise DecodeError("unknown_schema", f"unknown writer schema fingerprint {fp.hex()}")
+    if expect is not None:
+        allowed = (expect,) if isinstance(expect, str) else expect
+        if writer.name not in allowed:
+            raise DecodeError("unexpected_type", f"got a {writer.name} record, expected {' or '.join(allowed)}")
+    reader = reg.schema(writer.name)
+    body = io.BytesIO(bytes(data[HEADER_LEN:]))
+    try:
+        if writer.fingerprint == reader.fingerprint:
+            record = fastavro.schemaless_reader(body, writer.parsed, None)
+        else:
+            record = fastavro.schemaless_reader(body, writer.parsed, reader.parsed)
+    except Exception as exc:  # fastavro raises many kinds on corrupt input
+        raise DecodeError("undecodable", f"corrupt {writer.name} body: {type(exc).__name__}: {exc}") from None
+    if body.tell() != len(data) - HEADER_LEN:
+        raise DecodeError("undecodable", f"{len(data) - HEADER_LEN - body.tell()} trailing bytes after the {writer.name} record")
+    return writer.name, record
+
+
+def schema_path() -> Path:
+    """Folder of the shipped .avsc files (for docs and third-party tools)."""
+    return Path(str(resources.files("ledgerstream.schemas")))

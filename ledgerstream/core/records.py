@@ -1,0 +1,229 @@
+"""The one encoder of everything ledgerstream hashes or signs (docs/spec.md).
+
+Every hash and signature input is built here and nowhere else: canonical payloads
+(RFC 8785), payload commitments, entry hashes, the entry and checkpoint signing
+messages, the checkpoint note and approval messages. All inputs are domain-separated
+with an ASCII tag ending in a NUL byte so that no two kinds of message can collide.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from typing import Any, Mapping
+
+import rfc8785
+
+SPEC_VERSION = 1
+ZERO_HASH = bytes(32)
+HASH_LEN = 32
+SALT_LEN = 32
+
+TAG_PAYLOAD = b"ledgerstream/v1/payload\x00"
+TAG_ENTRY = b"ledgerstream/v1/entry\x00"
+TAG_ENTRY_SIGNATURE = b"ledgerstream/v1/entry-signature\x00"
+TAG_APPROVAL = b"ledgerstream/v1/approval\x00"
+
+#: colon-separated segments of [A-Za-z0-9_.-], e.g. ``tool:search``, ``data:delete:users``
+ACTION_TYPE_RE = re.compile(r"^[A-Za-z0-9_.\-]+(:[A-Za-z0-9_.\-]+)*$")
+MAX_ACTION_TYPE_LEN = 256
+MAX_ID_LEN = 256
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+# --- payloads -------------------------------------------------------------------------
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 (JCS) bytes of a JSON value; TypeError/ValueError for non-JSON input."""
+    try:
+        return rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError as exc:
+        raise ValueError(f"payload is not canonicalisable JSON: {exc}") from exc
+    except (TypeError, ValueError):
+        raise
+    except Exception as exc:  # rfc8785 raises its own types for odd inputs
+        raise TypeError(f"payload is not JSON-serialisable: {exc}") from exc
+
+
+def payload_commitment(salt: bytes, canonical_payload: bytes) -> bytes:
+    """SHA-256(TAG_PAYLOAD || salt || canonical payload): hides low-entropy payloads and
+    lets a payload be erased later while every chain link still verifies."""
+    if len(salt) != SALT_LEN:
+        raise ValueError(f"payload salt must be {SALT_LEN} bytes, got {len(salt)}")
+    return sha256(TAG_PAYLOAD + salt + canonical_payload)
+
+
+# --- entries ---------------------------------------------------------------------------
+
+def _hex(value: bytes | None) -> str | None:
+    return None if value is None else bytes(value).hex()
+
+
+def action_hash_view(action: Mapping[str, Any]) -> dict[str, Any]:
+    """The committed view of an ActionEvent: everything except the erasable payload and salt."""
+    policy = action.get("policy")
+    trace = action.get("trace")
+    producer = action["producer"]
+    return {
+        "event_id": action["event_id"],
+        "agent_id": action["agent_id"],
+        "session_id": action.get("session_id"),
+        "action_type": action["action_type"],
+        "payload_hash": _hex(action["payload_hash"]),
+        "occurred_at": action["occurred_at"],
+        "links": [{"agent_id": l["agent_id"], "event_id": l["event_id"], "relation": l.get("relation", "caused_by")}
+                  for l in action.get("links") or []],
+        "policy": None if policy is None else {
+            "decision": policy["decision"], "rule": policy.get("rule"), "reason": policy.get("reason")},
+        "approvals": [{"request_id": a["request_id"], "approver_id": a["approver_id"], "key_id": a["key_id"],
+                       "decision": a["decision"], "approved_at": a["approved_at"], "signature": _hex(a["signature"])}
+                      for a in action.get("approvals") or []],
+        "trace": None if trace is None else {
+            "trace_id": trace["trace_id"], "span_id": trace["span_id"], "parent_span_id": trace.get("parent_span_id")},
+        "producer": {"library": producer.get("library", "ledgerstream"), "version": producer["version"],
+                     "host": producer["host"], "pid": producer["pid"], "adapter": producer.get("adapter")},
+        "offline": bool(action.get("offline", False)),
+    }
+
+
+def entry_hash_view(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON object whose JCS bytes the entry hash covers (docs/spec.md, 'Entry hash')."""
+    source = entry["source"]
+    return {
+        "v": entry.get("spec_version", SPEC_VERSION),
+        "seq": entry["seq"],
+        "prev_hash": _hex(entry["prev_hash"]),
+        "received_at": entry["received_at"],
+        "source": {"topic": source["topic"], "partition": source["partition"], "offset": source["offset"]},
+        "agent_seq": entry["agent_seq"],
+        "agent_prev_hash": _hex(entry["agent_prev_hash"]),
+        "resolved_links": [{"agent_id": l["agent_id"], "event_id": l["event_id"], "status": l["status"],
+                            "seq": l.get("seq"), "entry_hash": _hex(l.get("entry_hash"))}
+                           for l in entry.get("resolved_links") or []],
+        "key_id": entry["key_id"],
+        "action": action_hash_view(entry["action"]),
+    }
+
+
+def entry_hash_input(entry: Mapping[str, Any]) -> bytes:
+    """TAG_ENTRY || JCS(entry_hash_view(entry)): the exact preimage of entry_hash."""
+    return TAG_ENTRY + rfc8785.dumps(entry_hash_view(entry))
+
+
+def entry_hash(entry: Mapping[str, Any]) -> bytes:
+    return sha256(entry_hash_input(entry))
+
+
+def entry_signing_message(entry_hash_value: bytes) -> bytes:
+    """The bytes ML-DSA-65 signs for an entry: TAG_ENTRY_SIGNATURE || entry_hash."""
+    if len(entry_hash_value) != HASH_LEN:
+        raise ValueError("entry hash must be 32 bytes")
+    return TAG_ENTRY_SIGNATURE + bytes(entry_hash_value)
+
+
+def merkle_leaf_input(entry_hash_value: bytes) -> bytes:
+    """The RFC 9162 leaf data of an entry: its 32-byte entry hash."""
+    return bytes(entry_hash_value)
+
+
+# --- checkpoints -----------------------------------------------------------------------
+
+def checkpoint_body(origin: str, tree_size: int, root_hash: bytes, chain_head: bytes, created_at: int) -> bytes:
+    """The checkpoint note body (C2SP tlog-checkpoint layout plus two extension lines).
+
+    This is exactly what the signer signs and what the RFC 3161 token covers.
+    """
+    if not origin or "\n" in origin:
+        raise ValueError("origin must be a non-empty single line")
+    return (
+        f"{origin}\n{tree_size}\n{base64.b64encode(root_hash).decode()}\n"
+        f"chain-head {chain_head.hex()}\ntime {created_at}\n"
+    ).encode("utf-8")
+
+
+def parse_checkpoint_body(body: bytes) -> dict[str, Any]:
+    """Inverse of :func:`checkpoint_body`; ValueError on anything malformed."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError("checkpoint body is not UTF-8") from exc
+    lines = text.split("\n")
+    if len(lines) != 6 or lines[-1] != "":
+        raise ValueError("checkpoint body must have exactly 5 newline-terminated lines")
+    origin, size, root_b64, head_line, time_line = lines[:5]
+    if not size.isdigit() or (size != "0" and size.startswith("0")):
+        raise ValueError(f"bad tree size line {size!r}")
+    root = base64.b64decode(root_b64, validate=True)
+    if len(root) != HASH_LEN:
+        raise ValueError("root hash must be 32 bytes")
+    if not head_line.startswith("chain-head ") or not time_line.startswith("time "):
+        raise ValueError("missing chain-head or time line")
+    head = bytes.fromhex(head_line[len("chain-head "):])
+    if len(head) != HASH_LEN:
+        raise ValueError("chain head must be 32 bytes")
+    created = time_line[len("time "):]
+    if not created.isdigit():
+        raise ValueError("bad time line")
+    parsed = {"origin": origin, "tree_size": int(size), "root_hash": root, "chain_head": head,
+              "created_at": int(created)}
+    if checkpoint_body(**parsed) != body:
+        raise ValueError("checkpoint body is not in canonical form")
+    return parsed
+
+
+def signed_note(body: bytes, key_name: str, key_id: str, signature: bytes) -> str:
+    """The checkpoint as a signed note: body, blank line, one signature line.
+
+    The signature line is ``— <key_name> base64(key_id[:4 bytes] || signature)``, as in
+    C2SP signed-note; the 4-byte key hint is the first 4 bytes of the key_id.
+    """
+    hint = bytes.fromhex(key_id)[:4]
+    return body.decode() + "\n" + f"\u2014 {key_name} {base64.b64encode(hint + signature).decode()}\n"
+
+
+# --- approvals ---------------------------------------------------------------------------
+
+def approval_message(*, request_id: str, approver_id: str, decision: str, approved_at: int,
+                     event_id: str, agent_id: str, action_type: str, payload_hash: bytes) -> bytes:
+    """What an approver signs: TAG_APPROVAL || JCS of the request and the event it covers."""
+    return TAG_APPROVAL + rfc8785.dumps({
+        "request_id": request_id, "approver_id": approver_id, "decision": decision,
+        "approved_at": approved_at, "event_id": event_id, "agent_id": agent_id,
+        "action_type": action_type, "payload_hash": bytes(payload_hash).hex(),
+    })
+
+
+# --- validation --------------------------------------------------------------------------
+
+def validate_action_type(action_type: Any) -> None:
+    if not isinstance(action_type, str) or not action_type:
+        raise ValueError("action_type must be a non-empty string")
+    if len(action_type) > MAX_ACTION_TYPE_LEN:
+        raise ValueError(f"action_type longer than {MAX_ACTION_TYPE_LEN} characters")
+    if not ACTION_TYPE_RE.match(action_type):
+        raise ValueError(f"malformed action_type {action_type!r}: use colon-separated segments "
+                         "of letters, digits, '_', '.', '-' (e.g. 'tool:search')")
+
+
+def validate_action(action: Mapping[str, Any]) -> None:
+    """Semantic checks the Avro schema cannot express; ValueError names the field."""
+    for field in ("event_id", "agent_id"):
+        value = action.get(field)
+        if not isinstance(value, str) or not value or len(value) > MAX_ID_LEN:
+            raise ValueError(f"{field} must be a non-empty string of at most {MAX_ID_LEN} characters")
+    validate_action_type(action.get("action_type"))
+    if len(action.get("payload_hash") or b"") != HASH_LEN:
+        raise ValueError("payload_hash must be 32 bytes")
+    payload, salt = action.get("payload"), action.get("payload_salt")
+    if (payload is None) != (salt is None):
+        raise ValueError("payload and payload_salt must be present together or both absent")
+    if payload is not None and payload_commitment(salt, payload) != action["payload_hash"]:
+        raise ValueError("payload_hash does not commit to payload and payload_salt")
+    if not isinstance(action.get("occurred_at"), int) or action["occurred_at"] < 0:
+        raise ValueError("occurred_at must be a non-negative integer (microseconds)")
+    for link in action.get("links") or []:
+        if not link.get("agent_id") or not link.get("event_id"):
+            raise ValueError("every link needs agent_id and event_id")

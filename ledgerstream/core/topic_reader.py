@@ -1,0 +1,57 @@
+"""Read one partition's committed records from an offset to its current end.
+
+The single place that knows how to replay a transactional topic: ``read_committed``,
+manual assignment (no consumer group, nothing committed), and partition-EOF events so
+that "the end" is exact even though transaction markers occupy offsets.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Iterator
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from ledgerstream.core.errors import ConfigError
+
+
+def read_partition(bootstrap: str, topic: str, partition: int = 0, *, start: int | None = None,
+                   timeout: float = 30.0, batch: int = 1000) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(offset, value)`` for every committed record from ``start`` to the end."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"ledgerstream-reader-{uuid.uuid4().hex}",
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        "enable.partition.eof": True,
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        "queued.max.messages.kbytes": 262144,
+    })
+    try:
+        try:
+            md = consumer.list_topics(topic, timeout=timeout)
+        except KafkaException as exc:
+            raise ConfigError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+        tmd = md.topics.get(topic)
+        if tmd is None or tmd.error is not None:
+            raise ConfigError(f"topic {topic!r} does not exist on {bootstrap}")
+        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING if start is None else start)])
+        idle = 0.0
+        while True:
+            msgs = consumer.consume(batch, timeout=1.0)
+            if not msgs:
+                idle += 1.0
+                if idle >= timeout:
+                    raise ConfigError(f"no end-of-partition from {topic}[{partition}] within {timeout:.0f}s")
+                continue
+            idle = 0.0
+            for msg in msgs:
+                err = msg.error()
+                if err is None:
+                    yield msg.offset(), msg.value() or b""
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    return
+                else:
+                    raise ConfigError(f"error reading {topic}[{partition}]: {err}")
+    finally:
+        consumer.close()

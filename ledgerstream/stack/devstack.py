@@ -1,0 +1,338 @@
+"""The dev stack: a supervisor process that owns Kafka, the dev TSA, the signer, the
+verifiers and the dashboard under one home folder, restarts what dies, and records
+live state in ``$LEDGERSTREAM_HOME/stack.json`` (what ``dev status`` prints).
+
+``dev up`` spawns the supervisor detached and waits for ``ready``; ``dev down`` sends it
+SIGTERM and it stops everything in reverse order. Data stays, so the next ``dev up``
+resumes the same ledger (same Kafka data and ports, same keys, same TSA CA).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ledgerstream.core.config import STACK_FILE, Topics, read_stack
+from ledgerstream.core.errors import ConfigError
+from ledgerstream.stack.kafka import KafkaBroker, free_port, pid_alive, port_is_free, stop_pid
+
+VERIFIER_IDS = ("v1", "v2")
+SIGNER_KEY = "keys/signer.pem"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _sticky_port(path: Path) -> int:
+    """A port remembered in ``path`` (reused while free) so URLs survive restarts."""
+    if path.exists():
+        port = int(path.read_text())
+        if port_is_free(port):
+            return port
+    port = free_port()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(str(port))
+    return port
+
+
+@dataclass
+class Service:
+    """A supervised child process; restarted with backoff when it dies."""
+
+    name: str
+    argv: list[str]
+    log: Path
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def start(self, env: dict[str, str]) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            stop_pid(self.proc.pid, timeout, proc=self.proc)
+        self.proc = None
+
+
+class Supervisor:
+    """Runs in its own process (``python -m ledgerstream.stack.devstack --home H``)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.topics = Topics.with_prefix()
+        self.kafka = KafkaBroker(home / "kafka")
+        self.services: list[Service] = []
+        self.stopping = False
+        self.state: dict[str, Any] = {}
+
+    # --- state file ------------------------------------------------------------------------
+    def _write_state(self, ready: bool) -> None:
+        by_name = {s.name: s for s in self.services}
+        tsa = by_name.get("tsa")
+        self.state = {
+            "home": str(self.home),
+            "ready": ready,
+            "supervisor": {"pid": os.getpid()},
+            "kafka": {"bootstrap": self.kafka.bootstrap, "pid": self.kafka.pid},
+            "tsa": {"url": tsa.extra.get("url") if tsa else None,
+                    "ca_cert": str(self.home / "tsa" / "ca.pem"),
+                    "pid": tsa.pid if tsa else None, "dev_only": True},
+            "signer": {"pid": by_name["signer"].pid if "signer" in by_name else None,
+                       "restarts": by_name["signer"].restarts if "signer" in by_name else 0,
+                       "key": str(self.home / SIGNER_KEY)},
+            "verifiers": [{"id": s.extra["id"], "pid": s.pid, "restarts": s.restarts}
+                          for s in self.services if s.name.startswith("verifier:")],
+            "dashboard": {"url": by_name["dashboard"].extra.get("url") if "dashboard" in by_name else None,
+                          "pid": by_name["dashboard"].pid if "dashboard" in by_name else None},
+            "topics": self.topics.as_dict(),
+        }
+        write_json_atomic(self.home / STACK_FILE, self.state)
+
+    # --- services --------------------------------------------------------------------------
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["LEDGERSTREAM_HOME"] = str(self.home)
+        env["LEDGERSTREAM_BOOTSTRAP"] = self.kafka.bootstrap
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _build_services(self) -> None:
+        py = sys.executable
+        logs = self.home / "logs"
+        tsa_port = _sticky_port(self.home / "tsa" / "port")
+        tsa = Service("tsa", [py, "-m", "ledgerstream.stack.devtsa", "--dir", str(self.home / "tsa"),
+                              "--port", str(tsa_port), "--ready-file", str(self.home / "tsa" / "ready.json")],
+                      logs / "tsa.log", extra={"url": f"http://127.0.0.1:{tsa_port}/"})
+        self.services.append(tsa)
+        for name, argv, extra in optional_services(self.home, py):
+            self.services.append(Service(name, argv, logs / f"{name.replace(':', '-')}.log", extra=extra))
+
+    def _ensure_signer_key(self) -> None:
+        from ledgerstream.core import mldsa
+
+        path = self.home / SIGNER_KEY
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            mldsa.save_private_key(mldsa.PrivateKey.generate(), path)
+        key = mldsa.load_private_key(path)
+        pub = path.with_name("signer.pub.pem")
+        pub.write_bytes(mldsa.public_key_pem(key.public_key()))
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        self._write_state(False)
+        try:
+            self.kafka.start()
+            from ledgerstream.stack.topics import ensure_topics
+
+            ensure_topics(self.kafka.bootstrap, self.topics)
+            self._ensure_signer_key()
+            self._build_services()
+            env = self._env()
+            for svc in self.services:
+                svc.start(env)
+                if svc.name == "tsa":
+                    self._wait_file(self.home / "tsa" / "ready.json", svc, 30)
+            self._write_state(True)
+            self._loop(env)
+        finally:
+            self.shutdown()
+
+    def _wait_file(self, path: Path, svc: Service, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.exists() and svc.proc is not None:
+                try:
+                    if json.loads(path.read_text()).get("pid") == svc.proc.pid:
+                        return
+                except ValueError:
+                    pass
+            if svc.proc is not None and svc.proc.poll() is not None:
+                raise ConfigError(f"{svc.name} exited during start; see {svc.log}")
+            time.sleep(0.1)
+        raise ConfigError(f"{svc.name} not ready within {timeout}s; see {svc.log}")
+
+    def _loop(self, env: dict[str, str]) -> None:
+        while not self.stopping:
+            changed = False
+            if self.kafka.proc is not None and self.kafka.proc.poll() is not None:
+                print("kafka died; restarting", flush=True)
+                self.kafka.proc = None
+                self.kafka.start()
+                changed = True
+            now = time.monotonic()
+            for svc in self.services:
+                if svc.proc is not None and svc.proc.poll() is not None:
+                    print(f"{svc.name} exited with {svc.proc.returncode}; restarting", flush=True)
+                    svc.proc = None
+                    svc.restarts += 1
+                    svc.next_start = now + min(0.2 * 2 ** min(svc.restarts, 5), 5.0)
+                    changed = True
+                if svc.proc is None and now >= svc.next_start and not self.stopping:
+                    svc.start(env)
+                    changed = True
+            if changed:
+                self._write_state(True)
+            time.sleep(0.2)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def shutdown(self) -> None:
+        self.stopping = True
+        for svc in reversed(self.services):
+            svc.stop()
+        self.kafka.stop()
+        self._write_state(False)
+        state = read_stack(self.home) or {}
+        state["supervisor"] = {"pid": None}
+        write_json_atomic(self.home / STACK_FILE, state)
+
+
+def optional_services(home: Path, py: str) -> list[tuple[str, list[str], dict[str, Any]]]:
+    """Signer, verifiers and dashboard, for the components this install has."""
+    import importlib.util
+
+    out: list[tuple[str, list[str], dict[str, Any]]] = []
+    if importlib.util.find_spec("ledgerstream.signer_worker.__main__") is not None:
+        out.append(("signer", [py, "-m", "ledgerstream.signer_worker", "--home", str(home)], {}))
+    if importlib.util.find_spec("ledgerstream.verifier_worker.__main__") is not None:
+        for vid in VERIFIER_IDS:
+            out.append((f"verifier:{vid}", [py, "-m", "ledgerstream.verifier_worker", "--home", str(home),
+                                            "--id", vid], {"id": vid}))
+    if importlib.util.find_spec("ledgerstream.tools.dashboard") is not None:
+        port = _sticky_port(home / "dashboard" / "port")
+        out.append(("dashboard", [py, "-m", "ledgerstream.tools.dashboard", "--home", str(home),
+                                  "--port", str(port)], {"url": f"http://127.0.0.1:{port}/"}))
+    return out
+
+
+# --- client side (used by the CLI) -------------------------------------------------------------
+
+def supervisor_pid(home: Path) -> int | None:
+    state = read_stack(home) or {}
+    pid = (state.get("supervisor") or {}).get("pid")
+    return pid if pid_alive(pid) else None
+
+
+def up(home: Path, *, fresh: bool = False, timeout: float = 180.0) -> dict[str, Any]:
+    """Start the stack detached (idempotent) and return its state once ready."""
+    if fresh:
+        down(home)
+        if home.exists():
+            shutil.rmtree(home)
+    home.mkdir(parents=True, exist_ok=True)
+    if supervisor_pid(home) is not None:
+        return wait_ready(home, timeout)
+    from ledgerstream.stack.kafka import ensure_jars
+
+    ensure_jars()  # fetch jars here so a first run reports Maven problems directly
+    log = home / "logs" / "supervisor.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    state = read_stack(home) or {}
+    state.update({"ready": False, "supervisor": {"pid": None}})
+    write_json_atomic(home / STACK_FILE, state)
+    env = dict(os.environ, LEDGERSTREAM_HOME=str(home), PYTHONUNBUFFERED="1")
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "ledgerstream.stack.devstack", "--home", str(home)],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)
+    return wait_ready(home, timeout, proc=proc)
+
+
+def wait_ready(home: Path, timeout: float, proc: subprocess.Popen | None = None) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = read_stack(home) or {}
+        if state.get("ready") and pid_alive((state.get("supervisor") or {}).get("pid")):
+            return state
+        if proc is not None and proc.poll() is not None:
+            tail = "\n".join((home / "logs" / "supervisor.log").read_text(errors="replace").splitlines()[-25:])
+            raise ConfigError(f"the dev stack failed to start (exit {proc.returncode}):\n{tail}")
+        time.sleep(0.2)
+    raise ConfigError(f"the dev stack was not ready within {timeout:.0f}s; see {home / 'logs'}")
+
+
+def down(home: Path, timeout: float = 60.0) -> list[int]:
+    """Stop the supervisor and every process of the stack; returns pids that had to be killed."""
+    state = read_stack(home) or {}
+    pid = (state.get("supervisor") or {}).get("pid")
+    if pid_alive(pid):
+        stop_pid(pid, timeout)
+    leftovers = [p for p in recorded_pids(read_stack(home) or state) if pid_alive(p)]
+    for p in leftovers:
+        stop_pid(p, 10)
+    return leftovers
+
+
+def recorded_pids(state: dict[str, Any]) -> list[int]:
+    pids = [(state.get(k) or {}).get("pid") for k in ("supervisor", "kafka", "tsa", "signer", "dashboard")]
+    pids += [v.get("pid") for v in state.get("verifiers") or []]
+    return [p for p in pids if p]
+
+
+def status(home: Path) -> dict[str, Any]:
+    """The recorded state with liveness checked (dead pids shown as null)."""
+    state = read_stack(home)
+    if state is None:
+        return {"home": str(home), "running": False, "kafka": {"bootstrap": None, "pid": None},
+                "tsa": {"url": None, "ca_cert": None, "pid": None}, "signer": {"pid": None},
+                "verifiers": [], "dashboard": {"url": None, "pid": None},
+                "topics": Topics.with_prefix().as_dict()}
+    for key in ("kafka", "tsa", "signer", "dashboard", "supervisor"):
+        part = state.get(key) or {}
+        if part.get("pid") and not pid_alive(part["pid"]):
+            part["pid"] = None
+    for v in state.get("verifiers") or []:
+        if v.get("pid") and not pid_alive(v["pid"]):
+            v["pid"] = None
+        v.update(_verifier_position(home, v["id"]))
+    state["running"] = bool((state.get("supervisor") or {}).get("pid")) and bool(state.get("ready"))
+    return state
+
+
+def _verifier_position(home: Path, vid: str) -> dict[str, Any]:
+    path = home / "verifiers" / vid / "status.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"position": None}
+    return {"position": data.get("position"), "lag": data.get("lag"), "healthy": data.get("healthy")}
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="ledgerstream dev stack supervisor (run by 'dev up')")
+    parser.add_argument("--home", required=True, type=Path)
+    args = parser.parse_args(argv)
+    try:
+        Supervisor(args.home.resolve()).run()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""``python -m ledgerstream.signer_worker``: run one signer (leader or hot standby)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from ledgerstream.core import config, mldsa
+from ledgerstream.core.errors import LedgerstreamError
+from ledgerstream.signer_worker.loop import SignerWorker
+from ledgerstream.signer_worker.settings import SignerSettings
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ledgerstream.signer_worker",
+                                description="The single writer of the ledger (see docs/signer.md).")
+    p.add_argument("--home", type=Path, default=None, help="dev stack home [$LEDGERSTREAM_HOME]")
+    p.add_argument("--bootstrap", default=None, help="Kafka bootstrap [$LEDGERSTREAM_BOOTSTRAP or the dev stack]")
+    p.add_argument("--key", type=Path, default=None, help="ML-DSA-65 private key PEM [HOME/keys/signer.pem]")
+    p.add_argument("--tsa-url", action="append", default=None, help="RFC 3161 TSA URL (repeatable) [dev TSA]")
+    p.add_argument("--tsa-policy", choices=["first", "all"], default="first")
+    p.add_argument("--signing-mode", choices=["entry", "checkpoint"], default="entry")
+    p.add_argument("--timestamp-mode", choices=["checkpoint", "entry"], default="checkpoint")
+    p.add_argument("--checkpoint-every", type=int, default=1000, help="entries per checkpoint")
+    p.add_argument("--checkpoint-ms", type=int, default=5000, help="max ms between checkpoints")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-ms", type=int, default=50)
+    p.add_argument("--max-record-bytes", type=int, default=1024 * 1024)
+    p.add_argument("--dedup-horizon", type=int, default=1_000_000)
+    p.add_argument("--origin", default="ledgerstream/dev")
+    p.add_argument("--topic-prefix", default=None)
+    p.add_argument("--status-file", type=Path, default=None)
+    p.add_argument("--no-leader-election", action="store_true", help="write at once (no hot standby)")
+    return p.parse_args(argv)
+
+
+def settings_from_args(a: argparse.Namespace) -> SignerSettings:
+    home = (a.home or config.home()).resolve()
+    stack = config.read_stack(home) or {}
+    topics = config.Topics.with_prefix(a.topic_prefix) if a.topic_prefix is not None else config.resolve_topics(home)
+    tsa_urls = tuple(a.tsa_url) if a.tsa_url else tuple(u for u in [(stack.get("tsa") or {}).get("url")] if u)
+    return SignerSettings(
+        bootstrap=config.resolve_bootstrap(a.bootstrap, home), topics=topics,
+        key_path=a.key or home / "keys" / "signer.pem", tsa_urls=tsa_urls, tsa_policy=a.tsa_policy,
+        signing_mode=a.signing_mode, timestamp_mode=a.timestamp_mode, batch_size=a.batch_size,
+        batch_ms=a.batch_ms, checkpoint_every=a.checkpoint_every, checkpoint_ms=a.checkpoint_ms,
+        max_record_bytes=a.max_record_bytes, dedup_horizon=a.dedup_horizon, origin=a.origin,
+        status_file=a.status_file or home / "signer" / "status.json",
+        leader_election=not a.no_leader_election)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        a = parse_args(argv)
+        settings = settings_from_args(a)
+        key = mldsa.load_private_key(settings.key_path)
+    except (LedgerstreamError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return SignerWorker(settings, key).run(stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

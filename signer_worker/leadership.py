@@ -1,0 +1,70 @@
+"""Hot-standby leadership through Kafka itself.
+
+Every signer instance joins one consumer group on a single-partition topic (the
+``checkpoints`` topic, which all signers already share) and never reads from it: the
+member that Kafka assigns partition 0 is the leader. When the leader dies, its session
+times out, Kafka reassigns the partition, and the standby becomes leader. Leadership
+is only a gate: safety comes from the fixed ``transactional.id``, whose
+``init_transactions`` fences any previous leader that is still alive (a zombie), so at
+most one instance can ever commit.
+"""
+from __future__ import annotations
+
+import threading
+
+from confluent_kafka import Consumer, TopicPartition
+
+
+class LeaderLease:
+    def __init__(self, bootstrap: str, topic: str, group: str, session_timeout_ms: int = 6000) -> None:
+        self._topic = topic
+        self._held = threading.Event()
+        self._lost = threading.Event()
+        self._consumer = Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "session.timeout.ms": session_timeout_ms,
+            "heartbeat.interval.ms": max(500, session_timeout_ms // 6),
+            "max.poll.interval.ms": 300000,
+            "partition.assignment.strategy": "range",
+        })
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if any(p.partition == 0 for p in partitions):
+            consumer.pause(partitions)
+            self._held.set()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if any(p.partition == 0 for p in partitions) and self._held.is_set():
+            self._held.clear()
+            self._lost.set()
+
+    def start(self) -> None:
+        self._consumer.subscribe([self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                 on_lost=self._on_revoke)
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Keep the membership alive; call often (it never returns records: paused)."""
+        self._consumer.poll(timeout)
+
+    def wait(self, stop: threading.Event, timeout_step: float = 0.5) -> bool:
+        while not stop.is_set():
+            self.poll(timeout_step)
+            if self._held.is_set():
+                return True
+        return False
+
+    @property
+    def held(self) -> bool:
+        return self._held.is_set()
+
+    @property
+    def lost(self) -> bool:
+        return self._lost.is_set()
+
+    def close(self) -> None:
+        try:
+            self._consumer.close()
+        except Exception:  # closing a consumer of a dead broker; nothing to release
+            pass

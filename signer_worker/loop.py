@@ -1,0 +1,272 @@
+"""The transactional consume-transform-produce loop (exactly-once).
+
+The textbook confluent-kafka loop: ``init_transactions`` once (fencing any zombie with
+the same ``transactional.id``), then per batch ``begin_transaction``, produce entries,
+dead letters, checkpoints and anchors, ``send_offsets_to_transaction``,
+``commit_transaction``. On an abortable error the batch is aborted and the in-memory
+state is rebuilt from what is committed; on a fatal one the process exits and its
+supervisor (or the standby) takes over. Sequenced -> integrated (in the Merkle tree) ->
+published (in a signed checkpoint) -> anchored (RFC 3161 token) are distinct states.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from ledgerstream.core import codec, records
+from ledgerstream.core.mldsa import PrivateKey
+from ledgerstream.core.topic_reader import read_partition
+from ledgerstream.signer_worker.anchoring import Anchorer
+from ledgerstream.signer_worker.leadership import LeaderLease
+from ledgerstream.signer_worker.sequencer import Sequencer, Source, now_us
+from ledgerstream.signer_worker.settings import SignerSettings
+from ledgerstream.signer_worker.state import LedgerState
+
+log = logging.getLogger("ledgerstream.signer")
+
+
+class Fenced(Exception):
+    """Another signer instance took over; this one must stop writing."""
+
+
+class SignerWorker:
+    def __init__(self, settings: SignerSettings, key: PrivateKey) -> None:
+        self.s = settings
+        self.key = key
+        self.pub = key.public_key()
+        self.state = LedgerState(settings.dedup_horizon)
+        self.seq: Sequencer | None = None
+        self.anchorer = Anchorer(settings.tsa_urls, settings.tsa_policy)
+        self.role = "starting"
+        self.counters = {"entries": 0, "dead_letters": 0, "duplicates": 0, "checkpoints": 0,
+                         "anchors": 0, "aborts": 0}
+        self.last_checkpoint_time = time.monotonic()
+        self.started = time.time()
+        self._last_status = 0.0
+
+    # --- set-up ------------------------------------------------------------------------------
+    def _producer(self) -> Producer:
+        conf = {
+            "bootstrap.servers": self.s.bootstrap,
+            "transactional.id": self.s.txn_id,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "message.max.bytes": 8 * 1024 * 1024,
+            "batch.size": 4 * 1024 * 1024,
+            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": 2_000_000,
+            "transaction.timeout.ms": 60000,
+        }
+        conf.update(self.s.extra_producer)
+        return Producer(conf)
+
+    def _consumer(self) -> Consumer:
+        return Consumer({
+            "bootstrap.servers": self.s.bootstrap,
+            "group.id": self.s.group,
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        })
+
+    def recover(self) -> None:
+        """Rebuild seq, chain heads, Merkle tree, dedup index and anchor backlog."""
+        t0 = time.monotonic()
+        self.state = LedgerState(self.s.dedup_horizon)
+        self.state.recover_entries(read_partition(self.s.bootstrap, self.s.topics.entries), self.pub)
+        self.state.recover_checkpoints(read_partition(self.s.bootstrap, self.s.topics.checkpoints), self.pub)
+        self.seq = Sequencer(self.state, self.key, signing_mode=self.s.signing_mode,
+                             max_record_bytes=self.s.max_record_bytes)
+        for size, body in sorted(self.state.unanchored.items()):
+            self.anchorer.submit(size, body)
+        log.info("recovered %d entries, checkpoint at %d, %d unanchored, in %.2fs",
+                 self.state.next_seq, self.state.checkpoint_size, len(self.state.unanchored),
+                 time.monotonic() - t0)
+
+    def _assign(self, consumer: Consumer) -> None:
+        md = consumer.list_topics(self.s.topics.actions, timeout=30)
+        parts = [TopicPartition(self.s.topics.actions, p) for p in md.topics[self.s.topics.actions].partitions]
+        committed = consumer.committed(parts, timeout=30)
+        consumer.assign(committed)
+
+    # --- the loop ------------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> int:
+        lease = None
+        if self.s.leader_election:
+            lease = LeaderLease(self.s.bootstrap, self.s.topics.checkpoints, f"{self.s.group}.leader",
+                                self.s.session_timeout_ms)
+            lease.start()
+            self.role = "standby"
+            self.write_status(force=True)
+            log.info("standby: waiting for the leadership lease")
+            if not lease.wait(stop):
+                lease.close()
+                return 0
+        self.role = "leader"
+        producer = self._producer()
+        producer.init_transactions(60)
+        self.recover()
+        consumer = self._consumer()
+        self._assign(consumer)
+        self.anchorer.start()
+        self.write_status(force=True)
+        try:
+            while not stop.is_set():
+                if lease is not None:
+                    lease.poll(0)
+                    if lease.lost:
+                        raise Fenced("leadership lease lost")
+                self._iteration(producer, consumer)
+            return 0
+        except Fenced as exc:
+            log.error("stopping: %s", exc)
+            return 3
+        finally:
+            self.anchorer.stop()
+            self.role = "stopped"
+            self.write_status(force=True)
+            consumer.close()
+            if lease is not None:
+                lease.close()
+            producer.flush(5)
+
+    def _checkpoint_due(self) -> bool:
+        pending = self.state.tree.size - self.state.checkpoint_size
+        if pending <= 0:
+            return False
+        return (pending >= self.s.checkpoint_every
+                or (time.monotonic() - self.last_checkpoint_time) * 1000 >= self.s.checkpoint_ms)
+
+    def _iteration(self, producer: Producer, consumer: Consumer) -> None:
+        msgs = consumer.consume(self.s.batch_size, timeout=self.s.batch_ms / 1000)
+        producer.poll(0)
+        tokens = self.anchorer.ready()
+        msgs = [m for m in msgs if self._usable(m)]
+        if not msgs and not tokens and not self._checkpoint_due():
+            self.write_status()
+            return
+        published: list[tuple[int, bytes]] = []
+        counts = {"entries": 0, "dead_letters": 0, "duplicates": 0, "checkpoints": 0, "anchors": 0}
+        try:
+            producer.begin_transaction()
+            for m in msgs:
+                self._handle(producer, m, counts)
+                if self.state.tree.size - self.state.checkpoint_size >= self.s.checkpoint_every:
+                    published.append(self._checkpoint(producer))
+                    counts["checkpoints"] += 1
+            if self._checkpoint_due():
+                published.append(self._checkpoint(producer))
+                counts["checkpoints"] += 1
+            for t in tokens:
+                producer.produce(self.s.topics.checkpoints, codec.encode("TimestampAnchor", {
+                    "tree_size": t.tree_size, "body_hash": records.sha256(t.body),
+                    "timestamp": {"tsa": t.tsa, "token": t.token}, "created_at": now_us()}))
+                counts["anchors"] += 1
+            if msgs:
+                positions = consumer.position(consumer.assignment())
+                producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 30)
+            producer.commit_transaction(60)
+        except KafkaException as exc:
+            self._on_txn_error(exc, producer, consumer, tokens)
+            return
+        for key, n in counts.items():
+            self.counters[key] += n
+        for size, body in published:
+            self.anchorer.submit(size, body)
+            self.state.unanchored[size] = body
+        for t in tokens:
+            self.state.unanchored.pop(t.tree_size, None)
+        self.write_status()
+
+    def _usable(self, msg: Any) -> bool:
+        err = msg.error()
+        if err is None:
+            return True
+        if err.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer error: %s", err)
+        return False
+
+    def _handle(self, producer: Producer, m: Any, counts: dict[str, int]) -> None:
+        assert self.seq is not None
+        ts_type, ts = m.timestamp()
+        src = Source(m.topic(), m.partition(), m.offset(), m.key(), ts if ts_type else None)
+        outcome = self.seq.process(m.value(), src)
+        if outcome.entry is not None:
+            entry = outcome.entry
+            if self.s.timestamp_mode == "entry":
+                stamped = self.anchorer.stamp_now(bytes(entry["entry_hash"]))
+                entry["timestamp_token"] = stamped[1] if stamped else None
+            producer.produce(self.s.topics.entries, codec.encode("LedgerEntry", entry),
+                             key=entry["action"]["agent_id"].encode())
+            counts["entries"] += 1
+        elif outcome.dead_letter is not None:
+            producer.produce(self.s.topics.deadletter, codec.encode("DeadLetter", outcome.dead_letter))
+            counts["dead_letters"] += 1
+        else:
+            counts["duplicates"] += 1
+
+    def _checkpoint(self, producer: Producer) -> tuple[int, bytes]:
+        st = self.state
+        size, created = st.tree.size, now_us()
+        root = st.tree.root()
+        body = records.checkpoint_body(self.s.origin, size, root, st.head, created)
+        producer.produce(self.s.topics.checkpoints, codec.encode("Checkpoint", {
+            "spec_version": records.SPEC_VERSION, "origin": self.s.origin, "tree_size": size,
+            "root_hash": root, "chain_head": st.head, "created_at": created, "body": body,
+            "key_id": self.pub.key_id, "signature": self.key.sign(body)}))
+        st.checkpoint_size = size
+        self.last_checkpoint_time = time.monotonic()
+        return size, body
+
+    def _on_txn_error(self, exc: KafkaException, producer: Producer, consumer: Consumer,
+                      tokens: list) -> None:
+        err: KafkaError = exc.args[0]
+        if err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
+                                         KafkaError.INVALID_PRODUCER_EPOCH):
+            raise Fenced(f"fatal transaction error: {err}")
+        log.warning("transaction failed (%s); aborting and rebuilding state", err)
+        self.counters["aborts"] += 1
+        try:
+            producer.abort_transaction(60)
+        except KafkaException as abort_exc:
+            raise Fenced(f"abort failed: {abort_exc}") from exc
+        for t in tokens:  # not published: ask again
+            self.anchorer.submit(t.tree_size, t.body)
+        self.recover()
+        self._assign(consumer)
+
+    # --- status ----------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        st = self.state
+        return {
+            "pid": os.getpid(), "role": self.role, "key_id": self.pub.key_id,
+            "next_seq": st.next_seq, "checkpoint_size": st.checkpoint_size,
+            "signing_mode": self.s.signing_mode, "timestamp_mode": self.s.timestamp_mode,
+            "tsa_backlog": self.anchorer.backlog, "tsa_failures": self.anchorer.failures,
+            "tsa_last_error": self.anchorer.last_error, "unanchored_checkpoints": len(st.unanchored),
+            "skipped_on_recovery": st.skipped_on_recovery, **self.counters,
+            "started_at": self.started, "updated_at": time.time(),
+        }
+
+    def write_status(self, force: bool = False) -> None:
+        if self.s.status_file is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_status < 0.5:
+            return
+        self._last_status = now
+        path = self.s.status_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.status(), indent=2))
+        os.replace(tmp, path)

@@ -1,0 +1,54 @@
+"""Signer settings, with defaults that suit the dev stack."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ledgerstream.core.config import Topics
+
+
+@dataclass(frozen=True)
+class SignerSettings:
+    bootstrap: str
+    topics: Topics
+    key_path: Path
+    #: RFC 3161 TSAs; tried in order ("first") or every one as a witness ("all")
+    tsa_urls: tuple[str, ...] = ()
+    tsa_policy: str = "first"
+    #: "entry": every entry carries an ML-DSA-65 signature; "checkpoint": only checkpoints do
+    signing_mode: str = "entry"
+    #: "checkpoint": one token per checkpoint; "entry": also a token per entry (low volume)
+    timestamp_mode: str = "checkpoint"
+    batch_size: int = 500
+    batch_ms: int = 50
+    checkpoint_every: int = 1000
+    checkpoint_ms: int = 5000
+    max_record_bytes: int = 1024 * 1024
+    #: how many recent event_ids are remembered for dedup and link resolution
+    dedup_horizon: int = 1_000_000
+    origin: str = "ledgerstream/dev"
+    transactional_id: str = ""
+    group_id: str = ""
+    status_file: Path | None = None
+    #: wait for the leadership lease before writing (hot standby)
+    leader_election: bool = True
+    session_timeout_ms: int = 6000
+    extra_producer: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.signing_mode not in ("entry", "checkpoint"):
+            raise ValueError(f"signing_mode must be 'entry' or 'checkpoint', not {self.signing_mode!r}")
+        if self.timestamp_mode not in ("checkpoint", "entry"):
+            raise ValueError(f"timestamp_mode must be 'checkpoint' or 'entry', not {self.timestamp_mode!r}")
+        if self.tsa_policy not in ("first", "all"):
+            raise ValueError("tsa_policy must be 'first' or 'all'")
+        if self.checkpoint_every < 1 or self.batch_size < 1:
+            raise ValueError("checkpoint_every and batch_size must be positive")
+
+    @property
+    def txn_id(self) -> str:
+        return self.transactional_id or f"{self.topics.entries}.signer"
+
+    @property
+    def group(self) -> str:
+        return self.group_id or f"{self.topics.entries}.signer"

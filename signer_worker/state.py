@@ -1,0 +1,127 @@
+"""The signer's in-memory ledger state, rebuilt on start from what is committed.
+
+Nothing here is persisted separately: the committed ``entries`` and ``checkpoints``
+topics are the only source of truth, so a crash at any point leaves nothing to repair.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from ledgerstream.core import codec, merkle, records
+from ledgerstream.core.errors import DecodeError, InvalidSignature
+from ledgerstream.core.mldsa import PublicKey
+
+log = logging.getLogger("ledgerstream.signer")
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the signer remembers of a sequenced event (dedup and link resolution)."""
+
+    agent_id: str
+    seq: int
+    entry_hash: bytes
+    payload_hash: bytes
+
+
+class LedgerState:
+    """seq, chain head, per-agent heads, Merkle tree and a bounded event index."""
+
+    def __init__(self, dedup_horizon: int = 1_000_000) -> None:
+        self.next_seq = 0
+        self.head = records.ZERO_HASH
+        self.agents: dict[str, tuple[int, bytes]] = {}
+        self.tree = merkle.MerkleTree()
+        self.events: OrderedDict[str, Known] = OrderedDict()
+        self.horizon = dedup_horizon
+        self.checkpoint_size = 0
+        self.unanchored: dict[int, bytes] = {}  # tree_size -> checkpoint body awaiting a token
+        self.skipped_on_recovery = 0
+
+    # --- updates ---------------------------------------------------------------------------
+    def apply(self, entry: dict[str, Any]) -> None:
+        """Integrate an entry that is (about to be) committed."""
+        h = bytes(entry["entry_hash"])
+        action = entry["action"]
+        self.next_seq = entry["seq"] + 1
+        self.head = h
+        self.agents[action["agent_id"]] = (entry["agent_seq"] + 1, h)
+        self.tree.append(merkle.leaf_hash(records.merkle_leaf_input(h)))
+        self.events[action["event_id"]] = Known(action["agent_id"], entry["seq"], h, bytes(action["payload_hash"]))
+        if len(self.events) > self.horizon:
+            self.events.popitem(last=False)
+
+    def agent_position(self, agent_id: str) -> tuple[int, bytes]:
+        return self.agents.get(agent_id, (0, records.ZERO_HASH))
+
+    # --- recovery ----------------------------------------------------------------------------
+    def recover_entries(self, stream: Iterable[tuple[int, bytes]], key: PublicKey) -> None:
+        """Rebuild from the committed entries topic, skipping anything we did not write.
+
+        Foreign records (replays, corrupt bytes, forgeries by a rogue producer) are not
+        adopted: an entry is taken only if it continues our chain, its hash recomputes,
+        it names our key and, when signed, its signature verifies. Verifiers alert on
+        the rest; the signer must simply never build on it.
+        """
+        for offset, raw in stream:
+            try:
+                _, entry = codec.decode(raw, expect="LedgerEntry")
+            except DecodeError:
+                self.skipped_on_recovery += 1
+                continue
+            if not self._continues_chain(entry, key):
+                self.skipped_on_recovery += 1
+                continue
+            self.apply(entry)
+        if self.skipped_on_recovery:
+            log.warning("recovery skipped %d foreign or invalid records on the entries topic",
+                        self.skipped_on_recovery)
+
+    def _continues_chain(self, entry: dict[str, Any], key: PublicKey) -> bool:
+        if entry["seq"] != self.next_seq or bytes(entry["prev_hash"]) != self.head:
+            return False
+        if entry["key_id"] != key.key_id:
+            return False
+        h = records.entry_hash(entry)
+        if h != bytes(entry["entry_hash"]):
+            return False
+        agent_seq, agent_prev = self.agent_position(entry["action"]["agent_id"])
+        if entry["agent_seq"] != agent_seq or bytes(entry["agent_prev_hash"]) != agent_prev:
+            return False
+        if entry.get("signature") is not None:
+            try:
+                key.verify(bytes(entry["signature"]), records.entry_signing_message(h))
+            except InvalidSignature:
+                return False
+        return True
+
+    def recover_checkpoints(self, stream: Iterable[tuple[int, bytes]], key: PublicKey) -> None:
+        """Find the last checkpoint we signed and the ones still waiting for a token."""
+        bodies: dict[bytes, tuple[int, bytes]] = {}  # body hash -> (tree_size, body)
+        anchored: set[bytes] = set()
+        for offset, raw in stream:
+            try:
+                name, rec = codec.decode(raw, expect=("Checkpoint", "TimestampAnchor"))
+            except DecodeError:
+                continue
+            if name == "TimestampAnchor":
+                anchored.add(bytes(rec["body_hash"]))
+                continue
+            if rec["key_id"] != key.key_id or rec["tree_size"] > self.tree.size:
+                continue
+            try:
+                key.verify(bytes(rec["signature"]), bytes(rec["body"]))
+            except InvalidSignature:
+                continue
+            if self.tree.root(rec["tree_size"]) != bytes(rec["root_hash"]):
+                continue
+            body = bytes(rec["body"])
+            bodies[hashlib.sha256(body).digest()] = (rec["tree_size"], body)
+            self.checkpoint_size = max(self.checkpoint_size, rec["tree_size"])
+        for body_hash, (size, body) in bodies.items():
+            if body_hash not in anchored:
+                self.unanchored[size] = body

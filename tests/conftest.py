@@ -1,0 +1,175 @@
+"""Shared fixtures: one real Kafka broker (and one dev TSA) per test session.
+
+They are started through the same modules the CLI's dev stack uses, on free loopback
+ports, and always torn down. Tests isolate themselves with a unique topic prefix.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from ledgerstream.core.config import Topics
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator["KafkaBroker"]:
+    from ledgerstream.stack.kafka import KafkaBroker
+
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def bootstrap(kafka_broker) -> str:
+    return kafka_broker.bootstrap
+
+
+@pytest.fixture()
+def topics(bootstrap: str) -> Topics:
+    """Fresh topics for one test (unique prefix), created with the production layout."""
+    from ledgerstream.stack.topics import ensure_topics
+
+    t = Topics.with_prefix(f"t{uuid.uuid4().hex[:10]}.")
+    ensure_topics(bootstrap, t)
+    return t
+
+
+@pytest.fixture(scope="session")
+def dev_tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator["DevTSA"]:
+    from ledgerstream.stack.devtsa import DevTSA
+
+    tsa = DevTSA(tmp_path_factory.mktemp("tsa"))
+    tsa.start()
+    try:
+        yield tsa
+    finally:
+        tsa.stop()
+
+
+@pytest.fixture()
+def ls_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An isolated $LEDGERSTREAM_HOME for one test."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("LEDGERSTREAM_HOME", str(home))
+    monkeypatch.delenv("LEDGERSTREAM_BOOTSTRAP", raising=False)
+    return home
+
+
+class SignerProcess:
+    """A real signer subprocess (``python -m ledgerstream.signer_worker``) for one test."""
+
+    def __init__(self, bootstrap: str, topics: Topics, key_path: Path, workdir: Path, *extra: str,
+                 tsa_url: str | None = None) -> None:
+        import subprocess
+        import sys
+
+        self.status_file = workdir / f"signer-{uuid.uuid4().hex[:6]}.json"
+        self.log_path = workdir / f"{self.status_file.stem}.log"
+        prefix = topics.actions[: -len("actions")]
+        argv = [sys.executable, "-m", "ledgerstream.signer_worker", "--bootstrap", bootstrap,
+                "--key", str(key_path), "--topic-prefix", prefix, "--status-file", str(self.status_file),
+                "--checkpoint-ms", "1000", *extra]
+        argv += ["--tsa-url", tsa_url] if tsa_url else []
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def status(self) -> dict:
+        import json
+
+        try:
+            return json.loads(self.status_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def wait_role(self, role: str, timeout: float = 60.0) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.status().get("role") == role and self.status().get("pid") == self.pid:
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"signer exited {self.proc.returncode}:\n{self.log()}")
+            time.sleep(0.1)
+        raise AssertionError(f"signer never became {role}:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def signer_key_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ledgerstream.core import mldsa
+
+    path = tmp_path_factory.mktemp("keys") / "signer.pem"
+    mldsa.save_private_key(mldsa.PrivateKey.generate(), path)
+    return path
+
+
+@pytest.fixture()
+def start_signer(bootstrap: str, topics: Topics, signer_key_path: Path, tmp_path: Path):
+    """Factory: start_signer(*extra_args, tsa_url=None) -> SignerProcess; all stopped after the test."""
+    started: list[SignerProcess] = []
+
+    def _start(*extra: str, tsa_url: str | None = None, key_path: Path | None = None) -> SignerProcess:
+        proc = SignerProcess(bootstrap, topics, key_path or signer_key_path, tmp_path, *extra, tsa_url=tsa_url)
+        started.append(proc)
+        return proc
+
+    yield _start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """One full dev stack (``ledgerstream dev up --detach``) shared by the e2e tests.
+
+    Yields the ``dev status --json`` state; tests that tamper with the ledger must use
+    their own stack or accept that later tests see their alerts.
+    """
+    import json
+    import subprocess
+    import sys
+
+    home = tmp_path_factory.mktemp("devhome")
+    env = dict(os.environ, LEDGERSTREAM_HOME=str(home))
+    env.pop("LEDGERSTREAM_BOOTSTRAP", None)
+    cli = [sys.executable, "-m", "ledgerstream.cli.main"]
+    subprocess.run(cli + ["dev", "up", "--detach"], env=env, check=True, capture_output=True, timeout=300)
+    try:
+        out = subprocess.run(cli + ["dev", "status", "--json"], env=env, check=True, capture_output=True,
+                             text=True).stdout
+        state = json.loads(out)
+        state["env"] = env
+        yield state
+    finally:
+        subprocess.run(cli + ["dev", "down"], env=env, capture_output=True, timeout=120)

@@ -1,0 +1,311 @@
+"""ledgerstream.core.mldsa: every available backend, key files, and the backend probe."""
+from __future__ import annotations
+
+import base64
+import ctypes.util
+import hashlib
+import os
+import stat
+import sys
+import threading
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA65PrivateKey
+
+from ledgerstream.core import mldsa
+from ledgerstream.core.errors import ConfigError, InvalidSignature, UnsupportedAlgorithm
+from ledgerstream.core.mldsa import PrivateKey, PublicKey
+
+pytestmark = pytest.mark.unit
+
+SEED = bytes(range(32))
+MESSAGE = b"ledgerstream: agent 7 called tool 'search' with 3 arguments"
+
+
+@pytest.fixture(autouse=True)
+def _no_backend_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(mldsa.BACKEND_ENV, raising=False)
+
+
+@pytest.fixture(params=mldsa.available_backends())
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def _require_liboqs() -> None:
+    if "liboqs" not in mldsa.available_backends():
+        reason = f"liboqs backend absent: {mldsa._probe_liboqs().reason}"
+        print(reason)
+        pytest.skip(reason)
+
+
+def _flip(data: bytes, index: int) -> bytes:
+    out = bytearray(data)
+    out[index] ^= 0x01
+    return bytes(out)
+
+
+def test_pyca_is_always_available() -> None:
+    assert "pyca" in mldsa.available_backends()
+    assert mldsa.default_backend() == mldsa.available_backends()[0]
+
+
+def test_sign_and_verify(backend: str) -> None:
+    key = PrivateKey.generate(backend)
+    assert key.backend == backend
+    signature = key.sign(MESSAGE)
+    assert len(signature) == mldsa.SIGNATURE_SIZE == 3309
+    key.public_key().verify(signature, MESSAGE)
+    PublicKey.from_bytes(key.public_key().raw, backend).verify(signature, MESSAGE)
+    key.public_key().verify(key.sign(b""), b"")
+
+
+def test_signing_is_hedged(backend: str) -> None:
+    key = PrivateKey.from_seed(SEED, backend)
+    assert key.sign(MESSAGE) != key.sign(MESSAGE)
+
+
+BAD_CASES = {
+    "wrong key": lambda sig, msg, other: (other, sig, msg),
+    "tampered message": lambda sig, msg, other: (None, sig, msg + b"."),
+    "tampered first byte": lambda sig, msg, other: (None, _flip(sig, 0), msg),
+    "tampered middle byte": lambda sig, msg, other: (None, _flip(sig, 1700), msg),
+    "tampered last byte": lambda sig, msg, other: (None, _flip(sig, -1), msg),
+    "truncated signature": lambda sig, msg, other: (None, sig[:-1], msg),
+    "extended signature": lambda sig, msg, other: (None, sig + b"\x00", msg),
+    "empty signature": lambda sig, msg, other: (None, b"", msg),
+    "random signature": lambda sig, msg, other: (None, os.urandom(len(sig)), msg),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_signatures_raise_invalid_signature(backend: str, case: str) -> None:
+    key = PrivateKey.generate(backend)
+    other = PrivateKey.generate(backend).public_key()
+    public, signature, message = BAD_CASES[case](key.sign(MESSAGE), MESSAGE, other)
+    public = public or key.public_key()
+    with pytest.raises(InvalidSignature) as info:
+        public.verify(signature, message)
+    assert info.value.kind == "bad_signature"
+    assert info.value.evidence["key_id"] == public.key_id
+    assert public.key_id[:16] in str(info.value) or "bytes" in str(info.value)
+
+
+def test_key_id_is_sha256_of_raw_public_key(backend: str) -> None:
+    public = PrivateKey.from_seed(SEED, backend).public_key()
+    assert len(public.raw) == mldsa.PUBLIC_KEY_SIZE == 1952
+    assert public.key_id == hashlib.sha256(public.raw).hexdigest()
+    assert public.key_id == public.key_id.lower() and len(public.key_id) == 64
+
+
+def test_seed_round_trip(backend: str) -> None:
+    key = PrivateKey.from_seed(SEED, backend)
+    assert key.seed == SEED
+    expected = MLDSA65PrivateKey.from_seed_bytes(SEED).public_key().public_bytes_raw()
+    assert key.public_key().raw == expected
+    again = PrivateKey.from_seed(key.seed, backend)
+    again.public_key().verify(key.sign(MESSAGE), MESSAGE)
+
+
+@pytest.mark.parametrize("size", [0, 31, 33, 64])
+def test_seed_must_be_32_bytes(size: int) -> None:
+    with pytest.raises(ConfigError, match="32 bytes"):
+        PrivateKey.from_seed(bytes(size))
+
+
+def test_public_key_must_be_1952_bytes() -> None:
+    with pytest.raises(ConfigError, match="1952"):
+        PublicKey.from_bytes(bytes(1951))
+
+
+def test_private_key_file_round_trip(tmp_path, backend: str) -> None:
+    key = PrivateKey.generate(backend)
+    path = tmp_path / "signer.pem"
+    mldsa.save_private_key(key, path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    pyca = MLDSA65PrivateKey.from_seed_bytes(key.seed)
+    assert path.read_bytes() == pyca.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    for source in (path, str(path), path.read_bytes()):
+        loaded = mldsa.load_private_key(source, backend=backend)
+        assert loaded.seed == key.seed and loaded.backend == backend
+        assert loaded.public_key() == key.public_key()
+
+
+def test_save_refuses_to_overwrite_unless_asked(tmp_path) -> None:
+    path = tmp_path / "signer.pem"
+    first, second = PrivateKey.generate(), PrivateKey.generate()
+    mldsa.save_private_key(first, path)
+    with pytest.raises(ConfigError, match="already exists"):
+        mldsa.save_private_key(second, path)
+    assert mldsa.load_private_key(path).seed == first.seed
+    path.chmod(0o644)
+    mldsa.save_private_key(second, path, overwrite=True)
+    assert mldsa.load_private_key(path).seed == second.seed
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["signer.pem"]
+
+
+def test_public_key_pem_and_raw_round_trip(backend: str) -> None:
+    public = PrivateKey.from_seed(SEED).public_key()
+    pem = mldsa.public_key_pem(public)
+    assert pem.startswith(b"-----BEGIN PUBLIC KEY-----")
+    pyca = MLDSA65PrivateKey.from_seed_bytes(SEED).public_key()
+    assert pem == pyca.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    for source in (pem, public.raw):
+        loaded = mldsa.load_public_key(source, backend=backend)
+        assert loaded == public and loaded.backend == backend
+
+
+def _ed25519_pem() -> bytes:
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"", "not a PEM"),
+        (b"garbage\n", "not a PEM"),
+        (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "not a PEM"),
+        (_ed25519_pem(), "Ed25519"),
+    ],
+    ids=["empty", "garbage", "bad base64 body", "ed25519 key"],
+)
+def test_load_private_key_rejects_bad_files(tmp_path, content: bytes, match: str) -> None:
+    path = tmp_path / "bad.pem"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=match) as info:
+        mldsa.load_private_key(path)
+    assert str(path) in str(info.value)
+
+
+def _pkcs8_pem(private_key_field: bytes) -> bytes:
+    """A PKCS#8 id-ml-dsa-65 key whose privateKey OCTET STRING holds ``private_key_field``."""
+
+    def tlv(tag: int, value: bytes) -> bytes:
+        n = len(value)
+        size = bytes([n]) if n < 128 else bytes([0x82]) + n.to_bytes(2, "big")
+        return bytes([tag]) + size + value
+
+    algorithm = bytes.fromhex("300b0609608648016503040312")
+    der = tlv(0x30, bytes.fromhex("020100") + algorithm + tlv(0x04, private_key_field))
+    return b"-----BEGIN PRIVATE KEY-----\n" + base64.encodebytes(der) + b"-----END PRIVATE KEY-----\n"
+
+
+def test_load_private_key_reads_only_the_seed_form() -> None:
+    seed_form = _pkcs8_pem(bytes([0x80, 32]) + SEED)
+    assert mldsa.load_private_key(seed_form).seed == SEED
+    expanded = bytes([0x04, 0x82, 0x0F, 0xC0]) + bytes(4032)
+    both = bytes([0x30, 0x82, 0x0F, 0xE6, 0x04, 32]) + SEED + expanded
+    for other_form in (expanded, both):
+        with pytest.raises(ConfigError, match="not a PEM PKCS#8"):
+            mldsa.load_private_key(_pkcs8_pem(other_form))
+
+
+def test_load_private_key_rejects_encrypted_pem() -> None:
+    pem = MLDSA65PrivateKey.from_seed_bytes(SEED).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    with pytest.raises(ConfigError, match="encrypted"):
+        mldsa.load_private_key(pem)
+
+
+def test_load_private_key_missing_file(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="cannot read private key"):
+        mldsa.load_private_key(tmp_path / "absent.pem")
+
+
+def test_load_public_key_rejects_bad_input() -> None:
+    with pytest.raises(ConfigError, match="neither a PEM"):
+        mldsa.load_public_key(b"short")
+    ed_public = Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with pytest.raises(ConfigError, match="Ed25519"):
+        mldsa.load_public_key(ed_public)
+
+
+def test_env_selects_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(mldsa.BACKEND_ENV, "pyca")
+    assert mldsa.default_backend() == "pyca"
+    assert PrivateKey.generate().backend == "pyca"
+    monkeypatch.setenv(mldsa.BACKEND_ENV, "rot13")
+    with pytest.raises(UnsupportedAlgorithm, match="unknown ML-DSA backend 'rot13'"):
+        mldsa.default_backend()
+
+
+def test_absent_liboqs_raises_unsupported_algorithm(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mldsa, "_probe_liboqs", lambda: mldsa._Probe(None, "no library (test)"))
+    assert mldsa.available_backends() == ["pyca"]
+    assert mldsa.default_backend() == "pyca"
+    with pytest.raises(UnsupportedAlgorithm, match="'liboqs' is not available: no library"):
+        PrivateKey.generate("liboqs")
+    with pytest.raises(UnsupportedAlgorithm, match="liboqs"):
+        PublicKey.from_bytes(PrivateKey.from_seed(SEED).public_key().raw, "liboqs")
+    monkeypatch.setenv(mldsa.BACKEND_ENV, "liboqs")
+    with pytest.raises(UnsupportedAlgorithm, match="install_liboqs"):
+        mldsa.default_backend()
+
+
+def test_probe_never_raises_or_imports_oqs(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    had_oqs = "oqs" in sys.modules
+    monkeypatch.setenv("OQS_INSTALL_PATH", str(tmp_path))
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    probe = mldsa._probe_liboqs.__wrapped__()  # uncached: the real probe, run again
+    assert probe.backend is None and "no liboqs shared library" in probe.reason
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "liboqs.so").write_bytes(b"not an ELF file")
+    probe = mldsa._probe_liboqs.__wrapped__()
+    assert probe.backend is None and "liboqs.so" in probe.reason
+    assert ("oqs" in sys.modules) == had_oqs
+
+
+def test_liboqs_probe_reports_version() -> None:
+    _require_liboqs()
+    reason = mldsa._probe_liboqs().reason
+    major, minor = (int(p) for p in reason.split()[1].split(".")[:2])
+    assert (major, minor) >= (0, 12)
+
+
+def test_cross_verification_between_backends() -> None:
+    _require_liboqs()
+    keys = {name: PrivateKey.from_seed(SEED, name) for name in ("pyca", "liboqs")}
+    assert keys["pyca"].public_key().raw == keys["liboqs"].public_key().raw
+    for signer in keys.values():
+        signature = signer.sign(MESSAGE)
+        for verifier in ("pyca", "liboqs"):
+            public = PublicKey.from_bytes(signer.public_key().raw, verifier)
+            public.verify(signature, MESSAGE)
+            with pytest.raises(InvalidSignature):
+                public.verify(_flip(signature, 100), MESSAGE)
+
+
+def test_liboqs_keygen_from_seed_is_thread_safe() -> None:
+    _require_liboqs()
+    seeds = [hashlib.sha256(bytes([i])).digest() for i in range(24)]
+    results: dict[bytes, bytes] = {}
+
+    def work(chunk: list[bytes]) -> None:
+        for seed in chunk:
+            key = PrivateKey.from_seed(seed, "liboqs")
+            key.sign(MESSAGE)  # signing in parallel draws OS randomness through the same liboqs
+            results[seed] = key.public_key().raw
+
+    threads = [threading.Thread(target=work, args=(seeds[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for seed in seeds:
+        assert results[seed] == MLDSA65PrivateKey.from_seed_bytes(seed).public_key().public_bytes_raw()
+
+
+def test_measure_sign_rate(backend: str) -> None:
+    assert mldsa.measure_sign_rate(backend, seconds=0.05) > 0
