@@ -15,6 +15,9 @@ import click
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "dev": ("ledgerstream.cli.dev", "dev", "Run the embedded dev stack (Kafka, dev TSA, signer, verifiers, dashboard)."),
     "keys": ("ledgerstream.cli.keys", "keys", "Generate and inspect ML-DSA-65 signing keys."),
+    "show": ("ledgerstream.cli.ledger", "show", "Show one entry with its signature and signed bytes."),
+    "prove": ("ledgerstream.cli.ledger", "prove", "RFC 9162 inclusion / consistency proofs."),
+    "checkpoints": ("ledgerstream.cli.ledger", "checkpoints", "List and export signed checkpoints."),
 }
 
 

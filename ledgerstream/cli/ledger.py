@@ -1,0 +1,198 @@
+"""``show``, ``prove`` and ``checkpoints``: read the ledger, print entries and proofs."""
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import click
+
+from ledgerstream.cli.common import (EXIT_FAILED, bootstrap_option, fail, home_option, info, json_option,
+                                     print_json, resolve_home)
+from ledgerstream.core import config, mldsa, records
+from ledgerstream.tools.ledger_snapshot import LedgerSnapshot, entry_json, load_ledger
+
+
+def _load(home: Path | None, bootstrap: str | None) -> tuple[LedgerSnapshot, Path]:
+    home_dir = resolve_home(home)
+    snap = load_ledger(config.resolve_bootstrap(bootstrap, home_dir), config.resolve_topics(home_dir))
+    return snap, home_dir
+
+
+def _public_key_for(home_dir: Path, key_id: str) -> mldsa.PublicKey | None:
+    """The trusted signer key with this key_id, from HOME/keys (signer.pub.pem, trusted/*.pem)."""
+    keys_dir = home_dir / "keys"
+    candidates = [keys_dir / "signer.pub.pem", *sorted((keys_dir / "trusted").glob("*.pem"))]
+    for path in candidates:
+        if path.exists():
+            pub = mldsa.load_public_key(path.read_bytes())
+            if pub.key_id == key_id:
+                return pub
+    return None
+
+
+@click.command()
+@click.option("--seq", type=int, required=True, help="Sequence number of the entry.")
+@home_option
+@bootstrap_option
+@json_option
+def show(seq: int, home: Path | None, bootstrap: str | None, as_json: bool) -> None:
+    """Show one ledger entry with its signature and the exact bytes that were signed."""
+    snap, home_dir = _load(home, bootstrap)
+    try:
+        entry = snap.entry(seq)
+    except LookupError as exc:
+        fail(str(exc), EXIT_FAILED)
+    h = bytes(entry["entry_hash"])
+    pub = _public_key_for(home_dir, entry["key_id"])
+    out = entry_json(entry)
+    out.update({
+        "public_key_hex": pub.raw.hex() if pub else None,
+        "signature_hex": bytes(entry["signature"]).hex() if entry.get("signature") else None,
+        "signed_message_hex": records.entry_signing_message(h).hex(),
+        "entry_hash_input_hex": records.entry_hash_input(entry).hex(),
+        "offset": snap.offsets[seq],
+    })
+    if as_json:
+        print_json(out)
+        return
+    a = entry["action"]
+    click.echo(f"seq {seq}  {a['action_type']}  agent {a['agent_id']}  event {a['event_id']}")
+    click.echo(f"entry_hash {h.hex()}\nprev_hash  {bytes(entry['prev_hash']).hex()}")
+    click.echo(f"agent_seq {entry['agent_seq']}  key_id {entry['key_id']}")
+    click.echo(f"payload {out['action'].get('payload')}")
+
+
+@click.group()
+def prove() -> None:
+    """RFC 9162 inclusion and consistency proofs against the ledger's Merkle tree."""
+
+
+@prove.command()
+@click.option("--seq", type=int, required=True, help="Entry to prove.")
+@click.option("--tree-size", type=int, default=None,
+              help="Tree size to prove against [default: the latest checkpoint that covers the entry].")
+@home_option
+@bootstrap_option
+@json_option
+def inclusion(seq: int, tree_size: int | None, home: Path | None, bootstrap: str | None, as_json: bool) -> None:
+    """Audit path proving entry SEQ is leaf SEQ of the tree of TREE_SIZE entries."""
+    snap, _ = _load(home, bootstrap)
+    try:
+        entry = snap.entry(seq)
+        size = tree_size if tree_size is not None else snap.checkpoint_for(covering=seq)["tree_size"]
+        if not seq < size <= snap.tree.size:
+            raise LookupError(f"tree size {size} must be > {seq} and <= {snap.tree.size}")
+    except LookupError as exc:
+        fail(str(exc), EXIT_FAILED)
+    out = {
+        "leaf_index": seq,
+        "tree_size": size,
+        "leaf_hash": snap.tree.leaf(seq).hex(),
+        "entry_hash": bytes(entry["entry_hash"]).hex(),
+        "root_hash": snap.tree.root(size).hex(),
+        "audit_path": [h.hex() for h in snap.tree.inclusion_proof(seq, size)],
+    }
+    _emit(out, as_json)
+
+
+@prove.command()
+@click.option("--from", "first", type=int, required=True, help="Older tree size.")
+@click.option("--to", "second", type=int, required=True, help="Newer tree size.")
+@home_option
+@bootstrap_option
+@json_option
+def consistency(first: int, second: int, home: Path | None, bootstrap: str | None, as_json: bool) -> None:
+    """Proof that the tree of FROM entries is a prefix of the tree of TO entries."""
+    snap, _ = _load(home, bootstrap)
+    if not 0 <= first <= second <= snap.tree.size:
+        fail(f"need 0 <= from <= to <= {snap.tree.size} (ledger size)", EXIT_FAILED)
+    out = {
+        "first_size": first,
+        "second_size": second,
+        "first_root": snap.tree.root(first).hex(),
+        "second_root": snap.tree.root(second).hex(),
+        "consistency_path": [h.hex() for h in snap.tree.consistency_proof(first, second)],
+    }
+    _emit(out, as_json)
+
+
+def _emit(out: dict, as_json: bool) -> None:
+    if as_json:
+        print_json(out)
+    else:
+        for k, v in out.items():
+            click.echo(f"{k}: {v}")
+
+
+@click.group()
+def checkpoints() -> None:
+    """List signed checkpoints (tree heads) and export one for offline checks."""
+
+
+def _checkpoint_json(snap: LedgerSnapshot, c: dict) -> dict:
+    anchors = snap.anchors_for(c)
+    return {
+        "tree_size": c["tree_size"],
+        "root_hash": bytes(c["root_hash"]).hex(),
+        "chain_head": bytes(c["chain_head"]).hex(),
+        "created_at": c["created_at"],
+        "origin": c["origin"],
+        "key_id": c["key_id"],
+        "timestamps": [{"tsa": a["timestamp"]["tsa"], "token_bytes": len(a["timestamp"]["token"])} for a in anchors],
+        "anchored": bool(anchors),
+    }
+
+
+@checkpoints.command("list")
+@home_option
+@bootstrap_option
+@json_option
+def list_(home: Path | None, bootstrap: str | None, as_json: bool) -> None:
+    """Every checkpoint on the topic, oldest first, with its anchoring state."""
+    snap, _ = _load(home, bootstrap)
+    rows = [_checkpoint_json(snap, c) for c in snap.checkpoints]
+    if as_json:
+        print_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['tree_size']:>10}  {r['root_hash'][:16]}…  "
+                   f"{'anchored' if r['anchored'] else 'NOT anchored yet'}")
+
+
+@checkpoints.command("export")
+@click.option("--tree-size", type=int, required=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder to write into.")
+@home_option
+@bootstrap_option
+def export(tree_size: int, out_dir: Path, home: Path | None, bootstrap: str | None) -> None:
+    """Write the checkpoint body, its token, the TSA CA, the signature and the public key.
+
+    Then, by hand: openssl ts -verify -data DIR/checkpoint -in DIR/checkpoint.tsr -CAfile DIR/tsa-ca.pem
+    """
+    snap, home_dir = _load(home, bootstrap)
+    try:
+        c = snap.checkpoint_for(tree_size=tree_size)
+    except LookupError as exc:
+        fail(str(exc), EXIT_FAILED)
+    anchors = snap.anchors_for(c)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    body = bytes(c["body"])
+    (out_dir / "checkpoint").write_bytes(body)
+    (out_dir / "checkpoint.sig").write_bytes(bytes(c["signature"]))
+    (out_dir / "checkpoint.note").write_text(records.signed_note(body, c["origin"], c["key_id"], bytes(c["signature"])))
+    pub = _public_key_for(home_dir, c["key_id"])
+    if pub is not None:
+        (out_dir / "signer.pub.pem").write_bytes(mldsa.public_key_pem(pub))
+        (out_dir / "signer.pub.raw").write_bytes(pub.raw)
+    else:
+        info(f"warning: no trusted public key with key_id {c['key_id']} under {home_dir / 'keys'}")
+    if anchors:
+        (out_dir / "checkpoint.tsr").write_bytes(bytes(anchors[0]["timestamp"]["token"]))
+        for i, a in enumerate(anchors[1:], start=2):
+            (out_dir / f"checkpoint.{i}.tsr").write_bytes(bytes(a["timestamp"]["token"]))
+    else:
+        info("warning: this checkpoint has no RFC 3161 token yet (TSA backlog); checkpoint.tsr not written")
+    ca = home_dir / "tsa" / "ca.pem"
+    if ca.exists():
+        (out_dir / "tsa-ca.pem").write_bytes(ca.read_bytes())
+    info(f"wrote {out_dir}: checkpoint ({len(body)} bytes, root {base64.b64encode(bytes(c['root_hash'])).decode()})")

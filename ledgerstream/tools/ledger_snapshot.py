@@ -1,0 +1,112 @@
+"""A read-only snapshot of the ledger as committed in Kafka, for the CLI tools.
+
+Loads ``entries`` and ``checkpoints`` once and keeps the main chain (the first record
+for each seq that continues the hash chain and whose hash recomputes), the Merkle tree
+over it, checkpoints and their timestamp anchors. Records that do not fit are kept
+aside as ``foreign`` so tools can show them instead of hiding them.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ledgerstream.core import codec, merkle, records
+from ledgerstream.core.config import Topics
+from ledgerstream.core.errors import DecodeError
+from ledgerstream.core.topic_reader import read_partition
+
+
+@dataclass
+class LedgerSnapshot:
+    entries: list[dict[str, Any]] = field(default_factory=list)   # main chain, index == seq
+    raw: list[bytes] = field(default_factory=list)                 # their bytes as on the topic
+    offsets: list[int] = field(default_factory=list)
+    foreign: list[tuple[int, str]] = field(default_factory=list)   # (offset, why) of records not adopted
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    anchors: dict[bytes, list[dict[str, Any]]] = field(default_factory=dict)  # body hash -> anchors
+    tree: merkle.MerkleTree = field(default_factory=merkle.MerkleTree)
+
+    def entry(self, seq: int) -> dict[str, Any]:
+        if not 0 <= seq < len(self.entries):
+            raise LookupError(f"no entry with seq {seq} (ledger has {len(self.entries)} entries)")
+        return self.entries[seq]
+
+    def checkpoint_for(self, tree_size: int | None = None, covering: int | None = None) -> dict[str, Any]:
+        """The checkpoint of exactly ``tree_size``, or the latest one covering seq ``covering``."""
+        cps = [c for c in self.checkpoints if c["tree_size"] <= self.tree.size]
+        if tree_size is not None:
+            for c in cps:
+                if c["tree_size"] == tree_size:
+                    return c
+            raise LookupError(f"no checkpoint with tree size {tree_size}; "
+                              f"known sizes: {[c['tree_size'] for c in cps][-10:]}")
+        cover = [c for c in cps if covering is None or c["tree_size"] > covering]
+        if not cover:
+            raise LookupError(f"no checkpoint covers seq {covering} yet (latest covers "
+                              f"{cps[-1]['tree_size'] if cps else 0} entries)")
+        return cover[-1]
+
+    def anchors_for(self, checkpoint: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.anchors.get(hashlib.sha256(bytes(checkpoint["body"])).digest(), [])
+
+
+def load_ledger(bootstrap: str, topics: Topics, *, progress: Callable[[int], None] | None = None) -> LedgerSnapshot:
+    snap = LedgerSnapshot()
+    head = records.ZERO_HASH
+    for offset, raw in read_partition(bootstrap, topics.entries):
+        if progress is not None:
+            progress(1)
+        try:
+            _, entry = codec.decode(raw, expect="LedgerEntry")
+        except DecodeError as exc:
+            snap.foreign.append((offset, f"undecodable: {exc}"))
+            continue
+        if entry["seq"] != len(snap.entries) or bytes(entry["prev_hash"]) != head:
+            snap.foreign.append((offset, f"seq {entry['seq']} does not continue the chain"))
+            continue
+        h = records.entry_hash(entry)
+        if h != bytes(entry["entry_hash"]):
+            snap.foreign.append((offset, f"seq {entry['seq']}: entry_hash does not recompute"))
+            continue
+        snap.entries.append(entry)
+        snap.raw.append(raw)
+        snap.offsets.append(offset)
+        snap.tree.append(merkle.leaf_hash(records.merkle_leaf_input(h)))
+        head = h
+    for offset, raw in read_partition(bootstrap, topics.checkpoints):
+        try:
+            name, rec = codec.decode(raw, expect=("Checkpoint", "TimestampAnchor"))
+        except DecodeError as exc:
+            snap.foreign.append((offset, f"checkpoints topic: {exc}"))
+            continue
+        if name == "Checkpoint":
+            rec["_raw"] = raw
+            snap.checkpoints.append(rec)
+        else:
+            snap.anchors.setdefault(bytes(rec["body_hash"]), []).append(rec)
+    snap.checkpoints.sort(key=lambda c: c["tree_size"])
+    return snap
+
+
+def entry_json(entry: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-friendly rendering of a LedgerEntry (bytes as hex, payload as JSON if present)."""
+    import json
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, (bytes, bytearray)):
+            return bytes(v).hex()
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [conv(x) for x in v]
+        return v
+
+    out = conv(entry)
+    payload = entry["action"].get("payload")
+    if payload is not None:
+        try:
+            out["action"]["payload"] = json.loads(bytes(payload))
+        except ValueError:
+            pass
+    return out

@@ -1,0 +1,199 @@
+"""The Ledger's background thread: in-memory queue -> spool journal -> Kafka.
+
+``emit`` only appends to a deque (no I/O on the agent's thread). This thread writes each
+batch to the spool with one ``write`` (so a kill -9 of the agent loses nothing already
+journaled), fsyncs at most every ``FSYNC_INTERVAL`` (so a machine crash loses at most that
+window), and pumps the spool into Kafka. It yields the GIL every ``SLICE`` seconds of work
+so that the agent's own threads are never held up for long.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any, Callable
+
+from ledgerstream.producers.delivery import Delivery, Pump
+from ledgerstream.producers.spool import Spool
+
+log = logging.getLogger("ledgerstream.producer")
+
+FSYNC_INTERVAL = 0.05
+CURSOR_INTERVAL = 0.2
+SLICE = 0.0002          # seconds of work between voluntary GIL releases
+BATCH = 256             # records taken from the queue per slice at most
+IDLE_WAIT = 0.5
+IN_FLIGHT_WAIT = 0.002
+
+
+class Sender:
+    """Owns the spool and the producer of one Ledger; every method but the constructor,
+    :meth:`submit`, :meth:`flush`, :meth:`close` and the counters runs on the thread."""
+
+    def __init__(self, spool: Spool, encode: Callable[[Any, bool], bytes],
+                 delivery_factory: Callable[[], Delivery] | None, name: str) -> None:
+        self.spool = spool
+        self._encode = encode
+        self._factory = delivery_factory
+        self._delivery: Delivery | None = None
+        self._pump = Pump(spool)
+        self._queue: deque[tuple[Any, int]] = deque()
+        self._queued_bytes = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._sleeping = False
+        self._settled = threading.Condition()
+        self._stop_by: float | None = None
+        self.journaled = 0
+        self.lost = 0  # records the spool could not store (disk full, I/O error)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # --- caller side ------------------------------------------------------------------------------
+    def backlog_bytes(self) -> int:
+        """Bytes waiting in memory plus undelivered bytes in the spool (for the size bound)."""
+        return self._queued_bytes + self.spool.pending_bytes
+
+    def submit(self, item: Any, size: int) -> None:
+        with self._lock:
+            self._queue.append((item, size))
+            self._queued_bytes += size
+        if self._sleeping:
+            self._wake.set()
+
+    def undelivered(self) -> int:
+        return len(self._queue) + self.spool.pending_records
+
+    @property
+    def delivered(self) -> int:
+        """Records Kafka acknowledged during this run (including ones left by earlier runs)."""
+        return self._pump.sent
+
+    @property
+    def online(self) -> bool:
+        return self._delivery is not None and self._delivery.online
+
+    def flush(self, timeout: float) -> int:
+        """Wait until every accepted record is delivered (or journaled, when offline)."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        self._wake.set()
+        with self._settled:
+            while True:
+                pending = self.undelivered()
+                if pending == 0 or not self._thread.is_alive() or (self._factory is None and not self._queue):
+                    return pending
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return pending
+                self._settled.wait(min(remaining, 0.05))
+
+    def close(self, timeout: float) -> int:
+        """Journal everything, try to deliver until the deadline, then stop; returns undelivered."""
+        start = time.monotonic()
+        self._stop_by = start + max(0.0, timeout) * 0.8  # leave time for teardown
+        self._wake.set()
+        self._thread.join(max(0.0, timeout - (time.monotonic() - start)))
+        if self._thread.is_alive():
+            log.error("ledger sender did not stop within %.1fs; undelivered records stay in %s",
+                      timeout, self.spool.path)
+        return self.undelivered()
+
+    # --- the thread -------------------------------------------------------------------------------
+    def _run(self) -> None:
+        last_sync = last_cursor = time.monotonic()
+        dirty = cursor_moved = False
+        try:
+            if self._factory is not None:
+                self._delivery = self._factory()
+            while True:
+                slice_end = time.perf_counter() + SLICE
+                wrote = self._journal_batch()
+                dirty |= wrote > 0
+                moved = self._deliver(slice_end) if self._delivery is not None else 0
+                cursor_moved |= moved > 0
+                now = time.monotonic()
+                if dirty and (now - last_sync >= FSYNC_INTERVAL or self._stop_by is not None):
+                    self.spool.sync()
+                    dirty, last_sync = False, now
+                if cursor_moved and now - last_cursor >= CURSOR_INTERVAL:
+                    self.spool.save_cursor()
+                    cursor_moved, last_cursor = False, now
+                if wrote or moved:
+                    with self._settled:
+                        self._settled.notify_all()
+                if self._stop_by is not None and not self._queue and (
+                        self.spool.pending_records == 0 or now >= self._stop_by or not self.online):
+                    break
+                if self._queue:
+                    time.sleep(0)  # let the agent's threads run between slices
+                    continue
+                self._idle(dirty, last_sync)
+        except Exception:  # never die silently: the spool keeps what was journaled
+            log.exception("ledger sender crashed; undelivered records stay in %s", self.spool.path)
+        finally:
+            self._shutdown()
+
+    def _idle(self, dirty: bool, last_sync: float) -> None:
+        timeout = IDLE_WAIT
+        if self._pump.in_flight:
+            timeout = IN_FLIGHT_WAIT
+        elif self._pump.waiting_until:
+            timeout = min(timeout, self._pump.waiting_until - time.monotonic())
+        elif self._delivery is not None and self.spool.pending_records:
+            timeout = IN_FLIGHT_WAIT
+        if dirty:
+            timeout = min(timeout, FSYNC_INTERVAL - (time.monotonic() - last_sync))
+        self._sleeping = True
+        if not self._queue:
+            self._wake.wait(max(0.0, timeout))
+        self._sleeping = False
+        self._wake.clear()
+
+    def _journal_batch(self) -> int:
+        """Encode and append up to BATCH queued records to the spool."""
+        if not self._queue:
+            return 0
+        offline = not self.online
+        items, size = [], 0
+        while self._queue and len(items) < BATCH:
+            item, est = self._queue.popleft()
+            items.append(item)
+            size += est
+        try:
+            bodies = [self._encode(item, offline) for item in items]
+            self.spool.append(bodies)
+            self.journaled += len(bodies)
+        except Exception:
+            self.lost += len(items)
+            log.exception("could not journal %d ledger records in %s; they are lost", len(items), self.spool.path)
+        finally:
+            with self._lock:
+                self._queued_bytes -= size
+        return len(items)
+
+    def _deliver(self, slice_end: float) -> int:
+        delivery = self._delivery
+        if delivery.fatal:
+            delivery.abandon()
+            self._pump.rewind()
+            self._delivery = delivery = self._factory()
+        if time.perf_counter() < slice_end:
+            self._pump.pump(delivery, BATCH)
+        delivery.poll(0)
+        moved = self._pump.settle()
+        if moved:
+            delivery.online = True
+        return moved
+
+    def _shutdown(self) -> None:
+        try:
+            if self._delivery is not None:
+                self._delivery.abandon()
+                self._pump.rewind()
+        finally:
+            try:
+                self.spool.close()
+            finally:
+                with self._settled:
+                    self._settled.notify_all()
