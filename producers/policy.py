@@ -22,10 +22,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from ledgerstream.core.approvals import ApproverSet
 from ledgerstream.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ledgerstream.core.approvals import ApproverSet
 
 ALLOW, DENY, REQUIRE_APPROVAL = "allow", "deny", "require_approval"
 DECISIONS = (ALLOW, DENY, REQUIRE_APPROVAL)
@@ -88,6 +90,8 @@ class Policy:
         if unknown:
             raise ConfigError(f"unknown policy keys: {sorted(unknown)}")
         approvals = data.get("approvals")
+        if approvals:
+            from ledgerstream.core.approvals import ApproverSet
         return cls(data.get("rules") or (), default=data.get("default", ALLOW),
                    approvers=ApproverSet.from_config(approvals, base_dir) if approvals else None)
 

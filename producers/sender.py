@@ -45,6 +45,7 @@ class Sender:
         self._sleeping = False
         self._settled = threading.Condition()
         self._stop_by: float | None = None
+        self._accepted = 0
         self.journaled = 0
         self.lost = 0  # records the spool could not store (disk full, I/O error)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -59,11 +60,14 @@ class Sender:
         with self._lock:
             self._queue.append((item, size))
             self._queued_bytes += size
+            self._accepted += 1
         if self._sleeping:
             self._wake.set()
 
     def undelivered(self) -> int:
-        return len(self._queue) + self.spool.pending_records
+        """Accepted records not yet acknowledged by Kafka (never under-counts: a batch being
+        journaled may briefly count twice)."""
+        return max(0, self._accepted - self.journaled - self.lost) + self.spool.pending_records
 
     @property
     def delivered(self) -> int:
@@ -81,7 +85,8 @@ class Sender:
         with self._settled:
             while True:
                 pending = self.undelivered()
-                if pending == 0 or not self._thread.is_alive() or (self._factory is None and not self._queue):
+                unjournaled = self._accepted - self.journaled - self.lost
+                if pending == 0 or not self._thread.is_alive() or (self._factory is None and unjournaled <= 0):
                     return pending
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

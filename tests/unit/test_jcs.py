@@ -51,3 +51,46 @@ def test_rfc8785_appendix_b_numbers(ieee_hex: str, want: str) -> None:
 def test_non_json_values_are_rejected(bad: object) -> None:
     with pytest.raises((TypeError, ValueError)):
         records.canonical_json({"x": bad})
+
+
+def _random_text(rng) -> str:
+    pools = ["abc", "\x00\x01\x1f\x7f", "\"\\/\b\f\n\r\t", "\u00e9\u20ac\u2028\u2029", "\ud7ff\ue000\uffff",
+             "\U0001F600\U00010000", "<>&'"]
+    return "".join(rng.choice(rng.choice(pools)) for _ in range(rng.randint(0, 12)))
+
+
+def test_fast_entry_view_encoder_equals_rfc8785() -> None:
+    """The float-free fast path used for entry hashes must be byte-identical to JCS."""
+    import random
+
+    import rfc8785
+
+    rng = random.Random(8785)
+
+    def value(depth: int):
+        kind = rng.randint(0, 6 if depth < 3 else 3)
+        if kind == 0:
+            return _random_text(rng)
+        if kind == 1:
+            return rng.choice([0, 1, -1, 2**53 - 1, -(2**53 - 1), rng.randint(-10**15, 10**15)])
+        if kind == 2:
+            return rng.choice([True, False])
+        if kind == 3:
+            return None
+        if kind in (4, 5):
+            return {rng.choice(["a", "b", "seq", "agent_id", "z", "A", "_"]) + str(i): value(depth + 1)
+                    for i in range(rng.randint(0, 4))}
+        return [value(depth + 1) for _ in range(rng.randint(0, 4))]
+
+    for _ in range(3000):
+        v = value(0)
+        assert records.jcs_without_floats(v) == rfc8785.dumps(v), v
+
+
+def test_out_of_range_times_are_rejected() -> None:
+    from tests.support.actions import make_action
+
+    action = make_action()
+    action["occurred_at"] = 2**53
+    with pytest.raises(ValueError, match="occurred_at"):
+        records.validate_action(action)
