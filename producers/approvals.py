@@ -87,10 +87,8 @@ class ApprovalClient:
             info = meta.topics.get(self.topic)
             if info is None or info.error is not None:
                 raise ConfigError(f"approvals topic {self.topic} does not exist")
-            starts = []
-            for p in sorted(info.partitions):
-                _low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=min(5.0, remaining))
-                starts.append(TopicPartition(self.topic, p, high))
+            starts = [TopicPartition(self.topic, p, _end_offset(consumer, self.topic, p, deadline))
+                      for p in sorted(info.partitions)]
             consumer.assign(starts)  # responses can only follow the request: read from here on
             producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "acks": "all",
                                  "logger": kafka_log})
@@ -135,6 +133,22 @@ class ApprovalClient:
         got = sum(1 for a in valid.values() if a["decision"] == APPROVE)
         return Outcome(TIMEOUT, request_id, f"{got} of {m} required approvals before the deadline",
                        list(valid.values()))
+
+
+def _end_offset(consumer: Any, topic: str, partition: int, deadline: float) -> int:
+    """The partition's high watermark, retrying while leadership settles (new topics)."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    settling = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                KafkaError.UNKNOWN_TOPIC_OR_PART)
+    while True:
+        try:
+            return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5.0)[1]
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not (err.retriable() or err.code() in settling) or time.monotonic() + 0.2 > deadline:
+                raise
+            time.sleep(0.2)
 
 
 # --- approver side ----------------------------------------------------------------------------

@@ -14,10 +14,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+
+from ledgerstream.producers.entropy import random_bytes
 
 TOKEN_PREFIX = "lsl1."
 
@@ -34,11 +35,11 @@ class Link(NamedTuple):
 
 
 def new_trace_id() -> str:
-    return os.urandom(16).hex()
+    return random_bytes(16).hex()
 
 
 def new_span_id() -> str:
-    return os.urandom(8).hex()
+    return random_bytes(8).hex()
 
 
 @dataclass(eq=False)

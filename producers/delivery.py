@@ -107,8 +107,9 @@ class Pump:
         """Monotonic time of the next retry while backing off, else 0."""
         return self._retry_at if self._retry_at > time.monotonic() else 0.0
 
-    def pump(self, delivery: Delivery, limit: int) -> int:
-        """Produce up to ``limit`` more records; returns how many were handed to Kafka."""
+    def pump(self, delivery: Delivery, limit: int, until: float | None = None) -> int:
+        """Produce up to ``limit`` more records (stopping at ``perf_counter() >= until``);
+        returns how many were handed to Kafka."""
         if self._failed or self.stalled or time.monotonic() < self._retry_at:
             return 0
         limit = min(limit, MAX_IN_FLIGHT - len(self._in_flight))
@@ -129,6 +130,8 @@ class Pump:
             self._in_flight.append(sent)
             self._next = end
             count += 1
+            if until is not None and time.perf_counter() >= until:
+                break
         return count
 
     def _done(self, sent: _Sent, err: Any, _msg: Any) -> None:

@@ -21,23 +21,30 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from ledgerstream.core import codec, config, records
+from ledgerstream.core import config, records
 from ledgerstream.core.config import Topics
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.producers import context
+from ledgerstream.producers.canonical import canonical_payload
 from ledgerstream.producers.context import Link, Placement
+from ledgerstream.producers.entropy import random_bytes
 from ledgerstream.producers.errors import ApprovalDenied, ApprovalTimeout, PolicyDenied
 from ledgerstream.producers.policy import ALLOW, DENY, Policy, Verdict, as_policy
 from ledgerstream.producers.redact import Redactor
 from ledgerstream.producers.sender import Sender
 from ledgerstream.producers.spool import DEFAULT_MAX_BYTES, default_root, open_for_agent
 from ledgerstream.producers.uuid7 import uuid7
+from ledgerstream.producers.wire import ActionEventWriter
 
 log = logging.getLogger("ledgerstream.producer")
 
 DEFAULT_MAX_PAYLOAD = 512 * 1024
-RECORD_OVERHEAD = 512           # estimate of a record's non-payload bytes, for the spool bound
-APPROVAL_SIZE = 3_500           # one approval: a 3,309-byte ML-DSA-65 signature plus ids
+# A record's size is estimated on the agent's thread (the sender encodes later). The estimate
+# stays just below the encoded size, so that journaling never frees room that was not there.
+RECORD_OVERHEAD = 140           # ids, salt, commitment, producer metadata, framing
+LINK_OVERHEAD = 3
+TRACE_SIZE = 50
+APPROVAL_SIZE = 3_400           # one approval: a 3,309-byte ML-DSA-65 signature plus ids
 DROPPED_ACTION = "ledgerstream:dropped"
 
 try:
@@ -109,8 +116,8 @@ class Ledger:
         self.approval_timeout = approval_timeout
         self.max_spool_bytes = max_spool_bytes
         self.max_payload_bytes = max_payload_bytes
-        self._producer_meta = {"library": "ledgerstream", "version": _VERSION, "host": _HOST,
-                               "pid": os.getpid(), "adapter": adapter}
+        self._writer = ActionEventWriter(agent_id, {"library": "ledgerstream", "version": _VERSION,
+                                                    "host": _HOST, "pid": os.getpid(), "adapter": adapter})
         self._lock = threading.Lock()
         self._closed = False
         self._last_event_id: str | None = None
@@ -164,14 +171,11 @@ class Ledger:
         if not isinstance(payload, Mapping):
             raise TypeError(f"payload must be a dict (a JSON object), got {type(payload).__name__}")
         redactor = self.redactor + Redactor(redact) if redact else self.redactor
-        try:
-            canonical = records.canonical_json(redactor.apply(payload))
-        except ValueError as exc:
-            raise TypeError(str(exc)) from None
+        canonical = canonical_payload(redactor.apply(payload))
         if len(canonical) > self.max_payload_bytes:
             raise ValueError(f"payload is {len(canonical)} bytes canonicalised, more than max_payload_bytes "
                              f"({self.max_payload_bytes}); record a summary or use hash_only")
-        salt = os.urandom(records.SALT_LEN)
+        salt = random_bytes(records.SALT_LEN)
         return Prepared(canonical, salt, records.payload_commitment(salt, canonical),
                         self.hash_only if hash_only is None else bool(hash_only))
 
@@ -228,7 +232,11 @@ class Ledger:
         trace = None if where.trace_id is None else (where.trace_id, span_id or context.new_span_id(),
                                                      where.parent_span_id)
         approvals = approvals or []
-        size = len(prepared.canonical) + RECORD_OVERHEAD + APPROVAL_SIZE * len(approvals)
+        session_id = session if session is not None else where.session_id
+        size = (RECORD_OVERHEAD + len(self.agent_id) + len(action_type) + len(session_id or "")
+                + (0 if prepared.hash_only else len(prepared.canonical))
+                + sum(len(link.agent_id) + len(link.event_id) + len(link.relation) + LINK_OVERHEAD for link in all_links)
+                + (TRACE_SIZE if trace else 0) + APPROVAL_SIZE * len(approvals))
         now = time.time_ns() // 1000
         with self._lock:
             if self._sender.backlog_bytes() + size > self.max_spool_bytes:
@@ -240,7 +248,7 @@ class Ledger:
             self._emitted += 1
             self._links += len(all_links)
             self._last_event_id = event_id
-        item = (event_id, session if session is not None else where.session_id, action_type,
+        item = (event_id, session_id, action_type,
                 None if prepared.hash_only else prepared.canonical, None if prepared.hash_only else prepared.salt,
                 prepared.payload_hash, occurred_at or now, all_links, policy, approvals, trace)
         self._sender.submit(item, size)
@@ -264,7 +272,7 @@ class Ledger:
         self._dropped_unreported, self._drop_span = 0, None
         payload = records.canonical_json({"dropped": count, "first_dropped_at": first, "last_dropped_at": last,
                                           "reason": "spool full", "max_spool_bytes": self.max_spool_bytes})
-        salt = os.urandom(records.SALT_LEN)
+        salt = random_bytes(records.SALT_LEN)
         item = (uuid7(), None, DROPPED_ACTION, payload, salt, records.payload_commitment(salt, payload),
                 time.time_ns() // 1000, (), None, [], None)
         self._emitted += 1
@@ -272,17 +280,7 @@ class Ledger:
 
     def _encode(self, item: tuple, offline: bool) -> bytes:
         """Avro-encode a queued event (runs on the sender thread)."""
-        (event_id, session_id, action_type, payload, salt, payload_hash, occurred_at, links, policy,
-         approvals, trace) = item
-        return codec.encode("ActionEvent", {
-            "event_id": event_id, "agent_id": self.agent_id, "session_id": session_id,
-            "action_type": action_type, "payload": payload, "payload_salt": salt, "payload_hash": payload_hash,
-            "occurred_at": occurred_at, "links": [link.as_record() for link in links], "policy": policy,
-            "approvals": approvals,
-            "trace": None if trace is None else {"trace_id": trace[0], "span_id": trace[1],
-                                                 "parent_span_id": trace[2]},
-            "producer": self._producer_meta, "offline": offline,
-        })
+        return self._writer.encode(*item, offline)
 
     # --- decorator, sessions, links -------------------------------------------------------------
     def action(self, action_type: str, *, redact: Iterable[str] | None = None,

@@ -5,6 +5,10 @@ batch to the spool with one ``write`` (so a kill -9 of the agent loses nothing a
 journaled), fsyncs at most every ``FSYNC_INTERVAL`` (so a machine crash loses at most that
 window), and pumps the spool into Kafka. It yields the GIL every ``SLICE`` seconds of work
 so that the agent's own threads are never held up for long.
+
+``emit`` wakes the thread only when it is asleep after a quiet spell; while busy it looks at
+the queue every ``POLL_WAIT``. Each wake-up hands the GIL over, so waking on every emit
+would make the agent's thread wait for the sender's work in the middle of its call.
 """
 from __future__ import annotations
 
@@ -22,9 +26,10 @@ log = logging.getLogger("ledgerstream.producer")
 FSYNC_INTERVAL = 0.05
 CURSOR_INTERVAL = 0.2
 SLICE = 0.0002          # seconds of work between voluntary GIL releases
-BATCH = 256             # records taken from the queue per slice at most
-IDLE_WAIT = 0.5
-IN_FLIGHT_WAIT = 0.002
+BATCH = 256             # records produced per slice at most
+POLL_WAIT = 0.002       # while busy: look at the queue this often (emit does not wake us)
+IDLE_AFTER = 0.25       # quiet this long: sleep until the next emit wakes us
+IDLE_WAIT = 1.0
 
 
 class Sender:
@@ -106,17 +111,16 @@ class Sender:
 
     # --- the thread -------------------------------------------------------------------------------
     def _run(self) -> None:
-        last_sync = last_cursor = time.monotonic()
+        last_sync = last_cursor = last_work = time.monotonic()
         dirty = cursor_moved = False
         try:
             if self._factory is not None:
                 self._delivery = self._factory()
             while True:
-                slice_end = time.perf_counter() + SLICE
-                wrote = self._journal_batch()
-                dirty |= wrote > 0
-                moved = self._deliver(slice_end) if self._delivery is not None else 0
+                moved = self._deliver() if self._delivery is not None else 0  # first: learn the broker's state
                 cursor_moved |= moved > 0
+                wrote = self._journal_slice()
+                dirty |= wrote > 0
                 now = time.monotonic()
                 if dirty and (now - last_sync >= FSYNC_INTERVAL or self._stop_by is not None):
                     self.spool.sync()
@@ -125,66 +129,66 @@ class Sender:
                     self.spool.save_cursor()
                     cursor_moved, last_cursor = False, now
                 if wrote or moved:
+                    last_work = now
                     with self._settled:
                         self._settled.notify_all()
                 if self._stop_by is not None and not self._queue and (
                         self.spool.pending_records == 0 or now >= self._stop_by or not self.online):
                     break
                 if self._queue:
-                    time.sleep(0)  # let the agent's threads run between slices
+                    time.sleep(0)  # release the GIL between slices: the agent's threads come first
                     continue
-                self._idle(dirty, last_sync)
+                self._idle(dirty, last_sync, last_work)
         except Exception:  # never die silently: the spool keeps what was journaled
             log.exception("ledger sender crashed; undelivered records stay in %s", self.spool.path)
         finally:
             self._shutdown()
 
-    def _idle(self, dirty: bool, last_sync: float) -> None:
-        timeout = IDLE_WAIT
-        if self._pump.in_flight:
-            timeout = IN_FLIGHT_WAIT
-        elif self._pump.waiting_until:
-            timeout = min(timeout, self._pump.waiting_until - time.monotonic())
-        elif self._delivery is not None and self.spool.pending_records:
-            timeout = IN_FLIGHT_WAIT
+    def _idle(self, dirty: bool, last_sync: float, last_work: float) -> None:
+        now = time.monotonic()
+        busy = self._pump.in_flight or now - last_work < IDLE_AFTER or (
+            self._delivery is not None and self.spool.pending_records and not self._pump.waiting_until)
+        timeout = POLL_WAIT if busy else IDLE_WAIT
+        if self._pump.waiting_until:
+            timeout = min(timeout, self._pump.waiting_until - now)
         if dirty:
-            timeout = min(timeout, FSYNC_INTERVAL - (time.monotonic() - last_sync))
-        self._sleeping = True
+            timeout = min(timeout, FSYNC_INTERVAL - (now - last_sync))
+        self._sleeping = not busy
         if not self._queue:
             self._wake.wait(max(0.0, timeout))
         self._sleeping = False
         self._wake.clear()
 
-    def _journal_batch(self) -> int:
-        """Encode and append up to BATCH queued records to the spool."""
+    def _journal_slice(self) -> int:
+        """Encode and append queued records to the spool for about one SLICE of time."""
         if not self._queue:
             return 0
         offline = not self.online
-        items, size = [], 0
-        while self._queue and len(items) < BATCH:
-            item, est = self._queue.popleft()
-            items.append(item)
-            size += est
+        bodies, taken, size = [], 0, 0
+        end = time.perf_counter() + SLICE
         try:
-            bodies = [self._encode(item, offline) for item in items]
+            while self._queue and time.perf_counter() < end:
+                item, est = self._queue.popleft()
+                taken += 1
+                size += est
+                bodies.append(self._encode(item, offline))
             self.spool.append(bodies)
-            self.journaled += len(bodies)
+            self.journaled += taken
         except Exception:
-            self.lost += len(items)
-            log.exception("could not journal %d ledger records in %s; they are lost", len(items), self.spool.path)
+            self.lost += taken
+            log.exception("could not journal ledger records in %s; %d are lost", self.spool.path, taken)
         finally:
             with self._lock:
                 self._queued_bytes -= size
-        return len(items)
+        return taken
 
-    def _deliver(self, slice_end: float) -> int:
+    def _deliver(self) -> int:
         delivery = self._delivery
         if delivery.fatal:
             delivery.abandon()
             self._pump.rewind()
             self._delivery = delivery = self._factory()
-        if time.perf_counter() < slice_end:
-            self._pump.pump(delivery, BATCH)
+        self._pump.pump(delivery, BATCH, until=time.perf_counter() + SLICE)
         delivery.poll(0)
         moved = self._pump.settle()
         if moved:

@@ -6,9 +6,10 @@ stalls or steps back, and 62 random bits in ``rand_b`` for uniqueness across pro
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
+
+from ledgerstream.producers.entropy import random_bytes
 
 _lock = threading.Lock()
 _last = 0  # (unix_ms << 12) | counter of the last id handed out
@@ -21,7 +22,7 @@ def uuid7() -> str:
     with _lock:
         _last = now if now > _last else _last + 1  # counter overflow borrows from the next ms
         stamp = _last
-    rand_b = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
+    rand_b = int.from_bytes(random_bytes(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
     value = ((stamp >> 12) << 80) | (0x7 << 76) | ((stamp & 0xFFF) << 64) | (0b10 << 62) | rand_b
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -16,8 +16,12 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core >/dev/null
 fi
 
-PY="${PYTHON:-python3}"
-"$PY" - <<'PY' || "$PY" -m pip install -q "selenium>=4.20" "pycef==1.11" "syslog-rfc5424-parser==0.3.2" "ocsf-json-schema==1.2.0" "jsonschema>=4.20" "pyyaml>=6"
+# the project's virtualenv when there is one (scripts/setup.sh makes it), else python3
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+if [ -n "${PYTHON:-}" ]; then PY="$PYTHON"
+elif [ -x "$ROOT/.venv/bin/python" ]; then PY="$ROOT/.venv/bin/python"
+else PY=python3; fi
+"$PY" - <<'PY' || "$PY" -m pip install -q --disable-pip-version-check "selenium>=4.20" "pycef==1.11" "syslog-rfc5424-parser==0.3.2" "ocsf-json-schema==1.2.0" "jsonschema>=4.20" "pyyaml>=6"
 import importlib.util, sys
 mods = ["selenium", "pycef", "syslog_rfc5424_parser", "ocsf_json_schema", "jsonschema", "yaml"]
 sys.exit(0 if all(importlib.util.find_spec(m) for m in mods) else 1)

@@ -27,7 +27,10 @@ class LeaderLease:
             "session.timeout.ms": session_timeout_ms,
             "heartbeat.interval.ms": max(500, session_timeout_ms // 6),
             "max.poll.interval.ms": 300000,
-            "partition.assignment.strategy": "range",
+            # Sticky and incremental: a standby joining (or rejoining) must not take partition
+            # 0 from a live leader. With an eager assignor every rebalance revokes it first,
+            # so the leader saw "lease lost" and exited whenever a standby started.
+            "partition.assignment.strategy": "cooperative-sticky",
         })
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -109,8 +109,8 @@ def parse_time(text: str, now: dt.datetime | None = None) -> int:
 
 def parse_seq_range(text: str) -> tuple[int | None, int | None]:
     """``A..B`` (inclusive), ``A..``, ``..B`` or a single ``N``."""
-    m = re.match(r"^\s*(\d*)\s*(\.\.)?\s*(\d*)\s*$", text)
-    if not m or (not m.group(2) and not m.group(1)) or (m.group(2) is None and m.group(3)):
+    m = re.fullmatch(r"\s*(\d*)\s*(\.\.)?\s*(\d*)\s*", text)
+    if not m or (m.group(2) is None and (m.group(3) or not m.group(1))) or (m.group(2) and not (m.group(1) or m.group(3))):
         raise ValueError(f"bad seq range {text!r}: use A..B, A.., ..B or N")
     lo = int(m.group(1)) if m.group(1) else None
     hi = (int(m.group(3)) if m.group(3) else None) if m.group(2) else lo

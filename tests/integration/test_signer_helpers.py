@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
+
+import pytest
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric import mldsa as pyca_mldsa
@@ -52,10 +54,22 @@ def action_items(actions: Iterable[dict[str, Any]]) -> list[tuple[bytes, bytes]]
     return [(a["agent_id"].encode(), codec.encode("ActionEvent", a)) for a in actions]
 
 
+_OPEN_TAILS: list["TopicTail"] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_tails() -> Iterator[None]:
+    """Import into a test module (it is autouse there): closes every TopicTail a test opened."""
+    yield
+    while _OPEN_TAILS:
+        _OPEN_TAILS.pop().close()
+
+
 class TopicTail:
     """A read_committed consumer of one partition from its beginning, accumulating records."""
 
     def __init__(self, bootstrap: str, topic: str, partition: int = 0) -> None:
+        _OPEN_TAILS.append(self)
         self.topic = topic
         self.records: list[tuple[int, bytes]] = []
         self._consumer = Consumer({
@@ -64,6 +78,7 @@ class TopicTail:
             "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 16 * 1024 * 1024,
         })
         self._consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+        self._closed = False
 
     def poll(self, timeout: float = 0.2) -> int:
         """Take whatever is committed and delivered now; return how many records are held."""
@@ -82,7 +97,9 @@ class TopicTail:
         return [codec.decode(raw, expect=expect) for _, raw in self.records]
 
     def close(self) -> None:
-        self._consumer.close()
+        if not self._closed:
+            self._closed = True
+            self._consumer.close()
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, *, step: float = 0.1,

@@ -18,6 +18,8 @@ from ledgerstream.core.errors import DecodeError
 
 Operation = Literal["create", "read", "update", "delete", "other"]
 
+#: the alert kind the exporter gives records it cannot decode
+UNDECODABLE = "undecodable_record"
 #: alert severities (schemas/Alert.avsc), most severe first
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
@@ -187,7 +189,7 @@ def undecodable_event(origin: Origin, error: DecodeError, timestamp_us: int) -> 
     as a high-severity alert instead of dropping it silently."""
     return AlertEvent(
         origin=origin, alert_id=f"undecodable:{origin.topic}:{origin.partition}:{origin.offset}",
-        kind="undecodable_record", severity="high", seq_from=None, seq_to=None, agent_id=None,
+        kind=UNDECODABLE, severity="high", seq_from=None, seq_to=None, agent_id=None,
         detail=f"record at {origin.topic}[{origin.partition}]@{origin.offset} is not a valid record: {error}",
         evidence={"reason": error.reason}, verifier_id="ledgerstream-export", time=timestamp_us,
     )

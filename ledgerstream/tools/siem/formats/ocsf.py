@@ -7,12 +7,14 @@ times are epoch milliseconds, as OCSF requires; ledger fields go to ``unmapped``
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ledgerstream.tools.siem.events import AlertEvent, EntryEvent, millis, product_version
 from ledgerstream.tools.siem.formats.interface import SiemFormat, json_line
 
 OCSF_VERSION = "1.3.0"
+_HOSTNAME = re.compile(r"^(([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])\.)*([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])$")
 
 API_ACTIVITY = 6003
 DETECTION_FINDING = 2004
@@ -22,6 +24,11 @@ _ACTIVITY = {"create": (1, "Create"), "read": (2, "Read"), "update": (3, "Update
 #: alert severity -> (severity_id, severity)
 _SEVERITY = {"critical": (5, "Critical"), "high": (4, "High"), "medium": (3, "Medium"), "low": (2, "Low"),
              "info": (1, "Informational")}
+
+
+def _endpoint(host: str) -> dict[str, str]:
+    """The agent's host: ``hostname`` when it is a valid host name (OCSF hostname_t), else ``name``."""
+    return {"hostname": host} if _HOSTNAME.match(host) else {"name": host}
 
 
 def _metadata(uid: str, log_name: str, provider: str, **extra: Any) -> dict[str, Any]:
@@ -53,7 +60,7 @@ class OcsfFormat(SiemFormat):
                       "session": {"uid": e.session_id} if e.session_id else None},
             "api": {"operation": e.action_type, "service": {"name": e.action_type.split(":", 1)[0]},
                     "request": {"uid": e.event_id}},
-            "src_endpoint": {"hostname": e.producer_host},
+            "src_endpoint": _endpoint(e.producer_host),
             "unmapped": {"ledgerstream": {
                 "seq": e.seq, "entry_hash": e.entry_hash, "prev_hash": e.prev_hash, "agent_seq": e.agent_seq,
                 "agent_prev_hash": e.agent_prev_hash, "payload_hash": e.payload_hash,

@@ -9,6 +9,7 @@ bytes can still lose them; use an ``https://`` sink where end-to-end acknowledge
 from __future__ import annotations
 
 import fcntl
+import select
 import socket
 import struct
 import termios
@@ -66,10 +67,12 @@ class SyslogTcpSink(Sink):
             delay = min(delay * 2, 0.05)
 
     def _check_open(self, sock: socket.socket) -> None:
-        try:
-            data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except BlockingIOError:
+        """A collector never talks back: readable means it closed (EOF) or reset the connection."""
+        readable, _, _ = select.select([sock], [], [], 0)
+        if not readable:
             return
+        try:
+            data = sock.recv(1, socket.MSG_PEEK)
         except OSError as exc:
             raise SinkError(f"syslog collector {self.describe()} closed the connection: {exc}") from exc
         if data == b"":

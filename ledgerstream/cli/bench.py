@@ -1,0 +1,85 @@
+"""``ledgerstream bench``: one sub-command per benchmark; each lives in
+``ledgerstream/tools/bench_<name>.py`` and returns a JSON-able dict that :func:`report`
+prints and (with --out) writes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ledgerstream.cli.common import bootstrap_option, info, json_option, print_json
+
+out_option = click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                          help="Also write the results as JSON to this file.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def bench() -> None:
+    """Measure ledgerstream on this machine (results as JSON with --json / --out)."""
+
+
+def report(result: dict[str, Any], as_json: bool, out: Path | None) -> None:
+    """Print a benchmark result (JSON on stdout, or a short table) and write it to --out."""
+    if out is not None:
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        info(f"results written to {out}")
+    if as_json:
+        print_json(result)
+        return
+    for name, row in result.get("scenarios", {}).items():
+        fields = "  ".join(f"{k}={v}" for k, v in row.items())
+        click.echo(f"{name:18} {fields}")
+    if "goal" in result:
+        click.echo(f"goal: {result['goal']}")
+
+
+@bench.command()
+@click.option("--events", default=20_000, show_default=True, type=click.IntRange(100),
+              help="Events per scenario.")
+@bootstrap_option
+@out_option
+@json_option
+def producer(events: int, bootstrap: str | None, out: Path | None, as_json: bool) -> None:
+    """Emit latency (p50/p99/p99.9, microseconds) and sustained events/s with the broker
+    up, with it down (spool only) and at a steady 1,000/s, beside a bare confluent-kafka
+    produce() loop as baseline. Uses private topics (deleted afterwards); without a
+    configured Kafka it starts a private embedded broker."""
+    from ledgerstream.core import config
+    from ledgerstream.core.errors import ConfigError
+    from ledgerstream.tools.bench_producer import run
+
+    try:
+        bootstrap = config.resolve_bootstrap(bootstrap)
+    except ConfigError:
+        bootstrap = None
+    report(run(events, bootstrap, log=info), as_json, out)
+
+
+@bench.command()
+@click.option("--events", default=5000, show_default=True, type=click.IntRange(100),
+              help="Actions drained per backend and signing mode.")
+@click.option("--latency-events", default=1000, show_default=True, type=click.IntRange(10),
+              help="Actions produced at a steady rate to measure latency.")
+@click.option("--backend", "backends", multiple=True, help="Only this ML-DSA backend (repeatable) [all available].")
+@click.option("--profile", default=None, metavar="BACKEND", help="Also cProfile an in-process signer (to stderr).")
+@out_option
+@json_option
+def signer(events: int, latency_events: int, backends: tuple[str, ...], profile: str | None, out: Path | None,
+           as_json: bool) -> None:
+    """Signer entries/s (drain) and produce-to-committed latency (paced), per ML-DSA backend
+    and signing mode, beside the backend's raw sign rate, on a private embedded broker.
+    See docs/benchmarks-signer.md for what each number measures."""
+    from rich.console import Console
+
+    from ledgerstream.tools.bench_signer import render, run
+
+    result = run(events, latency_events=latency_events, backends=list(backends) or None, profile=profile, log=info)
+    if out is not None:
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        info(f"results written to {out}")
+    if as_json:
+        print_json(result)
+    else:
+        render(result, Console())

@@ -1,0 +1,39 @@
+"""``ledgerstream dashboard``: serve the read-only verifier dashboard in the foreground."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ledgerstream.cli.common import bootstrap_option, home_option, info
+from ledgerstream.tools.dashboard.settings import DEFAULT_PORT, TOKEN_ENV
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@home_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (keep 127.0.0.1 unless a token is set).")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535), help="Port to bind.")
+@click.option("--token", default=None, envvar=TOKEN_ENV, show_envvar=True,
+              help="Require this token (at least 16 characters) for every page and API call.")
+@click.option("--topic-prefix", default=None, help="Topic name prefix [the dev stack's].")
+@click.option("--public-key", "public_keys", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Signer public key PEM (repeatable) [HOME/keys/signer.pub.pem].")
+@click.option("--tsa-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="TSA CA bundle PEM for RFC 3161 tokens [HOME/tsa/ca.pem, dev only].")
+@bootstrap_option
+def dashboard(home: Path | None, host: str, port: int, token: str | None, topic_prefix: str | None,
+              public_keys: tuple[Path, ...], tsa_ca: Path | None, bootstrap: str | None) -> None:
+    """Serve the verifier dashboard: ledger head, checkpoints, verifiers, live alerts,
+    agents, the cross-agent call graph and per-entry verification (docs/dashboard.md).
+
+    Read-only; binds 127.0.0.1 by default. Ctrl-C stops it.
+    """
+    from ledgerstream.tools.dashboard import settings
+    from ledgerstream.tools.dashboard.app import serve
+
+    s = settings.resolve(home=home, host=host, port=port, token=token, bootstrap=bootstrap,
+                         topic_prefix=topic_prefix, public_keys=public_keys, tsa_ca=tsa_ca)
+    if host not in ("127.0.0.1", "localhost", "::1") and not s.token:
+        info(f"warning: serving on {host} without a token; anyone who reaches it can read the ledger metadata")
+    info(f"dashboard on http://{host}:{port}/ (Ctrl-C stops)")
+    serve(s)

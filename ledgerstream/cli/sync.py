@@ -1,0 +1,58 @@
+"""``ledgerstream sync``: deliver every agent's offline spool to Kafka."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ledgerstream.cli.common import EXIT_FAILED, EXIT_USAGE, bootstrap_option, fail, info, json_option, print_json
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--spool", "spool_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Spool root holding one folder per agent [default: $LEDGERSTREAM_HOME/spool].")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for Kafka to acknowledge.")
+@bootstrap_option
+@json_option
+def sync(spool_dir: Path | None, timeout: float, bootstrap: str | None, as_json: bool) -> None:
+    """Send every undelivered event in every spool under the spool root to Kafka.
+
+    Each agent's events go out in the order they were recorded. Spools in use by a live
+    process (an agent sending its own, or another sync) are skipped and counted as
+    "busy". Corrupt spool segments are moved to quarantine/ and counted. Running sync
+    twice is harmless (the second run finds nothing to send).
+
+    Prints {"agents", "sent", "remaining", "quarantined", "busy"}. Exit status: 0 when
+    nothing remains, 1 when events remain (Kafka unreachable or too slow), 2 on usage
+    or environment errors.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from ledgerstream.core import config
+    from ledgerstream.core.errors import ConfigError
+    from ledgerstream.producers.spool import default_root
+    from ledgerstream.producers.sync import sync_spools
+
+    try:
+        bootstrap = config.resolve_bootstrap(bootstrap)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    root = spool_dir or default_root()
+    with Progress(transient=True, console=Console(stderr=True)) as progress:
+        task = progress.add_task("syncing spools", total=None)
+        report = sync_spools(root, bootstrap, config.resolve_topics().actions, timeout=timeout,
+                             progress=lambda done, total: progress.update(task, completed=done, total=total))
+    result = {"agents": report.agents, "sent": report.sent, "remaining": report.remaining,
+              "quarantined": report.quarantined, "busy": report.busy}
+    if as_json:
+        print_json({**result, "spool": str(root), "spools": report.spools})
+    else:
+        click.echo(" ".join(f"{k}={v}" for k, v in result.items()))
+        for spool in report.spools:
+            for path in spool["quarantined"]:
+                info(f"quarantined corrupt segment of {spool['agent_id']}: {path}")
+    if report.remaining:
+        info(f"{report.remaining} events remain in {root}; is Kafka at {bootstrap} reachable?")
+        raise SystemExit(EXIT_FAILED)
+

@@ -1,0 +1,323 @@
+"""``ledgerstream bench signer``: how fast the real signer turns actions into ledger entries.
+
+One run starts a private embedded Kafka broker and, for each available ML-DSA-65 backend
+and each signing mode (``entry``, ``checkpoint``), a real signer subprocess
+(``python -m ledgerstream.signer_worker``, backend chosen with $LEDGERSTREAM_MLDSA_BACKEND,
+no leader election, no TSA: anchoring is off the signing path). What is measured:
+
+* ``raw_sign_per_s``: the backend's own ML-DSA-65 sign rate, one thread, 256-byte
+  messages (:func:`ledgerstream.core.mldsa.measure_sign_rate`), in this process, in the
+  same run, just before that backend's scenarios.
+* ``entries_per_s`` (drain): N actions are produced first; then the signer is started
+  and drains them. Rate = N / (time the last entry became visible to a read_committed
+  consumer - ``received_at`` of entry 0). Start-up and recovery are not counted; every
+  transaction commit, including the last, is.
+* ``ratio_to_raw_sign``: entries_per_s / raw_sign_per_s. In ``entry`` mode each entry
+  costs one signature, so this says how much of the crypto budget the rest of the loop
+  leaves; the goal is >= 0.8. In ``checkpoint`` mode it is shown for comparison only.
+* ``latency_ms`` (paced): with the signer caught up, M more actions are produced at a
+  steady rate (half the drain rate, at most 1,000/s). Latency of one event = time its entry
+  became visible to the read_committed consumer - time this process called
+  ``produce()`` for the action (one clock: both are in this process). It includes the
+  producer's linger (5 ms, as the producer library), the signer's fetch and batch window
+  (``--batch-ms``, 50 ms by default), sequencing and signing, the transaction commit and
+  the consumer's fetch.
+
+Every scenario checks what it measured: the ledger must hold exactly N + M entries with a
+gapless seq. The load average is reported because a busy machine changes the numbers.
+"""
+from __future__ import annotations
+
+import cProfile
+import io
+import os
+import platform
+import pstats
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+GOAL_RATIO = 0.8
+MODES = ("entry", "checkpoint")
+LATENCY_RATE_CAP = 1000.0
+AGENTS = 8
+PAYLOAD = {"query": "overdue invoices for ACME Corp in Q3", "top_k": 5,
+           "filters": {"status": ["open", "overdue"], "currency": "EUR"}, "caller": "billing-agent"}
+
+Log = Callable[[str], None]
+
+
+def _action(i: int) -> dict[str, Any]:
+    from ledgerstream.core import records
+
+    canonical = records.canonical_json({**PAYLOAD, "i": i})
+    salt = os.urandom(records.SALT_LEN)
+    return {
+        "event_id": str(uuid.uuid4()), "agent_id": f"bench-agent-{i % AGENTS}", "session_id": None,
+        "action_type": "tool:search", "payload": canonical, "payload_salt": salt,
+        "payload_hash": records.payload_commitment(salt, canonical), "occurred_at": time.time_ns() // 1000,
+        "links": [], "policy": None, "approvals": [], "trace": None,
+        "producer": {"library": "bench", "version": "0", "host": platform.node(), "pid": os.getpid(),
+                     "adapter": None},
+        "offline": False,
+    }
+
+
+def _encoded_actions(n: int) -> list[tuple[bytes, bytes, str]]:
+    from ledgerstream.core import codec
+
+    out = []
+    for i in range(n):
+        a = _action(i)
+        out.append((a["agent_id"].encode(), codec.encode("ActionEvent", a), a["event_id"]))
+    return out
+
+
+def _producer(bootstrap: str) -> Any:
+    from confluent_kafka import Producer
+
+    return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                     "linger.ms": 5, "queue.buffering.max.messages": 1_000_000})
+
+
+def _produce_all(bootstrap: str, topic: str, items: list[tuple[bytes, bytes, str]]) -> None:
+    producer = _producer(bootstrap)
+    for key, value, _ in items:
+        while True:
+            try:
+                producer.produce(topic, value, key=key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(120):
+        raise RuntimeError("could not deliver the benchmark's actions")
+
+
+class _Tail:
+    """Records when each committed entry becomes visible (read_committed), off the hot path:
+    raw bytes and arrival times only; decoding happens after the measurement."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        self.arrivals: list[tuple[float, bytes]] = []
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
+                                   "enable.auto.commit": False, "isolation.level": "read_committed",
+                                   "fetch.wait.max.ms": 10})
+        self._consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-tail", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            msgs = self._consumer.consume(10_000, timeout=0.05)
+            now = time.time()
+            self.arrivals.extend((now, m.value()) for m in msgs if m.error() is None)
+
+    def wait(self, count: int, timeout: float, alive: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.arrivals) < count:
+            if time.monotonic() > deadline or not alive():
+                raise RuntimeError(f"signer delivered {len(self.arrivals)} of {count} entries")
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._consumer.close()
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    s = sorted(values)
+    pick = lambda q: round(s[min(len(s) - 1, int(q * len(s)))], 1)  # noqa: E731
+    return {"p50": pick(0.50), "p99": pick(0.99), "max": round(s[-1], 1), "mean": round(sum(s) / len(s), 1)}
+
+
+def bench_scenario(bootstrap: str, key_path: Path, workdir: Path, backend: str, mode: str, events: int,
+                   latency_events: int, raw_rate: float, log: Log) -> dict[str, Any]:
+    from ledgerstream.core import codec, mldsa
+    from ledgerstream.core.config import Topics
+    from ledgerstream.stack.topics import ensure_topics
+
+    topics = Topics.with_prefix(f"bench{uuid.uuid4().hex[:8]}.")
+    ensure_topics(bootstrap, topics)
+    log(f"[{backend}/{mode}] producing {events} actions, then starting the signer ...")
+    _produce_all(bootstrap, topics.actions, _encoded_actions(events))
+    tail = _Tail(bootstrap, topics.entries)
+    logfile = workdir / f"signer-{backend}-{mode}.log"
+    argv = [sys.executable, "-m", "ledgerstream.signer_worker", "--bootstrap", bootstrap, "--key", str(key_path),
+            "--topic-prefix", topics.actions[: -len("actions")], "--status-file", str(workdir / "status.json"),
+            "--signing-mode", mode, "--no-leader-election"]
+    env = dict(os.environ, **{mldsa.BACKEND_ENV: backend})
+    with open(logfile, "ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        alive = lambda: proc.poll() is None  # noqa: E731
+        tail.wait(events, 60 + events / 20, alive)
+        drained = list(tail.arrivals[:events])
+        first = codec.decode(drained[0][1], expect="LedgerEntry")[1]
+        last = codec.decode(drained[-1][1], expect="LedgerEntry")[1]
+        drain_s = drained[-1][0] - first["received_at"] / 1e6
+        rate = events / drain_s
+        seq_rate = (events - 1) / max(1e-9, (last["received_at"] - first["received_at"]) / 1e6)
+        log(f"[{backend}/{mode}] {rate:,.0f} entries/s; measuring latency at a steady rate ...")
+
+        offered = min(LATENCY_RATE_CAP, rate / 2)
+        sent: dict[str, float] = {}
+        producer = _producer(bootstrap)
+        items = _encoded_actions(latency_events)
+        start = time.perf_counter()
+        for i, (key, value, event_id) in enumerate(items):
+            due = start + i / offered
+            while (pause := due - time.perf_counter()) > 0:
+                time.sleep(pause)
+            sent[event_id] = time.time()
+            producer.produce(topics.actions, value, key=key)
+            producer.poll(0)
+        producer.flush(60)
+        tail.wait(events + latency_events, 60 + latency_events / 20, alive)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        tail.close()
+    entries = [(t, codec.decode(raw, expect="LedgerEntry")[1]) for t, raw in tail.arrivals]
+    if [e["seq"] for _, e in entries] != list(range(events + latency_events)):
+        raise RuntimeError(f"[{backend}/{mode}] the ledger is not gapless: see {logfile}")
+    latencies = [(t - sent[e["action"]["event_id"]]) * 1000 for t, e in entries[events:]]
+    _delete_topics(bootstrap, topics)
+    return {
+        "entries_per_s": round(rate), "sequencing_per_s": round(seq_rate),
+        "ratio_to_raw_sign": round(rate / raw_rate, 2),
+        "latency_ms": _percentiles(latencies), "latency_offered_per_s": round(offered),
+        "entry_bytes_mean": round(sum(len(raw) for _, raw in tail.arrivals) / len(tail.arrivals)),
+    }
+
+
+def run(events: int = 5000, *, latency_events: int = 1000, backends: list[str] | None = None,
+        modes: tuple[str, ...] = MODES, profile: str | None = None,
+        log: Log = lambda msg: None) -> dict[str, Any]:
+    """Every backend x mode on a private embedded broker; returns a JSON-able dict.
+    ``profile``: also cProfile an in-process signer on that backend (entry mode)."""
+    from ledgerstream.core import mldsa
+    from ledgerstream.stack.kafka import KafkaBroker
+
+    backends = backends or mldsa.available_backends()
+    load_before = os.getloadavg()[0]
+    results: dict[str, Any] = {}
+    profile_text = None
+    with tempfile.TemporaryDirectory(prefix="ledgerstream-bench-signer-") as tmp:
+        work = Path(tmp)
+        key_path = work / "signer.pem"
+        mldsa.save_private_key(mldsa.PrivateKey.generate(), key_path)
+        log("starting a private embedded Kafka broker ...")
+        broker = KafkaBroker(work / "kafka")
+        broker.start()
+        try:
+            for backend in backends:
+                log(f"[{backend}] raw ML-DSA-65 sign rate ...")
+                raw = mldsa.measure_sign_rate(backend, 2.0)
+                row: dict[str, Any] = {"raw_sign_per_s": round(raw), "modes": {}}
+                for mode in modes:
+                    row["modes"][mode] = bench_scenario(broker.bootstrap, key_path, work, backend, mode, events,
+                                                        latency_events, raw, log)
+                results[backend] = row
+            if profile:
+                log(f"[{profile}/entry] cProfile of an in-process signer ...")
+                profile_text = profile_in_process(broker.bootstrap, profile, "entry", events)
+                log(profile_text)
+        finally:
+            broker.stop()
+    met = {b: r["modes"]["entry"]["ratio_to_raw_sign"] >= GOAL_RATIO for b, r in results.items() if "entry" in r["modes"]}
+    return {
+        "benchmark": "signer", "events": events, "latency_events": latency_events,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_avg_1m_before": round(load_before, 2), "load_avg_1m_after": round(os.getloadavg()[0], 2)},
+        "signer": {"batch_size": 500, "batch_ms": 50, "checkpoint_every": 1000, "leader_election": False,
+                   "tsa": None},
+        "backends": results,
+        "goal": {"entry_mode_ratio_to_raw_sign": GOAL_RATIO, "met": met},
+        **({"profile": profile_text} if profile_text else {}),
+    }
+
+
+def render(result: dict[str, Any], console: Any) -> None:
+    """The result as a rich table."""
+    from rich.table import Table
+
+    m = result["machine"]
+    table = Table(title=f"ledgerstream signer: {result['events']} actions drained, {result['latency_events']} paced "
+                        f"({m['cpus']} CPUs, load {m['load_avg_1m_before']} -> {m['load_avg_1m_after']})")
+    for col in ("backend", "mode", "raw sign/s", "entries/s", "ratio", "latency p50 ms", "p99 ms", "max ms",
+                "paced at /s", "entry bytes"):
+        table.add_column(col, justify="left" if col in ("backend", "mode") else "right")
+    for backend, row in result["backends"].items():
+        for mode, r in row["modes"].items():
+            ratio = f"{r['ratio_to_raw_sign']:.2f}"
+            if mode == "entry":
+                ratio = f"[{'green' if r['ratio_to_raw_sign'] >= GOAL_RATIO else 'red'}]{ratio}[/]"
+            lat = r["latency_ms"]
+            table.add_row(backend, mode, f"{row['raw_sign_per_s']:,}", f"{r['entries_per_s']:,}", ratio,
+                          f"{lat['p50']}", f"{lat['p99']}", f"{lat['max']}", f"{r['latency_offered_per_s']:,}",
+                          f"{r['entry_bytes_mean']:,}")
+    console.print(table)
+    console.print(f"goal: entry-mode entries/s >= {GOAL_RATIO} x raw sign/s: "
+                  + ", ".join(f"{b} {'met' if ok else 'NOT met'}" for b, ok in result["goal"]["met"].items()))
+
+
+def profile_in_process(bootstrap: str, backend: str, mode: str = "entry", events: int = 5000,
+                       top: int = 25) -> str:
+    """cProfile of an in-process SignerWorker draining ``events`` actions (a diagnosis aid:
+    py-spy is not available everywhere). Returns the pstats text, by internal time."""
+    from ledgerstream.core import mldsa
+    from ledgerstream.core.config import Topics
+    from ledgerstream.signer_worker.loop import SignerWorker
+    from ledgerstream.signer_worker.settings import SignerSettings
+    from ledgerstream.stack.topics import ensure_topics
+
+    topics = Topics.with_prefix(f"benchprof{uuid.uuid4().hex[:8]}.")
+    ensure_topics(bootstrap, topics)
+    _produce_all(bootstrap, topics.actions, _encoded_actions(events))
+    worker = SignerWorker(SignerSettings(bootstrap=bootstrap, topics=topics, key_path=Path(os.devnull),
+                                         signing_mode=mode, leader_election=False),
+                          mldsa.PrivateKey.generate(backend))
+    stop = threading.Event()
+
+    def watch() -> None:
+        while worker.state.next_seq < events and not stop.is_set():
+            time.sleep(0.01)
+        stop.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        worker.run(stop)
+    finally:
+        profiler.disable()
+        stop.set()
+    _delete_topics(bootstrap, topics)
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
+    return text.getvalue()
+
+
+def _delete_topics(bootstrap: str, topics: Any) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    for future in AdminClient({"bootstrap.servers": bootstrap}).delete_topics(list(topics.as_dict().values())).values():
+        try:
+            future.result(30)
+        except Exception:  # cleanup only: a leftover bench topic is harmless
+            pass

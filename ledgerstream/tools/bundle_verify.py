@@ -1,0 +1,525 @@
+"""Verify an evidence bundle offline: no Kafka, no dev stack, only the bundle and pins.
+
+Why it collects instead of raising at the first problem: a reader of evidence needs every
+discrepancy named (check, member, detail) in one pass. ``ok`` is true only when no check
+failed. The steps follow docs/bundle-format.md "Verifying", numbered alike below.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from ledgerstream.core import merkle, mldsa, records
+from ledgerstream.core.errors import ConfigError, DecodeError, VerificationError
+from ledgerstream.core.timestamp import verify_timestamp
+from ledgerstream.tools import bundle_format as bf
+
+MAX_TOTAL_BYTES = 4 << 30  # refuse ZIP bombs: a bundle larger than this uncompressed is not evidence we read
+
+#: check names, in the order they run (the JSON contract's "checks" keys)
+CHECKS = ("zip", "manifest", "structure", "schema", "key", "checkpoint", "timestamp", "consistency",
+          "decode", "entry_hash", "signature", "payload", "inclusion", "chain", "render")
+
+
+@dataclass
+class BundleReport:
+    """Outcome of :func:`verify_bundle`; ``to_json`` is the documented JSON form."""
+
+    entries: int = 0
+    passed: Counter = field(default_factory=Counter)
+    failed: Counter = field(default_factory=Counter)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    manifest_sha256: str | None = None
+    bundle_sha256: str | None = None
+    keys: list[dict[str, Any]] = field(default_factory=list)
+    tsa_ca: dict[str, Any] | None = None
+    checkpoint: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def good(self, check: str, n: int = 1) -> None:
+        self.passed[check] += n
+
+    def bad(self, check: str, member: str, detail: str) -> None:
+        self.failed[check] += 1
+        self.errors.append({"check": check, "member": member, "detail": detail})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "entries": self.entries,
+                "checks": {c: {"passed": self.passed[c], "failed": self.failed[c]} for c in CHECKS},
+                "errors": self.errors, "manifest_sha256": self.manifest_sha256,
+                "bundle_sha256": self.bundle_sha256, "keys": self.keys, "tsa_ca": self.tsa_ca,
+                "checkpoint": self.checkpoint}
+
+
+@dataclass
+class _Checkpoint:
+    size: int
+    root: bytes
+    chain_head: bytes
+    origin: str
+    timestamps: list[dict[str, str]]
+
+
+def verify_bundle(source: Path | bytes, *, trusted_keys: list[bytes] | None = None,
+                  tsa_ca_pem: bytes | None = None) -> BundleReport:
+    """Verify a bundle (path or bytes). ``trusted_keys`` (PEMs) pin the signer keys and
+    ``tsa_ca_pem`` the TSA CA; without them the bundle's own are used (and reported)."""
+    report = BundleReport()
+    blob = source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+    report.bundle_sha256 = hashlib.sha256(blob).hexdigest()
+    members = _read_zip(bytes(blob), report)  # 1
+    if members is None or not _manifest(members, report):  # 2
+        return report
+    _Verifier(members, report, trusted_keys, tsa_ca_pem).run()
+    return report
+
+
+def _read_zip(blob: bytes, report: BundleReport) -> dict[str, bytes] | None:
+    """1. A plain ZIP: no duplicate, directory, absolute, '..' or encrypted members, CRCs good."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(blob))
+        infos = zf.infolist()
+        names = [i.filename for i in infos]
+        dupes = sorted(n for n, c in Counter(names).items() if c > 1)
+        if dupes:
+            report.bad("zip", dupes[0], "member name occurs more than once")
+            return None
+        if sum(i.file_size for i in infos) > MAX_TOTAL_BYTES:
+            report.bad("zip", "", f"uncompressed size exceeds {MAX_TOTAL_BYTES} bytes")
+            return None
+        members: dict[str, bytes] = {}
+        for info in infos:
+            name = info.filename
+            if name.endswith("/") or name.startswith("/") or "\\" in name or ".." in name.split("/"):
+                report.bad("zip", name, "unsafe or directory member name")
+                return None
+            if info.flag_bits & 0x1:
+                report.bad("zip", name, "encrypted member")
+                return None
+            members[name] = zf.read(info)
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, OSError) as exc:
+        report.bad("zip", "", f"not a readable ZIP: {type(exc).__name__}: {exc}")
+        return None
+    report.good("zip")
+    return members
+
+
+def _manifest(members: dict[str, bytes], report: BundleReport) -> bool:
+    """2. manifest.json: canonical JSON, known format, and exactly the other members, each with
+    its SHA-256 and size. Its own SHA-256 identifies the bundle."""
+    data = members.get(bf.MANIFEST)
+    if data is None:
+        report.bad("manifest", bf.MANIFEST, "missing")
+        return False
+    report.manifest_sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+        canonical = bf.canonical(manifest)
+    except (ValueError, UnicodeDecodeError, TypeError) as exc:
+        report.bad("manifest", bf.MANIFEST, f"not JSON: {exc}")
+        return False
+    if canonical != data:
+        report.bad("manifest", bf.MANIFEST, "not in RFC 8785 canonical form (bytes were changed)")
+        return False
+    if not isinstance(manifest, dict) or set(manifest) != {"format", "format_version", "spec_version", "members"}:
+        report.bad("manifest", bf.MANIFEST, "fields must be exactly format, format_version, spec_version, members")
+        return False
+    if manifest["format"] != bf.FORMAT or manifest["format_version"] != bf.FORMAT_VERSION:
+        report.bad("manifest", bf.MANIFEST, f"unsupported format {manifest['format']!r} v{manifest['format_version']!r}")
+        return False
+    if manifest["spec_version"] not in bf.SUPPORTED_SPEC_VERSIONS:
+        report.bad("manifest", bf.MANIFEST, f"unsupported spec_version {manifest['spec_version']!r}")
+        return False
+    listed = manifest["members"]
+    if not isinstance(listed, dict):
+        report.bad("manifest", bf.MANIFEST, "members must be an object")
+        return False
+    ok = True
+    for name in sorted(set(members) - set(listed) - {bf.MANIFEST}):
+        report.bad("manifest", name, "member is not listed in the manifest (added)")
+        ok = False
+    for name in sorted(set(listed) - set(members)):
+        report.bad("manifest", name, "listed in the manifest but missing from the bundle")
+        ok = False
+    for name in sorted(set(listed) & set(members)):
+        want = listed[name]
+        data = members[name]
+        got = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        if want != got:
+            report.bad("manifest", name, f"member or its manifest entry was modified: manifest says {want}, "
+                                           f"member is {got}")
+            ok = False
+        else:
+            report.good("manifest")
+    if bf.MANIFEST in listed:
+        report.bad("manifest", bf.MANIFEST, "the manifest must not list itself")
+        ok = False
+    return ok
+
+
+class _Verifier:
+    """Steps 3-9 over the member map."""
+
+    def __init__(self, members: dict[str, bytes], report: BundleReport, pinned_keys: list[bytes] | None,
+                 pinned_ca: bytes | None) -> None:
+        self.m = members
+        self.r = report
+        self.pinned_keys = pinned_keys
+        self.pinned_ca = pinned_ca
+        self.schemas: dict[bytes, Any] = {}
+        self.keys: dict[str, mldsa.PublicKey] = {}
+        self.ca: bytes = b""
+
+    def run(self) -> None:
+        if not self._structure():  # 3
+            return
+        self._schemas()  # 4
+        self._keys()  # 5
+        self._ca()  # 6
+        main = self._checkpoint(bf.checkpoint_prefix(None))  # 7
+        if main is None:
+            return
+        self.r.checkpoint = {"origin": main.origin, "tree_size": main.size, "root": main.root.hex(),
+                             "timestamps": main.timestamps}
+        self._earlier(main)  # 8
+        self._entries(main)  # 9
+
+    # 3 -----------------------------------------------------------------------------------------
+    def _structure(self) -> bool:
+        """Every member has a known role; required members are there."""
+        ok = True
+        for name in sorted(self.m):
+            if name in (bf.MANIFEST, bf.README, bf.SELECTION, bf.TSA_CA):
+                continue
+            if not any(rx.match(name) for rx in (bf.CHECKPOINT_RE, bf.ENTRY_RE, bf.INCLUSION_RE, bf.CONSISTENCY_RE,
+                                                 bf.KEY_RE, bf.SCHEMA_RE)):
+                self.r.bad("structure", name, "unexpected member (not part of the bundle format)")
+                ok = False
+        for name in (bf.README, bf.SELECTION, bf.TSA_CA, bf.CHECKPOINT):
+            if name not in self.m:
+                self.r.bad("structure", name, "required member is missing")
+                ok = False
+        seqs = self._seqs()
+        if not seqs:
+            self.r.bad("structure", "entries/", "the bundle holds no entries")
+            ok = False
+        for seq in seqs:
+            for name in (bf.entry_avro(seq), bf.entry_json(seq), bf.inclusion_name(seq)):
+                if name not in self.m:
+                    self.r.bad("structure", name, f"entry {seq} is incomplete: member missing")
+                    ok = False
+        if ok:
+            self.r.good("structure")
+        return ok
+
+    def _seqs(self) -> list[int]:
+        found = set()
+        for name in self.m:
+            for rx in (bf.ENTRY_RE, bf.INCLUSION_RE):
+                if (mt := rx.match(name)) is not None:
+                    found.add(int(mt.group(1)))
+        return sorted(found)
+
+    # 4 -----------------------------------------------------------------------------------------
+    def _schemas(self) -> None:
+        texts = {n: d for n, d in self.m.items() if bf.SCHEMA_RE.match(n)}
+        self.schemas, problems = bf.load_schemas(texts)
+        for member, detail in problems:
+            self.r.bad("schema", member, detail)
+        self.r.good("schema", len(texts) - len(problems))
+
+    # 5 -----------------------------------------------------------------------------------------
+    def _keys(self) -> None:
+        """Bundled keys must be what their names say; pins, if given, replace them as the trust set."""
+        bundled: dict[str, mldsa.PublicKey] = {}
+        for name in sorted(n for n in self.m if bf.KEY_RE.match(n)):
+            try:
+                key = mldsa.load_public_key(self.m[name])
+            except ConfigError as exc:
+                self.r.bad("key", name, f"not an ML-DSA-65 public key: {exc}")
+                continue
+            if bf.key_name(key.key_id) != name:
+                self.r.bad("key", name, f"key_id of this key is {key.key_id}, not the one in its name")
+                continue
+            if mldsa.public_key_pem(key) != self.m[name]:
+                self.r.bad("key", name, "not the canonical SubjectPublicKeyInfo PEM of its key (bytes were changed)")
+                continue
+            bundled[key.key_id] = key
+            self.r.good("key")
+        if self.pinned_keys is None:
+            self.keys = bundled
+            self.r.keys = [{"key_id": k, "source": "bundle"} for k in sorted(bundled)]
+            return
+        for pem in self.pinned_keys:
+            key = mldsa.load_public_key(pem)
+            self.keys[key.key_id] = key
+        self.r.keys = [{"key_id": k, "source": "pinned"} for k in sorted(self.keys)]
+        self.r.keys += [{"key_id": k, "source": "bundle (not pinned)"} for k in sorted(set(bundled) - set(self.keys))]
+
+    def _key(self, key_id: str, member: str) -> mldsa.PublicKey | None:
+        key = self.keys.get(key_id)
+        if key is None:
+            where = "the pinned keys (--trusted-key)" if self.pinned_keys is not None else "the bundle's keys/"
+            self.r.bad("key", member, f"key_id {key_id} is not among {where}")
+        return key
+
+    # 6 -----------------------------------------------------------------------------------------
+    def _ca(self) -> None:
+        self.ca = self.pinned_ca if self.pinned_ca is not None else self.m.get(bf.TSA_CA, b"")
+        member = bf.TSA_CA if self.pinned_ca is None else "--tsa-ca"
+        try:
+            certs = x509.load_pem_x509_certificates(self.ca)
+        except ValueError as exc:
+            self.r.bad("timestamp", member, f"not a PEM certificate bundle: {exc}")
+            return
+        if self.pinned_ca is None and bf.canonical_pem(certs) != self.ca:
+            self.r.bad("timestamp", member, "not the canonical PEM of its certificates (bytes were changed)")
+            return
+        self.r.tsa_ca = {"source": "bundle" if self.pinned_ca is None else "pinned",
+                         "sha256": hashlib.sha256(self.ca).hexdigest(),
+                         "subjects": [c.subject.rfc4514_string() for c in certs]}
+
+    # 7 -----------------------------------------------------------------------------------------
+    def _checkpoint(self, prefix: str) -> _Checkpoint | None:
+        """A checkpoint: record, body and signature agree, the body parses, the signature
+        verifies under a trusted key, the rendering matches, and >= 1 token verifies."""
+        names = {s: prefix + "checkpoint" + s for s in ("", ".sig", ".avro", ".json")}
+        for name in names.values():
+            if name not in self.m:
+                self.r.bad("structure", name, "checkpoint member missing")
+                return None
+        body, sig = self.m[names[""]], self.m[names[".sig"]]
+        try:
+            kind, rec = bf.decode_as_written(self.m[names[".avro"]], self.schemas)
+        except DecodeError as exc:
+            self.r.bad("decode", names[".avro"], str(exc))
+            return None
+        if kind != "Checkpoint":
+            self.r.bad("decode", names[".avro"], f"is a {kind} record, not a Checkpoint")
+            return None
+        self.r.good("decode")
+        ok = True
+        if bytes(rec["body"]) != body:
+            self.r.bad("checkpoint", names[""], "differs from the body in the Checkpoint record")
+            ok = False
+        if bytes(rec["signature"]) != sig:
+            self.r.bad("checkpoint", names[".sig"], "differs from the signature in the Checkpoint record")
+            ok = False
+        try:
+            parsed = records.parse_checkpoint_body(body)
+        except ValueError as exc:
+            self.r.bad("checkpoint", names[""], f"body does not parse: {exc}")
+            return None
+        fields = {"origin": rec["origin"], "tree_size": rec["tree_size"], "root_hash": bytes(rec["root_hash"]),
+                  "chain_head": bytes(rec["chain_head"]), "created_at": rec["created_at"]}
+        differing = sorted(k for k, v in fields.items() if parsed[k] != v)
+        if differing:
+            self.r.bad("checkpoint", names[".avro"], f"record fields {differing} differ from the signed body")
+            ok = False
+        if rec.get("spec_version", 1) not in bf.SUPPORTED_SPEC_VERSIONS:
+            self.r.bad("checkpoint", names[".avro"], f"unsupported spec_version {rec.get('spec_version')}")
+            ok = False
+        key = self._key(rec["key_id"], names[".avro"])
+        if key is not None:
+            try:
+                key.verify(sig, body)
+                self.r.good("key")
+            except VerificationError as exc:
+                self.r.bad("checkpoint", names[".sig"], f"signature over the body does not verify: {exc}")
+                ok = False
+        if bf.render_checkpoint(rec) != self.m[names[".json"]]:
+            self.r.bad("render", names[".json"], "is not the rendering of checkpoint.avro")
+        else:
+            self.r.good("render")
+        timestamps = self._tokens(prefix, body)
+        if ok:
+            self.r.good("checkpoint")
+        return _Checkpoint(parsed["tree_size"], parsed["root_hash"], parsed["chain_head"], parsed["origin"], timestamps)
+
+    def _tokens(self, prefix: str, body: bytes) -> list[dict[str, str]]:
+        """Every token of the checkpoint must verify over its body; at least one is required."""
+        tokens = [n for n in self.m if (mt := bf.CHECKPOINT_RE.match(n)) and (mt.group(1) is None) == (prefix == "")
+                  and n.startswith(prefix) and n.endswith(".tsr")]
+        if not tokens:
+            self.r.bad("timestamp", prefix + "checkpoint.tsr", "no RFC 3161 token for this checkpoint")
+            return []
+        times = []
+        for name in sorted(tokens):
+            try:
+                info = verify_timestamp(self.m[name], body, self.ca)
+            except (VerificationError, ConfigError) as exc:
+                self.r.bad("timestamp", name, str(exc))
+                continue
+            times.append({"member": name, "gen_time": info.gen_time.isoformat(), "tsa": info.tsa_subject})
+            self.r.good("timestamp")
+        return times
+
+    # 8 -----------------------------------------------------------------------------------------
+    def _earlier(self, main: _Checkpoint) -> None:
+        """Earlier checkpoints (checkpoints/<size>/) each with a consistency proof to the main one."""
+        sizes = sorted({int(mt.group(1)) for n in self.m if (mt := bf.CHECKPOINT_RE.match(n)) and mt.group(1)})
+        proofs = {n: mt for n in self.m if (mt := bf.CONSISTENCY_RE.match(n))}
+        for size in sizes:
+            prefix = bf.checkpoint_prefix(size)
+            cp = self._checkpoint(prefix)
+            if cp is None:
+                continue
+            if cp.size != size or size >= main.size or cp.origin != main.origin:
+                self.r.bad("consistency", prefix + "checkpoint", f"tree size {cp.size} / origin {cp.origin!r} does "
+                           f"not fit its folder or precede the main checkpoint ({main.size}, {main.origin!r})")
+                continue
+            name = bf.consistency_name(size, main.size)
+            proofs.pop(name, None)
+            if name not in self.m:
+                self.r.bad("consistency", name, "missing consistency proof to the main checkpoint")
+                continue
+            doc = self._json(name, "consistency", {"size1", "root1", "size2", "root2", "path"})
+            if doc is None:
+                continue
+            try:
+                if (doc["size1"], doc["root1"], doc["size2"], doc["root2"]) != (size, cp.root.hex(), main.size, main.root.hex()):
+                    raise VerificationError("sizes or roots differ from the checkpoints")
+                merkle.verify_consistency(size, main.size, cp.root, main.root, [bytes.fromhex(h) for h in doc["path"]])
+            except (VerificationError, ValueError, TypeError) as exc:
+                self.r.bad("consistency", name, str(exc))
+                continue
+            self.r.good("consistency")
+        for name in sorted(proofs):
+            self.r.bad("consistency", name, "consistency proof without its earlier checkpoint")
+
+    # 9 -----------------------------------------------------------------------------------------
+    def _entries(self, main: _Checkpoint) -> None:
+        decoded: dict[int, dict[str, Any]] = {}
+        for seq in self._seqs():
+            rec = self._entry(seq, main)
+            if rec is not None:
+                decoded[seq] = rec
+        self.r.entries = len(self._seqs())
+        self._chain(decoded, main)
+
+    def _entry(self, seq: int, main: _Checkpoint) -> dict[str, Any] | None:
+        name = bf.entry_avro(seq)
+        try:
+            kind, rec = bf.decode_as_written(self.m[name], self.schemas)
+        except DecodeError as exc:
+            self.r.bad("decode", name, str(exc))
+            return None
+        if kind != "LedgerEntry" or rec["seq"] != seq:
+            self.r.bad("decode", name, f"is a {kind} with seq {rec.get('seq')}, not LedgerEntry {seq}")
+            return None
+        if rec.get("spec_version", 1) not in bf.SUPPORTED_SPEC_VERSIONS:
+            self.r.bad("decode", name, f"unsupported spec_version {rec.get('spec_version')}")
+            return None
+        self.r.good("decode")
+        computed = records.entry_hash(rec)
+        if computed != bytes(rec["entry_hash"]):
+            self.r.bad("entry_hash", name, f"stored {bytes(rec['entry_hash']).hex()}, recomputed {computed.hex()}")
+        else:
+            self.r.good("entry_hash")
+        self._entry_signature(name, rec, computed)
+        self._payload(name, rec["action"])
+        if rec.get("timestamp_token") is not None:
+            try:
+                verify_timestamp(bytes(rec["timestamp_token"]), computed, self.ca)
+                self.r.good("timestamp")
+            except (VerificationError, ConfigError) as exc:
+                self.r.bad("timestamp", name, f"entry token: {exc}")
+        if bf.render_entry(rec) != self.m[bf.entry_json(seq)]:
+            self.r.bad("render", bf.entry_json(seq), f"is not the rendering of {name}")
+        else:
+            self.r.good("render")
+        self._inclusion(seq, computed, main)
+        return rec
+
+    def _entry_signature(self, name: str, rec: dict[str, Any], computed: bytes) -> None:
+        if rec.get("signature") is None:
+            return  # checkpoint signing mode: the checkpoint signature and the inclusion proof cover it
+        key = self._key(rec["key_id"], name)
+        if key is None:
+            return
+        try:
+            key.verify(bytes(rec["signature"]), records.entry_signing_message(computed))
+            self.r.good("signature")
+        except VerificationError as exc:
+            self.r.bad("signature", name, str(exc))
+
+    def _payload(self, name: str, action: dict[str, Any]) -> None:
+        payload, salt = action.get("payload"), action.get("payload_salt")
+        if payload is None and salt is None:
+            return  # redacted, erased or hash-only: the commitment stays in the hash
+        try:
+            if payload is None or salt is None:
+                raise ValueError("payload and payload_salt must be present together")
+            if records.payload_commitment(bytes(salt), bytes(payload)) != bytes(action["payload_hash"]):
+                raise ValueError("payload_hash does not commit to payload and payload_salt")
+        except ValueError as exc:
+            self.r.bad("payload", name, str(exc))
+            return
+        self.r.good("payload")
+
+    def _inclusion(self, seq: int, computed: bytes, main: _Checkpoint) -> None:
+        name = bf.inclusion_name(seq)
+        doc = self._json(name, "inclusion", {"leaf_index", "tree_size", "entry_hash", "leaf_hash", "root", "path"})
+        if doc is None:
+            return
+        leaf = merkle.leaf_hash(records.merkle_leaf_input(computed))
+        try:
+            if (doc["leaf_index"], doc["tree_size"], doc["root"]) != (seq, main.size, main.root.hex()):
+                raise VerificationError(f"names leaf {doc['leaf_index']} of tree {doc['tree_size']} with root "
+                                        f"{doc['root']}, not leaf {seq} of the checkpoint's tree {main.size}")
+            if (doc["entry_hash"], doc["leaf_hash"]) != (computed.hex(), leaf.hex()):
+                raise VerificationError("entry_hash / leaf_hash differ from the entry's recomputed hash")
+            merkle.verify_inclusion(leaf, seq, main.size, [bytes.fromhex(h) for h in doc["path"]], main.root)
+        except (VerificationError, ValueError, TypeError) as exc:
+            self.r.bad("inclusion", name, str(exc))
+            return
+        self.r.good("inclusion")
+
+    def _chain(self, decoded: dict[int, dict[str, Any]], main: _Checkpoint) -> None:
+        """Where neighbours are both bundled, their links must hold (and the head must match)."""
+        for seq, rec in decoded.items():
+            prev = decoded.get(seq - 1)
+            if prev is not None:
+                if bytes(rec["prev_hash"]) != bytes(prev["entry_hash"]):
+                    self.r.bad("chain", bf.entry_avro(seq), f"prev_hash is not the entry_hash of seq {seq - 1}")
+                else:
+                    self.r.good("chain")
+            if seq == main.size - 1:
+                if bytes(rec["entry_hash"]) != main.chain_head:
+                    self.r.bad("chain", bf.entry_avro(seq), "entry_hash is not the checkpoint's chain-head")
+                else:
+                    self.r.good("chain")
+        by_agent: dict[tuple[str, int], dict[str, Any]] = {(r["action"]["agent_id"], r["agent_seq"]): r for r in decoded.values()}
+        for (agent, agent_seq), rec in by_agent.items():
+            prev = by_agent.get((agent, agent_seq - 1))
+            if prev is None:
+                continue
+            if prev["seq"] >= rec["seq"] or bytes(rec["agent_prev_hash"]) != bytes(prev["entry_hash"]):
+                self.r.bad("chain", bf.entry_avro(rec["seq"]), f"agent chain of {agent} broken after seq {prev['seq']}")
+            else:
+                self.r.good("chain")
+
+    def _json(self, name: str, check: str, keys: set[str]) -> dict[str, Any] | None:
+        data = self.m[name]
+        try:
+            doc = json.loads(data.decode("utf-8"))
+            if bf.canonical(doc) != data:
+                raise ValueError("not in RFC 8785 canonical form")
+            if not isinstance(doc, dict) or set(doc) != keys:
+                raise ValueError(f"fields must be exactly {sorted(keys)}")
+        except (ValueError, UnicodeDecodeError, TypeError) as exc:
+            self.r.bad(check, name, str(exc))
+            return None
+        return doc

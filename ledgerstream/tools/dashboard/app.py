@@ -1,0 +1,273 @@
+"""The dashboard web application: read-only pages, a JSON API, and a server-sent event stream.
+
+Every route is a GET. The overview page is static HTML + JS (no CDN, nothing external);
+its data comes from ``/api/overview`` once and then only from ``/api/events``, which
+pushes ``overview`` snapshots when something changed and each ``alert`` the moment it
+is read from the alerts topic. The entry page is rendered on the server.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ledgerstream.core.errors import LedgerstreamError
+from ledgerstream.core.topic_reader import read_partition
+from ledgerstream.tools.dashboard import pages, status_files
+from ledgerstream.tools.dashboard.auth import security_headers, token_middleware
+from ledgerstream.tools.dashboard.checks import EntryChecker, EntryReport
+from ledgerstream.tools.dashboard.follower import Follower
+from ledgerstream.tools.dashboard.hub import Hub
+from ledgerstream.tools.dashboard.ledger import LedgerView, decode_entry
+from ledgerstream.tools.dashboard.settings import DashboardSettings
+
+log = logging.getLogger("ledgerstream.dashboard")
+PUSH_INTERVAL = 1.0
+KEEPALIVE = 15.0
+
+
+@dataclass
+class Dashboard:
+    """Everything the handlers share."""
+
+    settings: DashboardSettings
+    view: LedgerView
+    checker: EntryChecker
+    hub: Hub
+    follower: Follower | None = None
+
+    def overview(self) -> dict[str, Any]:
+        home = self.settings.home
+        head = self.view.head()
+        return {
+            "head": head,
+            "checkpoints": self.view.checkpoint_views(20),
+            "verifiers": status_files.verifiers(home),
+            "signers": status_files.signers(home),
+            "agents": self.view.agent_views(),
+            "graph": self.view.graph(status_files.graph_edges(home)),
+            "alerts": self.view.alert_summary(),
+            "foreign": self.view.foreign_views(20),
+            "follower": dict(self.follower.state) if self.follower else {},
+            "topics": self.settings.topics.as_dict(),
+        }
+
+    def fetch_entry(self, offset: int) -> bytes:
+        """The raw record at ``offset`` of the entries topic (older entries are not cached)."""
+        records = read_partition(self.settings.bootstrap, self.settings.topics.entries, 0, start=offset, timeout=15)
+        try:
+            for found, raw in records:
+                if found == offset:
+                    return raw
+                break
+        finally:
+            records.close()
+        raise LedgerstreamError(f"entry at offset {offset} is no longer on the topic")
+
+    async def entry_report(self, seq: int) -> EntryReport:
+        offset, raw, agent_prev = self.view.locate(seq)
+        loop = asyncio.get_running_loop()
+        if raw is None:
+            raw = await loop.run_in_executor(None, self.fetch_entry, offset)
+        entry = decode_entry(raw)
+        return await loop.run_in_executor(None, self.checker.report, self.view, seq, offset, entry, agent_prev)
+
+
+DASHBOARD = web.AppKey("dashboard", Dashboard)
+STATIC = Path(str(resources.files("ledgerstream.tools.dashboard") / "static"))
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
+
+
+def _seq(request: web.Request) -> int:
+    raw = request.match_info["seq"]
+    if not raw.isdigit():
+        raise web.HTTPNotFound(text=f"no entry {raw!r}: seq is a non-negative integer\n")
+    return int(raw)
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html", headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+async def entry_page(request: web.Request) -> web.Response:
+    dash = request.app[DASHBOARD]
+    seq = _seq(request)
+    try:
+        report = await dash.entry_report(seq)
+    except LookupError as exc:
+        return web.Response(text=pages.not_found(seq, str(exc)), status=404, content_type="text/html")
+    except LedgerstreamError as exc:
+        return web.Response(text=pages.not_found(seq, str(exc)), status=502, content_type="text/html")
+    return web.Response(text=pages.entry(report), content_type="text/html")
+
+
+async def api_entry(request: web.Request) -> web.Response:
+    dash = request.app[DASHBOARD]
+    seq = _seq(request)
+    try:
+        report = await dash.entry_report(seq)
+    except LookupError as exc:
+        return _json({"error": str(exc)}, 404)
+    except LedgerstreamError as exc:
+        return _json({"error": str(exc)}, 502)
+    return _json(report.as_json())
+
+
+async def api_overview(request: web.Request) -> web.Response:
+    return _json(request.app[DASHBOARD].overview())
+
+
+async def api_head(request: web.Request) -> web.Response:
+    return _json(request.app[DASHBOARD].view.head())
+
+
+async def api_checkpoints(request: web.Request) -> web.Response:
+    limit = request.query.get("limit", "50")
+    if not limit.isdigit():
+        raise web.HTTPBadRequest(text="limit must be a non-negative integer\n")
+    return _json(request.app[DASHBOARD].view.checkpoint_views(int(limit)))
+
+
+async def api_verifiers(request: web.Request) -> web.Response:
+    return _json(status_files.verifiers(request.app[DASHBOARD].settings.home))
+
+
+async def api_signers(request: web.Request) -> web.Response:
+    return _json(status_files.signers(request.app[DASHBOARD].settings.home))
+
+
+async def api_agents(request: web.Request) -> web.Response:
+    return _json(request.app[DASHBOARD].view.agent_views())
+
+
+async def api_graph(request: web.Request) -> web.Response:
+    dash = request.app[DASHBOARD]
+    return _json(dash.view.graph(status_files.graph_edges(dash.settings.home)))
+
+
+async def api_alerts(request: web.Request) -> web.Response:
+    after = request.query.get("after", "0")
+    if not after.isdigit():
+        raise web.HTTPBadRequest(text="after must be a non-negative integer\n")
+    view = request.app[DASHBOARD].view
+    return _json({"summary": view.alert_summary(), "alerts": view.alert_views(int(after))})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    dash = request.app[DASHBOARD]
+    return _json({"ok": True, "follower": dict(dash.follower.state) if dash.follower else {},
+                  "entries": dash.view.size, "listeners": dash.hub.listeners})
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: ``overview`` snapshots and ``alert`` records as they happen."""
+    dash = request.app[DASHBOARD]
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                           "X-Accel-Buffering": "no", "X-Content-Type-Options": "nosniff"})
+    await response.prepare(request)
+    queue = dash.hub.subscribe()
+    try:
+        await response.write(b"retry: 2000\n\n")
+        await _send(response, "overview", dash.overview())
+        last = request.headers.get("Last-Event-ID", "")
+        if last.isdigit():  # a reconnecting page: replay the alerts it missed
+            for alert in dash.view.alert_views(int(last)):
+                await _send(response, "alert", alert, alert["index"])
+        while True:
+            try:
+                name, data, event_id = await asyncio.wait_for(queue.get(), KEEPALIVE)
+            except asyncio.TimeoutError:
+                await response.write(b": keepalive\n\n")
+                continue
+            if name == "close":
+                break
+            await _send(response, name, data, event_id)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        dash.hub.unsubscribe(queue)
+    return response
+
+
+async def _send(response: web.StreamResponse, name: str, data: Any, event_id: int | None = None) -> None:
+    lines = [f"event: {name}"]
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    lines += [f"data: {line}" for line in json.dumps(data, default=str).splitlines() or ["null"]]
+    await response.write(("\n".join(lines) + "\n\n").encode())
+
+
+async def _pusher(app: web.Application) -> None:
+    """Push an ``overview`` snapshot every second to the open pages (ages and rates move)."""
+    dash = app[DASHBOARD]
+    while True:
+        await asyncio.sleep(PUSH_INTERVAL)
+        if dash.hub.listeners:
+            dash.hub.publish("overview", dash.overview())
+
+
+async def _start(app: web.Application) -> None:
+    dash = app[DASHBOARD]
+    loop = asyncio.get_running_loop()
+
+    def on_alert(alert: dict[str, Any]) -> None:  # called on a Kafka thread
+        loop.call_soon_threadsafe(dash.hub.publish, "alert", alert, alert["index"])
+
+    s = dash.settings
+    dash.follower = Follower(s.bootstrap, s.topics, dash.view, on_alert, log=log.warning)
+    dash.follower.start()
+    app[PUSHER] = asyncio.create_task(_pusher(app))
+
+
+async def _shutdown(app: web.Application) -> None:
+    app[DASHBOARD].hub.close_all()  # ends the event streams so shutdown does not wait for them
+
+
+async def _cleanup(app: web.Application) -> None:
+    app[PUSHER].cancel()
+    follower = app[DASHBOARD].follower
+    if follower is not None:
+        await asyncio.get_running_loop().run_in_executor(None, follower.stop)
+
+
+PUSHER = web.AppKey("pusher", asyncio.Task)
+
+
+def build_app(settings: DashboardSettings) -> web.Application:
+    checker = EntryChecker.from_files(list(settings.public_keys), settings.tsa_ca)
+    dash = Dashboard(settings, LedgerView(checker.checkpoint_signature), checker, Hub())
+    app = web.Application(middlewares=[security_headers, token_middleware(settings.token)])
+    app[DASHBOARD] = dash
+    app.router.add_get("/", index)
+    app.router.add_get("/entry/{seq}", entry_page)
+    app.router.add_get("/api/overview", api_overview)
+    app.router.add_get("/api/head", api_head)
+    app.router.add_get("/api/checkpoints", api_checkpoints)
+    app.router.add_get("/api/verifiers", api_verifiers)
+    app.router.add_get("/api/signers", api_signers)
+    app.router.add_get("/api/agents", api_agents)
+    app.router.add_get("/api/graph", api_graph)
+    app.router.add_get("/api/alerts", api_alerts)
+    app.router.add_get("/api/entry/{seq}", api_entry)
+    app.router.add_get("/api/events", events)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_static("/static", STATIC, show_index=False)
+    app.on_startup.append(_start)
+    app.on_shutdown.append(_shutdown)
+    app.on_cleanup.append(_cleanup)
+    return app
+
+
+def serve(settings: DashboardSettings) -> None:
+    """Run until SIGINT/SIGTERM."""
+    web.run_app(build_app(settings), host=settings.host, port=settings.port, shutdown_timeout=5,
+                print=lambda msg: log.warning("%s", msg), access_log=None)

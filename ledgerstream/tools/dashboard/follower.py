@@ -1,0 +1,106 @@
+"""Background threads that follow the ledger topics into the dashboard's LedgerView.
+
+Manual assignment from the beginning, ``read_committed``, no consumer group: the
+dashboard only reads, commits nothing, and rebuilds its picture on every start. One
+thread reads ``entries`` and ``checkpoints`` (the ledger), another ``alerts``, so alerts
+appear at once even while a long ledger is still being replayed.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any, Callable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from ledgerstream.core.config import Topics
+from ledgerstream.tools.dashboard.ledger import LedgerView
+
+AlertCallback = Callable[[dict[str, Any]], None]
+
+
+class Follower:
+    def __init__(self, bootstrap: str, topics: Topics, view: LedgerView, on_alert: AlertCallback,
+                 log: Callable[[str], None] = print) -> None:
+        self.bootstrap, self.topics, self.view, self.on_alert, self.log = bootstrap, topics, view, on_alert, log
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        #: per thread: "connecting" | "waiting for topics" | "replaying" | "live" | "error: ..."
+        self.state: dict[str, str] = {"ledger": "connecting", "alerts": "connecting"}
+
+    def start(self) -> None:
+        for name, topics, handler in (
+            ("ledger", [self.topics.entries, self.topics.checkpoints], self._ledger_record),
+            ("alerts", [self.topics.alerts], self._alert_record),
+        ):
+            thread = threading.Thread(target=self._follow, args=(name, topics, handler),
+                                      name=f"follow-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    @property
+    def caught_up(self) -> bool:
+        return self.state.get("ledger") == "live"
+
+    def _ledger_record(self, topic: str, partition: int, offset: int, value: bytes) -> None:
+        if topic == self.topics.entries:
+            self.view.add_entry_record(offset, value)
+        else:
+            self.view.add_checkpoint_record(offset, value)
+
+    def _alert_record(self, topic: str, partition: int, offset: int, value: bytes) -> None:
+        alert = self.view.add_alert_record(partition, offset, value)
+        if alert is not None:
+            self.on_alert(alert)
+
+    def _follow(self, name: str, topics: list[str], handler: Callable[[str, int, int, bytes], None]) -> None:
+        consumer = Consumer({
+            "bootstrap.servers": self.bootstrap, "group.id": f"ledgerstream-dashboard-{uuid.uuid4().hex}",
+            "enable.auto.commit": False, "isolation.level": "read_committed", "enable.partition.eof": True,
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        })
+        try:
+            partitions = self._wait_for_topics(name, consumer, topics)
+            if partitions is None:
+                return
+            consumer.assign(partitions)
+            at_end: set[tuple[str, int]] = set()
+            self.state[name] = "replaying"
+            while not self._stop.is_set():
+                for msg in consumer.consume(500, timeout=0.5):
+                    err = msg.error()
+                    key = (msg.topic(), msg.partition())
+                    if err is None:
+                        at_end.discard(key)
+                        handler(msg.topic(), msg.partition(), msg.offset(), msg.value() or b"")
+                    elif err.code() == KafkaError._PARTITION_EOF:
+                        at_end.add(key)
+                        if len(at_end) == len(partitions):
+                            self.state[name] = "live"
+                    else:
+                        self.log(f"dashboard: Kafka error on {key[0]}: {err}")
+        except Exception as exc:  # noqa: BLE001  (a dead follower must show on the page, not vanish)
+            self.state[name] = f"error: {exc}"
+            self.log(f"dashboard: {name} follower stopped: {exc}")
+        finally:
+            consumer.close()
+
+    def _wait_for_topics(self, name: str, consumer: Consumer, topics: list[str]) -> list[TopicPartition] | None:
+        while not self._stop.is_set():
+            try:
+                known = consumer.list_topics(timeout=10).topics
+            except KafkaException as exc:
+                self.state[name] = f"error: cannot reach Kafka at {self.bootstrap}: {exc}"
+                time.sleep(2)
+                continue
+            if all(t in known and known[t].error is None for t in topics):
+                return [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in sorted(known[t].partitions)]
+            self.state[name] = f"waiting for topics {', '.join(t for t in topics if t not in known)}"
+            time.sleep(2)
+        return None

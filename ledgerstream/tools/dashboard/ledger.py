@@ -1,0 +1,319 @@
+"""The dashboard's in-memory picture of the ledger, fed record by record from Kafka.
+
+It keeps what the pages show without holding whole entries: the main chain (the first
+record for each seq that continues the hash chain and whose hash recomputes, as
+``ledger_snapshot`` does), its Merkle tree for inclusion proofs, per-agent heads, the
+cross-agent call edges, checkpoints with their anchors, recent alerts, and the records
+that did not fit the chain (forks, gaps, undecodable bytes). Thread-safe: the Kafka
+threads write, the web handlers read.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from array import array
+from collections import OrderedDict, deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from ledgerstream.core import codec, merkle, records
+from ledgerstream.core.errors import DecodeError, LedgerstreamError
+
+#: raw entry bytes kept for the entry page; older entries are fetched from Kafka again
+RECENT_ENTRIES = 2000
+MAX_ALERTS = 1000
+MAX_FOREIGN = 1000
+THROUGHPUT_WINDOW_US = 300_000_000
+
+
+def _hex(value: bytes | None) -> str | None:
+    return bytes(value).hex() if value is not None else None
+
+
+@dataclass
+class AgentStats:
+    agent_id: str
+    count: int = 0
+    head_seq: int = -1
+    head_hash: str = ""
+    last_action: str = ""
+    first_seen: int = 0  # microseconds (signer clock)
+    last_seen: int = 0
+    chain_breaks: int = 0
+
+
+@dataclass
+class Anchor:
+    tsa: str
+    token: bytes
+    offset: int
+
+
+@dataclass
+class CheckpointInfo:
+    offset: int
+    tree_size: int
+    root_hash: bytes
+    chain_head: bytes
+    created_at: int
+    body: bytes
+    key_id: str
+    signature: bytes
+    signature_status: str = "unchecked"  # valid | invalid | unknown_key | unchecked
+    anchors: list[Anchor] = field(default_factory=list)
+
+    @property
+    def body_hash(self) -> bytes:
+        return hashlib.sha256(self.body).digest()
+
+
+@dataclass(frozen=True)
+class Foreign:
+    """A record on the entries topic that is not part of the main chain, and why."""
+
+    offset: int
+    seq: int | None
+    reason: str
+
+
+class LedgerView:
+    def __init__(self, verify_checkpoint: Callable[[CheckpointInfo], str] | None = None) -> None:
+        self._lock = threading.RLock()
+        self._verify_checkpoint = verify_checkpoint or (lambda cp: "unchecked")
+        self.tree = merkle.MerkleTree()
+        self._hashes = bytearray()  # entry hashes of the main chain, 32 bytes each
+        self._offsets = array("q")
+        self._agent_of: list[str] = []
+        self._agent_prev = array("q")  # seq of the same agent's previous entry, -1 for its first
+        self._recent: OrderedDict[int, bytes] = OrderedDict()
+        self._received: deque[int] = deque()
+        self.records_seen = 0
+        self.last_received_at = 0
+        self.agents: dict[str, AgentStats] = {}
+        self.edges: dict[tuple[str, str], int] = {}
+        self.recent_edges: deque[dict[str, Any]] = deque(maxlen=200)
+        self.foreign: deque[Foreign] = deque(maxlen=MAX_FOREIGN)
+        self.foreign_total = 0
+        self.checkpoints: list[CheckpointInfo] = []
+        self._orphan_anchors: dict[bytes, list[Anchor]] = {}
+        self.alerts: deque[dict[str, Any]] = deque(maxlen=MAX_ALERTS)
+        self.alert_total = 0
+        self.alert_counts: dict[str, int] = {}
+        self.version = 0  # bumps on every change, so pushers can tell
+
+    # --- writers (Kafka threads) -------------------------------------------------------------
+    def add_entry_record(self, offset: int, raw: bytes) -> None:
+        with self._lock:
+            self.records_seen += 1
+            self.version += 1
+            try:
+                _, entry = codec.decode(raw, expect="LedgerEntry")
+            except DecodeError as exc:
+                self._reject(offset, None, f"undecodable: {exc}")
+                return
+            seq, size = entry["seq"], self.size
+            if seq < size:
+                same = self._recent.get(seq) == raw
+                self._reject(offset, seq, "identical copy of an adopted entry" if same
+                             else f"second record for seq {seq} (fork or tampered copy)")
+                return
+            if seq > size:
+                self._reject(offset, seq, f"gap: expected seq {size}")
+                return
+            head = self._hash_at(size - 1) if size else records.ZERO_HASH
+            if bytes(entry["prev_hash"]) != head:
+                self._reject(offset, seq, "prev_hash does not continue the chain")
+                return
+            try:
+                computed = records.entry_hash(entry)
+            except (KeyError, TypeError, ValueError) as exc:
+                self._reject(offset, seq, f"cannot recompute entry hash: {exc}")
+                return
+            if computed != bytes(entry["entry_hash"]):
+                self._reject(offset, seq, "entry_hash does not recompute")
+                return
+            self._adopt(offset, raw, entry)
+
+    def _adopt(self, offset: int, raw: bytes, entry: dict[str, Any]) -> None:
+        seq, h = entry["seq"], bytes(entry["entry_hash"])
+        action = entry["action"]
+        agent_id = action["agent_id"]
+        self.tree.append(merkle.leaf_hash(records.merkle_leaf_input(h)))
+        self._hashes += h
+        self._offsets.append(offset)
+        self._agent_of.append(agent_id)
+        stats = self.agents.get(agent_id) or self.agents.setdefault(agent_id, AgentStats(agent_id, first_seen=entry["received_at"]))
+        self._agent_prev.append(stats.head_seq)
+        expected_prev = self._hash_at(stats.head_seq) if stats.head_seq >= 0 else records.ZERO_HASH
+        if bytes(entry["agent_prev_hash"]) != expected_prev or entry["agent_seq"] != stats.count:
+            stats.chain_breaks += 1
+        stats.count += 1
+        stats.head_seq, stats.head_hash = seq, h.hex()
+        stats.last_action, stats.last_seen = action["action_type"], entry["received_at"]
+        for link in entry.get("resolved_links") or []:
+            if link.get("status") == "resolved" and link.get("seq") is not None and link["seq"] < seq:
+                caller = self._agent_of[link["seq"]]
+                self._add_edge(link["seq"], caller, seq, agent_id)
+        self._recent[seq] = raw
+        if len(self._recent) > RECENT_ENTRIES:
+            self._recent.popitem(last=False)
+        self._received.append(entry["received_at"])
+        self.last_received_at = entry["received_at"]
+        cutoff = entry["received_at"] - THROUGHPUT_WINDOW_US
+        while self._received and self._received[0] < cutoff:
+            self._received.popleft()
+
+    def _add_edge(self, from_seq: int, from_agent: str, to_seq: int, to_agent: str) -> None:
+        self.edges[(from_agent, to_agent)] = self.edges.get((from_agent, to_agent), 0) + 1
+        self.recent_edges.append({"from_seq": from_seq, "from_agent": from_agent,
+                                  "to_seq": to_seq, "to_agent": to_agent})
+
+    def _reject(self, offset: int, seq: int | None, reason: str) -> None:
+        self.foreign.append(Foreign(offset, seq, reason))
+        self.foreign_total += 1
+
+    def add_checkpoint_record(self, offset: int, raw: bytes) -> None:
+        try:
+            name, rec = codec.decode(raw, expect=("Checkpoint", "TimestampAnchor"))
+        except DecodeError:
+            return
+        with self._lock:
+            self.version += 1
+            if name == "TimestampAnchor":
+                anchor = Anchor(rec["timestamp"]["tsa"], bytes(rec["timestamp"]["token"]), offset)
+                body_hash = bytes(rec["body_hash"])
+                for cp in self.checkpoints:
+                    if cp.body_hash == body_hash:
+                        cp.anchors.append(anchor)
+                        return
+                self._orphan_anchors.setdefault(body_hash, []).append(anchor)
+                return
+            cp = CheckpointInfo(offset, rec["tree_size"], bytes(rec["root_hash"]), bytes(rec["chain_head"]),
+                                rec["created_at"], bytes(rec["body"]), rec["key_id"], bytes(rec["signature"]))
+            cp.anchors.extend(self._orphan_anchors.pop(cp.body_hash, []))
+            self.checkpoints.append(cp)
+        status = self._verify_checkpoint(cp)  # outside the lock: a signature check takes a while
+        with self._lock:
+            cp.signature_status = status
+
+    def add_alert_record(self, partition: int, offset: int, raw: bytes) -> dict[str, Any] | None:
+        """Record an alert; returns its JSON view (for pushing), or None if undecodable."""
+        try:
+            _, rec = codec.decode(raw, expect="Alert")
+        except DecodeError:
+            return None
+        with self._lock:
+            self.alert_total += 1
+            self.version += 1
+            view = {"index": self.alert_total, "partition": partition, "offset": offset, **rec,
+                    "evidence": dict(rec.get("evidence") or {})}
+            self.alerts.append(view)
+            self.alert_counts[rec["kind"]] = self.alert_counts.get(rec["kind"], 0) + 1
+            return view
+
+    # --- readers (web handlers) ------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return len(self._offsets)
+
+    def _hash_at(self, seq: int) -> bytes:
+        return bytes(self._hashes[seq * 32:(seq + 1) * 32])
+
+    def hash_at(self, seq: int) -> bytes:
+        with self._lock:
+            return self._hash_at(seq)
+
+    def locate(self, seq: int) -> tuple[int, bytes | None, int]:
+        """(offset, raw bytes if still cached, previous seq of the same agent) of an adopted entry."""
+        with self._lock:
+            if not 0 <= seq < self.size:
+                raise LookupError(f"no entry with seq {seq} (the ledger has {self.size} entries)")
+            return self._offsets[seq], self._recent.get(seq), self._agent_prev[seq]
+
+    def other_records(self, seq: int) -> list[Foreign]:
+        with self._lock:
+            return [f for f in self.foreign if f.seq == seq]
+
+    def head(self, now_us: int | None = None) -> dict[str, Any]:
+        now_us = now_us or time.time_ns() // 1000
+        with self._lock:
+            size = self.size
+            last_1m = sum(1 for t in self._received if t >= now_us - 60_000_000)
+            last_10s = sum(1 for t in self._received if t >= now_us - 10_000_000)
+            return {
+                "size": size, "seq": size - 1 if size else None,
+                "entry_hash": _hex(self._hash_at(size - 1)) if size else None,
+                "root": self.tree.root().hex(), "last_received_at": self.last_received_at or None,
+                "records_on_topic": self.records_seen, "foreign_records": self.foreign_total,
+                "throughput": {"per_second_10s": round(last_10s / 10, 2), "per_second_1m": round(last_1m / 60, 2)},
+            }
+
+    def checkpoint_views(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._lock:
+            return [self._checkpoint_view(cp) for cp in reversed(self.checkpoints[-limit:])]
+
+    def latest_checkpoint(self) -> CheckpointInfo | None:
+        with self._lock:
+            valid = [cp for cp in self.checkpoints if cp.signature_status in ("valid", "unchecked")
+                     and cp.tree_size <= self.size]
+            return valid[-1] if valid else None
+
+    def _checkpoint_view(self, cp: CheckpointInfo) -> dict[str, Any]:
+        if cp.tree_size > self.size:
+            root_status = "pending"  # the entries it covers are not all read yet
+        else:
+            root_status = "match" if self.tree.root(cp.tree_size) == cp.root_hash else "mismatch"
+        return {"tree_size": cp.tree_size, "root_hash": cp.root_hash.hex(), "chain_head": cp.chain_head.hex(),
+                "created_at": cp.created_at, "key_id": cp.key_id, "signature": cp.signature_status,
+                "root": root_status, "offset": cp.offset,
+                "anchors": [{"tsa": a.tsa, "offset": a.offset} for a in cp.anchors]}
+
+    def anchors_of(self, tree_size: int) -> list[tuple[CheckpointInfo, Anchor]]:
+        with self._lock:
+            return [(cp, a) for cp in self.checkpoints if cp.tree_size == tree_size for a in cp.anchors]
+
+    def agent_views(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [asdict(a) for a in sorted(self.agents.values(), key=lambda a: -a.count)]
+
+    def graph(self, extra_edges: list[dict[str, Any]] = ()) -> dict[str, Any]:
+        """Agents as nodes; caller -> callee edges with call counts (ledger links plus verifier graphs)."""
+        with self._lock:
+            edges = dict(self.edges)
+            seen = {(e["from_seq"], e["to_seq"]) for e in self.recent_edges}
+            recent = list(self.recent_edges)
+            nodes = set(self.agents)
+        for e in extra_edges:
+            key = (e.get("from_seq"), e.get("to_seq"))
+            if key in seen or not e.get("from_agent") or not e.get("to_agent"):
+                continue
+            seen.add(key)
+            pair = (e["from_agent"], e["to_agent"])
+            edges[pair] = edges.get(pair, 0) + 1
+            recent.append(dict(e))
+        for a, b in edges:
+            nodes |= {a, b}
+        return {"nodes": sorted(nodes),
+                "edges": [{"from": a, "to": b, "calls": n} for (a, b), n in sorted(edges.items())],
+                "recent": recent[-50:]}
+
+    def alert_views(self, after: int = 0, limit: int = 200) -> list[dict[str, Any]]:
+        with self._lock:
+            return [a for a in self.alerts if a["index"] > after][-limit:]
+
+    def alert_summary(self) -> dict[str, Any]:
+        with self._lock:
+            return {"total": self.alert_total, "by_kind": dict(self.alert_counts)}
+
+    def foreign_views(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._lock:
+            return [asdict(f) for f in list(self.foreign)[-limit:]]
+
+
+def decode_entry(raw: bytes) -> dict[str, Any]:
+    """The LedgerEntry in ``raw``; LedgerstreamError when it is not one."""
+    try:
+        return codec.decode(raw, expect="LedgerEntry")[1]
+    except DecodeError as exc:
+        raise LedgerstreamError(f"not a ledger entry: {exc}") from exc

@@ -1,0 +1,124 @@
+"""The producer-side CLI as a user runs it: emit, sync, agents, demo (subprocesses)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ledgerstream.core import codec, records
+from ledgerstream.producers.topic_reader import read_all
+from ledgerstream.stack.kafka import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture()
+def env(topics, ls_home, bootstrap):
+    return {**os.environ, "LEDGERSTREAM_HOME": str(ls_home), "LEDGERSTREAM_BOOTSTRAP": bootstrap,
+            "LEDGERSTREAM_TOPIC_PREFIX": topics.actions[:-len("actions")]}
+
+
+def run(env, *args: str, ok: int = 0) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "ledgerstream.cli.main", *args], capture_output=True, text=True,
+                          env=env, timeout=180)
+    assert proc.returncode == ok, (proc.returncode, proc.stdout, proc.stderr)
+    return proc
+
+
+def actions(bootstrap, topic) -> list[dict]:
+    return [codec.decode(m.value(), expect="ActionEvent")[1] for m in read_all(bootstrap, topic)]
+
+
+def test_emit_delivers_and_links(env, bootstrap, topics):
+    first = json.loads(run(env, "emit", "tool:search", "--agent", "cli-a", "--payload", '{"q": "x"}',
+                           "--session", "s1", "--json").stdout)
+    assert first["delivered"] is True and first["spooled"] is False
+    second = run(env, "emit", "agent:reply", "--agent", "cli-b", "--link", f"cli-a:{first['event_id']}").stdout.strip()
+    a, b = sorted(actions(bootstrap, topics.actions), key=lambda r: r["agent_id"])
+    assert (a["event_id"], a["session_id"], json.loads(a["payload"])) == (first["event_id"], "s1", {"q": "x"})
+    assert b["event_id"] == second and b["links"] == [{"agent_id": "cli-a", "event_id": first["event_id"],
+                                                      "relation": "caused_by"}]
+
+
+def test_emit_without_kafka_spools_and_sync_delivers(env, bootstrap, topics, ls_home):
+    dead = {**env, "LEDGERSTREAM_BOOTSTRAP": f"127.0.0.1:{free_port()}"}
+    out = json.loads(run(dead, "emit", "tool:x", "--agent", "cli-off", "--timeout", "1", "--json").stdout)
+    assert out["spooled"] is True
+    down = run(dead, "sync", "--timeout", "2", "--json", ok=1)
+    assert json.loads(down.stdout)["remaining"] == 1
+    report = json.loads(run(env, "sync", "--json").stdout)
+    assert (report["sent"], report["remaining"]) == (1, 0)
+    assert [r["event_id"] for r in actions(bootstrap, topics.actions)] == [out["event_id"]]
+
+
+def test_emit_rejects_bad_input(env):
+    run(env, "emit", "not a type", "--agent", "x", ok=2)
+    run(env, "emit", "tool:x", "--agent", "x", "--payload", "[1, 2]", ok=2)
+    run(env, "emit", "tool:x", "--agent", "x", "--payload", "{nope", ok=2)
+
+
+def entry(seq: int, agent: str, agent_seq: int, prev: bytes) -> dict:
+    """A hand-made LedgerEntry (the signer's output shape; hashes computed as the spec says)."""
+    salt = bytes(32)
+    payload = records.canonical_json({"seq": seq})
+    rec = {
+        "spec_version": 1, "seq": seq, "prev_hash": prev, "entry_hash": b"", "received_at": 1_700_000_000_000_000 + seq,
+        "source": {"topic": "actions", "partition": 0, "offset": seq}, "agent_seq": agent_seq,
+        "agent_prev_hash": bytes(32), "resolved_links": [], "key_id": "00" * 32, "signature": None,
+        "timestamp_token": None,
+        "action": {"event_id": f"e{seq}", "agent_id": agent, "session_id": None, "action_type": "tool:x",
+                   "payload": payload, "payload_salt": salt, "payload_hash": records.payload_commitment(salt, payload),
+                   "occurred_at": 1_700_000_000_000_000 + seq * 1000, "links": [], "policy": None, "approvals": [],
+                   "trace": None, "producer": {"library": "ledgerstream", "version": "t", "host": "h", "pid": 1,
+                                               "adapter": None}, "offline": False},
+    }
+    rec["entry_hash"] = records.entry_hash(rec)
+    return rec
+
+
+def test_agents_summarises_the_ledger(env, bootstrap, topics):
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap})
+    prev, per_agent, heads = bytes(32), {}, {}
+    for seq, agent in enumerate(["alpha", "beta", "alpha", "alpha", "gamma", "beta"]):
+        rec = entry(seq, agent, per_agent.get(agent, 0), prev)
+        per_agent[agent] = per_agent.get(agent, 0) + 1
+        prev = heads[agent] = rec["entry_hash"]
+        producer.produce(topics.entries, codec.encode("LedgerEntry", rec))
+    producer.produce(topics.entries, b"not avro")
+    assert producer.flush(30) == 0
+    proc = run(env, "agents", "--json")
+    rows = json.loads(proc.stdout)
+    assert [r["agent_id"] for r in rows] == ["alpha", "beta", "gamma"]
+    alpha = rows[0]
+    assert (alpha["entries"], alpha["first_seq"], alpha["last_seq"]) == (3, 0, 3)
+    assert alpha["chain_head"] == heads["alpha"].hex()
+    assert alpha["last_activity"].startswith("2023-11-14T22:13:20.003")
+    assert (rows[1]["entries"], rows[1]["last_seq"], rows[2]["entries"]) == (2, 5, 1)
+    assert "skipped 1" in proc.stderr
+    assert "alpha" in run(env, "agents").stdout  # the table form
+
+
+@pytest.mark.slow
+def test_demo_records_exactly_m_events(env, bootstrap, topics):
+    result = json.loads(run(env, "demo", "--agents", "4", "--events", "137", "--run-id", "r1", "--json").stdout)
+    agents = ["demo-r1-planner", "demo-r1-worker-1", "demo-r1-worker-2", "demo-r1-worker-3"]
+    assert result["agents"] == agents and result["events"] == result["delivered"] == 137
+    got = actions(bootstrap, topics.actions)
+    assert len(got) == 137 and len({r["event_id"] for r in got}) == 137
+    assert {r["agent_id"] for r in got} == set(agents)
+    kinds = {r["action_type"] for r in got}
+    assert {"llm:chat", "tool:search", "tool:http_get", "agent:call", "agent:handle", "decision:route"} <= kinds
+    assert any(k.startswith("data:") for k in kinds)
+    cross = [(r, link) for r in got for link in r["links"] if link["agent_id"] != r["agent_id"]]
+    assert len(cross) == result["links"] > 0
+    calls = {r["event_id"] for r in got if r["action_type"] == "agent:call"}
+    assert all(r["agent_id"].startswith("demo-r1-worker") and link["event_id"] in calls for r, link in cross)
+    denied = [r for r in got if r["policy"] and r["policy"]["decision"] == "deny"]
+    assert all(r["action_type"].startswith("data:delete:") for r in denied)
+    http = [json.loads(r["payload"]) for r in got if r["action_type"] == "tool:http_get"]
+    assert all(h["args"]["headers"]["authorization"] == "[REDACTED]" for h in http)

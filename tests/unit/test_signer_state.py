@@ -1,0 +1,154 @@
+"""signer_worker.state recovery: rebuilding from what is committed, never adopting foreign
+records (a replayed copy, a flipped bit, garbage, an entry forged by another key), and
+continuing the real chain afterwards. Pure: the 'topics' are lists of (offset, bytes)."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ledgerstream.core import codec, records
+from ledgerstream.core.mldsa import PrivateKey
+from ledgerstream.signer_worker.sequencer import Sequencer, Source
+from ledgerstream.signer_worker.state import LedgerState
+from support.actions import make_action
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def key() -> PrivateKey:
+    return PrivateKey.generate()
+
+
+@pytest.fixture(scope="module")
+def rogue() -> PrivateKey:
+    return PrivateKey.generate()
+
+
+def _chain(key: PrivateKey, n: int, *, signing_mode: str = "entry") -> tuple[Sequencer, list[dict]]:
+    seq = Sequencer(LedgerState(), key, signing_mode=signing_mode)
+    entries = []
+    for i in range(n):
+        agent = ["a", "b", "c"][i % 3]
+        links = [{"agent_id": "a", "event_id": entries[0]["action"]["event_id"], "relation": "caused_by"}] if i == 7 else []
+        out = seq.process(codec.encode("ActionEvent", make_action(agent_id=agent, payload={"i": i}, links=links)),
+                          Source("t.actions", i % 2, i))
+        entries.append(out.entry)
+    return seq, entries
+
+
+def _view(st: LedgerState) -> tuple:
+    return (st.next_seq, st.head, dict(st.agents), st.tree.size, st.tree.root(),
+            {k: v for k, v in st.events.items()})
+
+
+def _forge(entry: dict[str, Any], signer: PrivateKey, *, claim_key_id: str | None = None) -> dict[str, Any]:
+    """An entry that continues the chain at ``entry``'s position with a different action,
+    hashed correctly and signed by ``signer`` (naming ``claim_key_id`` if given)."""
+    forged = dict(entry, action=make_action(agent_id=entry["action"]["agent_id"], action_type="data:delete:users"),
+                  key_id=claim_key_id or signer.public_key().key_id)
+    forged["entry_hash"] = records.entry_hash(forged)
+    forged["signature"] = signer.sign(records.entry_signing_message(forged["entry_hash"]))
+    return forged
+
+
+def _flip(raw: bytes, position: int) -> bytes:
+    b = bytearray(raw)
+    b[position] ^= 0x04
+    return bytes(b)
+
+
+def test_clean_recovery_rebuilds_the_same_state(key: PrivateKey) -> None:
+    seq, entries = _chain(key, 12)
+    st = LedgerState()
+    st.recover_entries(((i, codec.encode("LedgerEntry", e)) for i, e in enumerate(entries)), key.public_key())
+    assert _view(st) == _view(seq.state) and st.skipped_on_recovery == 0
+
+
+def test_recovery_skips_foreign_records_and_continues_the_real_chain(key: PrivateKey, rogue: PrivateKey) -> None:
+    seq, entries = _chain(key, 20)
+    raws = [codec.encode("LedgerEntry", e) for e in entries]
+    foreign = {
+        5: [raws[2]],                                           # a replayed copy of an earlier entry
+        9: [_flip(raws[9], len(raws[9]) // 2),                  # the next entry with a flipped bit ...
+            _flip(raws[9], 40)],
+        12: [b"\xc3\x01garbage", codec.encode("Checkpoint", {  # undecodable, and the wrong record type
+            "spec_version": 1, "origin": "o", "tree_size": 0, "root_hash": bytes(32), "chain_head": bytes(32),
+            "created_at": 0, "body": b"", "key_id": "x", "signature": b""})],
+        15: [codec.encode("LedgerEntry", _forge(entries[15], rogue)),                       # another key
+             codec.encode("LedgerEntry", _forge(entries[15], rogue, claim_key_id=key.public_key().key_id))],
+    }
+    stream, offset = [], 0
+    for i, raw in enumerate(raws):
+        for bad in foreign.get(i, []):
+            stream.append((offset, bad))
+            offset += 1
+        stream.append((offset, raw))
+        offset += 1
+    stream.append((offset, raws[19]))  # and a duplicate of the head at the very end
+
+    st = LedgerState()
+    st.recover_entries(iter(stream), key.public_key())
+    assert st.skipped_on_recovery == 8
+    assert _view(st) == _view(seq.state)
+
+    # the recovered signer continues the real chain: seq 20 after the real head
+    resumed = Sequencer(st, key)
+    nxt = resumed.process(codec.encode("ActionEvent", make_action(agent_id="b")), Source("t.actions", 0, 99)).entry
+    original = seq.process(codec.encode("ActionEvent", make_action(agent_id="b")), Source("t.actions", 0, 99)).entry
+    assert nxt["seq"] == 20 and nxt["prev_hash"] == entries[19]["entry_hash"]
+    assert (nxt["agent_seq"], nxt["agent_prev_hash"]) == (original["agent_seq"], original["agent_prev_hash"])
+    # and the dedup index came back too: replaying a recorded action is a duplicate
+    assert resumed.process(codec.encode("ActionEvent", entries[4]["action"]),
+                           Source("t.actions", 0, 100)).duplicate_of == 4
+
+
+def test_an_entry_that_breaks_the_chain_ends_adoption(key: PrivateKey) -> None:
+    """After a gap nothing further continues our chain (verifiers alert on such a topic;
+    the signer must not build on it), so recovery stops at the last good entry."""
+    _, entries = _chain(key, 8)
+    stream = [(i, codec.encode("LedgerEntry", e)) for i, e in enumerate(entries) if i != 4]
+    st = LedgerState()
+    st.recover_entries(iter(stream), key.public_key())
+    assert st.next_seq == 4 and st.head == entries[3]["entry_hash"] and st.skipped_on_recovery == 3
+
+
+def test_recovery_of_unsigned_checkpoint_mode_entries(key: PrivateKey, rogue: PrivateKey) -> None:
+    seq, entries = _chain(key, 6, signing_mode="checkpoint")
+    forged = _forge(entries[3], rogue)  # names the rogue key: not ours, skipped
+    stream = [codec.encode("LedgerEntry", e) for e in entries[:3]] + [codec.encode("LedgerEntry", forged)] + \
+        [codec.encode("LedgerEntry", e) for e in entries[3:]]
+    st = LedgerState()
+    st.recover_entries(enumerate(stream), key.public_key())
+    assert _view(st) == _view(seq.state) and st.skipped_on_recovery == 1
+
+
+def _checkpoint(key: PrivateKey, st: LedgerState, size: int, *, root: bytes | None = None) -> dict[str, Any]:
+    root = st.tree.root(size) if root is None else root
+    head = records.ZERO_HASH  # recovery checks the signature and the root, not the head line
+    body = records.checkpoint_body("ledgerstream/dev", size, root, head, 1000 + size)
+    return {"spec_version": 1, "origin": "ledgerstream/dev", "tree_size": size, "root_hash": root,
+            "chain_head": head, "created_at": 1000 + size, "body": body,
+            "key_id": key.public_key().key_id, "signature": key.sign(body)}
+
+
+def _anchor(cp: dict[str, Any]) -> dict[str, Any]:
+    return {"tree_size": cp["tree_size"], "body_hash": records.sha256(cp["body"]),
+            "timestamp": {"tsa": "http://tsa", "token": b"\x30\x00"}, "created_at": 0}
+
+
+def test_checkpoint_recovery_finds_the_last_and_the_unanchored(key: PrivateKey, rogue: PrivateKey) -> None:
+    seq, _ = _chain(key, 10)
+    st = seq.state
+    good4, good8, good10 = (_checkpoint(key, st, n) for n in (4, 8, 10))
+    bad_root = _checkpoint(key, st, 9, root=bytes(32))
+    by_rogue = dict(_checkpoint(rogue, st, 9), key_id=key.public_key().key_id)
+    beyond = _checkpoint(key, st, 10)
+    beyond = dict(beyond, tree_size=11)  # claims more than the ledger holds
+    stream = [("Checkpoint", good4), ("TimestampAnchor", _anchor(good4)), ("Checkpoint", good8),
+              ("Checkpoint", bad_root), ("Checkpoint", by_rogue), ("Checkpoint", beyond),
+              ("Checkpoint", good10), ("TimestampAnchor", _anchor(good10))]
+    st.recover_checkpoints(((i, codec.encode(name, rec)) for i, (name, rec) in enumerate(stream)), key.public_key())
+    assert st.checkpoint_size == 10
+    assert st.unanchored == {8: good8["body"]}

@@ -1,0 +1,102 @@
+"""``python -m ledgerstream.verifier_worker --home H --id v1``: run one verifier (foreground).
+
+Exit status: 0 stopped, 2 configuration or environment error (bad options, no trusted key,
+state folder locked by another process, Kafka unreachable at start).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ledgerstream.core import config
+from ledgerstream.core.errors import LedgerstreamError
+from ledgerstream.core.verify import CHECKPOINTS, ENTRIES
+from ledgerstream.verifier_worker.settings import VerifierSettings
+from ledgerstream.verifier_worker.trust import checker_config
+
+log = logging.getLogger("ledgerstream.verifier")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ledgerstream.verifier_worker",
+                                description="An independent ledger verifier (docs/verifiers.md).")
+    p.add_argument("--id", required=True, help="verifier id: its consumer group and state folder")
+    p.add_argument("--home", type=Path, default=None, help="dev stack home [$LEDGERSTREAM_HOME]")
+    p.add_argument("--bootstrap", default=None, help="Kafka bootstrap [$LEDGERSTREAM_BOOTSTRAP or the dev stack]")
+    p.add_argument("--topic-prefix", default=None, help="topic prefix [the dev stack's]")
+    p.add_argument("--reverify", action="store_true", help="forget the saved state and verify from the start")
+    p.add_argument("--trusted-key", type=Path, action="append", default=[], help="extra trusted signer key PEM")
+    p.add_argument("--tsa-ca", type=Path, default=None, help="TSA CA PEM [HOME/tsa/ca.pem]")
+    p.add_argument("--policy", type=Path, default=None, help="policy file with approvers [HOME/policy.yaml]")
+    p.add_argument("--metrics-port", type=int, default=0, help="Prometheus port [any free port]")
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=2, help="signature-check threads")
+    p.add_argument("--link-grace-seconds", type=float, default=300.0)
+    p.add_argument("--link-grace-entries", type=int, default=10_000)
+    p.add_argument("--stall-seconds", type=float, default=60.0)
+    p.add_argument("--checkpoint-overdue-seconds", type=float, default=120.0)
+    p.add_argument("--status-seconds", type=float, default=2.0)
+    p.add_argument("--signer-group", default="", help="the signer's consumer group [<entries topic>.signer]")
+    return p.parse_args(argv)
+
+
+def settings_from_args(a: argparse.Namespace) -> VerifierSettings:
+    home = (a.home or config.home()).resolve()
+    topics = config.Topics.with_prefix(a.topic_prefix) if a.topic_prefix is not None else config.resolve_topics(home)
+    checker = checker_config(home, trusted_keys=a.trusted_key, tsa_ca_path=a.tsa_ca, policy=a.policy,
+                             link_grace_seconds=a.link_grace_seconds, link_grace_entries=a.link_grace_entries)
+    return VerifierSettings(
+        id=a.id, home=home, bootstrap=config.resolve_bootstrap(a.bootstrap, home), topics=topics, checker=checker,
+        reverify=a.reverify, batch_size=a.batch_size, threads=a.threads, metrics_port=a.metrics_port,
+        status_seconds=a.status_seconds, stall_seconds=a.stall_seconds,
+        checkpoint_overdue_seconds=a.checkpoint_overdue_seconds, signer_group=a.signer_group)
+
+
+def run(settings: VerifierSettings) -> int:
+    """Lock the state folder, restore, align the consumer group, then run faust until stopped."""
+    import faust
+
+    from ledgerstream.verifier_worker.app import build_app
+    from ledgerstream.verifier_worker.metrics import Metrics
+    from ledgerstream.verifier_worker.offsets import rewind_group
+    from ledgerstream.verifier_worker.runtime import VerifierRuntime
+    from ledgerstream.verifier_worker.store import StateStore
+
+    store = StateStore(settings.state_dir)
+    store.lock()
+    if settings.reverify:
+        store.reset()
+    checker, worker_state = store.load(settings.checker)
+    moved = rewind_group(settings.bootstrap, settings.group, {
+        settings.topics.entries: checker.next_offset[ENTRIES],
+        settings.topics.checkpoints: checker.next_offset[CHECKPOINTS]})
+    log.info("verifier %s: resuming at seq %d (offsets %s)%s", settings.id, checker.position, checker.next_offset,
+             f", group rewound {moved}" if moved else "")
+    metrics = Metrics(settings.id)
+    metrics.serve(settings.metrics_port)
+    runtime = VerifierRuntime(settings, checker, store, metrics, worker_state)
+    runtime.write_status()
+    app = build_app(settings, runtime)
+    try:
+        faust.Worker(app, loglevel="INFO").execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        runtime.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        settings = settings_from_args(parse_args(argv))
+        return run(settings)
+    except LedgerstreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

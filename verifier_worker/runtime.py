@@ -1,0 +1,136 @@
+"""Everything one verifier does besides moving records: check, persist, observe, report.
+
+The faust app (``app.py``) calls :meth:`process`, :meth:`persist` and :meth:`assess` on a
+single "checker" thread, so the checker is never touched concurrently and CPU-bound
+signature checks never run on the event loop (they are spread over a small pool).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Sequence
+
+from ledgerstream.core.verify import CHECKPOINTS, ENTRIES, Checker, Finding, LivenessSample, StallMonitor
+from ledgerstream.verifier_worker.liveness import Observation, PipelineObserver
+from ledgerstream.verifier_worker.metrics import Metrics
+from ledgerstream.verifier_worker.settings import VerifierSettings
+from ledgerstream.verifier_worker.store import StateStore, write_json_atomic
+
+log = logging.getLogger("ledgerstream.verifier")
+
+GRAPH_EDGES = 10_000       # graph.json keeps the newest edges (the state keeps them all)
+PROGRESS_GRACE = 30.0      # seconds without progress while behind before "unhealthy"
+
+
+class VerifierRuntime:
+    def __init__(self, settings: VerifierSettings, checker: Checker, store: StateStore, metrics: Metrics,
+                 worker_state: dict[str, Any]) -> None:
+        self.s = settings
+        self.checker = checker
+        self.store = store
+        self.metrics = metrics
+        self.alerts: Counter[str] = Counter(worker_state.get("alerts", {}))
+        self.stall = StallMonitor(settings.stall_seconds, settings.checkpoint_overdue_seconds)
+        self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="sigcheck")
+        self.observer: PipelineObserver | None = None
+        self.started_at = time.time()
+        self.last: Observation | None = None
+        self.kafka_ok = False
+        self.lag: int | None = None
+        self._progress = (checker.position, time.monotonic())
+        self._caught_up_since: float | None = None
+        self._graph_edges = -1
+
+    # --- on the checker thread --------------------------------------------------------------------
+    def process(self, batch: Sequence[tuple[str, int, bytes]]) -> list[Finding]:
+        """Feed one faust batch (records of both topics, each topic in order)."""
+        findings: list[Finding] = []
+        for role, records in itertools.groupby(batch, key=lambda record: record[0]):
+            run = [(offset, raw) for _, offset, raw in records]
+            findings += (self.checker.feed_entries(run, self.pool.map) if role == ENTRIES
+                         else self.checker.feed_checkpoints(run))
+        return findings
+
+    def persist(self) -> None:
+        self.store.save(self.checker, {"alerts": dict(self.alerts)})
+
+    def published(self, findings: Sequence[Finding]) -> None:
+        for f in findings:
+            self.alerts[f.kind.value] += 1
+            self.metrics.alert(f.kind.value)
+            log.warning("ALERT %s %s: %s", f.severity.value, f.kind.value, f.detail)
+
+    def assess(self, obs: Observation | None, now: float) -> list[Finding]:
+        """Lag, health, ``stalled`` and checkpoints that claim entries the ledger lacks."""
+        self.kafka_ok = obs is not None
+        if obs is None:
+            return []
+        self.last = obs
+        position = self.checker.position
+        if obs.newest_seq is not None:
+            self.lag = max(0, obs.newest_seq + 1 - position)
+        else:
+            self.lag = 0 if obs.entries_end == 0 else None
+        findings = self.stall.observe(LivenessSample(
+            now=now, actions_end=obs.actions_end, signer_committed=obs.signer_committed,
+            entries_end=obs.entries_end, verified=position,
+            checkpoint_size=(self.checker.last_checkpoint or {}).get("tree_size", 0)))
+        if self.lag == 0:
+            self._caught_up_since = self._caught_up_since or now
+            if now - self._caught_up_since >= self.s.checkpoint_wait_seconds:
+                findings += self.checker.expire_checkpoints()
+        else:
+            self._caught_up_since = None
+        return findings
+
+    # --- observation (blocking Kafka calls, on their own thread) -------------------------------------
+    def observe_kafka(self) -> Observation | None:
+        try:
+            if self.observer is None:
+                self.observer = PipelineObserver(self.s.bootstrap, self.s.topics, self.s.signer_group_id)
+            return self.observer.observe()
+        except Exception as exc:  # Kafka down or topic missing: reported as unhealthy, retried
+            log.warning("cannot observe the pipeline: %s", exc)
+            return None
+
+    # --- reporting ------------------------------------------------------------------------------------
+    def _healthy(self) -> bool:
+        """Kafka reachable, and caught up or still making progress."""
+        position, since = self._progress
+        if self.checker.position != position:
+            self._progress = (self.checker.position, time.monotonic())
+            return self.kafka_ok
+        keeping_up = self.lag == 0 or time.monotonic() - since < PROGRESS_GRACE
+        return self.kafka_ok and keeping_up
+
+    def status(self) -> dict[str, Any]:
+        ch = self.checker
+        return {
+            "id": self.s.id, "pid": os.getpid(), "position": ch.position, "lag": self.lag,
+            "last_checkpoint": ch.last_checkpoint, "healthy": self._healthy(),
+            "alerts": dict(sorted(self.alerts.items())), "updated_at": time.time(),
+            "metrics_url": self.metrics.url, "started_at": self.started_at, "group": self.s.group,
+            "head": {"seq": ch.position - 1 if ch.position else None, "entry_hash": ch.head_hash.hex()},
+            "entries_end": self.last.entries_end if self.last else None,
+            "next_offset": {ENTRIES: ch.next_offset[ENTRIES], CHECKPOINTS: ch.next_offset[CHECKPOINTS]},
+            "pending_links": ch.pending_links, "stats": ch.stats.to_dict(),
+        }
+
+    def write_status(self) -> None:
+        status = self.status()
+        self.metrics.update(position=status["position"], lag=status["lag"], healthy=status["healthy"],
+                            checkpoint_size=(status["last_checkpoint"] or {}).get("tree_size", 0))
+        write_json_atomic(self.s.state_dir / "status.json", status)
+        if len(self.checker.graph.edges) != self._graph_edges:
+            self._graph_edges = len(self.checker.graph.edges)
+            write_json_atomic(self.s.state_dir / "graph.json",
+                              {**self.checker.graph.to_dict(limit=GRAPH_EDGES), "updated_at": time.time()})
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)
+        if self.observer is not None:
+            self.observer.close()

@@ -1,0 +1,56 @@
+"""Settings of one verifier worker, with defaults that suit the dev stack."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ledgerstream.core.config import Topics
+from ledgerstream.core.errors import ConfigError
+from ledgerstream.core.verify import CheckerConfig
+
+ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class VerifierSettings:
+    id: str
+    home: Path
+    bootstrap: str
+    topics: Topics
+    checker: CheckerConfig
+    reverify: bool = False
+    #: records per faust batch (``stream.take_events``) and how long to wait to fill one
+    batch_size: int = 1000
+    batch_seconds: float = 0.2
+    threads: int = 2
+    metrics_port: int = 0  # 0: any free port (the URL is in status.json)
+    status_seconds: float = 2.0
+    stall_seconds: float = 60.0
+    checkpoint_overdue_seconds: float = 120.0
+    #: a caught-up verifier waits this long before reporting checkpoints beyond the ledger
+    checkpoint_wait_seconds: float = 30.0
+    signer_group: str = ""
+
+    def __post_init__(self) -> None:
+        if not ID_RE.match(self.id):
+            raise ConfigError(f"verifier id {self.id!r} must be 1-64 characters of letters, digits, '_', '.', '-'")
+
+    @property
+    def prefix(self) -> str:
+        entries = self.topics.entries
+        return entries[: -len("entries")] if entries.endswith("entries") else ""
+
+    @property
+    def group(self) -> str:
+        """The verifier's own consumer group (and faust app id)."""
+        return f"{self.prefix}verifier-{self.id}"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / "verifiers" / self.id
+
+    @property
+    def signer_group_id(self) -> str:
+        """The signer's consumer group on ``actions`` (its default, see signer_worker.settings)."""
+        return self.signer_group or f"{self.topics.entries}.signer"
