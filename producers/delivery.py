@@ -17,6 +17,7 @@ from collections import deque
 from functools import partial
 from typing import Any
 
+from ledgerstream.core.errors import ConfigError
 from ledgerstream.producers.spool import FRAME, Position, Spool, SpoolCorrupt
 
 log = logging.getLogger("ledgerstream.producer")
@@ -42,14 +43,17 @@ class Delivery:
     """One confluent-kafka producer and what it has learnt about the broker."""
 
     def __init__(self, bootstrap: str, topic: str, overrides: dict[str, Any] | None = None) -> None:
-        from confluent_kafka import Producer
+        from confluent_kafka import KafkaException, Producer
 
         self.topic = topic
         self.online = True  # until librdkafka reports the brokers down
         self.fatal: str | None = None
         conf = {**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap, "error_cb": self._on_error,
                 "logger": kafka_log, **(overrides or {})}
-        self._producer = Producer(conf)
+        try:
+            self._producer = Producer(conf)
+        except KafkaException as exc:
+            raise ConfigError(f"invalid Kafka producer settings: {exc}") from exc
 
     def _on_error(self, err: Any) -> None:
         from confluent_kafka import KafkaError
@@ -71,6 +75,10 @@ class Delivery:
     def poll(self, timeout: float = 0.0) -> None:
         self._producer.poll(timeout)
 
+    def outstanding(self) -> int:
+        """Records produced but not yet acknowledged (or reported failed and not yet polled)."""
+        return len(self._producer)
+
     def abandon(self) -> None:
         """Drop whatever is still queued or in flight (the spool still has it) and stop."""
         self._producer.purge(in_queue=True, in_flight=True, blocking=False)
@@ -85,10 +93,17 @@ class _Sent:
 
 
 class Pump:
-    """Sends one spool's undelivered records, in order, and acknowledges them in the spool."""
+    """Sends one spool's undelivered records, in order, and acknowledges them in the spool.
 
-    def __init__(self, spool: Spool) -> None:
+    With ``counted`` (the pump owns its producer, whose only key is this agent), success
+    is not reported per record (``delivery.report.only.error``): records of one partition
+    complete in order, so every record but the last ``outstanding()`` ones is done, and
+    only failures cost a Python callback.
+    """
+
+    def __init__(self, spool: Spool, counted: bool = False) -> None:
         self.spool = spool
+        self.counted = counted
         self.key = spool.agent_id.encode()
         self.sent = 0  # records Kafka acknowledged during this run
         self.stalled: str | None = None
@@ -107,10 +122,22 @@ class Pump:
         """Monotonic time of the next retry while backing off, else 0."""
         return self._retry_at if self._retry_at > time.monotonic() else 0.0
 
+    def _ready(self) -> bool:
+        return not (self._failed or self.stalled) and time.monotonic() >= self._retry_at
+
+    def offer(self, start: Position, bodies: list[bytes], ends: list[Position], delivery: Delivery) -> None:
+        """Produce records just appended at ``start`` straight from memory, if the pump has
+        caught up with the spool (saves reading them back)."""
+        if self._next != start or not self._ready():
+            return
+        for body, end in zip(bodies, ends):
+            if not self._produce(delivery, body, end):
+                return
+
     def pump(self, delivery: Delivery, limit: int, until: float | None = None) -> int:
-        """Produce up to ``limit`` more records (stopping at ``perf_counter() >= until``);
-        returns how many were handed to Kafka."""
-        if self._failed or self.stalled or time.monotonic() < self._retry_at:
+        """Produce up to ``limit`` more records read from the spool (stopping once
+        ``perf_counter() >= until``); returns how many were handed to Kafka."""
+        if not self._ready():
             return 0
         limit = min(limit, MAX_IN_FLIGHT - len(self._in_flight))
         count = 0
@@ -121,18 +148,22 @@ class Pump:
                 self.stalled = str(exc)
                 log.error("%s; sending from this spool stops until it is reopened (then quarantined)", exc)
                 break
-            if item is None:
+            if item is None or not self._produce(delivery, *item):
                 break
-            body, end = item
-            sent = _Sent(end, FRAME.size + len(body))
-            if not delivery.produce(self.key, body, partial(self._done, sent)):
-                break
-            self._in_flight.append(sent)
-            self._next = end
             count += 1
             if until is not None and time.perf_counter() >= until:
                 break
         return count
+
+    def _produce(self, delivery: Delivery, body: bytes, end: Position) -> bool:
+        if len(self._in_flight) >= MAX_IN_FLIGHT:
+            return False
+        sent = _Sent(end, FRAME.size + len(body))
+        if not delivery.produce(self.key, body, partial(self._done, sent)):
+            return False
+        self._in_flight.append(sent)
+        self._next = end
+        return True
 
     def _done(self, sent: _Sent, err: Any, _msg: Any) -> None:
         if err is None:
@@ -141,15 +172,24 @@ class Pump:
             sent.state = _FAILED
             self._failed = err.str()
 
-    def settle(self) -> int:
+    def settle(self, delivery: Delivery) -> int:
         """Acknowledge the delivered prefix in the spool; plan a re-send after failures.
 
         Returns the number of records newly acknowledged.
         """
+        in_flight = self._in_flight
+        if self.counted:
+            outstanding = delivery.outstanding()
+            completed = len(in_flight) - outstanding
+            for i in range(max(0, completed)):
+                if in_flight[i].state == _PENDING:
+                    in_flight[i].state = _OK
+                elif in_flight[i].state == _FAILED:
+                    break
         records = nbytes = 0
         end = None
-        while self._in_flight and self._in_flight[0].state == _OK:
-            sent = self._in_flight.popleft()
+        while in_flight and in_flight[0].state == _OK:
+            sent = in_flight.popleft()
             records += 1
             nbytes += sent.size
             end = sent.end
@@ -157,7 +197,8 @@ class Pump:
             self.spool.ack(end, records, nbytes)
             self.sent += records
             self._backoff = BACKOFF_MIN
-        if self._failed and all(s.state != _PENDING for s in self._in_flight):
+        if self._failed and (delivery.outstanding() == 0 if self.counted
+                             else all(s.state != _PENDING for s in in_flight)):
             log.warning("spool %s: delivery failed (%s); re-sending %d records in %.1fs", self.spool.path,
                         self._failed, self.spool.pending_records, self._backoff)
             self.rewind()

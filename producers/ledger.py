@@ -16,10 +16,10 @@ import socket
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from functools import partial
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 from ledgerstream.core import config, records
 from ledgerstream.core.config import Topics
@@ -27,6 +27,7 @@ from ledgerstream.core.errors import ConfigError
 from ledgerstream.producers import context
 from ledgerstream.producers.canonical import canonical_payload
 from ledgerstream.producers.context import Link, Placement
+from ledgerstream.producers.delivery import Delivery
 from ledgerstream.producers.entropy import random_bytes
 from ledgerstream.producers.errors import ApprovalDenied, ApprovalTimeout, PolicyDenied
 from ledgerstream.producers.policy import ALLOW, DENY, Policy, Verdict, as_policy
@@ -56,8 +57,7 @@ _HOST = socket.gethostname()
 _open_ledgers: "weakref.WeakSet[Ledger]" = weakref.WeakSet()
 
 
-@dataclass(frozen=True)
-class Prepared:
+class Prepared(NamedTuple):
     """A payload ready to record: canonical bytes, salt and the commitment over both."""
 
     canonical: bytes
@@ -127,18 +127,19 @@ class Ledger:
         self._approval_client: Any = None
         root = Path(spool_dir).expanduser() if spool_dir is not None else default_root()
         spool = open_for_agent(root, agent_id)
-        factory = None
+        factory: Callable[[], Delivery] | None = None
         if bootstrap is not None:
-            topic, overrides = self.topics.actions, dict(producer_config or {})
-
-            def factory() -> Any:
-                from ledgerstream.producers.delivery import Delivery
-
-                return Delivery(bootstrap, topic, overrides)
+            # one agent, one partition: the sender counts completions, so success needs no report
+            overrides = {"delivery.report.only.error": True, **(producer_config or {})}
+            factory = partial(Delivery, bootstrap, self.topics.actions, overrides)
         else:
             log.warning("ledger for %s has no Kafka bootstrap: recording offline into %s "
                         "(deliver later with 'ledgerstream sync')", agent_id, spool.path)
-        self._sender = Sender(spool, self._encode, factory, name=f"ledgerstream-sender:{agent_id}")
+        try:
+            self._sender = Sender(spool, self._encode, factory, name=f"ledgerstream-sender:{agent_id}")
+        except BaseException:
+            spool.close()
+            raise
         _open_ledgers.add(self)
 
     # --- recording ----------------------------------------------------------------------------
@@ -242,8 +243,7 @@ class Ledger:
             if self._sender.backlog_bytes() + size > self.max_spool_bytes:
                 self._drop(action_type, now)
                 return event_id
-            report = self._dropped_unreported
-            if report:
+            if self._dropped_unreported:
                 self._report_drops()
             self._emitted += 1
             self._links += len(all_links)

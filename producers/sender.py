@@ -25,9 +25,10 @@ log = logging.getLogger("ledgerstream.producer")
 
 FSYNC_INTERVAL = 0.05
 CURSOR_INTERVAL = 0.2
-SLICE = 0.0002          # seconds of work between voluntary GIL releases
+SLICE = 0.0001          # seconds of work between voluntary GIL releases
 BATCH = 256             # records produced per slice at most
 POLL_WAIT = 0.002       # while busy: look at the queue this often (emit does not wake us)
+OFFLINE_POLL_WAIT = 0.05  # same while the broker is unreachable (librdkafka retries by itself)
 IDLE_AFTER = 0.25       # quiet this long: sleep until the next emit wakes us
 IDLE_WAIT = 1.0
 
@@ -41,8 +42,9 @@ class Sender:
         self.spool = spool
         self._encode = encode
         self._factory = delivery_factory
-        self._delivery: Delivery | None = None
-        self._pump = Pump(spool)
+        # created here, on the caller's thread: a bad producer setting fails connect() at once
+        self._delivery: Delivery | None = delivery_factory() if delivery_factory is not None else None
+        self._pump = Pump(spool, counted=True)
         self._queue: deque[tuple[Any, int]] = deque()
         self._queued_bytes = 0
         self._lock = threading.Lock()
@@ -114,12 +116,11 @@ class Sender:
         last_sync = last_cursor = last_work = time.monotonic()
         dirty = cursor_moved = False
         try:
-            if self._factory is not None:
-                self._delivery = self._factory()
             while True:
-                moved = self._deliver() if self._delivery is not None else 0  # first: learn the broker's state
+                slice_end = time.perf_counter() + SLICE
+                moved = self._deliver(slice_end) if self._delivery is not None else 0  # first: the broker's state
                 cursor_moved |= moved > 0
-                wrote = self._journal_slice()
+                wrote = self._journal_slice(slice_end)
                 dirty |= wrote > 0
                 now = time.monotonic()
                 if dirty and (now - last_sync >= FSYNC_INTERVAL or self._stop_by is not None):
@@ -148,7 +149,7 @@ class Sender:
         now = time.monotonic()
         busy = self._pump.in_flight or now - last_work < IDLE_AFTER or (
             self._delivery is not None and self.spool.pending_records and not self._pump.waiting_until)
-        timeout = POLL_WAIT if busy else IDLE_WAIT
+        timeout = (POLL_WAIT if self.online else OFFLINE_POLL_WAIT) if busy else IDLE_WAIT
         if self._pump.waiting_until:
             timeout = min(timeout, self._pump.waiting_until - now)
         if dirty:
@@ -159,21 +160,24 @@ class Sender:
         self._sleeping = False
         self._wake.clear()
 
-    def _journal_slice(self) -> int:
-        """Encode and append queued records to the spool for about one SLICE of time."""
+    def _journal_slice(self, end: float) -> int:
+        """Encode and append queued records to the spool until ``perf_counter() >= end``
+        (at least one record)."""
         if not self._queue:
             return 0
         offline = not self.online
         bodies, taken, size = [], 0, 0
-        end = time.perf_counter() + SLICE
         try:
-            while self._queue and time.perf_counter() < end:
+            while self._queue and (not taken or time.perf_counter() < end):
                 item, est = self._queue.popleft()
                 taken += 1
                 size += est
                 bodies.append(self._encode(item, offline))
-            self.spool.append(bodies)
+            start = self.spool.end
+            ends = self.spool.append(bodies)
             self.journaled += taken
+            if self._delivery is not None:
+                self._pump.offer(start, bodies, ends, self._delivery)
         except Exception:
             self.lost += taken
             log.exception("could not journal ledger records in %s; %d are lost", self.spool.path, taken)
@@ -182,15 +186,15 @@ class Sender:
                 self._queued_bytes -= size
         return taken
 
-    def _deliver(self) -> int:
+    def _deliver(self, end: float) -> int:
         delivery = self._delivery
         if delivery.fatal:
             delivery.abandon()
             self._pump.rewind()
             self._delivery = delivery = self._factory()
-        self._pump.pump(delivery, BATCH, until=time.perf_counter() + SLICE)
+        self._pump.pump(delivery, BATCH, until=end)
         delivery.poll(0)
-        moved = self._pump.settle()
+        moved = self._pump.settle(delivery)
         if moved:
             delivery.online = True
         return moved

@@ -274,6 +274,11 @@ class Spool:
         self.pending_bytes += len(data)
         self._write_size = new_size
 
+    @property
+    def end(self) -> Position:
+        """Where the next appended record will start (or the segment end before a roll)."""
+        return self._write_number, self._write_size
+
     def sync(self) -> None:
         os.fsync(self._write_fd)
 

@@ -59,7 +59,7 @@ def sync_spools(root: Path, bootstrap: str, topic: str, *, timeout: float = 60.0
             for pump in pumps:
                 pump.pump(delivery, BATCH)
             delivery.poll(0.05)
-            if sum(pump.settle() for pump in pumps) and progress is not None:
+            if sum(pump.settle(delivery) for pump in pumps) and progress is not None:
                 progress(sum(p.sent for p in pumps), total)
             if delivery.fatal:
                 delivery.abandon()

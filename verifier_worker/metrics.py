@@ -33,5 +33,5 @@ class Metrics:
         self._checkpoint.set(checkpoint_size)
         self._healthy.set(1 if healthy else 0)
 
-    def alert(self, kind: str) -> None:
-        self._alerts.labels(verifier=self._verifier_id, kind=kind).inc()
+    def alert(self, kind: str, count: int = 1) -> None:
+        self._alerts.labels(verifier=self._verifier_id, kind=kind).inc(count)

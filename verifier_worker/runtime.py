@@ -44,6 +44,9 @@ class VerifierRuntime:
         self._progress = (checker.position, time.monotonic())
         self._caught_up_since: float | None = None
         self._graph_edges = -1
+        self._durable = self._view()
+        for kind, count in self.alerts.items():
+            metrics.alert(kind, count)
 
     # --- on the checker thread --------------------------------------------------------------------
     def process(self, batch: Sequence[tuple[str, int, bytes]]) -> list[Finding]:
@@ -56,7 +59,20 @@ class VerifierRuntime:
         return findings
 
     def persist(self) -> None:
+        """Save the state; from now on status.json reports what was saved (what a restart resumes)."""
         self.store.save(self.checker, {"alerts": dict(self.alerts)})
+        self._durable = self._view()
+        if len(self.checker.graph.edges) != self._graph_edges:
+            self._graph_edges = len(self.checker.graph.edges)
+            write_json_atomic(self.s.state_dir / "graph.json",
+                              {**self.checker.graph.to_dict(limit=GRAPH_EDGES), "updated_at": time.time()})
+
+    def _view(self) -> dict[str, Any]:
+        ch = self.checker
+        return {"position": ch.position, "last_checkpoint": ch.last_checkpoint,
+                "head": {"seq": ch.position - 1 if ch.position else None, "entry_hash": ch.head_hash.hex()},
+                "next_offset": {ENTRIES: ch.next_offset[ENTRIES], CHECKPOINTS: ch.next_offset[CHECKPOINTS]},
+                "pending_links": ch.pending_links, "stats": ch.stats.to_dict()}
 
     def published(self, findings: Sequence[Finding]) -> None:
         for f in findings:
@@ -70,7 +86,7 @@ class VerifierRuntime:
         if obs is None:
             return []
         self.last = obs
-        position = self.checker.position
+        position = self._durable["position"]
         if obs.newest_seq is not None:
             self.lag = max(0, obs.newest_seq + 1 - position)
         else:
@@ -78,7 +94,7 @@ class VerifierRuntime:
         findings = self.stall.observe(LivenessSample(
             now=now, actions_end=obs.actions_end, signer_committed=obs.signer_committed,
             entries_end=obs.entries_end, verified=position,
-            checkpoint_size=(self.checker.last_checkpoint or {}).get("tree_size", 0)))
+            checkpoint_size=(self._durable["last_checkpoint"] or {}).get("tree_size", 0)))
         if self.lag == 0:
             self._caught_up_since = self._caught_up_since or now
             if now - self._caught_up_since >= self.s.checkpoint_wait_seconds:
@@ -101,23 +117,19 @@ class VerifierRuntime:
     def _healthy(self) -> bool:
         """Kafka reachable, and caught up or still making progress."""
         position, since = self._progress
-        if self.checker.position != position:
-            self._progress = (self.checker.position, time.monotonic())
+        if self._durable["position"] != position:
+            self._progress = (self._durable["position"], time.monotonic())
             return self.kafka_ok
         keeping_up = self.lag == 0 or time.monotonic() - since < PROGRESS_GRACE
         return self.kafka_ok and keeping_up
 
     def status(self) -> dict[str, Any]:
-        ch = self.checker
+        """status.json: the saved state (``position`` = next seq expected) plus live lag and health."""
         return {
-            "id": self.s.id, "pid": os.getpid(), "position": ch.position, "lag": self.lag,
-            "last_checkpoint": ch.last_checkpoint, "healthy": self._healthy(),
+            "id": self.s.id, "pid": os.getpid(), **self._durable, "lag": self.lag, "healthy": self._healthy(),
             "alerts": dict(sorted(self.alerts.items())), "updated_at": time.time(),
             "metrics_url": self.metrics.url, "started_at": self.started_at, "group": self.s.group,
-            "head": {"seq": ch.position - 1 if ch.position else None, "entry_hash": ch.head_hash.hex()},
             "entries_end": self.last.entries_end if self.last else None,
-            "next_offset": {ENTRIES: ch.next_offset[ENTRIES], CHECKPOINTS: ch.next_offset[CHECKPOINTS]},
-            "pending_links": ch.pending_links, "stats": ch.stats.to_dict(),
         }
 
     def write_status(self) -> None:
@@ -125,10 +137,6 @@ class VerifierRuntime:
         self.metrics.update(position=status["position"], lag=status["lag"], healthy=status["healthy"],
                             checkpoint_size=(status["last_checkpoint"] or {}).get("tree_size", 0))
         write_json_atomic(self.s.state_dir / "status.json", status)
-        if len(self.checker.graph.edges) != self._graph_edges:
-            self._graph_edges = len(self.checker.graph.edges)
-            write_json_atomic(self.s.state_dir / "graph.json",
-                              {**self.checker.graph.to_dict(limit=GRAPH_EDGES), "updated_at": time.time()})
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)

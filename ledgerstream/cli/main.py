@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "show": ("ledgerstream.cli.ledger", "show", "Show one entry with its signature and signed bytes."),
     "prove": ("ledgerstream.cli.ledger", "prove", "RFC 9162 inclusion / consistency proofs."),
     "checkpoints": ("ledgerstream.cli.ledger", "checkpoints", "List and export signed checkpoints."),
+    "verify": ("ledgerstream.cli.verify", "verify", "Verify the whole ledger in Kafka once (exit 0 only when intact)."),
+    "alerts": ("ledgerstream.cli.alerts", "alerts", "List (or follow) the verifiers' alerts."),
+    "verifiers": ("ledgerstream.cli.verifiers", "verifiers", "Status of the running verifiers (position, lag, health)."),
+    "verifier": ("ledgerstream.cli.verifiers", "verifier", "Run one verifier in the foreground."),
 }
 
 

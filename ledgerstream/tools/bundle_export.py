@@ -56,10 +56,10 @@ def export_bundle(ledger: Ledger, reports: list[EntryReport], keys: TrustedKeys,
     """Build, self-verify and atomically write the bundle; ExportError if it cannot be evidence."""
     if not reports:
         raise ConfigError("nothing to export: no entry matches the filters")
-    failing = [f"seq {r.row.seq} (offset {r.row.offset}): {', '.join(r.failed)}" for r in reports if not r.ok]
-    not_on_chain = [f"offset {r.row.offset}: not on the hash chain" for r in reports if not r.row.on_chain]
-    if failing or not_on_chain:
-        raise ExportError("selected entries fail verification; a bundle would not verify", failing + not_on_chain)
+    failing = [f"seq {r.row.seq} (offset {r.row.offset}): {name}: {r.checks[name].detail}"
+               for r in reports for name in r.failed]
+    if failing:
+        raise ExportError("selected entries fail verification; a bundle would not verify", failing)
     last = max(r.row.seq for r in reports)
     main = _main_checkpoint(ledger, last, tsa_ca_pem)
     earlier = sorted({cp.tree_size: cp for r in reports

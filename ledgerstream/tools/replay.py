@@ -161,7 +161,6 @@ class Ledger:
     undecodable: list[tuple[int, str]] = field(default_factory=list)  # (offset, reason)
     by_event: dict[str, int] = field(default_factory=dict)  # event_id -> row index (on chain)
     linked_from: dict[str, list[int]] = field(default_factory=dict)  # event_id -> rows linking to it
-    chain_rows: list[int] = field(default_factory=list)  # seq -> row index
     hashes: bytearray = field(default_factory=bytearray)  # seq -> stored entry_hash (32 bytes each)
     tree: merkle.MerkleTree = field(default_factory=merkle.MerkleTree)
     raw: dict[int, bytes] = field(default_factory=dict)  # offset -> bytes, for kept records
@@ -174,9 +173,6 @@ class Ledger:
 
     def stored_hash(self, seq: int) -> bytes:
         return bytes(self.hashes[32 * seq:32 * seq + 32])
-
-    def row_at(self, seq: int) -> Row:
-        return self.rows[self.chain_rows[seq]]
 
     def latest_signed(self, covering: int) -> CheckpointInfo | None:
         """The latest checkpoint whose signature verifies and whose tree holds seq ``covering``."""
@@ -205,10 +201,10 @@ class Indexer:
     it; any other record (fork, replay, gap) stays visible as a row that is not on chain.
     """
 
-    def __init__(self, selection: Selection, keep: Callable[[Row], bool] | None = None) -> None:
+    def __init__(self, keep: Callable[[Row], bool]) -> None:
+        """``keep``: rows whose bytes to hold on to (the selection), so they need no second read."""
         self.ledger = Ledger()
-        self.selection = selection
-        self._keep = keep or selection.matches
+        self._keep = keep
         self._head = records.ZERO_HASH
         self._agents: dict[str, tuple[int, bytes]] = {}
         self._strings: dict[str, str] = {}
@@ -232,7 +228,9 @@ class Indexer:
         index = len(led.rows)
         led.rows.append(row)
         expected = led.size
-        if seq != expected or bytes(e["prev_hash"]) != self._head:
+        if len(stored) != records.HASH_LEN:
+            row.issues = {"chain": f"entry_hash has {len(stored)} bytes, not {records.HASH_LEN}"}
+        elif seq != expected or bytes(e["prev_hash"]) != self._head:
             row.issues = {"chain": self._chain_break(e, expected)}
         elif a["event_id"] in led.by_event:
             row.issues = {"chain": f"event_id {a['event_id']} is already on the ledger at seq "
@@ -258,7 +256,6 @@ class Indexer:
         row.on_chain = True
         led.tree.append(merkle.leaf_hash(records.merkle_leaf_input(stored)))
         led.hashes += stored
-        led.chain_rows.append(index)
         led.by_event[row.event_id] = index
         self._head = stored
         issues: dict[str, str] = {}
@@ -344,12 +341,11 @@ def _checkpoint_info(offset: int, raw: bytes, rec: dict[str, Any], keys: Trusted
     return cp
 
 
-def build_ledger(entries: Stream, checkpoints: Stream, selection: Selection, keys: TrustedKeys, *,
-                 keep: Callable[[Row], bool] | None = None) -> Ledger:
+def build_ledger(entries: Stream, checkpoints: Stream, selection: Selection, keys: TrustedKeys) -> Ledger:
     """Index ``entries``, then attach ``checkpoints``. Read the checkpoints topic *before*
     the entries topic when both are live: a checkpoint is committed with its entries, so
     every checkpoint read first must then be covered by the entries read after it."""
-    indexer = Indexer(selection, keep)
+    indexer = Indexer(selection.matches)
     for offset, raw in entries:
         indexer.add(offset, raw)
     return indexer.finish(checkpoints, keys)
@@ -369,11 +365,10 @@ def end_offset(bootstrap: str, topic: str) -> int:
 
 
 def read_ledger(bootstrap: str, topics: Topics, selection: Selection, keys: TrustedKeys, *,
-                progress: Callable[[int], None] | None = None,
-                keep: Callable[[Row], bool] | None = None) -> Ledger:
+                progress: Callable[[int], None] | None = None) -> Ledger:
     """Replay ``entries`` and ``checkpoints`` from Kafka (checkpoints first, see build_ledger)."""
     checkpoints = list(read_partition(bootstrap, topics.checkpoints))
-    indexer = Indexer(selection, keep)
+    indexer = Indexer(selection.matches)
     last = 0
     for offset, raw in read_partition(bootstrap, topics.entries):
         indexer.add(offset, raw)

@@ -49,9 +49,23 @@ def test_emit_without_kafka_spools_and_sync_delivers(env, bootstrap, topics, ls_
     assert out["spooled"] is True
     down = run(dead, "sync", "--timeout", "2", "--json", ok=1)
     assert json.loads(down.stdout)["remaining"] == 1
-    report = json.loads(run(env, "sync", "--json").stdout)
-    assert (report["sent"], report["remaining"]) == (1, 0)
-    assert [r["event_id"] for r in actions(bootstrap, topics.actions)] == [out["event_id"]]
+    # a second agent's spool with a damaged last record
+    from ledgerstream.producers.ledger import Ledger
+
+    other = Ledger("cli-torn", spool_dir=ls_home / "spool")
+    kept = [other.emit("tool:y", {"i": i}) for i in range(3)]
+    other.close()
+    (segment,) = (ls_home / "spool" / "cli-torn").glob("*.seg")
+    segment.write_bytes(segment.read_bytes()[:-5])
+    proc = run(env, "sync", "--json")
+    report = json.loads(proc.stdout)
+    assert (report["agents"], report["sent"], report["remaining"], report["quarantined"]) == (2, 3, 0, 1)
+    (torn,) = [sp for sp in report["spools"] if sp["agent_id"] == "cli-torn"]
+    (qpath,) = torn["quarantined"]
+    assert os.path.exists(qpath) and "/quarantine/" in qpath
+    got = {r["event_id"] for r in actions(bootstrap, topics.actions)}
+    assert got == {out["event_id"], *kept[:2]}
+    assert json.loads(run(env, "sync", "--json").stdout)["sent"] == 0
 
 
 def test_emit_rejects_bad_input(env):

@@ -91,7 +91,7 @@ def test_api_reports_head_agents_graph_and_verified_entries(dashboard, bootstrap
     assert agents["planner"]["count"] == 7 and agents["coder"]["count"] == 5
     assert all(a["chain_breaks"] == 0 for a in agents.values())
     graph = get(f"{dash.url}/api/graph")[1]
-    assert {"from": "planner", "to": "coder", "calls": 5} in graph["edges"]
+    assert {"caller": "planner", "callee": "coder", "calls": 5} in graph["edges"]
 
     status, report, _ = get(f"{dash.url}/api/entry/7")
     assert status == 200 and report["verified"] and report["state"] == "timestamped"

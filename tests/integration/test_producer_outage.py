@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
@@ -49,7 +48,7 @@ def test_broker_down_spool_then_sync_exactly_once(tmp_path, ls_home):
         led = connect("agent-down", broker.bootstrap, topics=topics, spool_dir=spool_root)
         before = led.emit("tool:before", {})
         assert led.flush(30) == 0
-        broker.stop()
+        broker.kill()  # kill -9: the harshest outage
         time.sleep(1.0)  # let the client notice
         ids = {led.emit("tool:offline", {"i": i}) for i in range(200)}
         t0 = time.monotonic()

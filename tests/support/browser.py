@@ -82,8 +82,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 def screenshot(driver: Any, name: str) -> Path:
     """Save a PNG under docs/screenshots/ (full page height) and return its path."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    height = driver.execute_script("return Math.max(document.body.scrollHeight, 900)")
-    driver.set_window_size(1440, min(int(height) + 40, 3000))
+    for _ in range(2):  # the height changes once the width is final
+        height = driver.execute_script("return Math.max(document.documentElement.scrollHeight, 900)")
+        driver.set_window_size(1440, min(int(height) + 140, 3000))
     path = SCREENSHOTS / f"{name}.png"
     driver.save_screenshot(str(path))
     return path

@@ -172,7 +172,10 @@ def timestamp_token(tsa_url: str, data: bytes) -> bytes:
 # --- Kafka --------------------------------------------------------------------------------------
 
 class LedgerWriter:
-    """Writes records like the signer: one Kafka transaction per call, read_committed-visible."""
+    """Writes records like the signer: one Kafka transaction per call, read_committed-visible.
+
+    ``commit`` returns where each record landed: ``[(topic, offset), ...]`` in write order.
+    """
 
     def __init__(self, bootstrap: str, topics: Topics, txn_id: str | None = None) -> None:
         self.topics = topics
@@ -180,24 +183,31 @@ class LedgerWriter:
                                   "enable.idempotence": True, "message.max.bytes": 8 * 1024 * 1024,
                                   "linger.ms": 5})
         self.producer.init_transactions(60)
+        self._landed: list[tuple[str, int]] = []
 
-    def commit(self, entries: Iterable[bytes] = (), checkpoints: Iterable[bytes] = ()) -> None:
+    def commit(self, entries: Iterable[bytes] = (), checkpoints: Iterable[bytes] = ()) -> list[tuple[str, int]]:
         self._txn(entries, checkpoints)
         self.producer.commit_transaction(60)
+        landed, self._landed = self._landed, []
+        return landed
 
     def abort(self, entries: Iterable[bytes] = (), checkpoints: Iterable[bytes] = ()) -> None:
         """Write records in a transaction and abort it: read_committed readers never see them."""
         self._txn(entries, checkpoints)
         self.producer.flush(30)
         self.producer.abort_transaction(60)
+        self._landed = []
 
     def _txn(self, entries: Iterable[bytes], checkpoints: Iterable[bytes]) -> None:
         self.producer.begin_transaction()
-        for raw in entries:
-            self.producer.produce(self.topics.entries, raw)
-            self.producer.poll(0)
-        for raw in checkpoints:
-            self.producer.produce(self.topics.checkpoints, raw)
+        for topic, raws in ((self.topics.entries, entries), (self.topics.checkpoints, checkpoints)):
+            for raw in raws:
+                self.producer.produce(topic, raw, on_delivery=self._delivered)
+                self.producer.poll(0)
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        if err is None:
+            self._landed.append((msg.topic(), msg.offset()))
 
 
 class RogueProducer:
@@ -206,6 +216,9 @@ class RogueProducer:
     def __init__(self, bootstrap: str) -> None:
         self.producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 8 * 1024 * 1024})
 
-    def send(self, topic: str, raw: bytes) -> None:
-        self.producer.produce(topic, raw)
+    def send(self, topic: str, raw: bytes) -> tuple[str, int]:
+        """Write one record and return (topic, offset) once it is stored."""
+        landed: list[tuple[str, int]] = []
+        self.producer.produce(topic, raw, on_delivery=lambda err, msg: landed.append((msg.topic(), msg.offset())))
         self.producer.flush(30)
+        return landed[0]

@@ -99,6 +99,16 @@ def test_salts_differ_for_equal_payloads(tmp_path):
     assert a["payload_salt"] != b["payload_salt"] and a["payload_hash"] != b["payload_hash"]
 
 
+def test_bad_producer_settings_fail_connect_and_free_the_spool(tmp_path):
+    from ledgerstream.core.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        Ledger("agent-a", bootstrap="127.0.0.1:9", spool_dir=tmp_path, producer_config={"acks": "bogus"})
+    led = Ledger("agent-a", spool_dir=tmp_path)
+    assert led.stats()["spool"] == str(tmp_path / "agent-a"), "the spool was not left locked"
+    led.close()
+
+
 def test_emit_after_close_is_an_error(tmp_path):
     led = offline(tmp_path)
     led.close()

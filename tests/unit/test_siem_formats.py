@@ -105,7 +105,7 @@ def test_decode_event_maps_a_real_record_and_flags_garbage() -> None:
     assert isinstance(event, EntryEvent)
     assert (event.seq, event.agent_id, event.entry_hash, event.signed) == (3, "coder", "11" * 32, True)
     bad = decode_event(b"\xc3\x01garbage", Origin("t.entries", 0, 13), 1_000_000)
-    assert isinstance(bad, AlertEvent) and bad.kind == "undecodable_record" and bad.severity == "high"
+    assert isinstance(bad, AlertEvent) and bad.kind == "undecodable" and bad.severity == "high"
 
 
 # --- CEF ------------------------------------------------------------------------------------

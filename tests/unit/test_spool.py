@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from pathlib import Path
 
 import pytest
 
@@ -126,4 +125,18 @@ def test_full_spool_refuses_newest_counts_and_logs(tmp_path, caplog):
     assert spool.pending_records == stats["emitted"]
     # the bound is checked against a size estimated at emit time, kept just below the real size
     assert 20_000 * 0.8 < spool.pending_bytes <= 20_000 * 1.1
+    spool.close()
+
+
+def test_sync_skips_spools_held_by_live_agents(tmp_path):
+    from ledgerstream.producers.sync import sync_spools
+
+    led = Ledger("live", spool_dir=tmp_path)
+    led.emit("tool:x", {})
+    assert led.flush(5) == 1  # journaled, nothing to deliver to
+    report = sync_spools(tmp_path, "127.0.0.1:9", "unused", timeout=1)
+    assert (report.busy, report.agents, report.sent) == (1, 0, 0)
+    led.close()
+    spool = Spool(tmp_path / "live")
+    assert spool.pending_records == 1, "sync did not touch the live agent's spool"
     spool.close()

@@ -24,7 +24,7 @@ from ledgerstream.tools.dashboard.auth import security_headers, token_middleware
 from ledgerstream.tools.dashboard.checks import EntryChecker, EntryReport
 from ledgerstream.tools.dashboard.follower import Follower
 from ledgerstream.tools.dashboard.hub import Hub
-from ledgerstream.tools.dashboard.ledger import LedgerView, decode_entry
+from ledgerstream.tools.dashboard.ledger import LedgerView
 from ledgerstream.tools.dashboard.settings import DashboardSettings
 
 log = logging.getLogger("ledgerstream.dashboard")
@@ -75,8 +75,7 @@ class Dashboard:
         loop = asyncio.get_running_loop()
         if raw is None:
             raw = await loop.run_in_executor(None, self.fetch_entry, offset)
-        entry = decode_entry(raw)
-        return await loop.run_in_executor(None, self.checker.report, self.view, seq, offset, entry, agent_prev)
+        return await loop.run_in_executor(None, self.checker.report, self.view, seq, offset, raw, agent_prev)
 
 
 DASHBOARD = web.AppKey("dashboard", Dashboard)

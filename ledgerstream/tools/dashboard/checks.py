@@ -1,7 +1,8 @@
 """Verification status of one entry, for the entry page: each check with evidence.
 
-The steps are the spec's (docs/spec.md, "Verifying"), one entry at a time:
-  1. its entry hash recomputes;
+The steps are the spec's (docs/spec.md, "Verifying"), one entry at a time; 1 and 2 are
+``ledgerstream.core.verify.check_entry``, the very check every verifier runs:
+  1. its entry hash recomputes (and a present payload matches its commitment);
   2. its ML-DSA-65 signature verifies under a known signer key (entry signing mode);
   3. it continues the chain (prev_hash) and its agent's chain (agent_prev_hash);
   4. it is included in the latest signed checkpoint covering it (RFC 9162 proof, checked
@@ -17,6 +18,7 @@ from typing import Any
 
 from ledgerstream.core import merkle, mldsa, records
 from ledgerstream.core.errors import LedgerstreamError, VerificationError
+from ledgerstream.core.verify import CheckedEntry, CheckerConfig, Kind, check_entry
 from ledgerstream.core.timestamp import token_gen_time, verify_timestamp
 from ledgerstream.tools.dashboard.ledger import CheckpointInfo, LedgerView
 
@@ -56,6 +58,7 @@ class EntryChecker:
     def __init__(self, public_keys: list[mldsa.PublicKey], tsa_ca: bytes | None) -> None:
         self.keys = {k.key_id: k for k in public_keys}
         self.tsa_ca = tsa_ca
+        self.config = CheckerConfig.from_keys(public_keys, tsa_ca=tsa_ca)
 
     @classmethod
     def from_files(cls, key_files: list[Path], tsa_ca_file: Path | None) -> "EntryChecker":
@@ -72,10 +75,12 @@ class EntryChecker:
             return "invalid"
         return "valid"
 
-    def report(self, view: LedgerView, seq: int, offset: int, entry: dict[str, Any], agent_prev: int) -> EntryReport:
-        h = bytes(entry["entry_hash"])
-        checks = [self._hash(entry, h), self._signature(entry, h), self._chain(view, seq, entry),
-                  self._agent_chain(view, agent_prev, entry)]
+    def report(self, view: LedgerView, seq: int, offset: int, raw: bytes, agent_prev: int) -> EntryReport:
+        checked = check_entry((offset, raw), self.config)
+        if checked.entry is None:
+            raise LedgerstreamError(f"the record at offset {offset} is not a ledger entry")
+        entry, h = checked.entry, bytes(checked.entry["entry_hash"])
+        checks = [*self._record_checks(checked), self._chain(view, seq, entry), self._agent_chain(view, agent_prev, entry)]
         inclusion, proof, cp = self._inclusion(view, seq, h)
         checks.append(inclusion)
         state = "published" if inclusion.status == OK else "sequenced"
@@ -84,30 +89,33 @@ class EntryChecker:
             checks.append(stamp)
             if stamp.status == OK:
                 state = "timestamped"
-        if entry.get("timestamp_token") is not None:
-            checks.append(self._token("per-entry timestamp", bytes(entry["timestamp_token"]), h))
         others = [{"offset": f.offset, "reason": f.reason} for f in view.other_records(seq)]
         return EntryReport(seq, offset, entry_json(entry), checks, state, proof, others)
 
-    @staticmethod
-    def _hash(entry: dict[str, Any], h: bytes) -> Check:
-        computed = records.entry_hash(entry)
-        if computed == h:
-            return Check("entry hash", OK, f"SHA-256 over the canonical entry recomputes to {h.hex()[:16]}…")
-        return Check("entry hash", FAILED, f"stored {h.hex()} but the entry hashes to {computed.hex()}")
-
-    def _signature(self, entry: dict[str, Any], h: bytes) -> Check:
-        if entry.get("signature") is None:
-            return Check("signature", PENDING, "checkpoint signing mode: covered by the signed checkpoint only")
-        key = self.keys.get(entry["key_id"])
-        if key is None:
-            return Check("signature", UNKNOWN, f"signer key {entry['key_id'][:16]}… is not configured "
-                                               "(--public-key)")
-        try:
-            key.verify(bytes(entry["signature"]), records.entry_signing_message(h))
-        except VerificationError as exc:
-            return Check("signature", FAILED, str(exc))
-        return Check("signature", OK, f"ML-DSA-65 signature valid under key {key.key_id[:16]}…")
+    def _record_checks(self, checked: CheckedEntry) -> list[Check]:
+        """Steps 1-2 as the verifiers run them, plus a per-entry token when there is one."""
+        entry, rejection = checked.entry or {}, checked.rejection
+        key_hint = f"{entry['key_id'][:16]}…"
+        if rejection is not None and rejection.kind == Kind.HASH_MISMATCH:
+            return [Check("entry hash", FAILED, rejection.detail),
+                    Check("signature", UNKNOWN, "not checked: the entry's content does not match its hash")]
+        hashed = Check("entry hash", OK, f"SHA-256 over the canonical entry recomputes to "
+                                         f"{bytes(entry['entry_hash']).hex()[:16]}…")
+        if rejection is not None and rejection.kind == Kind.UNKNOWN_KEY:
+            signed = Check("signature", UNKNOWN, f"signer key {key_hint} is not configured (--public-key)")
+        elif rejection is not None:
+            signed = Check("signature", FAILED, rejection.detail)
+        elif not checked.signed:
+            signed = Check("signature", PENDING, "checkpoint signing mode: covered by the signed checkpoint only")
+        else:
+            signed = Check("signature", OK, f"ML-DSA-65 signature valid under key {key_hint}")
+        checks = [hashed, signed]
+        if entry.get("timestamp_token") is not None:
+            bad = [n for n in checked.notes if n.kind == Kind.TIMESTAMP_INVALID]
+            checks.append(Check("per-entry timestamp", FAILED, bad[0].detail) if bad
+                          else self._token("per-entry timestamp", bytes(entry["timestamp_token"]),
+                                           bytes(entry["entry_hash"])))
+        return checks
 
     @staticmethod
     def _chain(view: LedgerView, seq: int, entry: dict[str, Any]) -> Check:

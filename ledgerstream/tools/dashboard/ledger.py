@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from ledgerstream.core import codec, merkle, records
-from ledgerstream.core.errors import DecodeError, LedgerstreamError
+from ledgerstream.core.errors import DecodeError
 
 #: raw entry bytes kept for the entry page; older entries are fetched from Kafka again
 RECENT_ENTRIES = 2000
@@ -153,8 +153,7 @@ class LedgerView:
         stats.last_action, stats.last_seen = action["action_type"], entry["received_at"]
         for link in entry.get("resolved_links") or []:
             if link.get("status") == "resolved" and link.get("seq") is not None and link["seq"] < seq:
-                caller = self._agent_of[link["seq"]]
-                self._add_edge(link["seq"], caller, seq, agent_id)
+                self._add_edge(link["seq"], self._agent_of[link["seq"]], seq, agent_id)
         self._recent[seq] = raw
         if len(self._recent) > RECENT_ENTRIES:
             self._recent.popitem(last=False)
@@ -164,10 +163,9 @@ class LedgerView:
         while self._received and self._received[0] < cutoff:
             self._received.popleft()
 
-    def _add_edge(self, from_seq: int, from_agent: str, to_seq: int, to_agent: str) -> None:
-        self.edges[(from_agent, to_agent)] = self.edges.get((from_agent, to_agent), 0) + 1
-        self.recent_edges.append({"from_seq": from_seq, "from_agent": from_agent,
-                                  "to_seq": to_seq, "to_agent": to_agent})
+    def _add_edge(self, caller_seq: int, caller: str, callee_seq: int, callee: str) -> None:
+        self.edges[(caller, callee)] = self.edges.get((caller, callee), 0) + 1
+        self.recent_edges.append({"caller_seq": caller_seq, "caller": caller, "callee_seq": callee_seq, "callee": callee})
 
     def _reject(self, offset: int, seq: int | None, reason: str) -> None:
         self.foreign.append(Foreign(offset, seq, reason))
@@ -277,25 +275,28 @@ class LedgerView:
         with self._lock:
             return [asdict(a) for a in sorted(self.agents.values(), key=lambda a: -a.count)]
 
-    def graph(self, extra_edges: list[dict[str, Any]] = ()) -> dict[str, Any]:
-        """Agents as nodes; caller -> callee edges with call counts (ledger links plus verifier graphs)."""
+    def graph(self, verifier_edges: list[dict[str, Any]] = ()) -> dict[str, Any]:
+        """Agents as nodes, caller -> callee edges with call counts: the resolved links read
+        here, plus the edges the verifiers found (``from`` names ``to`` as its cause, so the
+        caller is their ``to``), each call counted once."""
         with self._lock:
             edges = dict(self.edges)
-            seen = {(e["from_seq"], e["to_seq"]) for e in self.recent_edges}
+            seen = {(e["caller_seq"], e["callee_seq"]) for e in self.recent_edges}
             recent = list(self.recent_edges)
             nodes = set(self.agents)
-        for e in extra_edges:
-            key = (e.get("from_seq"), e.get("to_seq"))
-            if key in seen or not e.get("from_agent") or not e.get("to_agent"):
+        for e in verifier_edges:
+            call = {"caller_seq": e.get("to_seq"), "caller": e.get("to_agent"),
+                    "callee_seq": e.get("from_seq"), "callee": e.get("from_agent")}
+            key = (call["caller_seq"], call["callee_seq"])
+            if key in seen or not call["caller"] or not call["callee"]:
                 continue
             seen.add(key)
-            pair = (e["from_agent"], e["to_agent"])
-            edges[pair] = edges.get(pair, 0) + 1
-            recent.append(dict(e))
+            edges[(call["caller"], call["callee"])] = edges.get((call["caller"], call["callee"]), 0) + 1
+            recent.append(call)
         for a, b in edges:
             nodes |= {a, b}
         return {"nodes": sorted(nodes),
-                "edges": [{"from": a, "to": b, "calls": n} for (a, b), n in sorted(edges.items())],
+                "edges": [{"caller": a, "callee": b, "calls": n} for (a, b), n in sorted(edges.items())],
                 "recent": recent[-50:]}
 
     def alert_views(self, after: int = 0, limit: int = 200) -> list[dict[str, Any]]:
@@ -310,10 +311,3 @@ class LedgerView:
         with self._lock:
             return [asdict(f) for f in list(self.foreign)[-limit:]]
 
-
-def decode_entry(raw: bytes) -> dict[str, Any]:
-    """The LedgerEntry in ``raw``; LedgerstreamError when it is not one."""
-    try:
-        return codec.decode(raw, expect="LedgerEntry")[1]
-    except DecodeError as exc:
-        raise LedgerstreamError(f"not a ledger entry: {exc}") from exc

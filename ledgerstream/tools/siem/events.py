@@ -18,8 +18,8 @@ from ledgerstream.core.errors import DecodeError
 
 Operation = Literal["create", "read", "update", "delete", "other"]
 
-#: the alert kind the exporter gives records it cannot decode
-UNDECODABLE = "undecodable_record"
+#: the alert kind (docs/alerts.md) the exporter gives records it cannot decode
+UNDECODABLE = "undecodable"
 #: alert severities (schemas/Alert.avsc), most severe first
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
@@ -103,7 +103,7 @@ class EntryEvent:
 
 @dataclass(frozen=True)
 class AlertEvent:
-    """One verifier finding, or a record the exporter could not decode (kind ``undecodable_record``)."""
+    """One verifier finding, or a record the exporter could not decode (kind ``undecodable``)."""
 
     origin: Origin
     alert_id: str

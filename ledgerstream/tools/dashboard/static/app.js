@@ -65,12 +65,18 @@ function renderCheckpoints(cps) {
   )), 6, "no checkpoint yet");
 }
 
+function checkpointText(cp) {
+  if (cp === null || cp === undefined) return "–";
+  if (typeof cp !== "object") return String(cp);
+  return cp.tree_size === undefined ? short(JSON.stringify(cp)) : `size ${cp.tree_size}${cp.root_hash ? " · " + short(cp.root_hash) : ""}`;
+}
+
 function renderVerifiers(vs, signers) {
   fill("verifiers", vs.map((v) => el("tr", {},
     el("td", {}, v.id),
     el("td", {}, el("span", { class: `badge ${v.health === "healthy" ? "ok" : v.health === "stale" ? "unknown" : "failed"}` }, v.health)),
     el("td", {}, v.position === null ? "–" : String(v.position)), el("td", {}, v.lag === null ? "–" : String(v.lag)),
-    el("td", {}, v.last_checkpoint === null || v.last_checkpoint === undefined ? "–" : JSON.stringify(v.last_checkpoint)),
+    el("td", {}, checkpointText(v.last_checkpoint)),
     el("td", {}, Object.entries(v.alerts || {}).map(([k, n]) => `${k}: ${n}`).join(", ") || "0"),
     el("td", {}, ago(v.age_seconds)),
   )), 7, "no verifier status yet");
@@ -116,8 +122,8 @@ function renderGraph(graph) {
     pos.set(name, n === 1 ? [260, 180] : [260 + 170 * Math.cos(angle), 180 + 135 * Math.sin(angle)]);
   });
   for (const edge of graph.edges) {
-    if (edge.from === edge.to) continue;
-    const [x1, y1] = pos.get(edge.from), [x2, y2] = pos.get(edge.to);
+    if (edge.caller === edge.callee) continue;
+    const [x1, y1] = pos.get(edge.caller), [x2, y2] = pos.get(edge.callee);
     const len = Math.hypot(x2 - x1, y2 - y1) || 1, r = 24;
     const sx = x1 + ((x2 - x1) * r) / len, sy = y1 + ((y2 - y1) * r) / len;
     const ex = x2 - ((x2 - x1) * r) / len, ey = y2 - ((y2 - y1) * r) / len;
@@ -132,7 +138,7 @@ function renderGraph(graph) {
   }
   const list = document.getElementById("graph-edges");
   list.replaceChildren(...graph.recent.slice(-8).reverse().map((e) => el("li", {},
-    `${e.from_agent} `, entryLink(e.from_seq), " → ", `${e.to_agent} `, entryLink(e.to_seq))));
+    `${e.caller} `, entryLink(e.caller_seq), " called ", `${e.callee} `, entryLink(e.callee_seq))));
 }
 
 function renderForeign(foreign) {
@@ -175,6 +181,10 @@ function addAlert(alert, fresh) {
   const before = rows.find((r) => Number(r.dataset.index) < alert.index);
   body.insertBefore(row, before || null);
   while (body.children.length > 200) body.lastElementChild.remove();
+  // alert.index counts every alert read so far: the card need not wait for the next snapshot
+  const total = document.getElementById("alert-total");
+  if (Number(total.textContent) < alert.index) total.textContent = alert.index;
+  document.querySelector(".alerts-card").classList.add("raised");
 }
 
 function setLive(on) {
