@@ -72,10 +72,6 @@ class Placement(NamedTuple):
     parent_span_id: str | None
 
 
-def current() -> Scope | None:
-    return _SCOPE.get()
-
-
 def placement(agent_id: str) -> Placement:
     """Session, automatic links and trace context for an event ``agent_id`` records now."""
     scope = _SCOPE.get()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from functools import partial
 from typing import Any
 
@@ -65,7 +64,11 @@ class Delivery:
             self.online = False
 
     def produce(self, key: bytes, value: bytes, on_delivery: Any) -> bool:
-        """Hand one record to librdkafka; False when its queue is full (try again later)."""
+        """Hand one record to librdkafka; False when its queue is full (try again later).
+
+        KafkaException when librdkafka refuses the record itself (e.g. larger than
+        ``message.max.bytes``): retrying cannot help.
+        """
         try:
             self._producer.produce(self.topic, value, key, on_delivery=on_delivery)
         except BufferError:
@@ -86,10 +89,12 @@ class Delivery:
 
 
 class _Sent:
-    __slots__ = ("end", "size", "state")
+    """One produced record: where it ends in the spool, frame bytes produced so far, state."""
 
-    def __init__(self, end: Position, size: int) -> None:
-        self.end, self.size, self.state = end, size, _PENDING
+    __slots__ = ("end", "cum", "state")
+
+    def __init__(self, end: Position, cum: int) -> None:
+        self.end, self.cum, self.state = end, cum, _PENDING
 
 
 class Pump:
@@ -108,7 +113,8 @@ class Pump:
         self.sent = 0  # records Kafka acknowledged during this run
         self.stalled: str | None = None
         self._next: Position = spool.acked
-        self._in_flight: deque[_Sent] = deque()
+        self._in_flight: list[_Sent] = []  # oldest first
+        self._acked_cum = self._produced_cum = 0
         self._failed: str | None = None
         self._retry_at = 0.0
         self._backoff = BACKOFF_MIN
@@ -158,10 +164,16 @@ class Pump:
     def _produce(self, delivery: Delivery, body: bytes, end: Position) -> bool:
         if len(self._in_flight) >= MAX_IN_FLIGHT:
             return False
-        sent = _Sent(end, FRAME.size + len(body))
-        if not delivery.produce(self.key, body, partial(self._done, sent)):
+        sent = _Sent(end, self._produced_cum + FRAME.size + len(body))
+        try:
+            if not delivery.produce(self.key, body, partial(self._done, sent)):
+                return False
+        except Exception as exc:  # a record Kafka will never take: keep it, stop, say so
+            self.stalled = f"record before {end} in {self.spool.path} cannot be produced: {exc}"
+            log.error("%s; sending from this spool stops (the record stays in the spool)", self.stalled)
             return False
         self._in_flight.append(sent)
+        self._produced_cum = sent.cum
         self._next = end
         return True
 
@@ -175,27 +187,27 @@ class Pump:
     def settle(self, delivery: Delivery) -> int:
         """Acknowledge the delivered prefix in the spool; plan a re-send after failures.
 
-        Returns the number of records newly acknowledged.
+        Returns the number of records newly acknowledged. Without failures in counted mode
+        this costs O(1) Python work however many records completed.
         """
         in_flight = self._in_flight
-        if self.counted:
-            outstanding = delivery.outstanding()
-            completed = len(in_flight) - outstanding
-            for i in range(max(0, completed)):
-                if in_flight[i].state == _PENDING:
-                    in_flight[i].state = _OK
-                elif in_flight[i].state == _FAILED:
+        completed = len(in_flight) - delivery.outstanding() if self.counted else 0
+        if self.counted and not self._failed:
+            done = max(0, completed)
+        else:  # walk the states the callbacks set; stop at the first failure
+            done = 0
+            while done < len(in_flight):
+                state = in_flight[done].state
+                if state == _OK or (state == _PENDING and done < completed):
+                    done += 1
+                else:
                     break
-        records = nbytes = 0
-        end = None
-        while in_flight and in_flight[0].state == _OK:
-            sent = in_flight.popleft()
-            records += 1
-            nbytes += sent.size
-            end = sent.end
-        if end is not None:
-            self.spool.ack(end, records, nbytes)
-            self.sent += records
+        if done:
+            last = in_flight[done - 1]
+            self.spool.ack(last.end, done, last.cum - self._acked_cum)
+            self._acked_cum = last.cum
+            del in_flight[:done]
+            self.sent += done
             self._backoff = BACKOFF_MIN
         if self._failed and (delivery.outstanding() == 0 if self.counted
                              else all(s.state != _PENDING for s in in_flight)):
@@ -204,10 +216,11 @@ class Pump:
             self.rewind()
             self._retry_at = time.monotonic() + self._backoff
             self._backoff = min(self._backoff * 2, BACKOFF_MAX)
-        return records
+        return done
 
     def rewind(self) -> None:
         """Forget everything in flight; the next pump starts at the first undelivered record."""
         self._in_flight.clear()
         self._next = self.spool.acked
+        self._produced_cum = self._acked_cum
         self._failed = None

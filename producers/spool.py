@@ -356,7 +356,3 @@ class Spool:
             self._readers.clear()
         finally:
             os.close(self._lock_fd)
-
-    @property
-    def size_on_disk(self) -> int:
-        return sum(p.stat().st_size for p in self.path.glob("*" + SEGMENT_SUFFIX))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,9 +30,6 @@ class SyncReport:
     quarantined: int
     busy: int
     spools: list[dict[str, Any]]
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def sync_spools(root: Path, bootstrap: str, topic: str, *, timeout: float = 60.0,

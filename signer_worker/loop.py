@@ -46,8 +46,9 @@ class SignerWorker:
         self.seq: Sequencer | None = None
         self.anchorer = Anchorer(settings.tsa_urls, settings.tsa_policy)
         # Entry signatures are computed here while the loop decodes and hashes the next
-        # actions of the batch (liboqs releases the GIL while it signs).
-        self.sign_pool = ThreadPoolExecutor(1, thread_name_prefix="sign")
+        # actions of the batch, and on two threads once the loop waits for them (liboqs
+        # releases the GIL while it signs; pyca does not, and gains nothing).
+        self.sign_pool = ThreadPoolExecutor(2, thread_name_prefix="sign")
         self.role = "starting"
         self.counters = {"entries": 0, "dead_letters": 0, "duplicates": 0, "checkpoints": 0,
                          "anchors": 0, "aborts": 0}

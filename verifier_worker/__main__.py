@@ -54,45 +54,38 @@ def settings_from_args(a: argparse.Namespace) -> VerifierSettings:
         checkpoint_overdue_seconds=a.checkpoint_overdue_seconds, signer_group=a.signer_group)
 
 
-def run(settings: VerifierSettings) -> int:
-    """Lock the state folder, restore, align the consumer group, then run faust until stopped."""
+def run(argv: list[str]) -> int:
+    """Lock the state folder, restore the checker process, align the consumer group, then
+    run faust until stopped."""
     import faust
 
     from ledgerstream.verifier_worker.app import build_app
-    from ledgerstream.verifier_worker.metrics import Metrics
+    from ledgerstream.verifier_worker.checker_process import CheckerProcess
     from ledgerstream.verifier_worker.offsets import rewind_group
-    from ledgerstream.verifier_worker.runtime import VerifierRuntime
     from ledgerstream.verifier_worker.store import StateStore
 
-    store = StateStore(settings.state_dir)
-    store.lock()
-    if settings.reverify:
-        store.reset()
-    checker, worker_state = store.load(settings.checker)
-    moved = rewind_group(settings.bootstrap, settings.group, {
-        settings.topics.entries: checker.next_offset[ENTRIES],
-        settings.topics.checkpoints: checker.next_offset[CHECKPOINTS]})
-    log.info("verifier %s: resuming at seq %d (offsets %s)%s", settings.id, checker.position, checker.next_offset,
-             f", group rewound {moved}" if moved else "")
-    metrics = Metrics(settings.id)
-    metrics.serve(settings.metrics_port)
-    runtime = VerifierRuntime(settings, checker, store, metrics, worker_state)
-    runtime.write_status()
-    app = build_app(settings, runtime)
+    settings = settings_from_args(parse_args(argv))
+    StateStore(settings.state_dir).lock()
+    checker = CheckerProcess()
     try:
-        faust.Worker(app, loglevel="INFO").execute_from_commandline()
+        info = checker.start(argv)
+        moved = rewind_group(settings.bootstrap, settings.group, {
+            settings.topics.entries: info["next_offset"][ENTRIES],
+            settings.topics.checkpoints: info["next_offset"][CHECKPOINTS]})
+        log.info("verifier %s: resuming at seq %d (offsets %s), metrics at %s%s", settings.id, info["position"],
+                 info["next_offset"], info["metrics_url"], f", group rewound {moved}" if moved else "")
+        faust.Worker(build_app(settings, checker), loglevel="INFO").execute_from_commandline()
     except SystemExit as exc:
         return int(exc.code or 0)
     finally:
-        runtime.close()
+        checker.close()
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        settings = settings_from_args(parse_args(argv))
-        return run(settings)
+        return run(sys.argv[1:] if argv is None else argv)
     except LedgerstreamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,8 +1,8 @@
-"""Everything one verifier does besides moving records: check, persist, observe, report.
+"""Everything one verifier does besides moving records: check, persist, assess, report.
 
-The faust app (``app.py``) calls :meth:`process`, :meth:`persist` and :meth:`assess` on a
-single "checker" thread, so the checker is never touched concurrently and CPU-bound
-signature checks never run on the event loop (they are spread over a small pool).
+It lives in the verifier's checker process (``checker_process.py``), which runs one call
+at a time, so the checker is never touched concurrently; signature checks inside a batch
+are spread over a small thread pool (liboqs and OpenSSL release the GIL).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 from ledgerstream.core.verify import CHECKPOINTS, ENTRIES, Checker, Finding, LivenessSample, StallMonitor
-from ledgerstream.verifier_worker.liveness import Observation, PipelineObserver
+from ledgerstream.verifier_worker.liveness import Observation
 from ledgerstream.verifier_worker.metrics import Metrics
 from ledgerstream.verifier_worker.settings import VerifierSettings
 from ledgerstream.verifier_worker.store import StateStore, write_json_atomic
@@ -36,7 +36,6 @@ class VerifierRuntime:
         self.alerts: Counter[str] = Counter(worker_state.get("alerts", {}))
         self.stall = StallMonitor(settings.stall_seconds, settings.checkpoint_overdue_seconds)
         self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="sigcheck")
-        self.observer: PipelineObserver | None = None
         self.started_at = time.time()
         self.last: Observation | None = None
         self.kafka_ok = False
@@ -48,7 +47,6 @@ class VerifierRuntime:
         for kind, count in self.alerts.items():
             metrics.alert(kind, count)
 
-    # --- on the checker thread --------------------------------------------------------------------
     def process(self, batch: Sequence[tuple[str, int, bytes]]) -> list[Finding]:
         """Feed one faust batch (records of both topics, each topic in order)."""
         findings: list[Finding] = []
@@ -103,16 +101,6 @@ class VerifierRuntime:
             self._caught_up_since = None
         return findings
 
-    # --- observation (blocking Kafka calls, on their own thread) -------------------------------------
-    def observe_kafka(self) -> Observation | None:
-        try:
-            if self.observer is None:
-                self.observer = PipelineObserver(self.s.bootstrap, self.s.topics, self.s.signer_group_id)
-            return self.observer.observe()
-        except Exception as exc:  # Kafka down or topic missing: reported as unhealthy, retried
-            log.warning("cannot observe the pipeline: %s", exc)
-            return None
-
     # --- reporting ------------------------------------------------------------------------------------
     def _healthy(self) -> bool:
         """Kafka reachable, and caught up or still making progress."""
@@ -140,5 +128,3 @@ class VerifierRuntime:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)
-        if self.observer is not None:
-            self.observer.close()

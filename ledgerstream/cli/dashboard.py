@@ -33,7 +33,5 @@ def dashboard(home: Path | None, host: str, port: int, token: str | None, topic_
 
     s = settings.resolve(home=home, host=host, port=port, token=token, bootstrap=bootstrap,
                          topic_prefix=topic_prefix, public_keys=public_keys, tsa_ca=tsa_ca)
-    if host not in ("127.0.0.1", "localhost", "::1") and not s.token:
-        info(f"warning: serving on {host} without a token; anyone who reaches it can read the ledger metadata")
     info(f"dashboard on http://{host}:{port}/ (Ctrl-C stops)")
     serve(s)

@@ -120,7 +120,12 @@ def ensure_jars(*, quiet: bool = True) -> Path:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id (URL-safe base64 UUID); like Kafka's own, never starting with
+    '-', which the storage tool's argument parser would read as an option."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 @dataclass

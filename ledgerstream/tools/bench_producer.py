@@ -1,6 +1,6 @@
 """``ledgerstream bench producer``: what ``emit`` costs the agent, and what it sustains.
 
-Three scenarios in one run, on the same machine and payload:
+Five scenarios in one run, on the same machine and payload:
 
 * ``baseline_produce``: a bare confluent-kafka ``produce()`` loop of one pre-encoded record
   (idempotent, acks=all): the floor any Kafka client library pays.
@@ -9,6 +9,9 @@ Three scenarios in one run, on the same machine and payload:
   every event goes to the spool only.
 * ``emit_paced``: ``Ledger.emit`` at a steady 1,000 events/s (an agent's realistic peak),
   broker up.
+* ``noise_floor``: emit's own CPU work (canonicalise + commit the payload) with no Ledger and
+  no other thread: what this machine's scheduler alone adds to the tail. Read the emit
+  percentiles against it; on a loaded machine its p99 can exceed the goal by itself.
 
 Latency is the wall time of each call on the caller's thread (p50/p99/p99.9 in
 microseconds). Throughput is events / (first call -> every event acknowledged by Kafka,
@@ -85,6 +88,17 @@ def bench_baseline(bootstrap: str, topic: str, events: int) -> dict[str, Any]:
             "record_bytes": len(record)}
 
 
+def bench_floor(events: int) -> dict[str, Any]:
+    from ledgerstream.core import records
+    from ledgerstream.producers.canonical import canonical_payload
+
+    salt = bytes(32)
+    for _ in range(WARMUP):
+        records.payload_commitment(salt, canonical_payload(PAYLOAD))
+    samples, start = _timed(events, lambda i: records.payload_commitment(salt, canonical_payload(PAYLOAD)))
+    return {**percentiles(samples), "events_per_s": round(events / (time.perf_counter() - start))}
+
+
 def bench_emit(bootstrap: str, topics: Any, events: int, *, down: bool = False, pace: float = 0.0) -> dict[str, Any]:
     from ledgerstream.producers.ledger import connect
 
@@ -141,6 +155,8 @@ def run(events: int = 20_000, bootstrap: str | None = None,
         topics = Topics.with_prefix(f"bench-{uuid.uuid4().hex[:8]}.")
         ensure_topics(bootstrap, topics)
         results: dict[str, Any] = {}
+        log(f"noise floor: emit's CPU work alone x {events} ...")
+        results["noise_floor"] = bench_floor(events)
         log(f"baseline: bare confluent-kafka produce() x {events} ...")
         results["baseline_produce"] = bench_baseline(bootstrap, topics.actions, events)
         log(f"emit, broker up x {events} ...")

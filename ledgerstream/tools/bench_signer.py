@@ -15,6 +15,11 @@ no leader election, no TSA: anchoring is off the signing path). What is measured
 * ``ratio_to_raw_sign``: entries_per_s / raw_sign_per_s. In ``entry`` mode each entry
   costs one signature, so this says how much of the crypto budget the rest of the loop
   leaves; the goal is >= 0.8. In ``checkpoint`` mode it is shown for comparison only.
+* ``cpu_us_per_entry`` (drain): CPU time (user + system, all threads, from /proc) that the
+  signer process and the Kafka broker each spent per entry while the signer drained, and
+  ``raw_sign_cpu_us`` the CPU time of one signature. These do not depend on what else the
+  machine runs, so they explain the rates on a busy machine: on C cores the ceiling is about
+  C / (signer + broker CPU per entry) entries/s.
 * ``latency_ms`` (paced): with the signer caught up, M more actions are produced at a
   steady rate (half the drain rate, at most 1,000/s). Latency of one event = time its entry
   became visible to the read_committed consumer - time this process called
@@ -134,6 +139,27 @@ class _Tail:
         self._consumer.close()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _sign_cpu_us(backend: str, seconds: float = 1.0) -> float:
+    """CPU microseconds of one ML-DSA-65 signature (one thread, 256-byte message)."""
+    from ledgerstream.core import mldsa
+
+    key, message, count = mldsa.PrivateKey.generate(backend), bytes(256), 0
+    start = time.process_time()
+    while (used := time.process_time() - start) < seconds:
+        key.sign(message)
+        count += 1
+    return used / count * 1e6
+
+
 def _percentiles(values: list[float]) -> dict[str, float]:
     s = sorted(values)
     pick = lambda q: round(s[min(len(s) - 1, int(q * len(s)))], 1)  # noqa: E731
@@ -141,7 +167,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def bench_scenario(bootstrap: str, key_path: Path, workdir: Path, backend: str, mode: str, events: int,
-                   latency_events: int, raw_rate: float, log: Log) -> dict[str, Any]:
+                   latency_events: int, raw_rate: float, log: Log, broker_pid: int | None = None) -> dict[str, Any]:
     from ledgerstream.core import codec, mldsa
     from ledgerstream.core.config import Topics
     from ledgerstream.stack.topics import ensure_topics
@@ -160,7 +186,12 @@ def bench_scenario(bootstrap: str, key_path: Path, workdir: Path, backend: str, 
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         alive = lambda: proc.poll() is None  # noqa: E731
+        tail.wait(1, 120, alive)  # the signer is up and committing: start the CPU clocks
+        seen = len(tail.arrivals)
+        cpu0 = (_cpu_seconds(proc.pid), _cpu_seconds(broker_pid) if broker_pid else float("nan"))
         tail.wait(events, 60 + events / 20, alive)
+        cpu1 = (_cpu_seconds(proc.pid), _cpu_seconds(broker_pid) if broker_pid else float("nan"))
+        counted = max(1, len(tail.arrivals[:events]) - seen)
         drained = list(tail.arrivals[:events])
         first = codec.decode(drained[0][1], expect="LedgerEntry")[1]
         last = codec.decode(drained[-1][1], expect="LedgerEntry")[1]
@@ -200,6 +231,8 @@ def bench_scenario(bootstrap: str, key_path: Path, workdir: Path, backend: str, 
     return {
         "entries_per_s": round(rate), "sequencing_per_s": round(seq_rate),
         "ratio_to_raw_sign": round(rate / raw_rate, 2),
+        "cpu_us_per_entry": {"signer": round((cpu1[0] - cpu0[0]) / counted * 1e6),
+                             "broker": round((cpu1[1] - cpu0[1]) / counted * 1e6)},
         "latency_ms": _percentiles(latencies), "latency_offered_per_s": round(offered),
         "entry_bytes_mean": round(sum(len(raw) for _, raw in tail.arrivals) / len(tail.arrivals)),
     }
@@ -228,10 +261,11 @@ def run(events: int = 5000, *, latency_events: int = 1000, backends: list[str] |
             for backend in backends:
                 log(f"[{backend}] raw ML-DSA-65 sign rate ...")
                 raw = mldsa.measure_sign_rate(backend, 2.0)
-                row: dict[str, Any] = {"raw_sign_per_s": round(raw), "modes": {}}
+                row: dict[str, Any] = {"raw_sign_per_s": round(raw), "raw_sign_cpu_us": round(_sign_cpu_us(backend)),
+                                       "modes": {}}
                 for mode in modes:
                     row["modes"][mode] = bench_scenario(broker.bootstrap, key_path, work, backend, mode, events,
-                                                        latency_events, raw, log)
+                                                        latency_events, raw, log, broker.pid)
                 results[backend] = row
             if profile:
                 log(f"[{profile}/entry] cProfile of an in-process signer ...")
@@ -245,7 +279,7 @@ def run(events: int = 5000, *, latency_events: int = 1000, backends: list[str] |
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_avg_1m_before": round(load_before, 2), "load_avg_1m_after": round(os.getloadavg()[0], 2)},
         "signer": {"batch_size": 500, "batch_ms": 50, "checkpoint_every": 1000, "leader_election": False,
-                   "tsa": None},
+                   "tsa": None, "sign_threads": 2},
         "backends": results,
         "goal": {"entry_mode_ratio_to_raw_sign": GOAL_RATIO, "met": met},
         **({"profile": profile_text} if profile_text else {}),
@@ -259,17 +293,17 @@ def render(result: dict[str, Any], console: Any) -> None:
     m = result["machine"]
     table = Table(title=f"ledgerstream signer: {result['events']} actions drained, {result['latency_events']} paced "
                         f"({m['cpus']} CPUs, load {m['load_avg_1m_before']} -> {m['load_avg_1m_after']})")
-    for col in ("backend", "mode", "raw sign/s", "entries/s", "ratio", "latency p50 ms", "p99 ms", "max ms",
-                "paced at /s", "entry bytes"):
+    for col in ("backend", "mode", "raw sign/s", "entries/s", "ratio", "CPU µs/entry signer+broker (sign)",
+                "latency p50 ms", "p99 ms", "max ms", "paced at /s", "entry bytes"):
         table.add_column(col, justify="left" if col in ("backend", "mode") else "right")
     for backend, row in result["backends"].items():
         for mode, r in row["modes"].items():
             ratio = f"{r['ratio_to_raw_sign']:.2f}"
             if mode == "entry":
                 ratio = f"[{'green' if r['ratio_to_raw_sign'] >= GOAL_RATIO else 'red'}]{ratio}[/]"
-            lat = r["latency_ms"]
+            lat, cpu = r["latency_ms"], r["cpu_us_per_entry"]
             table.add_row(backend, mode, f"{row['raw_sign_per_s']:,}", f"{r['entries_per_s']:,}", ratio,
-                          f"{lat['p50']}", f"{lat['p99']}", f"{lat['max']}", f"{r['latency_offered_per_s']:,}",
+                          f"{cpu['signer']}+{cpu['broker']} ({row['raw_sign_cpu_us']})", f"{lat['p50']}", f"{lat['p99']}", f"{lat['max']}", f"{r['latency_offered_per_s']:,}",
                           f"{r['entry_bytes_mean']:,}")
     console.print(table)
     console.print(f"goal: entry-mode entries/s >= {GOAL_RATIO} x raw sign/s: "

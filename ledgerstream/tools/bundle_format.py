@@ -172,7 +172,7 @@ def load_schemas(texts: dict[str, bytes]) -> tuple[dict[bytes, Any], list[tuple[
     while pending:
         progressed = False
         for member, text in list(pending.items()):
-            m = SCHEMA_RE.match(member)
+            m = SCHEMA_RE.fullmatch(member)
             assert m is not None, member
             try:
                 raw = json.loads(text.decode("utf-8"))

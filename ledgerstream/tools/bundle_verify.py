@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import struct
 import zipfile
 import zlib
 from collections import Counter
@@ -23,6 +24,7 @@ from ledgerstream.core.errors import ConfigError, DecodeError, VerificationError
 from ledgerstream.core.timestamp import verify_timestamp
 from ledgerstream.tools import bundle_format as bf
 
+_EOCD_SIGNATURE = b"PK\x05\x06"  # the 22-byte end record, last in the file when there is no comment
 MAX_TOTAL_BYTES = 4 << 30  # refuse ZIP bombs: a bundle larger than this uncompressed is not evidence we read
 
 #: check names, in the order they run (the JSON contract's "checks" keys)
@@ -109,11 +111,33 @@ def _read_zip(blob: bytes, report: BundleReport) -> dict[str, bytes] | None:
                 report.bad("zip", name, "encrypted member")
                 return None
             members[name] = zf.read(info)
-    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, OSError) as exc:
+        gap = _stray_bytes(blob, infos, zf.start_dir)
+        if gap:
+            report.bad("zip", "", gap)
+            return None
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, OSError, struct.error) as exc:
         report.bad("zip", "", f"not a readable ZIP: {type(exc).__name__}: {exc}")
         return None
     report.good("zip")
     return members
+
+
+def _stray_bytes(blob: bytes, infos: list[zipfile.ZipInfo], start_dir: int) -> str | None:
+    """Bytes outside the members (prepended, between members, a comment, appended) are not
+    evidence and are refused, so that any added byte fails."""
+    position = 0
+    for info in sorted(infos, key=lambda i: i.header_offset):
+        if info.header_offset != position:
+            return f"{info.header_offset - position} stray bytes before member {info.filename}"
+        name_len, extra_len = struct.unpack("<HH", blob[position + 26:position + 30])
+        position += 30 + name_len + extra_len + info.compress_size
+        if info.flag_bits & 0x8:  # data descriptor, with or without its optional signature
+            position += 16 if blob[position:position + 4] == b"PK\x07\x08" else 12
+    if start_dir != position:
+        return f"{start_dir - position} stray bytes before the central directory"
+    if blob[-22:-18] != _EOCD_SIGNATURE or blob[-2:] != b"\x00\x00":
+        return "data after the end-of-central-directory record (a comment or appended bytes)"
+    return None
 
 
 def _manifest(members: dict[str, bytes], report: BundleReport) -> bool:
@@ -203,7 +227,7 @@ class _Verifier:
         for name in sorted(self.m):
             if name in (bf.MANIFEST, bf.README, bf.SELECTION, bf.TSA_CA):
                 continue
-            if not any(rx.match(name) for rx in (bf.CHECKPOINT_RE, bf.ENTRY_RE, bf.INCLUSION_RE, bf.CONSISTENCY_RE,
+            if not any(rx.fullmatch(name) for rx in (bf.CHECKPOINT_RE, bf.ENTRY_RE, bf.INCLUSION_RE, bf.CONSISTENCY_RE,
                                                  bf.KEY_RE, bf.SCHEMA_RE)):
                 self.r.bad("structure", name, "unexpected member (not part of the bundle format)")
                 ok = False
@@ -228,13 +252,13 @@ class _Verifier:
         found = set()
         for name in self.m:
             for rx in (bf.ENTRY_RE, bf.INCLUSION_RE):
-                if (mt := rx.match(name)) is not None:
+                if (mt := rx.fullmatch(name)) is not None:
                     found.add(int(mt.group(1)))
         return sorted(found)
 
     # 4 -----------------------------------------------------------------------------------------
     def _schemas(self) -> None:
-        texts = {n: d for n, d in self.m.items() if bf.SCHEMA_RE.match(n)}
+        texts = {n: d for n, d in self.m.items() if bf.SCHEMA_RE.fullmatch(n)}
         self.schemas, problems = bf.load_schemas(texts)
         for member, detail in problems:
             self.r.bad("schema", member, detail)
@@ -244,7 +268,7 @@ class _Verifier:
     def _keys(self) -> None:
         """Bundled keys must be what their names say; pins, if given, replace them as the trust set."""
         bundled: dict[str, mldsa.PublicKey] = {}
-        for name in sorted(n for n in self.m if bf.KEY_RE.match(n)):
+        for name in sorted(n for n in self.m if bf.KEY_RE.fullmatch(n)):
             try:
                 key = mldsa.load_public_key(self.m[name])
             except ConfigError as exc:
@@ -350,7 +374,7 @@ class _Verifier:
 
     def _tokens(self, prefix: str, body: bytes) -> list[dict[str, str]]:
         """Every token of the checkpoint must verify over its body; at least one is required."""
-        tokens = [n for n in self.m if (mt := bf.CHECKPOINT_RE.match(n)) and (mt.group(1) is None) == (prefix == "")
+        tokens = [n for n in self.m if (mt := bf.CHECKPOINT_RE.fullmatch(n)) and (mt.group(1) is None) == (prefix == "")
                   and n.startswith(prefix) and n.endswith(".tsr")]
         if not tokens:
             self.r.bad("timestamp", prefix + "checkpoint.tsr", "no RFC 3161 token for this checkpoint")
@@ -369,8 +393,8 @@ class _Verifier:
     # 8 -----------------------------------------------------------------------------------------
     def _earlier(self, main: _Checkpoint) -> None:
         """Earlier checkpoints (checkpoints/<size>/) each with a consistency proof to the main one."""
-        sizes = sorted({int(mt.group(1)) for n in self.m if (mt := bf.CHECKPOINT_RE.match(n)) and mt.group(1)})
-        proofs = {n: mt for n in self.m if (mt := bf.CONSISTENCY_RE.match(n))}
+        sizes = sorted({int(mt.group(1)) for n in self.m if (mt := bf.CHECKPOINT_RE.fullmatch(n)) and mt.group(1)})
+        proofs = {n: mt for n in self.m if (mt := bf.CONSISTENCY_RE.fullmatch(n))}
         for size in sizes:
             prefix = bf.checkpoint_prefix(size)
             cp = self._checkpoint(prefix)

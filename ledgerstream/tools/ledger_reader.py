@@ -14,6 +14,7 @@ though transaction markers occupy offsets.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Iterator
@@ -37,16 +38,27 @@ def read_checkpoints(bootstrap: str, topics: Topics, *, start: int | None = None
     return read_partition(bootstrap, topics.checkpoints, 0, start=start, timeout=timeout)
 
 
+#: what a just-created topic answers until its leader is known everywhere
+_NEW_TOPIC_ERRORS = (KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART,
+                     KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION)
+
+
 def _consumer(bootstrap: str, **extra: object) -> Consumer:
     return Consumer({"bootstrap.servers": bootstrap, "group.id": f"ledgerstream-reader-{uuid.uuid4().hex}",
                      "enable.auto.commit": False, "isolation.level": "read_committed", **extra})
 
 
 def _watermarks(consumer: Consumer, topic: str, partition: int, timeout: float) -> tuple[int, int]:
-    try:
-        return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout, cached=False)
-    except KafkaException as exc:
-        raise ConfigError(f"cannot read the offsets of {topic}[{partition}]: {exc}") from exc
+    """(low, high) offsets, retrying while a new topic's leader is being elected."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout, cached=False)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not (err.retriable() or err.code() in _NEW_TOPIC_ERRORS) or time.monotonic() > deadline:
+                raise ConfigError(f"cannot read the offsets of {topic}[{partition}]: {exc}") from exc
+            time.sleep(0.2)
 
 
 def end_offsets(bootstrap: str, topics: Topics, *, timeout: float = 10.0) -> dict[str, int]:

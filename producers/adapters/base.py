@@ -73,13 +73,14 @@ def _clip(value: Any) -> Any:
 
 
 def put(payload: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``payload[key]`` (clipped) and ``payload[key + '_bytes']`` (its full JSON size);
-    ``None`` is left out. Redacting ``key`` keeps the size."""
+    """Set ``payload[key]`` (clipped) and, for text and structures, ``payload[key + '_bytes']``
+    (the full JSON size); ``None`` is left out. Redacting ``key`` keeps the size."""
     if value is None:
         return
     safe = jsonable(value)
     payload[key] = _clip(safe)
-    payload[f"{key}_bytes"] = len(json.dumps(safe, ensure_ascii=False, separators=(",", ":")).encode())
+    if isinstance(safe, (str, list, dict)):
+        payload[f"{key}_bytes"] = len(json.dumps(safe, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 def token_usage(usage: Any) -> dict[str, int] | None:
@@ -146,9 +147,14 @@ class LedgerAdapter:
         self.session = session
         self.hash_only = hash_only
         self.redact = tuple(redact or ())
-        self.errors = 0
+        self._errors = 0
         self._lock = threading.Lock()
         self._runs: OrderedDict[str, _Run] = OrderedDict()
+
+    @property
+    def errors(self) -> int:
+        """How many events this adapter failed to record (the framework went on regardless)."""
+        return self._errors
 
     # --- the three things a framework hook does ----------------------------------------------
     def start_run(self, run_id: Any, kind_type: str, payload: dict[str, Any], *, parent_id: Any = None,
@@ -219,8 +225,8 @@ class LedgerAdapter:
     def _failed(self, hook: str, exc: Exception) -> None:
         """Count a recording failure; log the first with its traceback, the rest at debug."""
         with self._lock:
-            self.errors += 1
-            first = self.errors == 1
+            self._errors += 1
+            first = self._errors == 1
         try:
             self.ledger.count_error()
         except Exception:

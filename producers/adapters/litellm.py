@@ -35,6 +35,9 @@ class LedgerLogger(LedgerAdapter, CustomLogger):
     def __init__(self, ledger: "Ledger", **options: Any) -> None:
         CustomLogger.__init__(self)
         LedgerAdapter.__init__(self, ledger, **options)
+        # LiteLLM drops a logger whose class and public str/int/bool attributes equal a registered
+        # one's: the agent id keeps the loggers of different agents apart.
+        self.agent_id = ledger.agent_id
 
     @shielded
     def log_pre_api_call(self, model: str, messages: Any, kwargs: dict[str, Any]) -> None:

@@ -261,6 +261,13 @@ def test_manifest_bytes_and_membership(ledger, bundle):
     assert not doc["ok"] and doc["errors"][0]["check"] == "zip"
 
 
+def test_bytes_outside_the_members_fail(ledger, bundle):
+    blob = bundle.read_bytes()
+    for tampered in (blob + b"\x00", b"\x00" + blob, blob[:-2] + b"\x01\x00X"):
+        doc = verify(tampered, ledger)
+        assert not doc["ok"] and doc["errors"][0]["check"] == "zip", doc["errors"][:2]
+
+
 # --- redaction, independent verification, by hand -----------------------------------------------------
 
 def test_redacted_bundle_verifies_without_any_payload_bytes(ledger):

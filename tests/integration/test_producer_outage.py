@@ -1,8 +1,8 @@
 """Broker outages and agent crashes, on real brokers and real processes.
 
-* A private broker is stopped: 200 events go to the spool, ``close()`` returns within its
+* A private broker is killed: 200 events go to the spool, ``close()`` returns within its
   timeout, ``ledgerstream sync`` delivers exactly those 200 once the broker is back, and a
-  second sync sends nothing.
+  second sync sends nothing; a ledger left open meanwhile delivers by itself, in order.
 * An agent process is killed with SIGKILL mid-stream: every event it reported as emitted
   reaches Kafka after a sync.
 """
@@ -46,11 +46,13 @@ def test_broker_down_spool_then_sync_exactly_once(tmp_path, ls_home):
         ensure_topics(broker.bootstrap, topics)
         spool_root = tmp_path / "spool"
         led = connect("agent-down", broker.bootstrap, topics=topics, spool_dir=spool_root)
+        live = connect("agent-live", broker.bootstrap, topics=topics, spool_dir=spool_root)
         before = led.emit("tool:before", {})
-        assert led.flush(30) == 0
+        assert led.flush(30) == 0 and live.flush(30) == 0
         broker.kill()  # kill -9: the harshest outage
         time.sleep(1.0)  # let the client notice
         ids = {led.emit("tool:offline", {"i": i}) for i in range(200)}
+        live_ids = [live.emit("tool:during", {"i": i}) for i in range(50)]
         t0 = time.monotonic()
         left = led.close(timeout=3.0)
         assert time.monotonic() - t0 < 3.5, "close() must return within its timeout with the broker down"
@@ -62,17 +64,20 @@ def test_broker_down_spool_then_sync_exactly_once(tmp_path, ls_home):
         assert all(r["offline"] for r in spooled), "produced while the broker was unreachable"
 
         broker.start()
+        assert live.flush(60) == 0, "a ledger left open delivers by itself once the broker is back"
+        live.close()
         env = {**os.environ, "LEDGERSTREAM_TOPIC_PREFIX": "outage.", "LEDGERSTREAM_HOME": str(ls_home)}
         first = cli("sync", "--spool", str(spool_root), "--bootstrap", broker.bootstrap, "--json", env=env)
         assert first.returncode == 0, first.stderr
         report = json.loads(first.stdout)
-        assert (report["agents"], report["sent"], report["remaining"], report["quarantined"]) == (1, 200, 0, 0)
+        assert (report["agents"], report["sent"], report["remaining"], report["quarantined"]) == (2, 200, 0, 0)
         second = cli("sync", "--spool", str(spool_root), "--bootstrap", broker.bootstrap, "--json", env=env)
         assert second.returncode == 0, second.stderr
         assert json.loads(second.stdout)["sent"] == 0
         got = actions(broker.bootstrap, topics.actions)
-        assert {r["event_id"] for r in got} == ids | {before}
-        assert len(got) == 201, "nothing sent twice"
+        assert {r["event_id"] for r in got} == ids | {before} | set(live_ids)
+        assert len(got) == 251, "nothing sent twice"
+        assert [r["event_id"] for r in got if r["agent_id"] == "agent-live"] == live_ids, "order kept"
     finally:
         broker.stop()
 

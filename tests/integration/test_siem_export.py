@@ -109,8 +109,8 @@ class SyslogCollector:
     """A TCP syslog collector (RFC 6587 octet counting) that can be stopped and restarted
     on the same port; it reads promptly and, on stop, drains what is readable then resets."""
 
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
+    def __init__(self, delay: float = 0.0, rcvbuf: int | None = None) -> None:
+        self.delay, self.rcvbuf = delay, rcvbuf
         self.messages: list[str] = []
         self.port = 0
         self._listener: socket.socket | None = None
@@ -121,6 +121,8 @@ class SyslogCollector:
     def start(self) -> None:
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.rcvbuf:  # a small window: the sender is held back by how fast we read
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
         listener.bind(("127.0.0.1", self.port))
         listener.listen()
         self.port = listener.getsockname()[1]
@@ -247,7 +249,7 @@ def test_kill9_mid_export_loses_nothing(ledger) -> None:
     bootstrap, topics = ledger
     produce_actions(bootstrap, topics, 120)
     wait_entries(bootstrap, topics, 120)
-    slow = SyslogCollector(delay=0.05)
+    slow = SyslogCollector(delay=0.1, rcvbuf=4096)
     slow.start()
     try:
         proc = subprocess.Popen(export_cmd(bootstrap, topics, "--format", "syslog", "--only", "entries", "--follow",
@@ -329,14 +331,21 @@ def test_slow_http_collector_pauses_the_consumer(ledger) -> None:
 
 
 def test_bad_options_are_usage_errors(bootstrap: str, topics: Topics) -> None:
+    from click.testing import CliRunner
+
+    from ledgerstream.cli.export import export
+
+    base = ["siem", "--bootstrap", bootstrap, "--topic-prefix", prefix(topics)]
     for args, message in [
         (["--format", "leef"], "Invalid value for '--format'"),
         (["--format", "ecs", "--output", "syslog+udp://h:1"], "unsupported output"),
+        (["--format", "ecs", "--output", "syslog+tcp://h"], "expected syslog+tcp://HOST:PORT"),
         (["--format", "ecs", "--header", "X: y"], "--header only applies"),
+        (["--format", "ecs", "--output", "https://h/x", "--header", "novalue"], "expected 'Name: value'"),
         (["--format", "ecs", "--batch", "10", "--buffer", "5"], "must not exceed"),
     ]:
-        proc = subprocess.run(export_cmd(bootstrap, topics, *args), capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        result = CliRunner().invoke(export, base + args)
+        assert result.exit_code == 2 and message in result.output, result.output
     missing = subprocess.run([sys.executable, "-m", "ledgerstream.cli.main", "export", "siem", "--format", "ecs",
                               "--bootstrap", bootstrap, "--topic-prefix", "nope-"], capture_output=True, text=True,
                              timeout=60, env={**os.environ, "LEDGERSTREAM_HOME": "/nonexistent"})

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from ledgerstream.core import codec, mldsa
+from ledgerstream.core import mldsa
 from support.actions import make_action
-from test_signer_helpers import (_close_tails, TopicTail, action_items, check_checkpoints, check_ledger, produce,
+from test_signer_helpers import _close_tails  # noqa: F401  (autouse fixture)
+from test_signer_helpers import (TopicTail, action_items, check_checkpoints, check_ledger, produce,
                                  split_checkpoints, wait_until)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

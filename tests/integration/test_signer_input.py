@@ -10,7 +10,8 @@ import pytest
 
 from ledgerstream.core import codec, mldsa, records
 from support.actions import make_action
-from test_signer_helpers import _close_tails, TopicTail, action_items, check_ledger, produce, wait_until
+from test_signer_helpers import _close_tails  # noqa: F401  (autouse fixture)
+from test_signer_helpers import TopicTail, action_items, check_ledger, produce, wait_until
 
 pytestmark = pytest.mark.integration
 

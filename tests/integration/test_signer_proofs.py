@@ -10,10 +10,11 @@ import pytest
 
 from ledgerstream.core import merkle, mldsa, records
 from support import rfc9162_checker as rfc9162
-from support.rfc9162_checker import ProofFailed
 from support.actions import make_action
-from test_signer_helpers import (_close_tails, TopicTail, action_items, check_checkpoints,  # noqa: F401
-                                 check_ledger, produce, split_checkpoints, wait_until)
+from support.rfc9162_checker import ProofFailed
+from test_signer_helpers import _close_tails  # noqa: F401  (autouse fixture)
+from test_signer_helpers import (TopicTail, action_items, check_checkpoints, check_ledger, produce,
+                                 split_checkpoints, wait_until)
 
 pytestmark = pytest.mark.integration
 

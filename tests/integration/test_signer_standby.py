@@ -14,8 +14,9 @@ from confluent_kafka import Producer
 
 from ledgerstream.core import mldsa
 from support.actions import make_action
-from test_signer_helpers import (_close_tails, TopicTail, action_items, check_checkpoints,  # noqa: F401
-                                 check_ledger, produce, split_checkpoints, wait_until)
+from test_signer_helpers import _close_tails  # noqa: F401  (autouse fixture)
+from test_signer_helpers import (TopicTail, action_items, check_checkpoints, check_ledger, produce,
+                                 split_checkpoints, wait_until)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

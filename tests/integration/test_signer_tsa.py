@@ -12,7 +12,8 @@ from ledgerstream.core.timestamp import verify_timestamp
 from ledgerstream.stack.devtsa import DevTSA
 from ledgerstream.stack.kafka import free_port
 from support.actions import make_action
-from test_signer_helpers import (_close_tails, TopicTail, action_items, check_checkpoints, check_ledger, produce,
+from test_signer_helpers import _close_tails  # noqa: F401  (autouse fixture)
+from test_signer_helpers import (TopicTail, action_items, check_checkpoints, check_ledger, produce,
                                  split_checkpoints, wait_until)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

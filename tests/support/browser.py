@@ -6,6 +6,7 @@ with the reason, except under CI (``CI=true``), where a missing browser is a fai
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -27,9 +28,7 @@ def _missing() -> str | None:
     for path in (CHROMIUM, CHROMEDRIVER):
         if not os.access(path, os.X_OK):
             return f"{path} is not installed (run scripts/install_browser.sh)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("selenium") is None:
         return "selenium is not installed (run scripts/install_browser.sh)"
     return None
 

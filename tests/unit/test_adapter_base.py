@@ -112,7 +112,8 @@ def test_clip_and_put_bound_payloads_but_keep_sizes() -> None:
     payload: dict[str, Any] = {}
     put(payload, "input", {"q": "héllo"})
     put(payload, "missing", None)
-    assert payload == {"input": {"q": "héllo"}, "input_bytes": len('{"q":"héllo"}'.encode())}
+    put(payload, "step", 3)
+    assert payload == {"input": {"q": "héllo"}, "input_bytes": len('{"q":"héllo"}'.encode()), "step": 3}
 
 
 def test_token_usage_one_shape_for_every_framework() -> None:
@@ -179,3 +180,13 @@ def test_a_failing_ledger_never_raises_and_is_counted_and_logged_once(
     assert ledger.stats()["errors"] == 2
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "could not record" in warnings[0].getMessage()
+
+
+def test_the_adapters_package_imports_no_framework() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, ledgerstream.producers.adapters as a; a.LedgerAdapter; "
+            "print(sorted(m for m in ('langchain_core', 'crewai', 'litellm', 'haystack', 'agents') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

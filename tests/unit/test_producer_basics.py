@@ -267,3 +267,19 @@ def test_import_is_light():
             "assert issubclass(ledgerstream.ApprovalTimeout, ledgerstream.PolicyDenied)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_record_kafka_refuses_is_kept_and_reported(tmp_path, caplog):
+    import logging
+
+    led = Ledger("agent-big", bootstrap="127.0.0.1:9", spool_dir=tmp_path,
+                 producer_config={"message.max.bytes": 1000})
+    with caplog.at_level(logging.ERROR, logger="ledgerstream.producer"):
+        big = led.emit("tool:x", {"blob": "x" * 5000})  # librdkafka refuses it: larger than 1000 bytes
+        small = led.emit("tool:y", {})
+        led.flush(1.0)
+    assert any("cannot be produced" in r.getMessage() for r in caplog.records)
+    assert led.close(timeout=1.0) == 2
+    spool = Spool(tmp_path / "agent-big")
+    assert [codec.decode(b)[1]["event_id"] for b in spool.records()] == [big, small], "kept, in order"
+    spool.close()

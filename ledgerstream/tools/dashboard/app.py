@@ -268,5 +268,8 @@ def build_app(settings: DashboardSettings) -> web.Application:
 
 def serve(settings: DashboardSettings) -> None:
     """Run until SIGINT/SIGTERM."""
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.token:
+        log.warning("serving on %s without a token: anyone who reaches it can read the ledger's metadata",
+                    settings.host)
     web.run_app(build_app(settings), host=settings.host, port=settings.port, shutdown_timeout=5,
                 print=lambda msg: log.warning("%s", msg), access_log=None)

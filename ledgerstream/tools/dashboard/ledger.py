@@ -24,7 +24,7 @@ from ledgerstream.core.errors import DecodeError
 RECENT_ENTRIES = 2000
 MAX_ALERTS = 1000
 MAX_FOREIGN = 1000
-THROUGHPUT_WINDOW_US = 300_000_000
+THROUGHPUT_WINDOW_S = 300
 
 
 def _hex(value: bytes | None) -> str | None:
@@ -87,7 +87,7 @@ class LedgerView:
         self._agent_of: list[str] = []
         self._agent_prev = array("q")  # seq of the same agent's previous entry, -1 for its first
         self._recent: OrderedDict[int, bytes] = OrderedDict()
-        self._received: deque[int] = deque()
+        self._per_second: deque[list[int]] = deque()  # [second of received_at, entries], oldest first
         self.records_seen = 0
         self.last_received_at = 0
         self.agents: dict[str, AgentStats] = {}
@@ -157,11 +157,14 @@ class LedgerView:
         self._recent[seq] = raw
         if len(self._recent) > RECENT_ENTRIES:
             self._recent.popitem(last=False)
-        self._received.append(entry["received_at"])
         self.last_received_at = entry["received_at"]
-        cutoff = entry["received_at"] - THROUGHPUT_WINDOW_US
-        while self._received and self._received[0] < cutoff:
-            self._received.popleft()
+        second = entry["received_at"] // 1_000_000
+        if self._per_second and self._per_second[-1][0] == second:
+            self._per_second[-1][1] += 1
+        else:
+            self._per_second.append([second, 1])
+        while self._per_second[0][0] < second - THROUGHPUT_WINDOW_S:
+            self._per_second.popleft()
 
     def _add_edge(self, caller_seq: int, caller: str, callee_seq: int, callee: str) -> None:
         self.edges[(caller, callee)] = self.edges.get((caller, callee), 0) + 1
@@ -237,8 +240,9 @@ class LedgerView:
         now_us = now_us or time.time_ns() // 1000
         with self._lock:
             size = self.size
-            last_1m = sum(1 for t in self._received if t >= now_us - 60_000_000)
-            last_10s = sum(1 for t in self._received if t >= now_us - 10_000_000)
+            now_s = now_us // 1_000_000
+            last_1m = sum(n for second, n in self._per_second if second > now_s - 60)
+            last_10s = sum(n for second, n in self._per_second if second > now_s - 10)
             return {
                 "size": size, "seq": size - 1 if size else None,
                 "entry_hash": _hex(self._hash_at(size - 1)) if size else None,

@@ -72,8 +72,8 @@ def entry(report: EntryReport) -> str:
     if report.other_records:
         items = "".join(f"<li>offset {o['offset']}: {escape(o['reason'])}</li>" for o in report.other_records)
         others = f'<section class="warning"><h2>Other records claim seq {report.seq}</h2><ul>{items}</ul></section>'
-    nav = (f'<nav class="pager">' + (f'<a href="/entry/{report.seq - 1}">&larr; seq {report.seq - 1}</a>' if report.seq else "")
-           + f'<a href="/entry/{report.seq + 1}">seq {report.seq + 1} &rarr;</a></nav>')
+    previous = f'<a href="/entry/{report.seq - 1}">&larr; seq {report.seq - 1}</a>' if report.seq else ""
+    nav = f'<nav class="pager">{previous}<a href="/entry/{report.seq + 1}">seq {report.seq + 1} &rarr;</a></nav>'
     body = f"""<h1>Entry {report.seq} <span id="verdict" class="badge {'ok' if report.verified else 'failed'}">{verdict}</span></h1>
 <p id="state" class="state">{escape(_STATE_TEXT.get(report.state, report.state))}</p>
 {others}

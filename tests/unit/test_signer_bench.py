@@ -1,0 +1,71 @@
+"""ledgerstream.tools.bench_signer: the pure parts (statistics, the table, the CLI wiring).
+The measurement itself needs its own broker and minutes; `ledgerstream bench signer` runs it."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from ledgerstream.tools import bench_signer
+
+pytestmark = pytest.mark.unit
+
+RESULT = {
+    "benchmark": "signer", "events": 5000, "latency_events": 1000,
+    "machine": {"cpus": 2, "python": "3.11", "platform": "linux", "load_avg_1m_before": 0.5,
+                "load_avg_1m_after": 1.5},
+    "backends": {
+        "liboqs": {"raw_sign_per_s": 4800, "raw_sign_cpu_us": 208, "modes": {
+            "entry": {"entries_per_s": 4000, "sequencing_per_s": 4100, "ratio_to_raw_sign": 0.83, "cpu_us_per_entry": {"signer": 420, "broker": 90},
+                      "latency_ms": {"p50": 40.0, "p99": 90.0, "max": 120.0, "mean": 45.0},
+                      "latency_offered_per_s": 1000, "entry_bytes_mean": 3900},
+            "checkpoint": {"entries_per_s": 6000, "sequencing_per_s": 6100, "ratio_to_raw_sign": 1.25, "cpu_us_per_entry": {"signer": 200, "broker": 60},
+                           "latency_ms": {"p50": 35.0, "p99": 80.0, "max": 99.0, "mean": 40.0},
+                           "latency_offered_per_s": 1000, "entry_bytes_mean": 560}}},
+        "pyca": {"raw_sign_per_s": 600, "raw_sign_cpu_us": 1660, "modes": {
+            "entry": {"entries_per_s": 420, "sequencing_per_s": 430, "ratio_to_raw_sign": 0.7, "cpu_us_per_entry": {"signer": 1900, "broker": 90},
+                      "latency_ms": {"p50": 60.0, "p99": 150.0, "max": 200.0, "mean": 70.0},
+                      "latency_offered_per_s": 210, "entry_bytes_mean": 3900}}},
+    },
+    "goal": {"entry_mode_ratio_to_raw_sign": 0.8, "met": {"liboqs": True, "pyca": False}},
+}
+
+
+def test_percentiles() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert bench_signer._percentiles(values) == {"p50": 51.0, "p99": 100.0, "max": 100.0, "mean": 50.5}
+    assert bench_signer._percentiles([3.0])["p99"] == 3.0
+
+
+def test_render_shows_every_row_and_the_goal() -> None:
+    out = io.StringIO()
+    bench_signer.render(RESULT, Console(file=out, width=200, color_system=None))
+    text = out.getvalue()
+    for needle in ("liboqs", "pyca", "checkpoint", "4,000", "0.83", "0.70", "1.25", "3,900", "420+90 (208)"):
+        assert needle in text, needle
+    assert "liboqs met" in text and "pyca NOT met" in text
+    assert "load 0.5 -> 1.5" in text
+
+
+def test_cli_prints_json_and_writes_out(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from ledgerstream.cli.bench import bench
+
+    calls = {}
+
+    def fake_run(events, **kwargs):  # the CLI is thin: it passes the options and prints
+        calls.update(events=events, **kwargs)
+        return RESULT
+
+    monkeypatch.setattr(bench_signer, "run", fake_run)
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(bench, ["signer", "--json", "--events", "300", "--latency-events", "20",
+                                     "--backend", "pyca", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text()) == RESULT
+    assert calls["events"] == 300 and calls["latency_events"] == 20 and calls["backends"] == ["pyca"]
+    table = CliRunner().invoke(bench, ["signer", "--events", "300"])
+    assert table.exit_code == 0 and "ratio" in table.output

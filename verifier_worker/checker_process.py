@@ -1,0 +1,96 @@
+"""The verifier's checking runs in its own process, beside the faust process.
+
+Decoding, re-hashing and chain checks are CPU-bound Python: on the event loop's process
+they would compete with faust's per-record work for one GIL (measured: the two together
+reach about half of what each does alone). So one child process (``spawn``, started before
+faust opens any socket) owns the checker, its state files, the status files and the
+metrics endpoint; the faust process sends it batches and gets findings back. The pool has
+one worker, so calls run one at a time and in order.
+"""
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Sequence
+
+from ledgerstream.core.verify import Finding
+from ledgerstream.verifier_worker.liveness import Observation
+
+_runtime: Any = None  # the VerifierRuntime of this (child) process
+
+
+def _start(argv: list[str]) -> dict[str, Any]:
+    """In the child: restore the state and serve metrics; returns what the parent needs."""
+    global _runtime
+    import logging
+
+    from ledgerstream.verifier_worker.__main__ import parse_args, settings_from_args
+    from ledgerstream.verifier_worker.metrics import Metrics
+    from ledgerstream.verifier_worker.runtime import VerifierRuntime
+    from ledgerstream.verifier_worker.store import StateStore
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = settings_from_args(parse_args(argv))
+    store = StateStore(settings.state_dir)
+    if settings.reverify:
+        store.reset()
+    checker, worker_state = store.load(settings.checker)
+    metrics = Metrics(settings.id)
+    metrics.serve(settings.metrics_port)
+    _runtime = VerifierRuntime(settings, checker, store, metrics, worker_state)
+    _runtime.write_status()
+    return {"position": checker.position, "next_offset": dict(checker.next_offset), "metrics_url": metrics.url}
+
+
+def _process(batch: Sequence[tuple[str, int, bytes]]) -> list[Finding]:
+    return _runtime.process(batch)
+
+
+def _persist() -> None:
+    _runtime.persist()
+
+
+def _published(findings: Sequence[Finding]) -> None:
+    _runtime.published(findings)
+
+
+def _assess(obs: Observation | None, now: float) -> list[Finding]:
+    return _runtime.assess(obs, now)
+
+
+def _write_status() -> None:
+    _runtime.write_status()
+
+
+class CheckerProcess:
+    """The parent's handle: blocking ``start`` before faust runs, async calls afterwards."""
+
+    def __init__(self) -> None:
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+
+    def start(self, argv: list[str]) -> dict[str, Any]:
+        """Restore the verifier in the child; raises what the child raised (e.g. ConfigError)."""
+        return self._pool.submit(_start, argv).result()
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def process(self, batch: Sequence[tuple[str, int, bytes]]) -> list[Finding]:
+        return await self._call(_process, batch)
+
+    async def persist(self) -> None:
+        await self._call(_persist)
+
+    async def published(self, findings: Sequence[Finding]) -> None:
+        await self._call(_published, findings)
+
+    async def assess(self, obs: Observation | None, now: float) -> list[Finding]:
+        return await self._call(_assess, obs, now)
+
+    async def write_status(self) -> None:
+        await self._call(_write_status)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
