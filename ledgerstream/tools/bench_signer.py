@@ -273,7 +273,8 @@ def run(events: int = 5000, *, latency_events: int = 1000, backends: list[str] |
                 log(profile_text)
         finally:
             broker.stop()
-    met = {b: r["modes"]["entry"]["ratio_to_raw_sign"] >= GOAL_RATIO for b, r in results.items() if "entry" in r["modes"]}
+    met = {b: r["modes"]["entry"]["ratio_to_raw_sign"] >= GOAL_RATIO
+           for b, r in results.items() if "entry" in r["modes"]}
     return {
         "benchmark": "signer", "events": events, "latency_events": latency_events,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
@@ -303,7 +304,8 @@ def render(result: dict[str, Any], console: Any) -> None:
                 ratio = f"[{'green' if r['ratio_to_raw_sign'] >= GOAL_RATIO else 'red'}]{ratio}[/]"
             lat, cpu = r["latency_ms"], r["cpu_us_per_entry"]
             table.add_row(backend, mode, f"{row['raw_sign_per_s']:,}", f"{r['entries_per_s']:,}", ratio,
-                          f"{cpu['signer']}+{cpu['broker']} ({row['raw_sign_cpu_us']})", f"{lat['p50']}", f"{lat['p99']}", f"{lat['max']}", f"{r['latency_offered_per_s']:,}",
+                          f"{cpu['signer']}+{cpu['broker']} ({row['raw_sign_cpu_us']})", f"{lat['p50']}",
+                          f"{lat['p99']}", f"{lat['max']}", f"{r['latency_offered_per_s']:,}",
                           f"{r['entry_bytes_mean']:,}")
     console.print(table)
     console.print(f"goal: entry-mode entries/s >= {GOAL_RATIO} x raw sign/s: "

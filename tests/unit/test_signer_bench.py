@@ -18,14 +18,17 @@ RESULT = {
                 "load_avg_1m_after": 1.5},
     "backends": {
         "liboqs": {"raw_sign_per_s": 4800, "raw_sign_cpu_us": 208, "modes": {
-            "entry": {"entries_per_s": 4000, "sequencing_per_s": 4100, "ratio_to_raw_sign": 0.83, "cpu_us_per_entry": {"signer": 420, "broker": 90},
+            "entry": {"entries_per_s": 4000, "sequencing_per_s": 4100, "ratio_to_raw_sign": 0.83,
+                      "cpu_us_per_entry": {"signer": 420, "broker": 90},
                       "latency_ms": {"p50": 40.0, "p99": 90.0, "max": 120.0, "mean": 45.0},
                       "latency_offered_per_s": 1000, "entry_bytes_mean": 3900},
-            "checkpoint": {"entries_per_s": 6000, "sequencing_per_s": 6100, "ratio_to_raw_sign": 1.25, "cpu_us_per_entry": {"signer": 200, "broker": 60},
+            "checkpoint": {"entries_per_s": 6000, "sequencing_per_s": 6100, "ratio_to_raw_sign": 1.25,
+                           "cpu_us_per_entry": {"signer": 200, "broker": 60},
                            "latency_ms": {"p50": 35.0, "p99": 80.0, "max": 99.0, "mean": 40.0},
                            "latency_offered_per_s": 1000, "entry_bytes_mean": 560}}},
         "pyca": {"raw_sign_per_s": 600, "raw_sign_cpu_us": 1660, "modes": {
-            "entry": {"entries_per_s": 420, "sequencing_per_s": 430, "ratio_to_raw_sign": 0.7, "cpu_us_per_entry": {"signer": 1900, "broker": 90},
+            "entry": {"entries_per_s": 420, "sequencing_per_s": 430, "ratio_to_raw_sign": 0.7,
+                      "cpu_us_per_entry": {"signer": 1900, "broker": 90},
                       "latency_ms": {"p50": 60.0, "p99": 150.0, "max": 200.0, "mean": 70.0},
                       "latency_offered_per_s": 210, "entry_bytes_mean": 3900}}},
     },

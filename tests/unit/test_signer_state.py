@@ -31,7 +31,8 @@ def _chain(key: PrivateKey, n: int, *, signing_mode: str = "entry") -> tuple[Seq
     entries = []
     for i in range(n):
         agent = ["a", "b", "c"][i % 3]
-        links = [{"agent_id": "a", "event_id": entries[0]["action"]["event_id"], "relation": "caused_by"}] if i == 7 else []
+        links = ([{"agent_id": "a", "event_id": entries[0]["action"]["event_id"], "relation": "caused_by"}]
+                 if i == 7 else [])
         out = seq.process(codec.encode("ActionEvent", make_action(agent_id=agent, payload={"i": i}, links=links)),
                           Source("t.actions", i % 2, i))
         entries.append(out.entry)
