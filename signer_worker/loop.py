@@ -48,7 +48,7 @@ class SignerWorker:
         # Entry signatures are computed here while the loop decodes and hashes the next
         # actions of the batch, and on two threads once the loop waits for them (liboqs
         # releases the GIL while it signs; pyca does not, and gains nothing).
-        self.sign_pool = ThreadPoolExecutor(2, thread_name_prefix="sign")
+        self.sign_pool = ThreadPoolExecutor(int(os.environ.get("XX_SIGN_THREADS", "2")) or 1, thread_name_prefix="sign")
         self.role = "starting"
         self.counters = {"entries": 0, "dead_letters": 0, "duplicates": 0, "checkpoints": 0,
                          "anchors": 0, "aborts": 0}
@@ -91,7 +91,7 @@ class SignerWorker:
         self.state.recover_entries(read_partition(self.s.bootstrap, self.s.topics.entries), self.pub)
         self.state.recover_checkpoints(read_partition(self.s.bootstrap, self.s.topics.checkpoints), self.pub)
         self.seq = Sequencer(self.state, self.key, signing_mode=self.s.signing_mode,
-                             max_record_bytes=self.s.max_record_bytes, pool=self.sign_pool)
+                             max_record_bytes=self.s.max_record_bytes, pool=self.sign_pool if os.environ.get("XX_SIGN_THREADS", "2") != "0" else None)
         for size, body in sorted(self.state.unanchored.items()):
             self.anchorer.submit(size, body)
         log.info("recovered %d entries, checkpoint at %d, %d unanchored, in %.2fs",

@@ -75,8 +75,10 @@ def load_selection(opts: dict[str, Any], home: Path | None, bootstrap: str | Non
               else config.resolve_topics(home_dir))
     console = stderr()
     with progress_bar(console) as bar:
-        task = bar.add_task("reading ledger", total=rp.end_offset(server, topics.entries))
-        ledger = rp.read_ledger(server, topics, selection, keys, progress=lambda n: bar.advance(task, n))
+        total = rp.end_offset(server, topics.entries)
+        task = bar.add_task("reading ledger", total=total)
+        ledger = rp.read_ledger(server, topics, selection, keys, progress=lambda n: bar.advance(task, n),
+                                workers=rp.decode_workers(total))
         rows = rp.select(ledger, selection)
         rp.ensure_raw(ledger, rows, rp.kafka_fetch(server, topics.entries))
         task = bar.add_task("verifying", total=len(rows))

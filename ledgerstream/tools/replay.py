@@ -12,11 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import hashlib
+import multiprocessing
+import os
 import re
 from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
@@ -193,6 +196,78 @@ class Ledger:
         return cp.root is not None and cp.tree_size <= self.size and self.tree.root(cp.tree_size) == cp.root
 
 
+class View(NamedTuple):
+    """The fields of a LedgerEntry the index needs: small, so decoding workers can send it back."""
+
+    seq: int
+    prev_hash: bytes
+    entry_hash: bytes
+    received_at: int
+    agent_seq: int
+    agent_prev_hash: bytes
+    resolved_links: tuple[tuple[str, str, str, int | None, bytes | None], ...]
+    event_id: str
+    agent_id: str
+    session_id: str | None
+    action_type: str
+    occurred_at: int
+    links: tuple[tuple[str, str, str], ...]
+
+
+def index_view(raw: bytes) -> View | str:
+    """Decode one entries-topic record to its :class:`View`, or the reason it does not decode."""
+    try:
+        _, e = codec.decode(raw, expect="LedgerEntry")
+    except DecodeError as exc:
+        return str(exc)
+    a = e["action"]
+    return View(e["seq"], bytes(e["prev_hash"]), bytes(e["entry_hash"]), e["received_at"], e["agent_seq"],
+                bytes(e["agent_prev_hash"]),
+                tuple((r["agent_id"], r["event_id"], r["status"], r.get("seq"),
+                       None if r.get("entry_hash") is None else bytes(r["entry_hash"])) for r in e.get("resolved_links") or []),
+                a["event_id"], a["agent_id"], a.get("session_id"), a["action_type"], a["occurred_at"],
+                tuple((l["agent_id"], l["event_id"], l.get("relation", "caused_by")) for l in a.get("links") or []))
+
+
+def _index_views(raws: list[bytes]) -> list[View | str]:
+    return [index_view(raw) for raw in raws]
+
+
+def decoded(stream: Stream, workers: int = 0, batch: int = 2000) -> Iterator[tuple[int, bytes, View | str]]:
+    """``(offset, bytes, view)`` in topic order; with ``workers`` > 1 the Avro decoding (the
+    bulk of indexing) runs in that many processes while this one keeps the chain in order."""
+    if workers <= 1:
+        for offset, raw in stream:
+            yield offset, raw, index_view(raw)
+        return
+    # spawn, not fork: the caller holds librdkafka threads, which must not be forked
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending: deque[tuple[list[tuple[int, bytes]], Future[list[View | str]]]] = deque()
+        chunk: list[tuple[int, bytes]] = []
+        for item in stream:
+            chunk.append(item)
+            if len(chunk) == batch:
+                pending.append((chunk, pool.submit(_index_views, [raw for _, raw in chunk])))
+                chunk = []
+                while len(pending) > 2 * workers:
+                    yield from _drain(pending.popleft())
+        if chunk:
+            pending.append((chunk, pool.submit(_index_views, [raw for _, raw in chunk])))
+        while pending:
+            yield from _drain(pending.popleft())
+
+
+def _drain(item: tuple[list[tuple[int, bytes]], Future[list[View | str]]]) -> Iterator[tuple[int, bytes, View | str]]:
+    chunk, future = item
+    for (offset, raw), view in zip(chunk, future.result()):
+        yield offset, raw, view
+
+
+def decode_workers(records_count: int) -> int:
+    """Processes worth starting to decode ``records_count`` records (spawning costs ~1 s)."""
+    return min(8, os.cpu_count() or 1) if records_count >= 50_000 else 0
+
+
 class Indexer:
     """Builds a :class:`Ledger` from the entries topic in one pass (checkpoints added after).
 
@@ -212,78 +287,73 @@ class Indexer:
     def _intern(self, value: str | None) -> str | None:
         return None if value is None else self._strings.setdefault(value, value)
 
-    def add(self, offset: int, raw: bytes) -> None:
+    def add(self, offset: int, raw: bytes, view: View | str | None = None) -> None:
+        """Index one record; ``view`` is its :func:`index_view` if a worker already decoded it."""
         led = self.ledger
-        try:
-            _, e = codec.decode(raw, expect="LedgerEntry")
-        except DecodeError as exc:
-            led.undecodable.append((offset, str(exc)))
+        view = index_view(raw) if view is None else view
+        if isinstance(view, str):
+            led.undecodable.append((offset, view))
             return
-        a = e["action"]
-        seq, stored = e["seq"], bytes(e["entry_hash"])
-        row = Row(offset, seq, a["event_id"], self._intern(a["agent_id"]), self._intern(a.get("session_id")),
-                  self._intern(a["action_type"]), a["occurred_at"], e["received_at"],
-                  tuple((l["agent_id"], l["event_id"], l.get("relation", "caused_by")) for l in a.get("links") or []),
-                  False)
+        seq, stored = view.seq, view.entry_hash
+        row = Row(offset, seq, view.event_id, self._intern(view.agent_id), self._intern(view.session_id),
+                  self._intern(view.action_type), view.occurred_at, view.received_at, view.links, False)
         index = len(led.rows)
         led.rows.append(row)
         expected = led.size
         if len(stored) != records.HASH_LEN:
             row.issues = {"chain": f"entry_hash has {len(stored)} bytes, not {records.HASH_LEN}"}
-        elif seq != expected or bytes(e["prev_hash"]) != self._head:
-            row.issues = {"chain": self._chain_break(e, expected)}
-        elif a["event_id"] in led.by_event:
-            row.issues = {"chain": f"event_id {a['event_id']} is already on the ledger at seq "
-                                   f"{led.rows[led.by_event[a['event_id']]].seq}"}
+        elif seq != expected or view.prev_hash != self._head:
+            row.issues = {"chain": self._chain_break(view, expected)}
+        elif view.event_id in led.by_event:
+            row.issues = {"chain": f"event_id {view.event_id} is already on the ledger at seq "
+                                   f"{led.rows[led.by_event[view.event_id]].seq}"}
         else:
-            self._integrate(row, index, e, stored)
+            self._integrate(row, index, view)
         for link in row.links:
             led.linked_from.setdefault(link[1], []).append(index)
         if self._keep(row):
             led.raw[offset] = raw
 
-    def _chain_break(self, e: dict[str, Any], expected: int) -> str:
-        seq = e["seq"]
-        if seq < expected:
-            return f"seq {seq} is already on the ledger (fork or replayed record)"
-        if seq > expected:
-            return f"gap: expected seq {expected}, found {seq}"
-        return (f"prev_hash {bytes(e['prev_hash']).hex()[:16]} is not the hash of seq {seq - 1} "
+    def _chain_break(self, view: View, expected: int) -> str:
+        if view.seq < expected:
+            return f"seq {view.seq} is already on the ledger (fork or replayed record)"
+        if view.seq > expected:
+            return f"gap: expected seq {expected}, found {view.seq}"
+        return (f"prev_hash {view.prev_hash.hex()[:16]} is not the hash of seq {view.seq - 1} "
                 f"({self._head.hex()[:16]})")
 
-    def _integrate(self, row: Row, index: int, e: dict[str, Any], stored: bytes) -> None:
+    def _integrate(self, row: Row, index: int, view: View) -> None:
         led = self.ledger
         row.on_chain = True
+        stored = view.entry_hash
         led.tree.append(merkle.leaf_hash(records.merkle_leaf_input(stored)))
         led.hashes += stored
         led.by_event[row.event_id] = index
         self._head = stored
         issues: dict[str, str] = {}
         want_seq, want_prev = self._agents.get(row.agent_id, (0, records.ZERO_HASH))
-        if e["agent_seq"] != want_seq or bytes(e["agent_prev_hash"]) != want_prev:
-            issues["agent_chain"] = (f"agent {row.agent_id}: agent_seq {e['agent_seq']} / agent_prev_hash "
-                                     f"{bytes(e['agent_prev_hash']).hex()[:16]}, expected {want_seq} / "
-                                     f"{want_prev.hex()[:16]}")
-        self._agents[row.agent_id] = (e["agent_seq"] + 1, stored)
-        problem = self._links_problem(row, e)
+        if view.agent_seq != want_seq or view.agent_prev_hash != want_prev:
+            issues["agent_chain"] = (f"agent {row.agent_id}: agent_seq {view.agent_seq} / agent_prev_hash "
+                                     f"{view.agent_prev_hash.hex()[:16]}, expected {want_seq} / {want_prev.hex()[:16]}")
+        self._agents[row.agent_id] = (view.agent_seq + 1, stored)
+        problem = self._links_problem(row, view)
         if problem:
             issues["links"] = problem
         row.issues = issues or None
 
-    def _links_problem(self, row: Row, e: dict[str, Any]) -> str | None:
+    def _links_problem(self, row: Row, view: View) -> str | None:
         led = self.ledger
-        resolved = e.get("resolved_links") or []
-        if [(r["agent_id"], r["event_id"]) for r in resolved] != [(l[0], l[1]) for l in row.links]:
+        if [(r[0], r[1]) for r in view.resolved_links] != [(l[0], l[1]) for l in row.links]:
             return "resolved_links do not mirror action.links"
-        for r in resolved:
-            if r["status"] != "resolved":
+        for agent_id, event_id, status, seq, entry_hash in view.resolved_links:
+            if status != "resolved":
                 continue
-            target = led.by_event.get(r["event_id"])
+            target = led.by_event.get(event_id)
             if target is None:
-                return f"link to {r['agent_id']}/{r['event_id']} is marked resolved but that event is not on the ledger"
+                return f"link to {agent_id}/{event_id} is marked resolved but that event is not on the ledger"
             t = led.rows[target]
-            if t.agent_id != r["agent_id"] or t.seq != r.get("seq") or led.stored_hash(t.seq) != bytes(r.get("entry_hash") or b""):
-                return (f"resolved link to {r['event_id']} names seq {r.get('seq')} / agent {r['agent_id']}, "
+            if t.agent_id != agent_id or t.seq != seq or led.stored_hash(t.seq) != (entry_hash or b""):
+                return (f"resolved link to {event_id} names seq {seq} / agent {agent_id}, "
                         f"but the ledger has it at seq {t.seq} / agent {t.agent_id} with another hash")
         return None
 
@@ -341,13 +411,14 @@ def _checkpoint_info(offset: int, raw: bytes, rec: dict[str, Any], keys: Trusted
     return cp
 
 
-def build_ledger(entries: Stream, checkpoints: Stream, selection: Selection, keys: TrustedKeys) -> Ledger:
+def build_ledger(entries: Stream, checkpoints: Stream, selection: Selection, keys: TrustedKeys, *,
+                 workers: int = 0) -> Ledger:
     """Index ``entries``, then attach ``checkpoints``. Read the checkpoints topic *before*
     the entries topic when both are live: a checkpoint is committed with its entries, so
     every checkpoint read first must then be covered by the entries read after it."""
     indexer = Indexer(selection.matches)
-    for offset, raw in entries:
-        indexer.add(offset, raw)
+    for offset, raw, view in decoded(entries, workers):
+        indexer.add(offset, raw, view)
     return indexer.finish(checkpoints, keys)
 
 
@@ -365,13 +436,13 @@ def end_offset(bootstrap: str, topic: str) -> int:
 
 
 def read_ledger(bootstrap: str, topics: Topics, selection: Selection, keys: TrustedKeys, *,
-                progress: Callable[[int], None] | None = None) -> Ledger:
+                progress: Callable[[int], None] | None = None, workers: int = 0) -> Ledger:
     """Replay ``entries`` and ``checkpoints`` from Kafka (checkpoints first, see build_ledger)."""
     checkpoints = list(read_partition(bootstrap, topics.checkpoints))
     indexer = Indexer(selection.matches)
     last = 0
-    for offset, raw in read_partition(bootstrap, topics.entries):
-        indexer.add(offset, raw)
+    for offset, raw, view in decoded(read_partition(bootstrap, topics.entries), workers):
+        indexer.add(offset, raw, view)
         if progress is not None:
             progress(offset + 1 - last)
             last = offset + 1

@@ -157,17 +157,17 @@ class LedgerAdapter:
         return self._errors
 
     # --- the three things a framework hook does ----------------------------------------------
-    def start_run(self, run_id: Any, kind_type: str, payload: dict[str, Any], *, parent_id: Any = None,
-                  at: float | None = None) -> str | None:
+    def start_run(self, run_id: Any, action: str, payload: dict[str, Any], *, parent_id: Any = None,
+                  at: float | None = None) -> str:
         """Record the start of run ``run_id``, linked to the start of ``parent_id`` if known."""
         at = time.time() if at is None else at
         parent = self.event_of(parent_id)
         links = (Link(self.ledger.agent_id, parent, CAUSED_BY),) if parent else ()
         payload = {"framework": self.framework, "phase": "start", "run_id": _id(run_id),
                    "parent_run_id": _id(parent_id), **payload}
-        event_id = self._record(kind_type, payload, links, at)
+        event_id = self._record(action, payload, links, at)
         with self._lock:
-            self._runs[_id(run_id)] = _Run(event_id, kind_type, at)
+            self._runs[_id(run_id)] = _Run(event_id, action, at)
             while len(self._runs) > MAX_RUNS:
                 self._runs.popitem(last=False)
         return event_id
@@ -186,8 +186,8 @@ class LedgerAdapter:
                 if run.ended:   # some frameworks report an outcome through two hooks
                     return None
                 run.ended = True
-        kind_type = run.action_type if run else fallback_type
-        if kind_type is None:
+        action = run.action_type if run else fallback_type
+        if action is None:
             log.debug("%s adapter: end of unknown run %s ignored", self.framework, run_id)
             return None
         body: dict[str, Any] = {"framework": self.framework, "phase": "end" if error is None else "error",
@@ -198,14 +198,14 @@ class LedgerAdapter:
         if error is not None:
             body["error"] = error_record(error)
         links = (Link(self.ledger.agent_id, run.event_id, COMPLETES),) if run else ()
-        return self._record(kind_type, body, links, at)
+        return self._record(action, body, links, at)
 
-    def record_event(self, kind_type: str, payload: dict[str, Any], *, parent_id: Any = None) -> str | None:
+    def record_event(self, action: str, payload: dict[str, Any], *, parent_id: Any = None) -> str:
         """Record a point event (no duration, e.g. an agent's decision) caused by ``parent_id``."""
         parent = self.event_of(parent_id)
         links = (Link(self.ledger.agent_id, parent, CAUSED_BY),) if parent else ()
         body = {"framework": self.framework, "phase": "event", "parent_run_id": _id(parent_id), **payload}
-        return self._record(kind_type, body, links, time.time())
+        return self._record(action, body, links, time.time())
 
     def event_of(self, run_id: Any) -> str | None:
         """The ledger event id of the start of run ``run_id``, if it was recorded."""
@@ -216,10 +216,14 @@ class LedgerAdapter:
         return run.event_id if run else None
 
     # --- internals ------------------------------------------------------------------------------
-    def _record(self, kind_type: str, payload: dict[str, Any], links: tuple[Link, ...], at: float) -> str:
-        prepared = self.ledger.prepare({k: v for k, v in payload.items() if v is not None},
-                                       redact=self.redact, hash_only=self.hash_only)
-        return self.ledger.record(kind_type, prepared, links=links, session=self.session,
+    def _record(self, action: str, payload: dict[str, Any], links: tuple[Link, ...], at: float) -> str:
+        body = {k: v for k, v in payload.items() if v is not None}
+        try:
+            prepared = self.ledger.prepare(body, redact=self.redact, hash_only=self.hash_only)
+        except (TypeError, ValueError) as exc:   # e.g. too large: keep the event and its links
+            keep = {k: body[k] for k in ("framework", "phase", "run_id", "parent_run_id") if k in body}
+            prepared = self.ledger.prepare({**keep, "unrecordable": clip(str(exc))}, hash_only=self.hash_only)
+        return self.ledger.record(action, prepared, links=links, session=self.session,
                                   occurred_at=int(at * 1_000_000))
 
     def _failed(self, hook: str, exc: Exception) -> None:

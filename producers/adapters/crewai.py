@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
+import crewai.events.event_types  # noqa: F401  (defines every event class we subscribe to)
 from crewai.events import BaseEventListener, crewai_event_bus
 from crewai.events.base_events import BaseEvent
 from crewai.events.event_context import SCOPE_ENDING_EVENTS, SCOPE_STARTING_EVENTS
 
-import crewai.events.event_types  # noqa: F401  (defines every event class we subscribe to)
 from ledgerstream.producers.adapters.base import LedgerAdapter, action_type, put, shielded, token_usage
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from ledgerstream.producers.ledger import Ledger
 
-_START, _ERROR = {"started"}, {"failed", "error"}
+_ERROR = ("failed", "error")
 _CHAINS = {"crew_kickoff": "crew", "method_execution": "flow_method"}
 _TEXT = ("crew_name", "flow_name", "method_name", "task_name", "task_id", "agent_role", "tool_name",
          "tool_class", "run_attempts", "from_cache", "model", "call_id", "finish_reason", "response_id",
@@ -100,11 +100,11 @@ class LedgerEventListener(LedgerAdapter, BaseEventListener):
         payload["agent_role"] = payload["agent_role"] or getattr(agent, "role", None)
         payload["task_name"] = payload["task_name"] or getattr(task, "name", None) or getattr(task, "description", None)
         for name in _CONTENT:
-            if name != "messages" or phase in _START:   # LLM ends repeat the prompt
+            if name != "messages" or phase == "started":   # LLM ends repeat the prompt
                 put(payload, name, getattr(event, name, None))
         payload["token_usage"] = token_usage(getattr(event, "usage", None))
         at = event.timestamp.timestamp()
-        if phase in _START:
+        if phase == "started":
             self.start_run(event.event_id, _action_type(kind, event, source), payload,
                            parent_id=event.parent_event_id, at=at)
             return

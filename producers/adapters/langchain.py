@@ -33,6 +33,14 @@ def _message(message: Any) -> Any:
     return out
 
 
+def _summed_usage(messages: list[Any]) -> dict[str, int] | None:
+    """Token usage over a batch of chat generations (each message carries its own)."""
+    usages = [u for u in (token_usage(getattr(m, "usage_metadata", None)) for m in messages) if u]
+    if not usages:
+        return None
+    return {k: sum(u.get(k, 0) for u in usages) for k in ("input_tokens", "output_tokens", "total_tokens")}
+
+
 def _name(serialized: dict[str, Any] | None, kwargs: dict[str, Any], default: str) -> str:
     serialized = serialized or {}
     ids = serialized.get("id") or [default]
@@ -100,12 +108,7 @@ class LedgerCallbackHandler(LedgerAdapter, BaseCallbackHandler):
         messages = [getattr(g, "message", None) for g in generations]
         payload: dict[str, Any] = {}
         put(payload, "output", [_message(m) if m is not None else g.text for g, m in zip(generations, messages)])
-        usage = token_usage((response.llm_output or {}).get("token_usage"))
-        if usage is None:
-            usages = [token_usage(getattr(m, "usage_metadata", None)) for m in messages]
-            usage = {k: sum(u.get(k, 0) for u in usages if u) for k in ("input_tokens", "output_tokens", "total_tokens")} \
-                if any(usages) else None
-        payload["token_usage"] = usage
+        payload["token_usage"] = token_usage((response.llm_output or {}).get("token_usage")) or _summed_usage(messages)
         self.end_run(run_id, payload)
 
     @shielded

@@ -281,7 +281,8 @@ def test_redacted_bundle_verifies_without_any_payload_bytes(ledger):
         assert action["payload_salt"].hex().encode() not in blob
     entry = json.loads(members_of(path)["entries/0.json"])
     assert entry["entry"]["action"]["payload"] is None and entry["payload"] is None
-    assert entry["entry"]["action"]["payload_hash"] == ledger["actions"][0]["payload_hash"].hex()
+    action = next(a for a in ledger["actions"] if a["event_id"] == entry["entry"]["action"]["event_id"])
+    assert entry["entry"]["action"]["payload_hash"] == action["payload_hash"].hex()
     assert minimal_verify(path) == []
 
 
@@ -326,16 +327,17 @@ def test_replay_filters_and_marks(ledger):
             "entry_hash": "ok", "signature": "ok", "payload": "ok", "chain": "ok", "agent_chain": "ok",
             "links": "ok", "inclusion": "ok", "timestamp": "ok"}
         assert e["anchored_at"] and e["checkpoint"] == 12
-    _, doc = replay_json(ledger, "--action-type", "tool:*", "--seq", "0..5")
-    assert [e["seq"] for e in doc["entries"]] == [1, 2, 3]
+    _, doc = replay_json(ledger, "--action-type", "tool:*", "--seq", "0..3")  # the first batch, less the plan
+    assert len(doc["entries"]) == 3 and {e["seq"] for e in doc["entries"]} < {0, 1, 2, 3}
+    assert {e["action_type"] for e in doc["entries"]} == {"tool:search", "tool:ping"}
 
 
 def test_replay_follow_links_across_three_agents(ledger):
     code, doc = replay_json(ledger, "--agent", "researcher", "--follow-links")
     assert code == 0
     ids = ledger["ids"]
-    assert [e["event_id"] for e in doc["entries"]] == [ids["plan"], ids["search"], ids["write"]]
-    assert [e["selected_by"] for e in doc["entries"]] == ["link", "filter", "link"]
+    assert {e["event_id"]: e["selected_by"] for e in doc["entries"]} == {
+        ids["plan"]: "link", ids["search"]: "filter", ids["write"]: "link"}
     result = run(ledger, "replay", "--agent", "researcher", "--follow-links")
     assert result.exit_code == 0 and "causal closure" in result.output and "all verified" in result.output
 
@@ -348,24 +350,21 @@ def test_replay_jsonl(ledger):
 
 
 def test_zz_forged_record_fails_replay_and_export(ledger):
-    """Runs last: appends a forged copy of seq 5 with a rewritten action to the entries topic."""
-    raw = None
+    """Runs last: appends a forged copy of the writer's delete, rewritten, to the entries topic."""
     from ledgerstream.core.topic_reader import read_partition
 
-    for _, value in read_partition(ledger["bootstrap"], ledger["topics"].entries):
-        _, entry = codec.decode(value)
-        if entry["seq"] == 5:
-            raw = entry
-    raw["action"]["action_type"] = "data:read:users"
+    entries = [codec.decode(value)[1] for _, value in read_partition(ledger["bootstrap"], ledger["topics"].entries)]
+    forged = next(e for e in entries if e["action"]["event_id"] == ledger["ids"]["delete"])
+    forged["action"]["action_type"] = "data:read:users"
     producer = Producer({"bootstrap.servers": ledger["bootstrap"]})
-    producer.produce(ledger["topics"].entries, codec.encode("LedgerEntry", raw))
+    producer.produce(ledger["topics"].entries, codec.encode("LedgerEntry", forged))
     producer.flush(30)
     code, doc = replay_json(ledger, "--agent", "writer")
     assert code == 1 and not doc["ok"]
-    forged = doc["entries"][-1]
-    assert forged["action_type"] == "data:read:users" and not forged["ok"]
-    assert {k for k, v in forged["checks"].items() if v["status"] == "fail"} == {"entry_hash", "signature", "chain",
-                                                                                 "inclusion"}
+    shown = doc["entries"][-1]
+    assert shown["action_type"] == "data:read:users" and not shown["ok"]
+    assert {k for k, v in shown["checks"].items() if v["status"] == "fail"} == {"entry_hash", "signature", "chain",
+                                                                                "inclusion"}
     human = run(ledger, "replay", "--agent", "writer")
     assert human.exit_code == 1 and "VERIFICATION FAILED" in human.output and "✗" in human.output
     result = run(ledger, "export", "bundle", "--out", str(ledger["work"] / "x.zip"), "--agent", "writer")

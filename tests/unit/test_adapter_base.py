@@ -161,6 +161,18 @@ def test_redaction_and_hash_only_pass_through(offline_ledger: tuple[Ledger, Path
     assert hashed["payload"] is None and len(hashed["payload_hash"]) == 32
 
 
+def test_a_payload_the_ledger_refuses_is_replaced_but_the_event_and_links_stay(tmp_path: Path,
+                                                                               ls_home: Path) -> None:
+    ledger = Ledger("adapter-test", spool_dir=tmp_path / "spool", max_payload_bytes=400)
+    adapter = LedgerAdapter(ledger)
+    adapter.start_run("r1", "chain:root", {})
+    adapter.start_run("r2", "tool:big", {"input": "x" * 1000}, parent_id="r1")
+    root, big = spool_events(ledger, tmp_path / "spool")
+    assert "more than max_payload_bytes" in big["body"]["unrecordable"]
+    assert big["body"]["run_id"] == "r2" and big["links"][0]["event_id"] == root["event_id"]
+    assert adapter.errors == 0
+
+
 def test_a_failing_ledger_never_raises_and_is_counted_and_logged_once(
         offline_ledger: tuple[Ledger, Path], caplog: pytest.LogCaptureFixture) -> None:
     ledger, _ = offline_ledger
