@@ -16,7 +16,6 @@ import os
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -26,7 +25,7 @@ from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.core.topic_reader import read_partition
 from ledgerstream.signer_worker.anchoring import Anchorer
 from ledgerstream.signer_worker.leadership import LeaderLease
-from ledgerstream.signer_worker.sequencer import Outcome, Sequencer, Source, now_us
+from ledgerstream.signer_worker.sequencer import Sequencer, Source, now_us
 from ledgerstream.signer_worker.settings import SignerSettings
 from ledgerstream.signer_worker.state import LedgerState
 
@@ -45,10 +44,6 @@ class SignerWorker:
         self.state = LedgerState(settings.dedup_horizon)
         self.seq: Sequencer | None = None
         self.anchorer = Anchorer(settings.tsa_urls, settings.tsa_policy)
-        # Entry signatures are computed here while the loop decodes and hashes the next
-        # actions of the batch, and on two threads once the loop waits for them (liboqs
-        # releases the GIL while it signs; pyca does not, and gains nothing).
-        self.sign_pool = ThreadPoolExecutor(int(os.environ.get("XX_SIGN_THREADS", "2")) or 1, thread_name_prefix="sign")
         self.role = "starting"
         self.counters = {"entries": 0, "dead_letters": 0, "duplicates": 0, "checkpoints": 0,
                          "anchors": 0, "aborts": 0}
@@ -91,7 +86,7 @@ class SignerWorker:
         self.state.recover_entries(read_partition(self.s.bootstrap, self.s.topics.entries), self.pub)
         self.state.recover_checkpoints(read_partition(self.s.bootstrap, self.s.topics.checkpoints), self.pub)
         self.seq = Sequencer(self.state, self.key, signing_mode=self.s.signing_mode,
-                             max_record_bytes=self.s.max_record_bytes, pool=self.sign_pool if os.environ.get("XX_SIGN_THREADS", "2") != "0" else None)
+                             max_record_bytes=self.s.max_record_bytes)
         for size, body in sorted(self.state.unanchored.items()):
             self.anchorer.submit(size, body)
         log.info("recovered %d entries, checkpoint at %d, %d unanchored, in %.2fs",
@@ -138,7 +133,6 @@ class SignerWorker:
             return 3
         finally:
             self.anchorer.stop()
-            self.sign_pool.shutdown(wait=False, cancel_futures=True)
             self.role = "stopped"
             self.write_status(force=True)
             consumer.close()
@@ -166,18 +160,13 @@ class SignerWorker:
             return
         published: list[tuple[int, bytes]] = []
         counts = {"entries": 0, "dead_letters": 0, "duplicates": 0, "checkpoints": 0, "anchors": 0}
-        sequenced: list[Outcome] = []
         try:
             producer.begin_transaction()
             for m in msgs:
-                self._handle(producer, m, counts, sequenced)
+                self._handle(producer, m, counts)
                 if self.state.tree.size - self.state.checkpoint_size >= self.s.checkpoint_every:
                     published.append(self._checkpoint(producer))
                     counts["checkpoints"] += 1
-            for outcome in sequenced:  # in seq order, each once its signature is ready
-                entry = outcome.signed_entry()
-                producer.produce(self.s.topics.entries, codec.encode("LedgerEntry", entry),
-                                 key=entry["action"]["agent_id"].encode())
             if self._checkpoint_due():
                 published.append(self._checkpoint(producer))
                 counts["checkpoints"] += 1
@@ -210,7 +199,7 @@ class SignerWorker:
             log.warning("consumer error: %s", err)
         return False
 
-    def _handle(self, producer: Producer, m: Any, counts: dict[str, int], sequenced: list[Outcome]) -> None:
+    def _handle(self, producer: Producer, m: Any, counts: dict[str, int]) -> None:
         assert self.seq is not None
         ts_type, ts = m.timestamp()
         src = Source(m.topic(), m.partition(), m.offset(), m.key(), ts if ts_type else None)
@@ -220,7 +209,8 @@ class SignerWorker:
             if self.s.timestamp_mode == "entry":
                 stamped = self.anchorer.stamp_now(bytes(entry["entry_hash"]))
                 entry["timestamp_token"] = stamped[1] if stamped else None
-            sequenced.append(outcome)  # produced once signed, after the batch is sequenced
+            producer.produce(self.s.topics.entries, codec.encode("LedgerEntry", entry),
+                             key=entry["action"]["agent_id"].encode())
             counts["entries"] += 1
         elif outcome.dead_letter is not None:
             producer.produce(self.s.topics.deadletter, codec.encode("DeadLetter", outcome.dead_letter))

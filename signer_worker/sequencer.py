@@ -6,7 +6,6 @@ unit-tested and the transactional loop stays the textbook one.
 from __future__ import annotations
 
 import time
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,16 +31,6 @@ class Outcome:
     entry: dict[str, Any] | None = None
     dead_letter: dict[str, Any] | None = None
     duplicate_of: int | None = None
-    #: entry mode with a signing pool: the entry's signature, still being computed
-    signature: Future | None = None
-
-    def signed_entry(self) -> dict[str, Any]:
-        """The entry with its signature in place (waits for a pooled signature)."""
-        if self.entry is None:
-            raise ValueError("not an entry outcome")
-        if self.signature is not None:
-            self.entry["signature"] = self.signature.result()
-        return self.entry
 
 
 class _NotCanonicalisable(Exception):
@@ -63,10 +52,7 @@ class Sequencer:
     """Applies the ledger rules (docs/spec.md) to incoming actions, in order."""
 
     def __init__(self, state: LedgerState, key: PrivateKey, *, signing_mode: str = "entry",
-                 max_record_bytes: int = 1024 * 1024, pool: Executor | None = None) -> None:
-        """``pool``: sign entries there, so the caller sequences the next actions meanwhile
-        (the liboqs backend releases the GIL while it signs); see :meth:`Outcome.signed_entry`."""
-        self.pool = pool
+                 max_record_bytes: int = 1024 * 1024) -> None:
         self.state = state
         self.key = key
         self.key_id = key.public_key().key_id
@@ -95,12 +81,11 @@ class Sequencer:
                                f"event_id {action['event_id']} already sequenced at seq {known.seq} "
                                "with different content", raw, src)
         try:
-            entry, signature = self._entry(action, src)
-            return Outcome(entry=entry, signature=signature)
+            return Outcome(entry=self._entry(action, src))
         except _NotCanonicalisable as exc:
             return dead_letter("invalid_field", str(exc), raw, src)
 
-    def _entry(self, action: dict[str, Any], src: Source) -> tuple[dict[str, Any], Future | None]:
+    def _entry(self, action: dict[str, Any], src: Source) -> dict[str, Any]:
         st = self.state
         agent_seq, agent_prev = st.agent_position(action["agent_id"])
         entry: dict[str, Any] = {
@@ -123,14 +108,10 @@ class Sequencer:
         except (ValueError, TypeError) as exc:  # nothing applied yet: the state is untouched
             raise _NotCanonicalisable(f"action cannot be hashed (RFC 8785): {exc}") from exc
         entry["entry_hash"] = h
-        signature = None
         if self.signing_mode == "entry":
-            if self.pool is None:
-                entry["signature"] = self.key.sign(records.entry_signing_message(h))
-            else:
-                signature = self.pool.submit(self.key.sign, records.entry_signing_message(h))
+            entry["signature"] = self.key.sign(records.entry_signing_message(h))
         st.apply(entry)
-        return entry, signature
+        return entry
 
     def _resolve(self, link: dict[str, Any]) -> dict[str, Any]:
         known = self.state.events.get(link["event_id"])

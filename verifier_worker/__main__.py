@@ -65,7 +65,8 @@ def run(argv: list[str]) -> int:
     from ledgerstream.verifier_worker.store import StateStore
 
     settings = settings_from_args(parse_args(argv))
-    StateStore(settings.state_dir).lock()
+    lock = StateStore(settings.state_dir)
+    lock.lock()  # held until this process ends (the reference keeps the file open)
     checker = CheckerProcess()
     try:
         info = checker.start(argv)
@@ -79,6 +80,7 @@ def run(argv: list[str]) -> int:
         return int(exc.code or 0)
     finally:
         checker.close()
+        lock.unlock()
     return 0
 
 

@@ -10,17 +10,21 @@ one worker, so calls run one at a time and in order.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import multiprocessing
+import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Sequence
 
 from ledgerstream.core.verify import Finding
 from ledgerstream.verifier_worker.liveness import Observation
 
+PR_SET_PDEATHSIG = 1
 _runtime: Any = None  # the VerifierRuntime of this (child) process
 
 
-def _start(argv: list[str]) -> dict[str, Any]:
+def _start(argv: list[str], worker_pid: int) -> dict[str, Any]:
     """In the child: restore the state and serve metrics; returns what the parent needs."""
     global _runtime
     import logging
@@ -30,6 +34,7 @@ def _start(argv: list[str]) -> dict[str, Any]:
     from ledgerstream.verifier_worker.runtime import VerifierRuntime
     from ledgerstream.verifier_worker.store import StateStore
 
+    _die_with(worker_pid)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = settings_from_args(parse_args(argv))
     store = StateStore(settings.state_dir)
@@ -38,9 +43,18 @@ def _start(argv: list[str]) -> dict[str, Any]:
     checker, worker_state = store.load(settings.checker)
     metrics = Metrics(settings.id)
     metrics.serve(settings.metrics_port)
-    _runtime = VerifierRuntime(settings, checker, store, metrics, worker_state)
+    _runtime = VerifierRuntime(settings, checker, store, metrics, worker_state, worker_pid)
     _runtime.write_status()
     return {"position": checker.position, "next_offset": dict(checker.next_offset), "metrics_url": metrics.url}
+
+
+def _die_with(worker_pid: int) -> None:
+    """Linux: get SIGKILL when the worker process dies (even by kill -9), never outlive it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != worker_pid:  # the worker died before prctl took effect
+        os._exit(1)
 
 
 def _process(batch: Sequence[tuple[str, int, bytes]]) -> list[Finding]:
@@ -71,7 +85,7 @@ class CheckerProcess:
 
     def start(self, argv: list[str]) -> dict[str, Any]:
         """Restore the verifier in the child; raises what the child raised (e.g. ConfigError)."""
-        return self._pool.submit(_start, argv).result()
+        return self._pool.submit(_start, argv, os.getpid()).result()
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)

@@ -28,8 +28,9 @@ PROGRESS_GRACE = 30.0      # seconds without progress while behind before "unhea
 
 class VerifierRuntime:
     def __init__(self, settings: VerifierSettings, checker: Checker, store: StateStore, metrics: Metrics,
-                 worker_state: dict[str, Any]) -> None:
+                 worker_state: dict[str, Any], worker_pid: int) -> None:
         self.s = settings
+        self.worker_pid = worker_pid
         self.checker = checker
         self.store = store
         self.metrics = metrics
@@ -114,7 +115,7 @@ class VerifierRuntime:
     def status(self) -> dict[str, Any]:
         """status.json: the saved state (``position`` = next seq expected) plus live lag and health."""
         return {
-            "id": self.s.id, "pid": os.getpid(), **self._durable, "lag": self.lag, "healthy": self._healthy(),
+            "id": self.s.id, "pid": self.worker_pid, "checker_pid": os.getpid(), **self._durable, "lag": self.lag, "healthy": self._healthy(),
             "alerts": dict(sorted(self.alerts.items())), "updated_at": time.time(),
             "metrics_url": self.metrics.url, "started_at": self.started_at, "group": self.s.group,
             "entries_end": self.last.entries_end if self.last else None,

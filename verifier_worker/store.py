@@ -20,7 +20,7 @@ from ledgerstream.core.verify import Checker, CheckerConfig
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Replace ``path`` with ``data`` as JSON so readers never see a partial file."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as fh:
         json.dump(data, fh, separators=(",", ":"), default=str)
         fh.flush()
@@ -49,6 +49,11 @@ class StateStore:
         fh.write(str(os.getpid()))
         fh.flush()
         self._lock_fh = fh
+
+    def unlock(self) -> None:
+        if self._lock_fh is not None:
+            self._lock_fh.close()
+            self._lock_fh = None
 
     def reset(self) -> None:
         """Forget everything verified (``--reverify``)."""

@@ -28,11 +28,14 @@ def selection_options(f: Callable) -> Callable:
         click.option("--seq", "seq_range", metavar="A..B", help="Sequence numbers A..B inclusive (A.., ..B, N)."),
         click.option("--follow-links", is_flag=True,
                      help="Add the causal closure: every event linked to or from the selected ones, across agents."),
-        click.option("--trusted-key", "trusted_keys", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                     help="Also trust this signer public key PEM (besides HOME/keys/signer.pub.pem and HOME/keys/trusted/*.pem)."),
+        click.option("--trusted-key", "trusted_keys", multiple=True,
+                     type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Also trust this signer public key PEM (besides HOME/keys/signer.pub.pem and "
+                          "HOME/keys/trusted/*.pem)."),
         click.option("--tsa-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
                      help="TSA CA certificate(s) PEM [HOME/tsa/ca.pem]."),
-        click.option("--topic-prefix", default=None, help="Topic name prefix [the dev stack's, or $LEDGERSTREAM_TOPIC_PREFIX]."),
+        click.option("--topic-prefix", default=None,
+                     help="Topic name prefix [the dev stack's, or $LEDGERSTREAM_TOPIC_PREFIX]."),
     ]
     for option in reversed(options):
         f = option(f)

@@ -89,7 +89,7 @@ def export_bundle(ledger: Ledger, reports: list[EntryReport], keys: TrustedKeys,
         "origin": main.record["origin"], "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "exporter": f"ledgerstream {_version()}"})
     members[bf.README] = render_readme(
-        entries=len(seqs), seqs=seqs, checkpoint_size=main.tree_size, origin=main.record["origin"],
+        seqs=seqs, checkpoint_size=main.tree_size, origin=main.record["origin"],
         root=main.root, key_ids=sorted(key_ids), tokens=len(main.tokens),
         earlier=[size for size, _ in earlier], redacted=redact)
     manifest = bf.canonical({"format": bf.FORMAT, "format_version": bf.FORMAT_VERSION,

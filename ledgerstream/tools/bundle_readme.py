@@ -46,7 +46,7 @@ for f in sorted(d.glob("entries/*.json")):
 print("ML-DSA-65 signatures OK")'''
 
 
-def render_readme(*, entries: int, seqs: list[int], checkpoint_size: int, origin: str, root: bytes,
+def render_readme(*, seqs: list[int], checkpoint_size: int, origin: str, root: bytes,
                   key_ids: list[str], tokens: int, earlier: list[int], redacted: bool) -> bytes:
     shown = ", ".join(map(str, seqs[:20])) + (" ..." if len(seqs) > 20 else "")
     keys = "\n".join(f"- `{k}`" for k in key_ids)
@@ -60,7 +60,7 @@ def render_readme(*, entries: int, seqs: list[int], checkpoint_size: int, origin
                  "signature and proof still verifies; the payload commitment cannot be checked.\n\n") if redacted else ""
     text = f"""# ledgerstream evidence bundle
 
-{entries} ledger entries (seq {shown}) of ledger `{origin}`, with the signed checkpoint of tree
+{len(seqs)} ledger entries (seq {shown}) of ledger `{origin}`, with the signed checkpoint of tree
 size {checkpoint_size} (root `{root.hex()}`, base64 `{base64.b64encode(root).decode()}`)
 that covers them all, {tokens} RFC 3161 token(s) over that checkpoint, an inclusion proof per
 entry, the TSA CA, the signer public key(s) and the Avro writer schemas. The layout and every

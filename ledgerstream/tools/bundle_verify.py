@@ -413,7 +413,8 @@ class _Verifier:
             if doc is None:
                 continue
             try:
-                if (doc["size1"], doc["root1"], doc["size2"], doc["root2"]) != (size, cp.root.hex(), main.size, main.root.hex()):
+                named = (doc["size1"], doc["root1"], doc["size2"], doc["root2"])
+                if named != (size, cp.root.hex(), main.size, main.root.hex()):
                     raise VerificationError("sizes or roots differ from the checkpoints")
                 merkle.verify_consistency(size, main.size, cp.root, main.root, [bytes.fromhex(h) for h in doc["path"]])
             except (VerificationError, ValueError, TypeError) as exc:
@@ -525,7 +526,7 @@ class _Verifier:
                     self.r.bad("chain", bf.entry_avro(seq), "entry_hash is not the checkpoint's chain-head")
                 else:
                     self.r.good("chain")
-        by_agent: dict[tuple[str, int], dict[str, Any]] = {(r["action"]["agent_id"], r["agent_seq"]): r for r in decoded.values()}
+        by_agent = {(r["action"]["agent_id"], r["agent_seq"]): r for r in decoded.values()}
         for (agent, agent_seq), rec in by_agent.items():
             prev = by_agent.get((agent, agent_seq - 1))
             if prev is None:

@@ -224,7 +224,8 @@ def index_view(raw: bytes) -> View | str:
     return View(e["seq"], bytes(e["prev_hash"]), bytes(e["entry_hash"]), e["received_at"], e["agent_seq"],
                 bytes(e["agent_prev_hash"]),
                 tuple((r["agent_id"], r["event_id"], r["status"], r.get("seq"),
-                       None if r.get("entry_hash") is None else bytes(r["entry_hash"])) for r in e.get("resolved_links") or []),
+                       None if r.get("entry_hash") is None else bytes(r["entry_hash"]))
+                      for r in e.get("resolved_links") or []),
                 a["event_id"], a["agent_id"], a.get("session_id"), a["action_type"], a["occurred_at"],
                 tuple((l["agent_id"], l["event_id"], l.get("relation", "caused_by")) for l in a.get("links") or []))
 
@@ -264,8 +265,11 @@ def _drain(item: tuple[list[tuple[int, bytes]], Future[list[View | str]]]) -> It
 
 
 def decode_workers(records_count: int) -> int:
-    """Processes worth starting to decode ``records_count`` records (spawning costs ~1 s)."""
-    return min(8, os.cpu_count() or 1) if records_count >= 50_000 else 0
+    """Decoding processes worth starting for ``records_count`` records: none below 50,000
+    (spawning costs about a second) or on fewer than 4 CPUs, where the main process, Kafka's
+    threads and the workers only compete (measured: no gain on 2 CPUs)."""
+    cpus = os.cpu_count() or 1
+    return min(8, cpus - 1) if cpus >= 4 and records_count >= 50_000 else 0
 
 
 class Indexer:
@@ -368,7 +372,8 @@ class Indexer:
                 led.findings.append(f"checkpoints topic offset {offset}: {exc}")
                 continue
             if name == "TimestampAnchor":
-                anchors.setdefault(bytes(rec["body_hash"]), []).append((rec["timestamp"]["tsa"], bytes(rec["timestamp"]["token"])))
+                token = (rec["timestamp"]["tsa"], bytes(rec["timestamp"]["token"]))
+                anchors.setdefault(bytes(rec["body_hash"]), []).append(token)
             else:
                 led.checkpoints.append(_checkpoint_info(offset, raw, rec, keys))
         led.checkpoints.sort(key=lambda c: (c.tree_size, c.offset))
@@ -685,7 +690,8 @@ def _payload(action: dict[str, Any]) -> Check:
     return Check(OK)
 
 
-def check_all(checker: EntryChecker, rows: list[Row], progress: Callable[[int], None] | None = None) -> Iterator[EntryReport]:
+def check_all(checker: EntryChecker, rows: list[Row],
+              progress: Callable[[int], None] | None = None) -> Iterator[EntryReport]:
     for row in rows:
         yield checker.check(row)
         if progress is not None:

@@ -167,7 +167,7 @@ class LedgerAdapter:
                    "parent_run_id": _id(parent_id), **payload}
         event_id = self._record(action, payload, links, at)
         with self._lock:
-            self._runs[_id(run_id)] = _Run(event_id, action, at)
+            self._runs[str(run_id)] = _Run(event_id, action, at)
             while len(self._runs) > MAX_RUNS:
                 self._runs.popitem(last=False)
         return event_id
@@ -181,7 +181,7 @@ class LedgerAdapter:
         """
         at = time.time() if at is None else at
         with self._lock:
-            run = self._runs.get(_id(run_id))
+            run = self._runs.get(str(run_id))
             if run is not None:
                 if run.ended:   # some frameworks report an outcome through two hooks
                     return None
@@ -212,7 +212,7 @@ class LedgerAdapter:
         if run_id is None:
             return None
         with self._lock:
-            run = self._runs.get(_id(run_id))
+            run = self._runs.get(str(run_id))
         return run.event_id if run else None
 
     # --- internals ------------------------------------------------------------------------------
@@ -221,7 +221,7 @@ class LedgerAdapter:
         try:
             prepared = self.ledger.prepare(body, redact=self.redact, hash_only=self.hash_only)
         except (TypeError, ValueError) as exc:   # e.g. too large: keep the event and its links
-            keep = {k: body[k] for k in ("framework", "phase", "run_id", "parent_run_id") if k in body}
+            keep: dict[str, Any] = {k: body[k] for k in ("framework", "phase", "run_id", "parent_run_id") if k in body}
             prepared = self.ledger.prepare({**keep, "unrecordable": clip(str(exc))}, hash_only=self.hash_only)
         return self.ledger.record(action, prepared, links=links, session=self.session,
                                   occurred_at=int(at * 1_000_000))

@@ -72,7 +72,7 @@ def ledger(bootstrap: str, dev_tsa, signer_key_path: Path, tmp_path_factory) -> 
                             links=[{"agent_id": "researcher", "event_id": search["event_id"], "relation": "caused_by"}])
         delete = make_action("writer", "data:delete:users", {"ids": [1, 2, 3]}, session_id="s2")
         noise = [make_action("noise", "tool:ping", {"i": i}) for i in range(8)]
-        batches = [[plan, search, noise[0], noise[1]], [write, delete, noise[2], noise[3]], [noise[4], noise[5], noise[6], noise[7]]]
+        batches = [[plan, search, *noise[0:2]], [write, delete, *noise[2:4]], noise[4:8]]
         size = 0
         for batch in batches:
             _produce(bootstrap, topics.actions, batch)

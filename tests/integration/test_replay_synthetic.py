@@ -229,8 +229,8 @@ def test_replay_rate_on_kafka(bootstrap, topics, key, keys, capsys):
     from confluent_kafka import Producer
 
     led = SyntheticLedger(key, signing_mode=BENCH_MODE)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 1 << 20,
-                         "queue.buffering.max.messages": 1_000_000})
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 50,
+                         "batch.size": 1 << 20, "queue.buffering.max.messages": 1_000_000})
     agents = [f"agent-{i}" for i in range(50)]
     template = make_action("agent-0", "tool:search", {"q": "benchmark", "n": 1})
     t0 = time.perf_counter()
@@ -271,4 +271,5 @@ def test_replay_rate_on_kafka(bootstrap, topics, key, keys, capsys):
               f"{BENCH_ENTRIES} entries written in {write_s:.1f}s; read+decode+index+tree with {workers} decoding "
               f"workers {index_s:.2f}s = {BENCH_ENTRIES / index_s:,.0f} entries/s"
               + (f" (without workers {single_s:.2f}s = {BENCH_ENTRIES / single_s:,.0f} entries/s)" if workers else "")
-              + f"; full checks on {len(reports)} selected: {check_s:.2f}s = {len(reports) / max(check_s, 1e-9):,.0f} entries/s")
+              + f"; full checks on {len(reports)} selected: {check_s:.2f}s = "
+              f"{len(reports) / max(check_s, 1e-9):,.0f} entries/s")

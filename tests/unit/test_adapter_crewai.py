@@ -67,8 +67,10 @@ FINAL = "Thought: I now know the final answer\nFinal Answer: 42"
 
 
 @pytest.fixture()
-def listeners() -> Iterator[list[LedgerEventListener]]:
-    """Listeners created by a test, unsubscribed from CrewAI's global bus afterwards."""
+def listeners(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[LedgerEventListener]]:
+    """Listeners created by a test, unsubscribed from CrewAI's global bus afterwards; CrewAI's
+    kickoff database goes to the test's folder, not the user's."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     made: list[LedgerEventListener] = []
     yield made
     for listener in made:

@@ -266,31 +266,3 @@ def test_oversized_against_the_limit(key: PrivateKey) -> None:
     assert over.dead_letter["original"] == raw
     assert str(len(raw)) in over.dead_letter["detail"]
 
-
-# --- pooled signing (the loop signs on a worker thread while it sequences the next action) ----
-
-@pytest.mark.parametrize("backend", mldsa.available_backends())
-def test_pooled_signing_gives_the_same_ledger(backend: str) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    key = PrivateKey.generate(backend)
-    verifier = _pyca(key)
-    raws = [codec.encode("ActionEvent", make_action(agent_id=f"a{i % 3}", payload={"i": i})) for i in range(30)]
-    inline = _seq(key)
-    with ThreadPoolExecutor(1) as pool:
-        pooled = _seq(key, pool=pool)
-        outcomes = [pooled.process(raw, _src(i)) for i, raw in enumerate(raws)]
-        assert all(o.signature is not None and o.entry["signature"] is None for o in outcomes)
-        entries = [o.signed_entry() for o in outcomes]
-    reference = [inline.process(raw, _src(i)).entry for i, raw in enumerate(raws)]
-    assert pooled.state.next_seq == inline.state.next_seq == 30  # (hashes differ: received_at does)
-    assert pooled.state.head == entries[-1]["entry_hash"]
-    for before, after in zip(entries, entries[1:]):
-        assert after["prev_hash"] == before["entry_hash"]
-    for e, ref in zip(entries, reference):
-        assert (e["seq"], e["agent_seq"]) == (ref["seq"], ref["agent_seq"])
-        assert e["entry_hash"] == records.entry_hash(e)
-        verifier.verify(e["signature"], records.entry_signing_message(e["entry_hash"]))
-    assert [e["seq"] for e in entries] == list(range(30))
-    with pytest.raises(ValueError):
-        pooled.process(raws[0], _src(99)).signed_entry()  # a duplicate has no entry

@@ -19,7 +19,7 @@ RESULT = {
     "backends": {
         "liboqs": {"raw_sign_per_s": 4800, "raw_sign_cpu_us": 208, "modes": {
             "entry": {"entries_per_s": 4000, "sequencing_per_s": 4100, "ratio_to_raw_sign": 0.83,
-                      "cpu_us_per_entry": {"signer": 420, "broker": 90},
+                      "cpu_us_per_entry": {"signer": 420, "broker": 90}, "sign_share_of_signer_cpu": 0.5,
                       "latency_ms": {"p50": 40.0, "p99": 90.0, "max": 120.0, "mean": 45.0},
                       "latency_offered_per_s": 1000, "entry_bytes_mean": 3900},
             "checkpoint": {"entries_per_s": 6000, "sequencing_per_s": 6100, "ratio_to_raw_sign": 1.25,
@@ -46,7 +46,7 @@ def test_render_shows_every_row_and_the_goal() -> None:
     out = io.StringIO()
     bench_signer.render(RESULT, Console(file=out, width=200, color_system=None))
     text = out.getvalue()
-    for needle in ("liboqs", "pyca", "checkpoint", "4,000", "0.83", "0.70", "1.25", "3,900", "420+90 (208)"):
+    for needle in ("liboqs", "pyca", "checkpoint", "4,000", "0.83", "0.70", "1.25", "3,900", "420+90 (208)", "0.5"):
         assert needle in text, needle
     assert "liboqs met" in text and "pyca NOT met" in text
     assert "load 0.5 -> 1.5" in text
