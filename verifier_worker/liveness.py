@@ -13,7 +13,9 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from ledgerstream.core import codec
 from ledgerstream.core.config import Topics
 from ledgerstream.core.errors import DecodeError
-from ledgerstream.tools.ledger_reader import last_record
+from ledgerstream.tools.ledger_reader import last_records
+
+TAIL = 16  # records read back from the end to find the newest entry
 
 
 @dataclass(frozen=True)
@@ -45,14 +47,15 @@ class PipelineObserver:
         return Observation(entries_end, actions_end, signer, self._newest_seq(entries_end))
 
     def _newest_seq(self, entries_end: int) -> int | None:
+        """seq of the newest decodable entry among the last few (rogue bytes may follow it)."""
         if self._newest[0] != entries_end:
-            record = last_record(self.bootstrap, self.topics.entries, timeout=self.timeout)
             seq = None
-            if record is not None:
+            for _, raw in reversed(last_records(self.bootstrap, self.topics.entries, TAIL, timeout=self.timeout)):
                 try:
-                    seq = int(codec.decode(record[1], expect="LedgerEntry")[1]["seq"])
+                    seq = int(codec.decode(raw, expect="LedgerEntry")[1]["seq"])
+                    break
                 except DecodeError:
-                    seq = None
+                    continue
             self._newest = (entries_end, seq)
         return self._newest[1]
 

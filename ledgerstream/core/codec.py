@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import fastavro
-from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+from fastavro.schema import expand_schema, fingerprint, parse_schema, to_parsing_canonical_form
 
 from ledgerstream.core.errors import DecodeError
 
@@ -40,25 +40,33 @@ def _fingerprint(parsed: Any) -> bytes:
     return int(fingerprint(canonical, "CRC-64-AVRO"), 16).to_bytes(8, "little")
 
 
-def _load_sources(sources: Iterable[tuple[str, str]]) -> list[tuple[str, Any]]:
-    """Parse schema texts in dependency order (a file may use types another defines)."""
-    pending = [(name, json.loads(text)) for name, text in sources]
+def _order_sources(sources: Iterable[tuple[str, str]]) -> list[Any]:
+    """Raw schemas in dependency order (a file may use types another file defines)."""
+    pending = [json.loads(text) for _, text in sources]
     named: dict[str, Any] = {}
-    done: list[tuple[str, Any]] = []
+    ordered: list[Any] = []
     while pending:
         progressed = False
-        for item in list(pending):
-            name, raw = item
+        for raw in list(pending):
             try:
-                parsed = parse_schema(raw, named_schemas=named)
+                parse_schema(raw, named_schemas=named)
             except fastavro.schema.UnknownType:
                 continue
-            done.append((name, parsed))
-            pending.remove(item)
+            ordered.append(raw)
+            pending.remove(raw)
             progressed = True
         if not progressed:
-            raise DecodeError("schema_error", f"unresolvable schema references in {[n for n, _ in pending]}")
-    return done
+            raise DecodeError("schema_error", f"unresolvable schema references in {[r.get('name') for r in pending]}")
+    return ordered
+
+
+def _self_contained(raws: list[Any]) -> list[Any]:
+    """Each schema with every named type it uses written out in full.
+
+    The Avro spec defines the fingerprint over the Parsing Canonical Form of the whole
+    schema, so a reference to a type from another file must be expanded first.
+    """
+    return expand_schema(raws)
 
 
 class SchemaRegistry:
@@ -71,7 +79,9 @@ class SchemaRegistry:
     def __init__(self, sources: Iterable[tuple[str, str]]) -> None:
         self._current: dict[str, WriterSchema] = {}
         self._by_fp: dict[bytes, WriterSchema] = {}
-        for file_name, parsed in _load_sources(sources):
+        self._raws = _order_sources(sources)
+        for full in _self_contained(self._raws):
+            parsed = parse_schema(full, named_schemas={})
             name = parsed["name"].rsplit(".", 1)[-1]
             ws = WriterSchema(name, parsed, _fingerprint(parsed))
             self._current[name] = ws
@@ -86,13 +96,15 @@ class SchemaRegistry:
     def add_writer_schema(self, schema_json: str | dict, *, named_like: str | None = None) -> WriterSchema:
         """Register an older (or foreign) writer schema; returns it with its fingerprint."""
         raw = json.loads(schema_json) if isinstance(schema_json, str) else schema_json
-        named: dict[str, Any] = {}
-        for ws in self._current.values():
-            parse_schema(ws.parsed, named_schemas=named)
-        # Names the old schema defines itself must win over the current ones.
-        for own in _defined_names(raw):
-            named.pop(own, None)
-        parsed = parse_schema(raw, named_schemas=named)
+        try:
+            full = _self_contained([raw])[-1]
+        except fastavro.schema.UnknownType:
+            # It uses current types from other files; names it defines itself win.
+            own = _defined_names(raw)
+            context = _order_sources((str(i), json.dumps(r)) for i, r in enumerate(self._raws)
+                                     if not (_defined_names(r) & own) and _parses_alone(r))
+            full = _self_contained(context + [raw])[-1]
+        parsed = parse_schema(full, named_schemas={})
         name = named_like or parsed["name"].rsplit(".", 1)[-1]
         ws = WriterSchema(name, parsed, _fingerprint(parsed))
         self._by_fp[ws.fingerprint] = ws
@@ -109,6 +121,14 @@ class SchemaRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._current)
+
+
+def _parses_alone(raw: Any) -> bool:
+    try:
+        parse_schema(raw, named_schemas={})
+    except fastavro.schema.UnknownType:
+        return False
+    return True
 
 
 def _defined_names(raw: Any, namespace: str = "") -> set[str]:

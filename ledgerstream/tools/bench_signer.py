@@ -255,9 +255,9 @@ def bench_scenario(bootstrap: str, key_path: Path, workdir: Path, backend: str, 
 
 
 def _warm_up(bootstrap: str, key_path: Path, work: Path, backend: str, log: Log) -> None:
-    """One short unmeasured run: a freshly started broker (JVM) spends several times more
-    CPU per record until its code paths are compiled, which would be charged to the first
-    scenario."""
+    """Short unmeasured runs, one per signing mode: a freshly started broker (JVM) spends
+    two to four times more CPU per record until its code paths are compiled, which would
+    be charged to the first scenarios."""
     log("warming up the broker ...")
     for mode in MODES:
         bench_scenario(bootstrap, key_path, work, backend, mode, 3000, 100, 1.0, lambda msg: None)

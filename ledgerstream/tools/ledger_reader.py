@@ -9,6 +9,7 @@ though transaction markers occupy offsets.
     for offset, raw in read_checkpoints(bootstrap, topics): ...
     ends = end_offsets(bootstrap, topics)          # {"entries": n, "checkpoints": m}
     newest = last_record(bootstrap, topics.entries)  # (offset, raw) or None
+    tail = last_records(bootstrap, topics.entries, 10)  # up to 10 newest, oldest first
     for rec in read_topic(bootstrap, topics.alerts, since_ms=..., follow=True): ...
 """
 from __future__ import annotations
@@ -82,8 +83,8 @@ def topic_end(bootstrap: str, topic: str, *, timeout: float = 10.0) -> int:
         consumer.close()
 
 
-def last_record(bootstrap: str, topic: str, *, timeout: float = 10.0) -> tuple[int, bytes] | None:
-    """The newest committed record of partition 0 of ``topic``, or None when it has none.
+def last_records(bootstrap: str, topic: str, n: int = 1, *, timeout: float = 10.0) -> list[tuple[int, bytes]]:
+    """Up to ``n`` newest committed records of partition 0 of ``topic``, oldest first.
 
     Reads back from the end in growing windows, because the last offsets may be
     transaction markers or records of aborted transactions."""
@@ -92,15 +93,19 @@ def last_record(bootstrap: str, topic: str, *, timeout: float = 10.0) -> tuple[i
         low, high = _watermarks(consumer, topic, 0, timeout)
     finally:
         consumer.close()
-    window = 8
+    window = 2 * n + 6
     while True:
         start = max(low, high - window)
-        newest = None
-        for newest in read_partition(bootstrap, topic, 0, start=start, timeout=timeout):
-            pass
-        if newest is not None or start == low:
-            return newest
+        found = list(read_partition(bootstrap, topic, 0, start=start, timeout=timeout))
+        if len(found) >= n or start == low:
+            return found[-n:]
         window *= 8
+
+
+def last_record(bootstrap: str, topic: str, *, timeout: float = 10.0) -> tuple[int, bytes] | None:
+    """The newest committed record of partition 0 of ``topic``, or None when it has none."""
+    newest = last_records(bootstrap, topic, 1, timeout=timeout)
+    return newest[0] if newest else None
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,7 @@ def test_bundle_layout(ledger, bundle):
             "checkpoints/8/checkpoint.avro"} <= names
     assert {f"entries/{i}.avro" for i in range(12)} | {f"proofs/inclusion/{i}.json" for i in range(12)} <= names
     assert {n.split(".")[0] for n in names if n.startswith("schemas/")} == {
-        "schemas/LedgerEntry", "schemas/ActionEvent", "schemas/Checkpoint"}
+        "schemas/LedgerEntry", "schemas/Checkpoint"}  # self-contained: ActionEvent is inlined
     assert zipfile.ZipFile(bundle).namelist()[0] == "manifest.json"
 
 

@@ -36,6 +36,7 @@ def test_last_record_skips_aborted_tails(bootstrap: str, topics: Topics) -> None
     for _ in range(3):
         writer.abort([b"aborted"] * 10)
     assert lr.last_record(bootstrap, topics.entries)[1] == b"newest"
+    assert [v for _, v in lr.last_records(bootstrap, topics.entries, 3)] == [b"old", b"old", b"newest"]
 
 
 def test_read_topic_all_partitions_since_and_follow(bootstrap: str, topics: Topics) -> None:

@@ -125,3 +125,14 @@ def test_expect_restricts_record_types() -> None:
 def test_encode_rejects_records_that_do_not_match() -> None:
     with pytest.raises(ValueError):
         codec.encode("ActionEvent", {"event_id": "only"})
+
+
+def test_fingerprints_cover_the_whole_schema() -> None:
+    """Avro spec: the fingerprint is over the Parsing Canonical Form of the complete
+    schema, so types defined in other files (ActionEvent inside LedgerEntry) are inlined."""
+    from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+    ws = codec.registry().schema("LedgerEntry")
+    canonical = to_parsing_canonical_form(ws.parsed)
+    assert '{"name":"ledgerstream.ActionEvent","type":"record"' in canonical
+    assert int(fingerprint(canonical, "CRC-64-AVRO"), 16).to_bytes(8, "little") == ws.fingerprint
