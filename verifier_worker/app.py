@@ -1,10 +1,12 @@
 """The faust app of one verifier: a batched agent over ``entries`` + ``checkpoints`` and a
 timer that observes the pipeline; the checking itself happens in the checker process.
 
-Per batch, strictly in order: verify (checker process) -> publish the alerts and wait for
-their delivery -> save the state (journal + state.json). Up to two batches are in flight,
-so faust fills the next batch while the checker works on this one; faust therefore acks
-(and later commits) a batch before it is saved. That is safe because every start first
+Each batch is queued in the checker process at once (it checks batches in order and
+runs ahead of faust); its alerts are then published in batch order and awaited
+(``acks=all``). The checker process saves its state (journal + state.json) only at points
+where every finding so far has been published. Up to four batches are in flight, so faust
+keeps filling batches while the checker works; faust therefore acks (and later commits) a
+batch before it is saved. That is safe because every start first
 moves the group's offsets back to the saved state (``offsets.py``): after a crash the
 unsaved batches are delivered again and their alerts re-published with the same
 ``alert_id``. Any failure to check, publish or save ends the process (exit 70), so that a
@@ -29,7 +31,7 @@ from ledgerstream.verifier_worker.settings import VerifierSettings
 from ledgerstream.verifier_worker.transport import ReadCommittedTransport
 
 MAX_RECORD_BYTES = 8 * 1024 * 1024
-IN_FLIGHT = 2          # batches handed to the checker process before waiting for the oldest
+IN_FLIGHT = 4          # batches handed to the checker process before waiting for the oldest
 EXIT_BATCH_FAILED = 70
 
 
@@ -63,14 +65,13 @@ def build_app(settings: VerifierSettings, checker: CheckerProcess) -> faust.App:
         await asyncio.gather(*pending)  # delivered (acks=all) before the state moves past them
         await checker.published(findings)
 
-    async def handle(batch: list[tuple[str, int, bytes]], previous: asyncio.Future | None) -> None:
+    async def handle(checked: "asyncio.Future[list[Finding]]", previous: asyncio.Future | None) -> None:
         try:
+            findings = await checked
             if previous is not None:
-                await previous
-            findings = await checker.process(batch)
+                await previous  # alerts leave in batch order
             if findings:
                 await publish(findings)
-            await checker.persist()
         except Exception:
             app.log.exception("verifier %s: a batch could not be checked, published or saved; exiting", settings.id)
             os._exit(EXIT_BATCH_FAILED)
@@ -80,8 +81,11 @@ def build_app(settings: VerifierSettings, checker: CheckerProcess) -> faust.App:
         in_flight: deque[asyncio.Future] = deque()
         async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
             batch = [(roles[e.message.topic], e.message.offset, e.value or b"") for e in events]
-            in_flight.append(asyncio.ensure_future(handle(batch, in_flight[-1] if in_flight else None)))
-            if len(in_flight) >= IN_FLIGHT:
+            checked = checker.process(batch)  # queued in the checker process right away
+            in_flight.append(asyncio.ensure_future(handle(checked, in_flight[-1] if in_flight else None)))
+            while in_flight and in_flight[0].done():
+                in_flight.popleft()
+            if len(in_flight) > IN_FLIGHT:
                 await in_flight.popleft()
 
     @app.timer(settings.status_seconds, name="observe")
@@ -90,7 +94,6 @@ def build_app(settings: VerifierSettings, checker: CheckerProcess) -> faust.App:
         findings = await checker.assess(obs, time.time())
         if findings:
             await publish(findings)
-            await checker.persist()
         await checker.write_status()
 
     return app

@@ -61,10 +61,6 @@ def _process(batch: Sequence[tuple[str, int, bytes]]) -> list[Finding]:
     return _runtime.process(batch)
 
 
-def _persist() -> None:
-    _runtime.persist()
-
-
 def _published(findings: Sequence[Finding]) -> None:
     _runtime.published(findings)
 
@@ -90,11 +86,10 @@ class CheckerProcess:
     async def _call(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    async def process(self, batch: Sequence[tuple[str, int, bytes]]) -> list[Finding]:
-        return await self._call(_process, batch)
-
-    async def persist(self) -> None:
-        await self._call(_persist)
+    def process(self, batch: Sequence[tuple[str, int, bytes]]) -> "asyncio.Future[list[Finding]]":
+        """Submit now (calls run in submission order); the child saves the state after the
+        batch unless findings wait to be published (then after ``published``)."""
+        return asyncio.get_running_loop().run_in_executor(self._pool, _process, batch)
 
     async def published(self, findings: Sequence[Finding]) -> None:
         await self._call(_published, findings)

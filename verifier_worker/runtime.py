@@ -44,18 +44,29 @@ class VerifierRuntime:
         self._progress = (checker.position, time.monotonic())
         self._caught_up_since: float | None = None
         self._graph_edges = -1
+        self._unpublished = 0
         self._durable = self._view()
         for kind, count in self.alerts.items():
             metrics.alert(kind, count)
 
     def process(self, batch: Sequence[tuple[str, int, bytes]]) -> list[Finding]:
-        """Feed one faust batch (records of both topics, each topic in order)."""
+        """Feed one faust batch (records of both topics, each topic in order); saves the
+        state at once unless findings still wait to be published."""
         findings: list[Finding] = []
+        map_fn = self.pool.map if self.s.threads > 1 else map
         for role, records in itertools.groupby(batch, key=lambda record: record[0]):
             run = [(offset, raw) for _, offset, raw in records]
-            findings += (self.checker.feed_entries(run, self.pool.map) if role == ENTRIES
+            findings += (self.checker.feed_entries(run, map_fn) if role == ENTRIES
                          else self.checker.feed_checkpoints(run))
+        self._hold(findings)
         return findings
+
+    def _hold(self, findings: Sequence[Finding]) -> None:
+        """The state may be saved only when every finding so far is published (at-least-once)."""
+        if findings:
+            self._unpublished += 1
+        elif not self._unpublished:
+            self.persist()
 
     def persist(self) -> None:
         """Save the state; from now on status.json reports what was saved (what a restart resumes)."""
@@ -74,10 +85,14 @@ class VerifierRuntime:
                 "pending_links": ch.pending_links, "stats": ch.stats.to_dict()}
 
     def published(self, findings: Sequence[Finding]) -> None:
+        """The alerts of one earlier ``process`` / ``assess`` are delivered."""
         for f in findings:
             self.alerts[f.kind.value] += 1
             self.metrics.alert(f.kind.value)
             log.warning("ALERT %s %s: %s", f.severity.value, f.kind.value, f.detail)
+        self._unpublished -= 1
+        if not self._unpublished:
+            self.persist()
 
     def assess(self, obs: Observation | None, now: float) -> list[Finding]:
         """Lag, health, ``stalled`` and checkpoints that claim entries the ledger lacks."""
@@ -100,6 +115,8 @@ class VerifierRuntime:
                 findings += self.checker.expire_checkpoints()
         else:
             self._caught_up_since = None
+        if findings:
+            self._unpublished += 1
         return findings
 
     # --- reporting ------------------------------------------------------------------------------------

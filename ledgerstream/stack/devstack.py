@@ -216,7 +216,10 @@ def optional_services(home: Path, py: str) -> list[tuple[str, list[str], dict[st
 
     out: list[tuple[str, list[str], dict[str, Any]]] = []
     if importlib.util.find_spec("ledgerstream.signer_worker.__main__") is not None:
-        out.append(("signer", [py, "-m", "ledgerstream.signer_worker", "--home", str(home)], {}))
+        # One supervised signer: no lease to wait for after a restart (fencing by the
+        # transactional id still applies); run a second signer by hand for hot standby.
+        out.append(("signer", [py, "-m", "ledgerstream.signer_worker", "--home", str(home),
+                               "--no-leader-election"], {}))
     if importlib.util.find_spec("ledgerstream.verifier_worker.__main__") is not None:
         for vid in VERIFIER_IDS:
             out.append((f"verifier:{vid}", [py, "-m", "ledgerstream.verifier_worker", "--home", str(home),

@@ -14,8 +14,10 @@ Scenarios, one run, one machine:
   progress to the last entry, ``wall_s`` including its start-up.
 
 The ledger is built by the signer's own code (``signer_worker.sequencer``), so the entries
-are exactly what a running signer writes. Goal: verify at least twice as fast as the
-signer signs (default backend).
+are exactly what a running signer writes, and timing it gives the signer's own per-entry
+rate (``signer_sequencer``: hash, sign, encode; an upper bound of what the signer sustains).
+Goal: verify at least twice that fast; ``met_against_pyca_raw_sign`` also compares with the
+bare pyca sign rate (the signer's ceiling without liboqs).
 """
 from __future__ import annotations
 
@@ -172,7 +174,10 @@ def run(entries: int = 10_000, bootstrap: str | None = None, threads: int | None
     results: dict[str, Any] = {"raw": raw_rates()}
     key = mldsa.PrivateKey.generate()
     log(f"building {entries} entries with the signer's sequencer ({backend}) ...")
+    start = time.perf_counter()
     ledger, checkpoints = build_ledger(key, entries)
+    results["signer_sequencer"] = {"entries": entries, "per_s": round(entries / (time.perf_counter() - start)),
+                                   "note": "the signer's own per-entry work (hash, sign, encode), no Kafka"}
     log("pure checker ...")
     results["checker_1_thread"] = bench_checker(key, ledger, checkpoints, 1)
     results["checker_threads"] = bench_checker(key, ledger, checkpoints, threads)
@@ -195,20 +200,24 @@ def run(entries: int = 10_000, bootstrap: str | None = None, threads: int | None
         if broker is not None:
             broker.stop()
         tmp.cleanup()
-    signer_rate = results["raw"][backend]["sign_per_s"]
-    rates = {"checker": results["checker_threads"]["per_s"], "worker": results["worker_end_to_end"]["steady_per_s"]}
+    signer_rate = results["signer_sequencer"]["per_s"]
+    rates = {"checker": max(results["checker_1_thread"]["per_s"], results["checker_threads"]["per_s"]),
+             "worker": results["worker_end_to_end"]["steady_per_s"]}
     return {
         "benchmark": "verifier", "entries": entries, "backend": backend,
         "bootstrap": "embedded" if broker else bootstrap,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_avg_1m": round(os.getloadavg()[0], 2)},
-        "scenarios": {"checker_1_thread": results["checker_1_thread"], "checker_threads": results["checker_threads"],
+        "scenarios": {"signer_sequencer": results["signer_sequencer"],
+                      "checker_1_thread": results["checker_1_thread"], "checker_threads": results["checker_threads"],
                       "worker_end_to_end": results["worker_end_to_end"],
                       **{f"raw_{b}": r for b, r in results["raw"].items()}},
-        "goal": {"signer_sign_per_s": signer_rate, "target_per_s": round(GOAL_FACTOR * signer_rate),
-                 "pyca_signer_target_per_s": round(GOAL_FACTOR * results["raw"].get("pyca", {}).get("sign_per_s", 0)),
+        "goal": {"signer_per_s": signer_rate, "target_per_s": round(GOAL_FACTOR * signer_rate),
                  **{f"{k}_per_s": v for k, v in rates.items()},
-                 "met": all(v is not None and v >= GOAL_FACTOR * signer_rate for v in rates.values())},
+                 "met": all(v is not None and v >= GOAL_FACTOR * signer_rate for v in rates.values()),
+                 "pyca_raw_sign_per_s": results["raw"].get("pyca", {}).get("sign_per_s"),
+                 "met_against_pyca_raw_sign": all(v is not None and v >= GOAL_FACTOR * results["raw"].get("pyca", {})
+                                                  .get("sign_per_s", float("inf")) for v in rates.values())},
     }
 
 
