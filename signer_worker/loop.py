@@ -186,7 +186,8 @@ class SignerWorker:
             self.counters[key] += n
         for size, body in published:
             self.anchorer.submit(size, body)
-            self.state.unanchored[size] = body
+            if self.s.tsa_urls:  # without a TSA nothing will ever anchor it
+                self.state.unanchored[size] = body
         for t in tokens:
             self.state.unanchored.pop(t.tree_size, None)
         self.write_status()

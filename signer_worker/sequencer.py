@@ -34,7 +34,8 @@ class Outcome:
 
 
 class _NotCanonicalisable(Exception):
-    """Valid Avro that RFC 8785 cannot encode, e.g. an integer beyond 2**53 (occurred_at)."""
+    """A valid-looking action whose entry hash cannot be computed (records.entry_hash raised).
+    Dead-lettered rather than raised: one such record must not crash-loop the signer."""
 
 
 def now_us() -> int:
@@ -74,7 +75,8 @@ class Sequencer:
             return dead_letter("invalid_field", str(exc), raw, src)
         known = self.state.events.get(action["event_id"])
         if known is not None:
-            if known.agent_id == action["agent_id"] and known.payload_hash == bytes(action["payload_hash"]):
+            if (known.agent_id, known.payload_hash, known.action_type) == (
+                    action["agent_id"], bytes(action["payload_hash"]), action["action_type"]):
                 self.duplicates += 1
                 return Outcome(duplicate_of=known.seq)
             return dead_letter("duplicate_conflict",

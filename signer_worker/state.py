@@ -26,6 +26,7 @@ class Known:
     seq: int
     entry_hash: bytes
     payload_hash: bytes
+    action_type: str
 
 
 class LedgerState:
@@ -51,7 +52,8 @@ class LedgerState:
         self.head = h
         self.agents[action["agent_id"]] = (entry["agent_seq"] + 1, h)
         self.tree.append(merkle.leaf_hash(records.merkle_leaf_input(h)))
-        self.events[action["event_id"]] = Known(action["agent_id"], entry["seq"], h, bytes(action["payload_hash"]))
+        self.events[action["event_id"]] = Known(action["agent_id"], entry["seq"], h, bytes(action["payload_hash"]),
+                                               action["action_type"])
         if len(self.events) > self.horizon:
             self.events.popitem(last=False)
 

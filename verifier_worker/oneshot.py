@@ -87,9 +87,11 @@ def verify_records(config: CheckerConfig, checkpoints: Iterable[tuple[int, bytes
         report.findings += checker.feed_checkpoints(batch)
         advance(batch[-1][0])
     seen = 0
-    with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
+    threads = threads or max(1, (os.cpu_count() or 1) - 1)  # leave a core to the Kafka client
+    with ThreadPoolExecutor(threads) as pool:
+        map_fn = pool.map if threads > 1 else map
         for batch in batched(entries, BATCH):
-            report.findings += checker.feed_entries(batch, pool.map)
+            report.findings += checker.feed_entries(batch, map_fn)
             advance(batch[-1][0])
     report.findings += checker.finish()
     return report

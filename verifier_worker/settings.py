@@ -23,7 +23,7 @@ class VerifierSettings:
     #: records per faust batch (``stream.take_events``) and how long to wait to fill one
     batch_size: int = 1000
     batch_seconds: float = 0.2
-    threads: int = 2
+    threads: int = 1  # signature-check threads; more pay only with idle cores
     metrics_port: int = 0  # 0: any free port (the URL is in status.json)
     status_seconds: float = 2.0
     stall_seconds: float = 60.0

@@ -33,5 +33,17 @@ def checker_config(home: Path, *, trusted_keys: Iterable[Path] = (), tsa_ca_path
         from ledgerstream.producers.policy import Policy
 
         approvers = Policy.from_file(policy_path).approvers
-    return CheckerConfig(trusted_keys=dict(keys.by_id), tsa_ca=tsa_ca(home, tsa_ca_path), approvers=approvers,
-                         **options)
+    ca = tsa_ca(home, tsa_ca_path)
+    if ca is not None:
+        _check_ca(ca)
+    return CheckerConfig(trusted_keys=dict(keys.by_id), tsa_ca=ca, approvers=approvers, **options)
+
+
+def _check_ca(ca_pem: bytes) -> None:
+    """A broken CA file is a setup error, found at start rather than at the first token."""
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(ca_pem)
+    except ValueError as exc:
+        raise ConfigError(f"the TSA CA is not a PEM certificate bundle: {exc}") from exc

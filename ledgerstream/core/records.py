@@ -239,6 +239,9 @@ def validate_action(action: Mapping[str, Any]) -> None:
         raise ValueError("payload_hash does not commit to payload and payload_salt")
     if not isinstance(action.get("occurred_at"), int) or not 0 <= action["occurred_at"] <= MAX_SAFE_INT:
         raise ValueError("occurred_at must be an integer in [0, 2**53) (microseconds since the epoch)")
+    for approval in action.get("approvals") or []:
+        if not isinstance(approval.get("approved_at"), int) or not 0 <= approval["approved_at"] <= MAX_SAFE_INT:
+            raise ValueError("approvals[].approved_at must be an integer in [0, 2**53)")
     for link in action.get("links") or []:
         if not link.get("agent_id") or not link.get("event_id"):
             raise ValueError("every link needs agent_id and event_id")

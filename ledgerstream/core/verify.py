@@ -482,10 +482,6 @@ class Checker:
         return self._tree.size + (1 if self._tentative else 0)
 
     @property
-    def integrated(self) -> int:
-        return self._tree.size
-
-    @property
     def last_checkpoint(self) -> dict[str, Any] | None:
         cp = self._last_cp
         return None if cp is None else {"tree_size": cp.tree_size, "root_hash": cp.root.hex(),

@@ -155,7 +155,8 @@ def test_same_event_different_content_is_a_conflict(key: PrivateKey) -> None:
     before = _state_view(seq.state)
     other_payload = make_action(event_id="evt-1", payload={"q": "something else"})
     other_agent = dict(original, agent_id="agent-b")
-    for i, action in enumerate([other_payload, other_agent]):
+    other_type = dict(original, action_type="data:delete:users")
+    for i, action in enumerate([other_payload, other_agent, other_type]):
         raw = codec.encode("ActionEvent", action)
         out = seq.process(raw, _src(10 + i))
         assert out.entry is None and out.duplicate_of is None

@@ -311,6 +311,7 @@ def test_pending_link_resolved_later_becomes_an_edge() -> None:
     edge = checker.graph.edges[-1]
     assert (edge.from_agent, edge.to_agent, edge.to_seq - edge.from_seq) == ("agent-a", "agent-late", 1)
     assert checker.graph.agent_pairs() == {"agent-a": {"agent-late": 1}}
+    assert checker.graph.edges_of("agent-late") == [edge]
 
 
 @pytest.mark.parametrize("seconds,entries,dangles", [(None, 50, True), (10.0, None, False), (0.05, None, True),
