@@ -71,6 +71,17 @@ def jcs_without_floats(value: Any) -> bytes:
                       allow_nan=False).encode("utf-8")
 
 
+def jsonable(value: Any) -> Any:
+    """A decoded record made JSON-friendly for display: byte strings as lowercase hex."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    return value
+
+
 # --- entries ---------------------------------------------------------------------------
 
 def _hex(value: bytes | None) -> str | None:

@@ -28,3 +28,12 @@ def ensure_topics(bootstrap: str, topics: Topics, timeout: float = 30.0) -> list
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise ConfigError(f"cannot create topic {name}: {exc}") from exc
     return created
+
+
+def delete_topics(bootstrap: str, topics: Topics, timeout: float = 30.0) -> None:
+    """Best-effort removal of a set of topics (benchmarks clean up their private topics)."""
+    for future in AdminClient({"bootstrap.servers": bootstrap}).delete_topics(list(topics.as_dict().values())).values():
+        try:
+            future.result(timeout)
+        except Exception:  # cleanup only: a leftover topic is harmless
+            pass

@@ -19,6 +19,8 @@ or journaled to the spool when the broker is down).
 """
 from __future__ import annotations
 
+from ledgerstream.stack.topics import delete_topics
+
 import os
 import platform
 import tempfile
@@ -167,7 +169,7 @@ def run(events: int = 20_000, bootstrap: str | None = None,
         log(f"emit at {PACED_RATE}/s x {paced} ...")
         results["emit_paced"] = {**bench_emit(bootstrap, topics, paced, pace=1 / PACED_RATE),
                                  "offered_per_s": PACED_RATE}
-        _delete_topics(bootstrap, topics)
+        delete_topics(bootstrap, topics)
     finally:
         if broker is not None:
             broker.stop()
@@ -181,12 +183,3 @@ def run(events: int = 20_000, bootstrap: str | None = None,
         "goal": {"emit_p99_us": GOAL_P99_US, "worst_emit_p99_us": worst, "met": worst < GOAL_P99_US},
     }
 
-
-def _delete_topics(bootstrap: str, topics: Any) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    for future in AdminClient({"bootstrap.servers": bootstrap}).delete_topics(list(topics.as_dict().values())).values():
-        try:
-            future.result(30)
-        except Exception:  # cleanup only: a leftover bench topic is harmless
-            pass

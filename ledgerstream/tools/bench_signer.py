@@ -38,6 +38,8 @@ gapless seq. The load average is reported because a busy machine changes the num
 """
 from __future__ import annotations
 
+from ledgerstream.stack.topics import delete_topics
+
 import cProfile
 import io
 import os
@@ -239,7 +241,7 @@ def bench_scenario(bootstrap: str, key_path: Path, workdir: Path, backend: str, 
     latencies = [(t - sent[e["action"]["event_id"]]) * 1000 for t, e in paced]
     to_signer = [(e["received_at"] / 1e6 - sent[e["action"]["event_id"]]) * 1000 for _, e in paced]
     to_reader = [(t - e["received_at"] / 1e6) * 1000 for t, e in paced]
-    _delete_topics(bootstrap, topics)
+    delete_topics(bootstrap, topics)
     return {
         "entries_per_s": round(rate), "sequencing_per_s": round(seq_rate),
         "ratio_to_raw_sign": round(rate / raw_rate, 2),
@@ -374,17 +376,8 @@ def profile_in_process(bootstrap: str, backend: str, mode: str = "entry", events
     finally:
         profiler.disable()
         stop.set()
-    _delete_topics(bootstrap, topics)
+    delete_topics(bootstrap, topics)
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
     return text.getvalue()
 
-
-def _delete_topics(bootstrap: str, topics: Any) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    for future in AdminClient({"bootstrap.servers": bootstrap}).delete_topics(list(topics.as_dict().values())).values():
-        try:
-            future.result(30)
-        except Exception:  # cleanup only: a leftover bench topic is harmless
-            pass

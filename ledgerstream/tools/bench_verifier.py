@@ -21,6 +21,8 @@ bare pyca sign rate (the signer's ceiling without liboqs).
 """
 from __future__ import annotations
 
+from ledgerstream.stack.topics import delete_topics
+
 import json
 import os
 import platform
@@ -195,7 +197,7 @@ def run(entries: int = 10_000, bootstrap: str | None = None, threads: int | None
             results["worker_end_to_end"] = bench_worker(key, ledger, checkpoints, bootstrap, topics,
                                                         Path(tmp.name) / "home", log)
         finally:
-            _delete_topics(bootstrap, topics)
+            delete_topics(bootstrap, topics)
     finally:
         if broker is not None:
             broker.stop()
@@ -220,12 +222,3 @@ def run(entries: int = 10_000, bootstrap: str | None = None, threads: int | None
                                                   .get("sign_per_s", float("inf")) for v in rates.values())},
     }
 
-
-def _delete_topics(bootstrap: str, topics: Any) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    for future in AdminClient({"bootstrap.servers": bootstrap}).delete_topics(list(topics.as_dict().values())).values():
-        try:
-            future.result(30)
-        except Exception:  # cleanup only: a leftover bench topic is harmless
-            pass

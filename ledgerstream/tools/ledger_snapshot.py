@@ -93,16 +93,7 @@ def entry_json(entry: dict[str, Any]) -> dict[str, Any]:
     """A JSON-friendly rendering of a LedgerEntry (bytes as hex, payload as JSON if present)."""
     import json
 
-    def conv(v: Any) -> Any:
-        if isinstance(v, (bytes, bytearray)):
-            return bytes(v).hex()
-        if isinstance(v, dict):
-            return {k: conv(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [conv(x) for x in v]
-        return v
-
-    out = conv(entry)
+    out = records.jsonable(entry)
     payload = entry["action"].get("payload")
     if payload is not None:
         try:

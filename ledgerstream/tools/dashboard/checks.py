@@ -179,16 +179,7 @@ class EntryChecker:
 def entry_json(entry: dict[str, Any]) -> dict[str, Any]:
     """The entry for display: bytes as hex; the payload and its salt withheld (they may be
     secret or erased; the page shows the commitment, which is what the chain signs)."""
-    def convert(value: Any) -> Any:
-        if isinstance(value, (bytes, bytearray)):
-            return bytes(value).hex()
-        if isinstance(value, dict):
-            return {k: convert(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [convert(v) for v in value]
-        return value
-
-    out = convert(entry)
+    out = records.jsonable(entry)
     payload = entry["action"].get("payload")
     out["action"]["payload"] = "erased or hash-only" if payload is None else f"withheld ({len(payload)} bytes)"
     out["action"].pop("payload_salt", None)
