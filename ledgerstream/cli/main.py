@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "approvals": ("ledgerstream.cli.approvals", "approvals", "List approval requests agents are waiting on."),
     "approve": ("ledgerstream.cli.approvals", "approve", "Sign (or reject) an approval request with your key."),
     "demo": ("ledgerstream.cli.demo", "demo", "Record a realistic multi-agent workload into Kafka."),
-    "bench": ("ledgerstream.cli.bench", "bench", "Benchmarks (producer, ...): latency and throughput as JSON."),
+    "bench": ("ledgerstream.cli.bench", "bench", "Benchmarks (producer, signer, verifier): latency and throughput, JSON."),
     "export": ("ledgerstream.cli.export", "export", "Export the ledger: SIEM feeds (ECS, CEF, OCSF, syslog), bundles."),
     "dashboard": ("ledgerstream.cli.dashboard", "dashboard", "Serve the read-only verifier dashboard (web page)."),
     "show": ("ledgerstream.cli.ledger", "show", "Show one entry with its signature and signed bytes."),
