@@ -6,6 +6,12 @@ bash scripts/setup.sh
 LS=.venv/bin/ledgerstream
 $LS dev up --detach
 $LS demo --agents 3 --events 600
+# demo returns once Kafka has the events; give the signer a moment to sequence them all
+for _ in $(seq 1 60); do
+  n=$($LS verify --json 2>/dev/null | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["entries"])' || echo 0)
+  [ "$n" -ge 600 ] && break
+  sleep 1
+done
 $LS verify
 $LS dev status
 echo
