@@ -12,7 +12,6 @@ from pathlib import Path
 
 from ledgerstream.core import config
 from ledgerstream.core.errors import LedgerstreamError
-from ledgerstream.core.verify import CHECKPOINTS, ENTRIES
 from ledgerstream.verifier_worker.settings import VerifierSettings
 from ledgerstream.verifier_worker.trust import checker_config
 
@@ -55,13 +54,11 @@ def settings_from_args(a: argparse.Namespace) -> VerifierSettings:
 
 
 def run(argv: list[str]) -> int:
-    """Lock the state folder, restore the checker process, align the consumer group, then
-    run faust until stopped."""
+    """Lock the state folder, restore the checker process, then run faust until stopped."""
     import faust
 
     from ledgerstream.verifier_worker.app import build_app
     from ledgerstream.verifier_worker.checker_process import CheckerProcess
-    from ledgerstream.verifier_worker.offsets import rewind_group
     from ledgerstream.verifier_worker.store import StateStore
 
     settings = settings_from_args(parse_args(argv))
@@ -70,12 +67,9 @@ def run(argv: list[str]) -> int:
     checker = CheckerProcess()
     try:
         info = checker.start(argv)
-        moved = rewind_group(settings.bootstrap, settings.group, {
-            settings.topics.entries: info["next_offset"][ENTRIES],
-            settings.topics.checkpoints: info["next_offset"][CHECKPOINTS]})
-        log.info("verifier %s: resuming at seq %d (offsets %s), metrics at %s%s", settings.id, info["position"],
-                 info["next_offset"], info["metrics_url"], f", group rewound {moved}" if moved else "")
-        faust.Worker(build_app(settings, checker), loglevel="INFO").execute_from_commandline()
+        log.info("verifier %s: resuming at seq %d (offsets %s), metrics at %s", settings.id, info["position"],
+                 info["next_offset"], info["metrics_url"])
+        faust.Worker(build_app(settings, checker, info["next_offset"]), loglevel="INFO").execute_from_commandline()
     except SystemExit as exc:
         return int(exc.code or 0)
     finally:

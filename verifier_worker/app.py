@@ -1,16 +1,16 @@
-"""The faust app of one verifier: a batched agent over ``entries`` + ``checkpoints`` and a
-timer that observes the pipeline; the checking itself happens in the checker process.
+"""The faust app of one verifier: a task that moves ledger records to the checker process
+and alerts to Kafka, and a timer that observes the pipeline.
 
-Each batch is queued in the checker process at once (it checks batches in order and
-runs ahead of faust); its alerts are then published in batch order and awaited
-(``acks=all``). The checker process saves its state (journal + state.json) only at points
-where every finding so far has been published. Up to four batches are in flight, so faust
-keeps filling batches while the checker works; faust therefore acks (and later commits) a
-batch before it is saved. That is safe because every start first
-moves the group's offsets back to the saved state (``offsets.py``): after a crash the
-unsaved batches are delivered again and their alerts re-published with the same
-``alert_id``. Any failure to check, publish or save ends the process (exit 70), so that a
-restart resumes from the saved state rather than from a half-applied batch.
+Records come from :class:`~ledgerstream.verifier_worker.reader.LedgerReader` (large
+``read_committed`` batches, off the event loop), starting at the checker's saved offsets.
+Each batch is queued in the checker process at once (it checks batches in order and runs
+ahead); its alerts are then published in batch order and awaited (``acks=all``). The
+checker process saves its state (journal + state.json) only at points where every finding
+so far has been published, so after a crash the unsaved batches are read again and their
+alerts re-published with the same ``alert_id``. Up to four batches are in flight, so the
+reader keeps filling batches while the checker works. Any failure to check, publish or save
+ends the process (exit 70), so that a restart resumes from the saved state rather than from
+a half-applied batch.
 """
 from __future__ import annotations
 
@@ -22,33 +22,43 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import faust
+from faust.app.base import BootStrategy
 
-from ledgerstream.core.verify import CHECKPOINTS, ENTRIES, Finding
+from ledgerstream.core.verify import Finding
 from ledgerstream.verifier_worker.alerting import encode_alert
 from ledgerstream.verifier_worker.checker_process import CheckerProcess
 from ledgerstream.verifier_worker.liveness import Observation, PipelineObserver
+from ledgerstream.verifier_worker.reader import MAX_RECORD_BYTES, LedgerReader, Record
 from ledgerstream.verifier_worker.settings import VerifierSettings
-from ledgerstream.verifier_worker.transport import ReadCommittedTransport
-
-MAX_RECORD_BYTES = 8 * 1024 * 1024
 IN_FLIGHT = 4          # batches handed to the checker process before waiting for the oldest
 EXIT_BATCH_FAILED = 70
 
 
-def build_app(settings: VerifierSettings, checker: CheckerProcess) -> faust.App:
-    app = faust.App(
-        settings.group, broker=f"kafka://{settings.bootstrap}", store="memory://", web_enabled=False,
-        topic_disable_leader=True, consumer_auto_offset_reset="earliest",
-        datadir=str(settings.state_dir / "faust"), consumer_max_fetch_size=MAX_RECORD_BYTES,
-        broker_session_timeout=10.0, broker_heartbeat_interval=3.0, broker_commit_interval=1.0,
+class _Boot(BootStrategy):
+    """No faust consumer: ledger records come from the LedgerReader (module docstring)."""
+
+    enable_kafka_consumer = False
+
+    def tables(self) -> list:
+        return []
+
+
+class _VerifierApp(faust.App):
+    BootStrategy = _Boot
+
+
+def build_app(settings: VerifierSettings, checker: CheckerProcess, next_offset: dict[str, int]) -> faust.App:
+    """``next_offset``: where the checker's saved state resumes, per role."""
+    app = _VerifierApp(
+        f"{settings.group}.worker", broker=f"kafka://{settings.bootstrap}", store="memory://", web_enabled=False,
+        topic_disable_leader=True, datadir=str(settings.state_dir / "faust"),
         producer_acks=-1, producer_max_request_size=MAX_RECORD_BYTES,
     )
-    app.transport = ReadCommittedTransport(app.conf.broker_consumer, app)
-    source = app.topic(settings.topics.entries, settings.topics.checkpoints,
-                       key_serializer="raw", value_serializer="raw")
     sink = app.topic(settings.topics.alerts, key_serializer="raw", value_serializer="raw")
-    roles = {settings.topics.entries: ENTRIES, settings.topics.checkpoints: CHECKPOINTS}
     io_thread = ThreadPoolExecutor(1, thread_name_prefix="observer")
+    read_thread = ThreadPoolExecutor(1, thread_name_prefix="reader")
+    reader = LedgerReader(settings, next_offset)
+    read_until = dict(next_offset)  # offsets the checker has been handed, per role
     observer = PipelineObserver(settings.bootstrap, settings.topics, settings.signer_group_id)
 
     def observe_kafka() -> Observation | None:
@@ -65,28 +75,47 @@ def build_app(settings: VerifierSettings, checker: CheckerProcess) -> faust.App:
         await asyncio.gather(*pending)  # delivered (acks=all) before the state moves past them
         await checker.published(findings)
 
-    async def handle(checked: "asyncio.Future[list[Finding]]", previous: asyncio.Future | None) -> None:
+    async def handle(checked: "asyncio.Future[list[Finding]]", previous: asyncio.Future | None,
+                     reached: dict[str, int]) -> None:
         try:
             findings = await checked
             if previous is not None:
                 await previous  # alerts leave in batch order
             if findings:
                 await publish(findings)
+            await loop.run_in_executor(read_thread, reader.commit, reached)
         except Exception:
             app.log.exception("verifier %s: a batch could not be checked, published or saved; exiting", settings.id)
             os._exit(EXIT_BATCH_FAILED)
 
-    @app.agent(source, name="verify")
-    async def verify(stream: faust.StreamT) -> None:
+    def advance(batch: Sequence[Record]) -> dict[str, int]:
+        for role, offset, _ in batch:
+            if offset >= read_until[role]:
+                read_until[role] = offset + 1
+        return dict(read_until)
+
+    loop: asyncio.AbstractEventLoop
+
+    @app.task
+    async def verify() -> None:
+        nonlocal loop
+        loop = asyncio.get_running_loop()
         in_flight: deque[asyncio.Future] = deque()
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            batch = [(roles[e.message.topic], e.message.offset, e.value or b"") for e in events]
-            checked = checker.process(batch)  # queued in the checker process right away
-            in_flight.append(asyncio.ensure_future(handle(checked, in_flight[-1] if in_flight else None)))
-            while in_flight and in_flight[0].done():
-                in_flight.popleft()
-            if len(in_flight) > IN_FLIGHT:
-                await in_flight.popleft()
+        try:
+            while True:
+                batch = await loop.run_in_executor(read_thread, reader.poll, settings.batch_size,
+                                                   settings.batch_seconds)
+                if not batch:
+                    continue
+                checked = checker.process(batch)  # queued in the checker process right away
+                in_flight.append(asyncio.ensure_future(
+                    handle(checked, in_flight[-1] if in_flight else None, advance(batch))))
+                while in_flight and in_flight[0].done():
+                    in_flight.popleft()
+                if len(in_flight) > IN_FLIGHT:
+                    await in_flight.popleft()
+        finally:
+            read_thread.submit(reader.close)
 
     @app.timer(settings.status_seconds, name="observe")
     async def observe() -> None:

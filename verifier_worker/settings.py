@@ -20,7 +20,7 @@ class VerifierSettings:
     topics: Topics
     checker: CheckerConfig
     reverify: bool = False
-    #: records per faust batch (``stream.take_events``) and how long to wait to fill one
+    #: records per batch handed to the checker, and how long to wait for the first
     batch_size: int = 1000
     batch_seconds: float = 0.2
     threads: int = 1  # signature-check threads; more pay only with idle cores

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ledgerstream.core import codec, mldsa
 from ledgerstream.core.config import Topics
@@ -185,5 +185,16 @@ def test_status_and_graph_files(bootstrap: str, topics: Topics, tmp_path: Path) 
         assert graph["edges"] == [{"from_seq": 1, "from_agent": "agent-b", "to_seq": 0, "to_agent": "agent-a",
                                    "relation": "caused_by"}]
         assert graph["agents"] == {"agent-b": {"agent-a": 1}}
+        # Kafka lag tools see the verifier's own consumer group at the end of both topics
+        group = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topics.entries[: -len('entries')]}verifier-v1"})
+        try:
+            def committed() -> dict[str, int] | None:
+                tps = group.committed([TopicPartition(topics.entries, 0), TopicPartition(topics.checkpoints, 0)],
+                                      timeout=10)
+                found = {tp.topic: tp.offset for tp in tps}
+                return found if found == {topics.entries: 2, topics.checkpoints: 1} else None
+            wait_until(committed, 20, "the verifier group's committed offsets")
+        finally:
+            group.close()
     finally:
         worker.stop()

@@ -1,0 +1,67 @@
+"""Reads committed ``entries`` and ``checkpoints`` records in large batches.
+
+The verifier's hot path: one confluent-kafka consumer (librdkafka, ``read_committed``)
+assigned to partition 0 of both topics at the checker's saved offsets. The checker's state
+says where it stands, so the consumer group is never asked where to start; its committed
+offsets are only kept up to date for the usual Kafka lag tools. faust's stream machinery
+costs ~300 µs per record on a 2-core machine, more than checking the record
+(docs/decisions.md D13), so records do not go through a faust stream.
+"""
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from ledgerstream.core.verify import CHECKPOINTS, ENTRIES
+from ledgerstream.verifier_worker.settings import VerifierSettings
+
+log = logging.getLogger("ledgerstream.verifier")
+
+MAX_RECORD_BYTES = 8 * 1024 * 1024
+
+#: (role, offset, raw bytes): what the checker process is fed
+Record = tuple[str, int, bytes]
+
+
+class LedgerReader:
+    """Not thread-safe: one thread polls, commits and closes it."""
+
+    def __init__(self, settings: VerifierSettings, next_offset: dict[str, int]) -> None:
+        self._roles = {settings.topics.entries: ENTRIES, settings.topics.checkpoints: CHECKPOINTS}
+        self._consumer = Consumer({
+            "bootstrap.servers": settings.bootstrap, "group.id": settings.group,
+            "enable.auto.commit": False, "enable.auto.offset.store": False,
+            "isolation.level": "read_committed", "enable.partition.eof": False,
+            "max.partition.fetch.bytes": 2 * MAX_RECORD_BYTES, "fetch.max.bytes": 64 * 1024 * 1024,
+            "fetch.wait.max.ms": 100,
+        })
+        self._consumer.assign([TopicPartition(topic, 0, next_offset[role]) for topic, role in self._roles.items()])
+
+    def poll(self, max_records: int, timeout: float) -> list[Record]:
+        """Up to ``max_records`` committed records, each topic in offset order; waits at most
+        ``timeout`` seconds for the first. Broker trouble is logged here, never raised:
+        librdkafka reconnects by itself and the liveness checks report it."""
+        out: list[Record] = []
+        for msg in self._consumer.consume(max_records, timeout):
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("reading the ledger: %s", err)
+                continue
+            out.append((self._roles[msg.topic()], msg.offset(), msg.value() or b""))
+        return out
+
+    def commit(self, next_offset: dict[str, int]) -> None:
+        """Tell the consumer group how far the verifier got (for lag tools; best effort)."""
+        offsets = [TopicPartition(topic, 0, next_offset[role]) for topic, role in self._roles.items()
+                   if next_offset.get(role, 0) > 0]
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:
+            log.warning("could not commit the verifier's offsets: %s", exc)
+
+    def close(self) -> None:
+        self._consumer.close()
