@@ -31,12 +31,14 @@ def _plain(value: Any, depth: int) -> bool:
         for key, item in value.items():
             if type(key) is not str or (not key.isascii() and max(key) >= _SURROGATES):
                 return False
-            if not _plain(item, depth + 1):
+            leaf = type(item)  # strings, booleans and null inline: no call for the common leaves
+            if not (leaf is str or leaf is bool or item is None) and not _plain(item, depth + 1):
                 return False
         return True
     if kind is list:
         for item in value:
-            if not _plain(item, depth + 1):
+            leaf = type(item)
+            if not (leaf is str or leaf is bool or item is None) and not _plain(item, depth + 1):
                 return False
         return True
     return False

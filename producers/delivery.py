@@ -34,6 +34,10 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "queue.buffering.max.messages": 200_000,
 }
 MAX_IN_FLIGHT = 100_000
+#: while librdkafka reports every broker down, only this many records wait in its queue (the
+#: rest wait in the spool): enough to notice the broker's return, and no Python work per
+#: record that cannot be delivered anyway
+OFFLINE_IN_FLIGHT = 256
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
 _PENDING, _OK, _FAILED = 0, 1, 2
 
@@ -145,7 +149,7 @@ class Pump:
         ``perf_counter() >= until``); returns how many were handed to Kafka."""
         if not self._ready():
             return 0
-        limit = min(limit, MAX_IN_FLIGHT - len(self._in_flight))
+        limit = min(limit, self._window(delivery) - len(self._in_flight))
         count = 0
         while count < limit:
             try:
@@ -161,8 +165,12 @@ class Pump:
                 break
         return count
 
+    @staticmethod
+    def _window(delivery: Delivery) -> int:
+        return MAX_IN_FLIGHT if delivery.online else OFFLINE_IN_FLIGHT
+
     def _produce(self, delivery: Delivery, body: bytes, end: Position) -> bool:
-        if len(self._in_flight) >= MAX_IN_FLIGHT:
+        if len(self._in_flight) >= self._window(delivery):
             return False
         sent = _Sent(end, self._produced_cum + FRAME.size + len(body))
         try:

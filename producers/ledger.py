@@ -47,6 +47,7 @@ LINK_OVERHEAD = 3
 TRACE_SIZE = 50
 APPROVAL_SIZE = 3_400           # one approval: a 3,309-byte ML-DSA-65 signature plus ids
 DROPPED_ACTION = "ledgerstream:dropped"
+MAX_CACHED_TYPES = 4096         # validated action types remembered per ledger
 
 try:
     _VERSION = metadata.version("ledgerstream")
@@ -108,6 +109,8 @@ class Ledger:
         if not isinstance(agent_id, str) or not agent_id or len(agent_id) > records.MAX_ID_LEN:
             raise ValueError(f"agent_id must be a non-empty string of at most {records.MAX_ID_LEN} characters")
         self.agent_id = agent_id
+        self._base_size = RECORD_OVERHEAD + len(agent_id)
+        self._valid_types: set[str] = set()  # action types already validated
         self.bootstrap = bootstrap
         self.topics = topics or config.resolve_topics()
         self.hash_only = bool(hash_only)
@@ -152,15 +155,21 @@ class Ledger:
         :class:`PolicyDenied`; one that needs approval blocks until m approvers sign
         (or raises :class:`ApprovalTimeout`).
         """
-        records.validate_action_type(action_type)
+        if action_type not in self._valid_types:
+            records.validate_action_type(action_type)
+            if len(self._valid_types) < MAX_CACHED_TYPES:
+                self._valid_types.add(action_type)
         self._check_open()
         if session is not None and (not isinstance(session, str) or not session):
             raise ValueError("session must be a non-empty string")
-        extra = tuple(context.to_link(link) for link in links or ())
+        extra = tuple(context.to_link(link) for link in links) if links else ()
         prepared = self.prepare(payload, redact=redact, hash_only=hash_only)
         where = context.placement(self.agent_id)
         event_id = uuid7()
-        policy, approvals = self.authorize(action_type, prepared, event_id, where, extra, session)
+        if self.policy is None:
+            policy, approvals = None, None
+        else:
+            policy, approvals = self.authorize(action_type, prepared, event_id, where, extra, session)
         return self.record(action_type, prepared, event_id=event_id, where=where, links=extra,
                            session=session, policy=policy, approvals=approvals)
 
@@ -169,10 +178,10 @@ class Ledger:
         """Redact, canonicalise (RFC 8785) and commit to a payload; TypeError if it is not JSON."""
         if payload is None:
             payload = {}
-        if not isinstance(payload, Mapping):
+        elif type(payload) is not dict and not isinstance(payload, Mapping):
             raise TypeError(f"payload must be a dict (a JSON object), got {type(payload).__name__}")
         redactor = self.redactor + Redactor(redact) if redact else self.redactor
-        canonical = canonical_payload(redactor.apply(payload))
+        canonical = canonical_payload(redactor.apply(payload) if redactor else payload)
         if len(canonical) > self.max_payload_bytes:
             raise ValueError(f"payload is {len(canonical)} bytes canonicalised, more than max_payload_bytes "
                              f"({self.max_payload_bytes}); record a summary or use hash_only")
@@ -229,15 +238,21 @@ class Ledger:
         self._check_open()
         event_id = event_id or uuid7()
         where = where or context.placement(self.agent_id)
-        all_links = tuple(dict.fromkeys(where.links + links))
+        all_links = tuple(dict.fromkeys(where.links + links)) if where.links or links else ()
         trace = None if where.trace_id is None else (where.trace_id, span_id or context.new_span_id(),
                                                      where.parent_span_id)
         approvals = approvals or []
         session_id = session if session is not None else where.session_id
-        size = (RECORD_OVERHEAD + len(self.agent_id) + len(action_type) + len(session_id or "")
-                + (0 if prepared.hash_only else len(prepared.canonical))
-                + sum(len(link.agent_id) + len(link.event_id) + len(link.relation) + LINK_OVERHEAD for link in all_links)
-                + (TRACE_SIZE if trace else 0) + APPROVAL_SIZE * len(approvals))
+        size = self._base_size + len(action_type) + (0 if prepared.hash_only else len(prepared.canonical))
+        if session_id:
+            size += len(session_id)
+        if all_links:
+            size += sum(len(link.agent_id) + len(link.event_id) + len(link.relation) + LINK_OVERHEAD
+                        for link in all_links)
+        if trace:
+            size += TRACE_SIZE
+        if approvals:
+            size += APPROVAL_SIZE * len(approvals)
         now = time.time_ns() // 1000
         with self._lock:
             if self._sender.backlog_bytes() + size > self.max_spool_bytes:

@@ -4,7 +4,10 @@
 batch to the spool with one ``write`` (so a kill -9 of the agent loses nothing already
 journaled), fsyncs at most every ``FSYNC_INTERVAL`` (so a machine crash loses at most that
 window), and pumps the spool into Kafka. It yields the GIL every ``SLICE`` seconds of work
-so that the agent's own threads are never held up for long.
+so that the agent's own threads are never held up for long. While the agent keeps emitting,
+each yield is a short real sleep (``HANDOFF``): a zero sleep releases the GIL, but this
+thread usually takes it back before the agent's waiting thread has even woken up, so the
+agent would sit out several slices in a row.
 
 ``emit`` wakes the thread only when it is asleep after a quiet spell; while busy it looks at
 the queue every ``POLL_WAIT``. Each wake-up hands the GIL over, so waking on every emit
@@ -25,7 +28,8 @@ log = logging.getLogger("ledgerstream.producer")
 
 FSYNC_INTERVAL = 0.05
 CURSOR_INTERVAL = 0.2
-SLICE = 0.0001          # seconds of work between voluntary GIL releases
+SLICE = 0.00005         # seconds of work between voluntary GIL releases
+HANDOFF = 0.002        # sleep after a slice while the agent emits: it keeps the GIL that long
 BATCH = 256             # records produced per slice at most
 POLL_WAIT = 0.002       # while busy: look at the queue this often (emit does not wake us)
 OFFLINE_POLL_WAIT = 0.05  # same while the broker is unreachable (librdkafka retries by itself)
@@ -115,6 +119,7 @@ class Sender:
     def _run(self) -> None:
         last_sync = last_cursor = last_work = time.monotonic()
         dirty = cursor_moved = False
+        accepted = self._accepted
         try:
             while True:
                 slice_end = time.perf_counter() + SLICE
@@ -137,7 +142,9 @@ class Sender:
                         self.spool.pending_records == 0 or now >= self._stop_by or not self.online):
                     break
                 if self._queue:
-                    time.sleep(0)  # release the GIL between slices: the agent's threads come first
+                    # release the GIL between slices: the agent's threads come first
+                    time.sleep(HANDOFF if self._accepted != accepted else 0)
+                    accepted = self._accepted
                     continue
                 self._idle(dirty, last_sync, last_work)
         except Exception:  # never die silently: the spool keeps what was journaled

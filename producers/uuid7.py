@@ -22,10 +22,11 @@ def uuid7() -> str:
     with _lock:
         _last = now if now > _last else _last + 1  # counter overflow borrows from the next ms
         stamp = _last
-    rand_b = int.from_bytes(random_bytes(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
-    value = ((stamp >> 12) << 80) | (0x7 << 76) | ((stamp & 0xFFF) << 64) | (0b10 << 62) | rand_b
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    # 48-bit ms + version 7 + 12-bit counter, then variant 0b10 + 62 random bits, as hex
+    head = f"{stamp >> 12:012x}7{stamp & 0xFFF:03x}"
+    rand = random_bytes(8)
+    tail = f"{(rand[0] & 0x3F) | 0x80:02x}{rand[1:].hex()}"
+    return f"{head[:8]}-{head[8:12]}-{head[12:]}-{tail[:4]}-{tail[4:]}"
 
 
 def uuid7_unix_ms(value: str) -> int:

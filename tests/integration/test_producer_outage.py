@@ -2,7 +2,9 @@
 
 * A private broker is killed: 200 events go to the spool, ``close()`` returns within its
   timeout, ``ledgerstream sync`` delivers exactly those 200 once the broker is back, and a
-  second sync sends nothing; a ledger left open meanwhile delivers by itself, in order.
+  second sync sends nothing; a ledger left open meanwhile keeps only a small probe window in
+  librdkafka while the broker is down and delivers everything by itself, in order, once it is
+  back.
 * An agent process is killed with SIGKILL mid-stream: every event it reported as emitted
   reaches Kafka after a sync.
 """
@@ -20,6 +22,7 @@ import pytest
 
 from ledgerstream.core import codec
 from ledgerstream.core.config import Topics
+from ledgerstream.producers.delivery import OFFLINE_IN_FLIGHT
 from ledgerstream.producers.ledger import connect
 from ledgerstream.producers.spool import Spool
 from ledgerstream.producers.topic_reader import read_all
@@ -52,7 +55,13 @@ def test_broker_down_spool_then_sync_exactly_once(tmp_path, ls_home):
         broker.kill()  # kill -9: the harshest outage
         time.sleep(1.0)  # let the client notice
         ids = {led.emit("tool:offline", {"i": i}) for i in range(200)}
-        live_ids = [live.emit("tool:during", {"i": i}) for i in range(50)]
+        live_ids = [live.emit("tool:during", {"i": i}) for i in range(OFFLINE_IN_FLIGHT * 4)]
+        deadline = time.monotonic() + 30
+        while live.stats()["journaled"] < len(live_ids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # while every broker is down only a probe window waits in librdkafka; the rest in the spool
+        assert 0 < live._sender._delivery.outstanding() <= OFFLINE_IN_FLIGHT
+        assert live.stats()["undelivered"] == len(live_ids)
         t0 = time.monotonic()
         left = led.close(timeout=3.0)
         assert time.monotonic() - t0 < 3.5, "close() must return within its timeout with the broker down"
@@ -76,7 +85,7 @@ def test_broker_down_spool_then_sync_exactly_once(tmp_path, ls_home):
         assert json.loads(second.stdout)["sent"] == 0
         got = actions(broker.bootstrap, topics.actions)
         assert {r["event_id"] for r in got} == ids | {before} | set(live_ids)
-        assert len(got) == 251, "nothing sent twice"
+        assert len(got) == 201 + len(live_ids), "nothing sent twice"
         assert [r["event_id"] for r in got if r["agent_id"] == "agent-live"] == live_ids, "order kept"
     finally:
         broker.stop()
@@ -85,7 +94,8 @@ def test_broker_down_spool_then_sync_exactly_once(tmp_path, ls_home):
 AGENT = textwrap.dedent("""
     import sys, time
     from ledgerstream.core.config import Topics
-    from ledgerstream.producers.ledger import connect
+    from ledgerstream.producers.delivery import OFFLINE_IN_FLIGHT
+from ledgerstream.producers.ledger import connect
 
     led = connect("agent-k9", sys.argv[1], topics=Topics.with_prefix(sys.argv[2]), spool_dir=sys.argv[3],
                   producer_config={"linger.ms": 1000})  # keep some events in flight at the kill
