@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from ledgerstream.core.config import Topics
-from ledgerstream.core.verify import Checker, CheckerConfig, Finding, Severity
+from ledgerstream.core.verify import Checker, CheckerConfig, Finding, Severity, chunked_map
 from ledgerstream.tools import ledger_reader
 
 BATCH = 500
@@ -89,7 +89,7 @@ def verify_records(config: CheckerConfig, checkpoints: Iterable[tuple[int, bytes
     seen = 0
     threads = threads or max(1, (os.cpu_count() or 1) - 1)  # leave a core to the Kafka client
     with ThreadPoolExecutor(threads) as pool:
-        map_fn = pool.map if threads > 1 else map
+        map_fn = chunked_map(pool, threads)
         for batch in batched(entries, BATCH):
             report.findings += checker.feed_entries(batch, map_fn)
             advance(batch[-1][0])

@@ -14,7 +14,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
-from ledgerstream.core.verify import CHECKPOINTS, ENTRIES, Checker, Finding, LivenessSample, StallMonitor
+from ledgerstream.core.verify import (CHECKPOINTS, ENTRIES, Checker, Finding, LivenessSample, StallMonitor,
+                                      chunked_map)
 from ledgerstream.verifier_worker.liveness import Observation
 from ledgerstream.verifier_worker.metrics import Metrics
 from ledgerstream.verifier_worker.settings import VerifierSettings
@@ -23,6 +24,7 @@ from ledgerstream.verifier_worker.store import StateStore, write_json_atomic
 log = logging.getLogger("ledgerstream.verifier")
 
 GRAPH_EDGES = 10_000       # graph.json keeps the newest edges (the state keeps them all)
+SAVE_INTERVAL = 1.0        # seconds between state saves while batches keep coming
 PROGRESS_GRACE = 30.0      # seconds without progress while behind before "unhealthy"
 
 
@@ -45,6 +47,8 @@ class VerifierRuntime:
         self._caught_up_since: float | None = None
         self._graph_edges = -1
         self._unpublished = 0
+        self._dirty = False
+        self._saved_at = 0.0
         self._durable = self._view()
         for kind, count in self.alerts.items():
             metrics.alert(kind, count)
@@ -53,7 +57,7 @@ class VerifierRuntime:
         """Feed one faust batch (records of both topics, each topic in order); saves the
         state at once unless findings still wait to be published."""
         findings: list[Finding] = []
-        map_fn = self.pool.map if self.s.threads > 1 else map
+        map_fn = chunked_map(self.pool, self.s.threads)
         for role, records in itertools.groupby(batch, key=lambda record: record[0]):
             run = [(offset, raw) for _, offset, raw in records]
             findings += (self.checker.feed_entries(run, map_fn) if role == ENTRIES
@@ -62,15 +66,20 @@ class VerifierRuntime:
         return findings
 
     def _hold(self, findings: Sequence[Finding]) -> None:
-        """The state may be saved only when every finding so far is published (at-least-once)."""
+        """The state may be saved only when every finding so far is published (at-least-once),
+        and is saved at most every SAVE_INTERVAL while clean batches stream in: each save
+        fsyncs twice, which cost more than checking a whole batch. A crash re-reads at most
+        that much from Kafka; ``write_status`` saves what is left when batches stop."""
+        self._dirty = True
         if findings:
             self._unpublished += 1
-        elif not self._unpublished:
+        elif not self._unpublished and time.monotonic() - self._saved_at >= SAVE_INTERVAL:
             self.persist()
 
     def persist(self) -> None:
         """Save the state; from now on status.json reports what was saved (what a restart resumes)."""
         self.store.save(self.checker, {"alerts": dict(self.alerts)})
+        self._dirty, self._saved_at = False, time.monotonic()
         self._durable = self._view()
         if len(self.checker.graph.edges) != self._graph_edges:
             self._graph_edges = len(self.checker.graph.edges)
@@ -139,6 +148,8 @@ class VerifierRuntime:
         }
 
     def write_status(self) -> None:
+        if self._dirty and not self._unpublished:
+            self.persist()
         status = self.status()
         self.metrics.update(position=status["position"], lag=status["lag"], healthy=status["healthy"],
                             checkpoint_size=(status["last_checkpoint"] or {}).get("tree_size", 0))

@@ -91,12 +91,12 @@ def raw_rates(seconds: float = 1.0) -> dict[str, dict[str, float]]:
 
 
 def bench_checker(key: mldsa.PrivateKey, entries: list[bytes], checkpoints: list[bytes], threads: int) -> dict[str, Any]:
-    from ledgerstream.core.verify import Checker, CheckerConfig
+    from ledgerstream.core.verify import Checker, CheckerConfig, chunked_map
 
     checker = Checker(CheckerConfig.from_keys([key.public_key()]))
     start, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(threads) as pool:
-        map_fn = pool.map if threads > 1 else map
+        map_fn = chunked_map(pool, threads)
         for i in range(0, len(entries), 500):
             checker.feed_entries([(j, entries[j]) for j in range(i, min(i + 500, len(entries)))], map_fn)
         checker.feed_checkpoints(list(enumerate(checkpoints)))

@@ -446,3 +446,24 @@ def test_every_kind_has_a_severity_and_a_documented_section() -> None:
         assert f"**Severity:** {SEVERITY[kind].value}" in section
         for part in ("**Meaning.**", "**Triggered by.**", "**What to do.**"):
             assert part in section, (kind, part)
+
+
+def test_chunked_map_keeps_order_and_uses_one_task_per_chunk() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ledgerstream.core.verify import chunked_map
+
+    class CountingPool(ThreadPoolExecutor):
+        tasks = 0
+
+        def submit(self, *args, **kwargs):  # type: ignore[override]
+            CountingPool.tasks += 1
+            return super().submit(*args, **kwargs)
+
+    with CountingPool(3) as pool:
+        mapped = chunked_map(pool, 3)
+        assert list(mapped(lambda x: x * x, range(100))) == [x * x for x in range(100)]
+        assert CountingPool.tasks == 3
+        assert list(mapped(str, [1, 2])) == ["1", "2"]  # too few to split: inline, no task
+        assert CountingPool.tasks == 3
+    assert list(chunked_map(pool, 1)(abs, [-1, -2])) == [1, 2]
