@@ -27,6 +27,9 @@ RUN curl -fsSL -o liboqs.tar.gz "https://github.com/open-quantum-safe/liboqs/arc
       -DCMAKE_INSTALL_LIBDIR=lib \
  && cmake --build out \
  && cmake --install out
+# the signer's sign_many shim (one ctypes call signs a chunk with no GIL held), beside liboqs
+COPY scripts/install_liboqs.sh /build/install_liboqs.sh
+RUN OQS_INSTALL_PATH=/opt/oqs bash /build/install_liboqs.sh --shim-only
 
 FROM ${PYTHON_IMAGE} AS wheels
 WORKDIR /src

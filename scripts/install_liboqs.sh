@@ -12,6 +12,13 @@
 # Result: $PREFIX/lib/liboqs.so, PREFIX = $OQS_INSTALL_PATH or ~/_oqs (where the
 # probe in ledgerstream.core.mldsa looks). Needs cargo, cmake and a C compiler (ninja
 # optional); about 30 s on 2 cores. Safe to run again: a good install is left alone.
+#
+# Also builds $PREFIX/lib/libledgerstream_sign_many.so, a 20-line C shim that signs a
+# whole chunk of messages in one ctypes call, so a signing thread holds no GIL for the
+# whole chunk (PrivateKey.sign_many; docs/signer.md). It calls the OQS_SIG_sign that
+# ledgerstream.core.mldsa hands it, so it needs no liboqs headers. Without the shim the
+# signer signs on its loop thread, as before. `install_liboqs.sh --shim-only` builds just
+# the shim next to an existing $PREFIX/lib/liboqs.so (e.g. one built by the Dockerfile).
 set -euo pipefail
 
 OQS_SYS_VERSION="0.11.0+liboqs-0.13.0"
@@ -32,7 +39,12 @@ sys.exit(0 if ok else 1)
 EOF
 }
 
-if have_lib; then
+SHIM_ONLY=0
+[ "${1:-}" = "--shim-only" ] && SHIM_ONLY=1
+
+if [ "$SHIM_ONLY" = 1 ]; then
+  [ -e "$PREFIX/lib/liboqs.so" ] || { echo "install_liboqs: no $PREFIX/lib/liboqs.so for the shim" >&2; exit 2; }
+elif have_lib; then
   echo "liboqs $LIBOQS_VERSION already in $PREFIX/lib"
 else
   for tool in cargo cmake cc; do
@@ -68,4 +80,63 @@ EOF
   cmake --install "$work/build" >/dev/null
   have_lib || { echo "install_liboqs: built library does not load or lacks ML-DSA-65" >&2; exit 1; }
   echo "liboqs $LIBOQS_VERSION installed in $PREFIX/lib"
+fi
+
+SHIM="$PREFIX/lib/libledgerstream_sign_many.so"
+SHIM_ABI=1  # must equal ledgerstream.core.mldsa._SIGN_MANY_ABI
+
+have_shim() {
+  [ -e "$SHIM" ] || return 1
+  "$PYTHON" - "$SHIM" "$SHIM_ABI" <<'EOF'
+import ctypes, sys
+sys.exit(0 if ctypes.CDLL(sys.argv[1]).ls_sign_many_abi() == int(sys.argv[2]) else 1)
+EOF
+}
+
+build_shim() {
+  command -v cc >/dev/null || { echo "install_liboqs: 'cc' is required for the sign_many shim" >&2; return 1; }
+  local src
+  src="$(mktemp -d)"
+  cat > "$src/sign_many.c" <<EOF
+/* ledgerstream: sign a chunk of messages with liboqs in one call (scripts/install_liboqs.sh). */
+#include <stddef.h>
+#include <stdint.h>
+
+/* OQS_SIG_sign(const OQS_SIG *sig, uint8_t *signature, size_t *signature_len,
+                const uint8_t *message, size_t message_len, const uint8_t *secret_key) */
+typedef int (*oqs_sig_sign_fn)(const void *, uint8_t *, size_t *, const uint8_t *, size_t, const uint8_t *);
+
+int ls_sign_many_abi(void) { return $SHIM_ABI; }
+
+/* Message i is messages[offsets[i] .. offsets[i + 1]); its signature goes to
+   signatures + i * stride and its length to signature_lens[i]. Returns 0, or i + 1 if
+   OQS_SIG_sign failed on message i (nothing after it is signed). */
+int ls_sign_many(oqs_sig_sign_fn sign, const void *sig, const uint8_t *secret_key, size_t count,
+                 const uint8_t *messages, const size_t *offsets,
+                 uint8_t *signatures, size_t stride, size_t *signature_lens) {
+  for (size_t i = 0; i < count; i++) {
+    signature_lens[i] = stride;
+    if (sign(sig, signatures + i * stride, &signature_lens[i], messages + offsets[i],
+             offsets[i + 1] - offsets[i], secret_key) != 0)
+      return (int)(i + 1);
+  }
+  return 0;
+}
+EOF
+  mkdir -p "$PREFIX/lib"
+  if ! cc -O2 -fPIC -shared -Wall -Wextra -Werror -o "$SHIM.tmp" "$src/sign_many.c"; then
+    rm -rf "$src" "$SHIM.tmp"
+    return 1
+  fi
+  rm -rf "$src"
+  mv "$SHIM.tmp" "$SHIM"
+  have_shim
+}
+
+if have_shim; then
+  echo "sign_many shim already in $PREFIX/lib"
+elif build_shim; then
+  echo "sign_many shim installed in $PREFIX/lib"
+else  # not fatal: liboqs works without it (the signer then signs on its loop thread)
+  echo "install_liboqs: warning: could not build the sign_many shim; signing stays on the signer's loop thread" >&2
 fi

@@ -26,7 +26,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timestamp-mode", choices=["checkpoint", "entry"], default="checkpoint")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="entries per checkpoint")
     p.add_argument("--checkpoint-ms", type=int, default=5000, help="max ms between checkpoints")
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=SignerSettings.batch_size, help="records per transaction")
     p.add_argument("--batch-ms", type=int, default=50)
     p.add_argument("--max-record-bytes", type=int, default=1024 * 1024)
     p.add_argument("--dedup-horizon", type=int, default=1_000_000)
@@ -52,7 +52,14 @@ def settings_from_args(a: argparse.Namespace) -> SignerSettings:
         leader_election=not a.no_leader_election)
 
 
+#: The interpreter's thread switch interval in the signer process (Python's default: 5 ms).
+#: The entry-signing thread needs the GIL back after each chunk it signs, while the loop
+#: thread is busy in Python; with 5 ms it can wait that long per chunk (~13 ms of signing).
+SWITCH_INTERVAL_S = 0.001
+
+
 def main(argv: list[str] | None = None) -> int:
+    sys.setswitchinterval(SWITCH_INTERVAL_S)  # our own process: see signing.py
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         a = parse_args(argv)

@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -25,8 +26,9 @@ from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.core.topic_reader import read_partition
 from ledgerstream.signer_worker.anchoring import Anchorer
 from ledgerstream.signer_worker.leadership import LeaderLease
-from ledgerstream.signer_worker.sequencer import Sequencer, Source, now_us
+from ledgerstream.signer_worker.sequencer import Outcome, Sequencer, Source, now_us
 from ledgerstream.signer_worker.settings import SignerSettings
+from ledgerstream.signer_worker.signing import SigningThread
 from ledgerstream.signer_worker.state import LedgerState
 
 log = logging.getLogger("ledgerstream.signer")
@@ -50,6 +52,11 @@ class SignerWorker:
         self.last_checkpoint_time = time.monotonic()
         self.started = time.time()
         self._last_status = 0.0
+        # entry mode, liboqs with the sign_many shim: signatures are made on a dedicated
+        # thread while this one sequences, encodes and produces (signing.py); else inline
+        self.sign_ahead = settings.signing_mode == "entry" and key.sign_many_releases_gil
+        self.signing: SigningThread | None = None
+        self._unsigned: deque[Outcome] = deque()  # sequenced, waiting for their signatures
 
     # --- set-up ------------------------------------------------------------------------------
     def _producer(self) -> Producer:
@@ -60,7 +67,9 @@ class SignerWorker:
             "acks": "all",
             "linger.ms": 5,
             "message.max.bytes": 8 * 1024 * 1024,
-            "batch.size": 4 * 1024 * 1024,
+            # produce requests stay below the broker's G1 humongous-object size (half a 1 MB
+            # region): larger ones cost a small-heap broker several times the CPU per record
+            "batch.size": 256 * 1024,
             "queue.buffering.max.messages": 1_000_000,
             "queue.buffering.max.kbytes": 2_000_000,
             "transaction.timeout.ms": 60000,
@@ -86,7 +95,7 @@ class SignerWorker:
         self.state.recover_entries(read_partition(self.s.bootstrap, self.s.topics.entries), self.pub)
         self.state.recover_checkpoints(read_partition(self.s.bootstrap, self.s.topics.checkpoints), self.pub)
         self.seq = Sequencer(self.state, self.key, signing_mode=self.s.signing_mode,
-                             max_record_bytes=self.s.max_record_bytes)
+                             max_record_bytes=self.s.max_record_bytes, defer_signing=self.sign_ahead)
         for size, body in sorted(self.state.unanchored.items()):
             self.anchorer.submit(size, body)
         log.info("recovered %d entries, checkpoint at %d, %d unanchored, in %.2fs",
@@ -113,6 +122,8 @@ class SignerWorker:
                 lease.close()
                 return 0
         self.role = "leader"
+        if self.sign_ahead:
+            self.signing = SigningThread(self.key)
         producer = self._producer()
         producer.init_transactions(60)
         self.recover()
@@ -133,6 +144,8 @@ class SignerWorker:
             return 3
         finally:
             self.anchorer.stop()
+            if self.signing is not None:
+                self.signing.close()
             self.role = "stopped"
             self.write_status(force=True)
             consumer.close()
@@ -167,6 +180,8 @@ class SignerWorker:
                 if self.state.tree.size - self.state.checkpoint_size >= self.s.checkpoint_every:
                     published.append(self._checkpoint(producer))
                     counts["checkpoints"] += 1
+            while self._unsigned:  # every entry of the batch, in seq order, as its chunk is signed
+                self._produce_signed(producer, wait=True)
             if self._checkpoint_due():
                 published.append(self._checkpoint(producer))
                 counts["checkpoints"] += 1
@@ -210,14 +225,32 @@ class SignerWorker:
             if self.s.timestamp_mode == "entry":
                 stamped = self.anchorer.stamp_now(bytes(entry["entry_hash"]))
                 entry["timestamp_token"] = stamped[1] if stamped else None
-            producer.produce(self.s.topics.entries, codec.encode("LedgerEntry", entry),
-                             key=entry["action"]["agent_id"].encode())
+            if outcome.signing_message is not None:
+                assert self.signing is not None
+                self._unsigned.append(outcome)
+                self.signing.submit(outcome.signing_message)
+                self._produce_signed(producer, wait=False)
+            else:
+                self._produce_entry(producer, outcome)
             counts["entries"] += 1
         elif outcome.dead_letter is not None:
             producer.produce(self.s.topics.deadletter, codec.encode("DeadLetter", outcome.dead_letter))
             counts["dead_letters"] += 1
         else:
             counts["duplicates"] += 1
+
+    def _produce_entry(self, producer: Producer, outcome: Outcome) -> None:
+        producer.produce(self.s.topics.entries, Sequencer.encode(outcome),
+                         key=outcome.entry["action"]["agent_id"].encode())
+
+    def _produce_signed(self, producer: Producer, wait: bool) -> None:
+        """Produce the sequenced entries whose signatures are done, in seq order; with
+        ``wait``, wait for at least one."""
+        assert self.signing is not None
+        for signature in self.signing.take(wait):
+            outcome = self._unsigned.popleft()
+            outcome.entry["signature"] = signature
+            self._produce_entry(producer, outcome)
 
     def _checkpoint(self, producer: Producer) -> tuple[int, bytes]:
         st = self.state
@@ -240,6 +273,9 @@ class SignerWorker:
             raise Fenced(f"fatal transaction error: {err}")
         log.warning("transaction failed (%s); aborting and rebuilding state", err)
         self.counters["aborts"] += 1
+        if self.signing is not None:  # nothing of the aborted batch may leak into the next
+            self.signing.reset()
+        self._unsigned.clear()
         try:
             producer.abort_transaction(60)
         except KafkaException as abort_exc:

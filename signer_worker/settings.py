@@ -19,7 +19,8 @@ class SignerSettings:
     signing_mode: str = "entry"
     #: "checkpoint": one token per checkpoint; "entry": also a token per entry (low volume)
     timestamp_mode: str = "checkpoint"
-    batch_size: int = 500
+    #: records per transaction; a backlog is drained this many at a time (docs/signer.md)
+    batch_size: int = 2000
     batch_ms: int = 50
     checkpoint_every: int = 1000
     checkpoint_ms: int = 5000

@@ -8,8 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from ledgerstream.core import codec, merkle, records
 from ledgerstream.core.errors import DecodeError, InvalidSignature
@@ -18,8 +17,7 @@ from ledgerstream.core.mldsa import PublicKey
 log = logging.getLogger("ledgerstream.signer")
 
 
-@dataclass(frozen=True)
-class Known:
+class Known(NamedTuple):
     """What the signer remembers of a sequenced event (dedup and link resolution)."""
 
     agent_id: str

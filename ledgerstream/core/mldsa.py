@@ -14,6 +14,12 @@ The canonical private key is the 32-byte FIPS 204 seed xi. liboqs has no keygen-
 call, so the liboqs backend runs its own ``OQS_SIG_keypair`` with the random-bytes source
 briefly replaced by one that hands out xi (keygen draws exactly xi, then expands it); the
 resulting public key is checked against pyca's, so both backends always agree.
+
+``PrivateKey.sign_many`` signs a list of messages. With liboqs and the small
+``libledgerstream_sign_many.so`` shim that scripts/install_liboqs.sh builds next to
+liboqs, the whole list is signed in one ctypes call, during which the calling thread
+holds no GIL (``PrivateKey.sign_many_releases_gil``); the signer runs it on a dedicated
+thread. Each signature is exactly what ``sign`` gives (liboqs's own ``OQS_SIG_sign``).
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ import tempfile
 import threading
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -53,7 +59,12 @@ _OQS_SECRET_KEY_SIZE = 4032  # FIPS 204 expanded sk, what liboqs signs with
 _OQS_MIN_VERSION = (0, 12)
 
 Signer = Callable[[bytes], bytes]
+ManySigner = Callable[[Sequence[bytes]], list[bytes]]  # one call, the GIL released throughout
 Verifier = Callable[[bytes, bytes], bool]  # (signature, message) -> valid
+
+SIGN_MANY_LIBRARY = "libledgerstream_sign_many.so"
+SIGN_MANY_ENV = "LEDGERSTREAM_MLDSA_SIGN_MANY"  # "0": do not load the shim (diagnostics)
+_SIGN_MANY_ABI = 1  # scripts/install_liboqs.sh SHIM_ABI
 
 
 class _Backend(abc.ABC):
@@ -62,8 +73,9 @@ class _Backend(abc.ABC):
     name: ClassVar[str]
 
     @abc.abstractmethod
-    def signer(self, seed: bytes) -> tuple[bytes, Signer]:
-        """The raw public key for ``seed`` and a function that signs with it."""
+    def signer(self, seed: bytes) -> tuple[bytes, Signer, ManySigner | None]:
+        """The raw public key for ``seed``, a function that signs with it and, if the
+        backend has one, a function that signs many messages without holding the GIL."""
 
     @abc.abstractmethod
     def verifier(self, public_key: bytes) -> Verifier:
@@ -73,9 +85,9 @@ class _Backend(abc.ABC):
 class _PycaBackend(_Backend):
     name = "pyca"
 
-    def signer(self, seed: bytes) -> tuple[bytes, Signer]:
+    def signer(self, seed: bytes) -> tuple[bytes, Signer, ManySigner | None]:
         key = _pyca_private(seed)
-        return key.public_key().public_bytes_raw(), key.sign
+        return key.public_key().public_bytes_raw(), key.sign, None
 
     def verifier(self, public_key: bytes) -> Verifier:
         key: MLDSA65PublicKey = _pyca_mldsa().MLDSA65PublicKey.from_public_bytes(public_key)
@@ -96,7 +108,7 @@ _RANDOMBYTES = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_uint8), ctypes.c_s
 class _LiboqsBackend(_Backend):
     name = "liboqs"
 
-    def __init__(self, lib: ctypes.CDLL) -> None:
+    def __init__(self, lib: ctypes.CDLL, many: ctypes.CDLL | None = None) -> None:
         lib.OQS_SIG_new.restype = ctypes.c_void_p
         lib.OQS_SIG_new.argtypes = [ctypes.c_char_p]
         lib.OQS_SIG_keypair.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
@@ -119,6 +131,15 @@ class _LiboqsBackend(_Backend):
         self._keygen_lock = threading.Lock()
         self._pending = threading.local()
         self._rng = _RANDOMBYTES(self._randombytes)  # must outlive every liboqs call
+        self._many = many
+        if many is not None:
+            many.ls_sign_many.restype = ctypes.c_int
+            many.ls_sign_many.argtypes = [
+                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t,
+                ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t),
+                ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t),
+            ]
+            self._sign_fn = ctypes.cast(lib.OQS_SIG_sign, ctypes.c_void_p)
 
     def _randombytes(self, out: ctypes.Array[ctypes.c_uint8], size: int) -> None:
         seed = getattr(self._pending, "seed", None)
@@ -129,7 +150,7 @@ class _LiboqsBackend(_Backend):
             data = os.urandom(size)
         ctypes.memmove(out, data, size)
 
-    def signer(self, seed: bytes) -> tuple[bytes, Signer]:
+    def signer(self, seed: bytes) -> tuple[bytes, Signer, ManySigner | None]:
         public = ctypes.create_string_buffer(PUBLIC_KEY_SIZE)
         secret = ctypes.create_string_buffer(_OQS_SECRET_KEY_SIZE)
         with self._keygen_lock:
@@ -155,7 +176,34 @@ class _LiboqsBackend(_Backend):
                 raise RuntimeError("liboqs OQS_SIG_sign failed")
             return out.raw[: out_len.value]
 
-        return expected, sign
+        return expected, sign, self._many_signer(secret)
+
+    def _many_signer(self, secret: ctypes.Array[ctypes.c_char]) -> ManySigner | None:
+        if self._many is None:
+            return None
+        sign_many, sign_fn, sig = self._many.ls_sign_many, self._sign_fn, self._sig
+
+        def many(messages: Sequence[bytes]) -> list[bytes]:
+            count = len(messages)
+            if not count:
+                return []
+            offsets = (ctypes.c_size_t * (count + 1))()
+            at = 0
+            for i, message in enumerate(messages):
+                offsets[i] = at
+                at += len(message)
+            offsets[count] = at
+            out = ctypes.create_string_buffer(count * SIGNATURE_SIZE)
+            lens = (ctypes.c_size_t * count)()
+            # one foreign call: ctypes releases the GIL until every message is signed
+            failed = sign_many(sign_fn, sig, secret, count, b"".join(messages), offsets,
+                               out, SIGNATURE_SIZE, lens)
+            if failed:
+                raise RuntimeError(f"liboqs OQS_SIG_sign failed (message {failed - 1} of {count})")
+            raw = out.raw
+            return [raw[i * SIGNATURE_SIZE: i * SIGNATURE_SIZE + lens[i]] for i in range(count)]
+
+        return many
 
     def verifier(self, public_key: bytes) -> Verifier:
         lib, sig = self._lib, self._sig
@@ -226,10 +274,29 @@ def _probe_liboqs() -> _Probe:
             elif not lib.OQS_SIG_alg_is_enabled(ALGORITHM.encode()):
                 problems.append(f"{path}: liboqs {version} was built without {ALGORITHM}")
             else:
-                return _Probe(_LiboqsBackend(lib), f"liboqs {version} at {path}")
+                many, note = _load_sign_many(path)
+                return _Probe(_LiboqsBackend(lib, many), f"liboqs {version} at {path}; {note}")
         except Exception as exc:  # noqa: BLE001  (a broken or foreign library must not break the caller)
             problems.append(f"{path}: {exc}")
     return _Probe(None, "; ".join(problems))
+
+
+def _load_sign_many(liboqs_path: str) -> tuple[ctypes.CDLL | None, str]:
+    """The sign_many shim installed beside liboqs (scripts/install_liboqs.sh), if usable."""
+    if os.environ.get(SIGN_MANY_ENV, "").strip() == "0":
+        return None, f"sign_many shim off (${SIGN_MANY_ENV}=0)"
+    path = Path(liboqs_path).parent / SIGN_MANY_LIBRARY
+    if not Path(liboqs_path).is_absolute() or not path.exists():
+        return None, "no sign_many shim"
+    try:
+        many = ctypes.CDLL(str(path))
+        many.ls_sign_many_abi.restype = ctypes.c_int
+        abi = many.ls_sign_many_abi()
+    except (OSError, AttributeError) as exc:
+        return None, f"sign_many shim unusable ({exc})"
+    if abi != _SIGN_MANY_ABI:
+        return None, f"sign_many shim has ABI {abi}, expected {_SIGN_MANY_ABI} (rerun scripts/install_liboqs.sh)"
+    return many, f"sign_many shim at {path}"
 
 
 def _probe(name: str) -> _Probe:
@@ -327,11 +394,13 @@ class PublicKey:
 class PrivateKey:
     """An ML-DSA-65 signing key, kept as its 32-byte seed and signing with one backend."""
 
-    def __init__(self, seed: bytes, backend: str, public: PublicKey, sign: Signer) -> None:
+    def __init__(self, seed: bytes, backend: str, public: PublicKey, sign: Signer,
+                 sign_many: ManySigner | None = None) -> None:
         self._seed = seed
         self._backend = backend
         self._public = public
         self._sign = sign
+        self._sign_many = sign_many
 
     @classmethod
     def generate(cls, backend: str | None = None) -> PrivateKey:
@@ -344,8 +413,8 @@ class PrivateKey:
         if len(seed) != SEED_SIZE:
             raise ConfigError(f"an {ALGORITHM} seed is {SEED_SIZE} bytes, got {len(seed)}")
         impl = _backend(backend)
-        raw, sign = impl.signer(seed)
-        return cls(seed, impl.name, PublicKey(raw, impl.name), sign)
+        raw, sign, sign_many = impl.signer(seed)
+        return cls(seed, impl.name, PublicKey(raw, impl.name), sign, sign_many)
 
     @property
     def seed(self) -> bytes:
@@ -358,6 +427,18 @@ class PrivateKey:
     def sign(self, message: bytes) -> bytes:
         """A hedged (randomized) FIPS 204 signature of ``message``, 3309 bytes."""
         return self._sign(bytes(message))
+
+    def sign_many(self, messages: Sequence[bytes]) -> list[bytes]:
+        """``[self.sign(m) for m in messages]``; in one GIL-free call when
+        :attr:`sign_many_releases_gil` (liboqs with the sign_many shim)."""
+        if self._sign_many is None:
+            return [self._sign(bytes(m)) for m in messages]
+        return self._sign_many([bytes(m) for m in messages])
+
+    @property
+    def sign_many_releases_gil(self) -> bool:
+        """True if :meth:`sign_many` runs without the GIL, so another thread can use it."""
+        return self._sign_many is not None
 
     def public_key(self) -> PublicKey:
         return self._public

@@ -309,3 +309,92 @@ def test_liboqs_keygen_from_seed_is_thread_safe() -> None:
 
 def test_measure_sign_rate(backend: str) -> None:
     assert mldsa.measure_sign_rate(backend, seconds=0.05) > 0
+
+
+# --- sign_many (liboqs: one GIL-free call per chunk through the sign_many shim) -------------
+
+def test_sign_many_signs_each_message(backend: str) -> None:
+    key = PrivateKey.generate(backend)
+    messages = [MESSAGE + bytes([i]) * i for i in range(7)] + [b""]
+    signatures = key.sign_many(messages)
+    assert len(signatures) == len(messages)
+    for verifier in mldsa.available_backends():
+        public = PublicKey.from_bytes(key.public_key().raw, verifier)
+        for message, signature in zip(messages, signatures):
+            assert len(signature) == mldsa.SIGNATURE_SIZE
+            public.verify(signature, message)
+        with pytest.raises(InvalidSignature):
+            public.verify(signatures[0], messages[1])
+    assert key.sign_many([]) == []
+
+
+def _require_sign_many_shim() -> None:
+    _require_liboqs()
+    if not PrivateKey.generate("liboqs").sign_many_releases_gil:
+        reason = f"sign_many shim absent: {mldsa._probe_liboqs().reason}"
+        print(reason)
+        pytest.skip(reason)
+
+
+def test_liboqs_sign_many_uses_the_shim_and_verifies_with_pyca() -> None:
+    _require_sign_many_shim()
+    from cryptography.hazmat.primitives.asymmetric import mldsa as pyca_mldsa
+
+    key = PrivateKey.from_seed(SEED, "liboqs")
+    assert key.sign_many_releases_gil and not PrivateKey.from_seed(SEED, "pyca").sign_many_releases_gil
+    assert "sign_many shim at" in mldsa._probe_liboqs().reason
+    pyca = pyca_mldsa.MLDSA65PublicKey.from_public_bytes(key.public_key().raw)
+    messages = [hashlib.sha256(bytes([i])).digest() * (1 + i % 3) for i in range(100)]
+    signatures = key.sign_many(messages)
+    for message, signature in zip(messages, signatures):
+        pyca.verify(signature, message)  # raises if invalid
+    assert len(set(signatures)) == len(signatures)  # hedged: fresh randomness per signature
+    # the same messages through sign(): also valid (both are liboqs's OQS_SIG_sign)
+    pyca.verify(key.sign(messages[0]), messages[0])
+
+
+def test_sign_many_runs_beside_other_threads() -> None:
+    """Chunks signed on several threads at once (the signer's thread and, say, a checkpoint
+    signed inline) are all valid."""
+    _require_sign_many_shim()
+    key = PrivateKey.generate("liboqs")
+    public = PublicKey.from_bytes(key.public_key().raw, "pyca")
+    results: dict[int, list[bytes]] = {}
+
+    def work(i: int) -> None:
+        results[i] = key.sign_many([bytes([i]) * 40] * 30)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    inline = key.sign(MESSAGE)
+    for t in threads:
+        t.join()
+    public.verify(inline, MESSAGE)
+    for i, signatures in results.items():
+        for signature in signatures:
+            public.verify(signature, bytes([i]) * 40)
+
+
+def test_without_the_shim_liboqs_signs_one_by_one(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _require_liboqs()
+    probe = mldsa._probe_liboqs()
+    path = probe.reason.split(" at ", 1)[1].split(";", 1)[0]
+    monkeypatch.setenv(mldsa.SIGN_MANY_ENV, "0")
+    assert mldsa._load_sign_many(path) == (None, f"sign_many shim off (${mldsa.SIGN_MANY_ENV}=0)")
+    monkeypatch.delenv(mldsa.SIGN_MANY_ENV)
+    assert mldsa._load_sign_many(str(tmp_path / "liboqs.so"))[0] is None  # nothing installed beside it
+    assert mldsa._load_sign_many("liboqs.so.7")[0] is None  # found on the system path: no folder to look in
+    (tmp_path / mldsa.SIGN_MANY_LIBRARY).write_bytes(b"not an ELF file")
+    many, note = mldsa._load_sign_many(str(tmp_path / "liboqs.so"))
+    assert many is None and "unusable" in note
+    # a probe without the shim gives keys that still sign_many, one signature per call
+    monkeypatch.setenv(mldsa.SIGN_MANY_ENV, "0")
+    fresh = mldsa._probe_liboqs.__wrapped__()
+    assert fresh.backend is not None and "sign_many shim off" in fresh.reason
+    monkeypatch.setattr(mldsa, "_probe_liboqs", lambda: fresh)
+    key = PrivateKey.generate("liboqs")
+    assert not key.sign_many_releases_gil
+    public = PublicKey.from_bytes(key.public_key().raw, "pyca")
+    for message, signature in zip([b"a", b"b"], key.sign_many([b"a", b"b"])):
+        public.verify(signature, message)

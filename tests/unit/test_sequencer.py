@@ -267,3 +267,102 @@ def test_oversized_against_the_limit(key: PrivateKey) -> None:
     assert over.dead_letter["original"] == raw
     assert str(len(raw)) in over.dead_letter["detail"]
 
+
+
+# --- the LedgerEntry record: spliced action bytes, and the codec fallback ----------------------
+
+def _varied_actions(seq: Sequencer) -> list[dict[str, Any]]:
+    """Links (resolved, pending, to another agent), policy, approvals, trace, hash-only."""
+    first = seq.process(codec.encode("ActionEvent", make_action(agent_id="planner")), _src(0)).entry
+    known = first["action"]["event_id"]
+    hash_only = make_action(agent_id="worker")
+    hash_only.update(payload=None, payload_salt=None)
+    rich = make_action(agent_id="worker", session_id="sess-é", links=[
+        {"agent_id": "planner", "event_id": known, "relation": "caused_by"},
+        {"agent_id": "ghost", "event_id": "later", "relation": "follows"},
+        {"agent_id": "other", "event_id": known, "relation": "caused_by"}])
+    rich.update(policy={"decision": "approved", "rule": "r-7", "reason": None},
+                approvals=[{"request_id": "req-1", "approver_id": "alice", "key_id": "ab" * 32,
+                            "decision": "approve", "approved_at": 1_700_000_000_000_000,
+                            "signature": os.urandom(3309)}],
+                trace={"trace_id": "t" * 32, "span_id": "s" * 16, "parent_span_id": None}, offline=True)
+    rich["producer"]["adapter"] = "langchain"
+    return [hash_only, rich, make_action(agent_id="planner", payload={"emoji": "😀", "n": [1, 2.5, None]})]
+
+
+@pytest.mark.parametrize("mode", ["entry", "checkpoint"])
+def test_entries_are_written_by_splicing_byte_identical_to_codec(key: PrivateKey, mode: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    seq = _seq(key, signing_mode=mode)
+    actions = _varied_actions(seq)
+    raws = [codec.encode("ActionEvent", a) for a in actions]
+    outs = [seq.process(raw, _src(10 + i)) for i, raw in enumerate(raws)]
+    outs[1].entry["timestamp_token"] = os.urandom(1200)  # --timestamp-mode entry
+    expected = [codec.encode("LedgerEntry", o.entry) for o in outs]
+    # the spliced path is the one taken: codec.encode is not called at all
+    monkeypatch.setattr(codec, "encode", lambda *a, **k: pytest.fail("codec.encode used"))
+    for raw, out, want in zip(raws, outs, expected):
+        assert out.action_body == raw[codec.HEADER_LEN:]
+        assert Sequencer.encode(out) == want
+        assert (out.entry["signature"] is None) == (mode == "checkpoint")
+    assert outs[1].entry["resolved_links"][0]["status"] == "resolved"
+    assert outs[1].entry["resolved_links"][1]["status"] == "pending"
+
+
+def test_an_older_writer_schema_falls_back_to_codec(key: PrivateKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from tests.unit.test_codec import ACTION_EVENT_V0
+
+    reg = codec.SchemaRegistry.from_package()
+    old = reg.add_writer_schema(json.dumps(ACTION_EVENT_V0))
+    monkeypatch.setattr(codec, "_REGISTRY", reg)  # the signer knows the old writer schema
+    action = make_action()
+    v0 = {k: action[k] for k in ("event_id", "agent_id", "session_id", "action_type", "payload",
+                                 "payload_salt", "payload_hash", "occurred_at", "links", "policy")}
+    v0["producer"] = {"version": "0.0.1", "host": "h", "pid": 7}
+    raw = codec.encode_with(old, v0)
+    out = _seq(key).process(raw, SRC)
+    assert out.entry is not None and out.action_body is None  # not spliced: the bytes differ
+    assert out.entry["action"]["producer"] == {"library": "ledgerstream", "version": "0.0.1", "host": "h",
+                                               "pid": 7, "adapter": None}
+    encoded = Sequencer.encode(out)
+    assert encoded == codec.encode("LedgerEntry", out.entry)
+    assert encoded[codec.HEADER_LEN:].find(raw[codec.HEADER_LEN:]) == -1  # re-encoded, current schema
+    decoded = codec.decode(encoded, expect="LedgerEntry")[1]
+    assert records.entry_hash(decoded) == out.entry["entry_hash"]
+    _pyca(key).verify(decoded["signature"], records.entry_signing_message(decoded["entry_hash"]))
+
+
+def test_a_non_canonical_body_is_re_encoded(key: PrivateKey) -> None:
+    """Valid Avro that is not what codec writes (here: a two-byte length for the event id) is
+    sequenced as usual but re-encoded, so the entry is still exactly codec's bytes."""
+    raw = codec.encode("ActionEvent", make_action(event_id="e"))
+    assert raw[codec.HEADER_LEN:codec.HEADER_LEN + 2] == b"\x02e"
+    odd = raw[:codec.HEADER_LEN] + b"\x82\x00e" + raw[codec.HEADER_LEN + 2:]
+    out = _seq(key).process(odd, SRC)
+    assert out.entry is not None and out.action_body is None
+    assert Sequencer.encode(out) == codec.encode("LedgerEntry", out.entry)
+
+
+# --- deferred signing (the signer's signing thread signs; signing.py) --------------------------
+
+def test_deferred_signing_leaves_the_signature_to_the_caller(key: PrivateKey) -> None:
+    inline, deferred = _seq(key), _seq(key, defer_signing=True)
+    assert not _seq(key, signing_mode="checkpoint", defer_signing=True).defer_signing
+    actions = [make_action(payload={"i": i}) for i in range(5)]
+    head = records.ZERO_HASH
+    for i, action in enumerate(actions):
+        raw = codec.encode("ActionEvent", action)
+        a, b = inline.process(raw, _src(i)), deferred.process(raw, _src(i))
+        assert a.signing_message is None and a.entry["signature"] is not None
+        assert b.entry["signature"] is None
+        assert b.signing_message == records.entry_signing_message(b.entry["entry_hash"])
+        b.entry["signature"] = key.sign_many([b.signing_message])[0]
+        _pyca(key).verify(b.entry["signature"], b.signing_message)
+        # the state advanced as with inline signing: seq, chain, tree (received_at differs)
+        assert b.entry["seq"] == a.entry["seq"] == i and b.entry["prev_hash"] == head
+        assert b.entry["entry_hash"] == records.entry_hash(b.entry)
+        head = b.entry["entry_hash"]
+    assert deferred.state.tree.size == 5 and deferred.state.next_seq == inline.state.next_seq
+    assert deferred.state.head == head

@@ -72,3 +72,30 @@ def test_cli_prints_json_and_writes_out(tmp_path, monkeypatch: pytest.MonkeyPatc
     assert calls["events"] == 300 and calls["latency_events"] == 20 and calls["backends"] == ["pyca"]
     table = CliRunner().invoke(bench, ["signer", "--events", "300"])
     assert table.exit_code == 0 and "ratio" in table.output
+
+
+def test_ratios_use_the_raw_rate_measured_before_and_after() -> None:
+    row = {"raw_sign_per_s": 4000, "raw_sign_cpu_us": 250, "raw_sign_per_s_after_entry": 6000,
+           "raw_sign_cpu_us_after_entry": 150, "modes": {
+               "entry": {"entries_per_s": 4000, "cpu_us_per_entry": {"signer": 400, "broker": 80}},
+               "checkpoint": {"entries_per_s": 9000, "cpu_us_per_entry": {"signer": 100, "broker": 40}}}}
+    out = bench_signer._with_ratios(row)
+    assert out["raw_sign_per_s_ref"] == 5000
+    assert out["modes"]["entry"]["ratio_to_raw_sign"] == 0.8
+    assert out["modes"]["checkpoint"]["ratio_to_raw_sign"] == 1.8
+    assert out["modes"]["entry"]["sign_share_of_signer_cpu"] == 0.5  # 200 / 400
+    assert "sign_share_of_signer_cpu" not in out["modes"]["checkpoint"]
+    # an older result without the second measurement: the first alone
+    single = bench_signer._with_ratios({"raw_sign_per_s": 4000, "raw_sign_cpu_us": 250, "modes": {
+        "entry": {"entries_per_s": 3000, "cpu_us_per_entry": {"signer": 500, "broker": 80}}}})
+    assert single["modes"]["entry"]["ratio_to_raw_sign"] == 0.75
+
+
+def test_render_shows_both_raw_rates() -> None:
+    import copy
+
+    result = copy.deepcopy(RESULT)
+    result["backends"]["liboqs"]["raw_sign_per_s_after_entry"] = 5100
+    out = io.StringIO()
+    bench_signer.render(result, Console(file=out, width=220, color_system=None))
+    assert "4,800 / 5,100" in out.getvalue()
