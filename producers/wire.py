@@ -12,39 +12,18 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from ledgerstream.core import codec
+from ledgerstream.core import avro_fast, codec
 
 #: CRC-64-AVRO fingerprint of the schemas/ActionEvent.avsc this writer implements
 IMPLEMENTED_FINGERPRINT = bytes.fromhex("c280afffd26c6db2")
 
-_NULL, _SOME = b"\x00", b"\x02"  # union branch 0 (null) and 1
-
-
-def _long(n: int) -> bytes:
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _str(s: str) -> bytes:
-    b = s.encode("utf-8")
-    return _long(len(b)) + b
-
-
-def _bytes(b: bytes) -> bytes:
-    return _long(len(b)) + b
+_NULL, _SOME = avro_fast.NULL, avro_fast.SOME  # union branch 0 (null) and 1
+_long, _str, _bytes = avro_fast.write_long, avro_fast.write_str, avro_fast.write_bytes
+_opt_bytes = avro_fast.write_opt_bytes
 
 
 def _opt_str(s: str | None) -> bytes:
     return _NULL if s is None else _SOME + _str(s)
-
-
-def _opt_bytes(b: bytes | None) -> bytes:
-    return _NULL if b is None else _SOME + _bytes(b)
 
 
 def _array(items: list[Any], write: Any) -> bytes:
