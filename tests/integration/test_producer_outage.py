@@ -94,8 +94,7 @@ def test_broker_down_spool_then_sync_exactly_once(tmp_path, ls_home):
 AGENT = textwrap.dedent("""
     import sys, time
     from ledgerstream.core.config import Topics
-    from ledgerstream.producers.delivery import OFFLINE_IN_FLIGHT
-from ledgerstream.producers.ledger import connect
+    from ledgerstream.producers.ledger import connect
 
     led = connect("agent-k9", sys.argv[1], topics=Topics.with_prefix(sys.argv[2]), spool_dir=sys.argv[3],
                   producer_config={"linger.ms": 1000})  # keep some events in flight at the kill
