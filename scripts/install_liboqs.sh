@@ -13,9 +13,10 @@
 # probe in ledgerstream.core.mldsa looks). Needs cargo, cmake and a C compiler (ninja
 # optional); about 30 s on 2 cores. Safe to run again: a good install is left alone.
 #
-# Also builds $PREFIX/lib/libledgerstream_sign_many.so, a 20-line C shim that signs a
-# whole chunk of messages in one ctypes call, so a signing thread holds no GIL for the
-# whole chunk (PrivateKey.sign_many; docs/signer.md). It calls the OQS_SIG_sign that
+# Also builds $PREFIX/lib/libledgerstream_sign_many.so, a 40-line C shim that signs (or
+# verifies) a whole chunk of messages in one ctypes call, so a signing (or verifying)
+# thread holds no GIL for the whole chunk (PrivateKey.sign_many, PublicKey.verify_many;
+# docs/signer.md, docs/verifiers.md). It calls the OQS_SIG_sign / OQS_SIG_verify that
 # ledgerstream.core.mldsa hands it, so it needs no liboqs headers. Without the shim the
 # signer signs on its loop thread, as before. `install_liboqs.sh --shim-only` builds just
 # the shim next to an existing $PREFIX/lib/liboqs.so (e.g. one built by the Dockerfile).
@@ -83,7 +84,7 @@ EOF
 fi
 
 SHIM="$PREFIX/lib/libledgerstream_sign_many.so"
-SHIM_ABI=1  # must equal ledgerstream.core.mldsa._SIGN_MANY_ABI
+SHIM_ABI=2  # must equal ledgerstream.core.mldsa._SIGN_MANY_ABI
 
 have_shim() {
   [ -e "$SHIM" ] || return 1
@@ -98,13 +99,18 @@ build_shim() {
   local src
   src="$(mktemp -d)"
   cat > "$src/sign_many.c" <<EOF
-/* ledgerstream: sign a chunk of messages with liboqs in one call (scripts/install_liboqs.sh). */
+/* ledgerstream: sign or verify a chunk of messages with liboqs in one call
+   (scripts/install_liboqs.sh). One foreign call per chunk: the caller's Python thread
+   releases the GIL once for the whole chunk instead of once per message. */
 #include <stddef.h>
 #include <stdint.h>
 
 /* OQS_SIG_sign(const OQS_SIG *sig, uint8_t *signature, size_t *signature_len,
                 const uint8_t *message, size_t message_len, const uint8_t *secret_key) */
 typedef int (*oqs_sig_sign_fn)(const void *, uint8_t *, size_t *, const uint8_t *, size_t, const uint8_t *);
+/* OQS_SIG_verify(const OQS_SIG *sig, const uint8_t *message, size_t message_len,
+                  const uint8_t *signature, size_t signature_len, const uint8_t *public_key) */
+typedef int (*oqs_sig_verify_fn)(const void *, const uint8_t *, size_t, const uint8_t *, size_t, const uint8_t *);
 
 int ls_sign_many_abi(void) { return $SHIM_ABI; }
 
@@ -121,6 +127,18 @@ int ls_sign_many(oqs_sig_sign_fn sign, const void *sig, const uint8_t *secret_ke
       return (int)(i + 1);
   }
   return 0;
+}
+
+/* Message i is messages[message_offsets[i] .. message_offsets[i + 1]), its signature
+   signatures[signature_offsets[i] .. signature_offsets[i + 1]); valid[i] = 1 if
+   OQS_SIG_verify accepts it under public_key, else 0. Every message is checked. */
+void ls_verify_many(oqs_sig_verify_fn verify, const void *sig, const uint8_t *public_key, size_t count,
+                    const uint8_t *messages, const size_t *message_offsets,
+                    const uint8_t *signatures, const size_t *signature_offsets, uint8_t *valid) {
+  for (size_t i = 0; i < count; i++)
+    valid[i] = verify(sig, messages + message_offsets[i], message_offsets[i + 1] - message_offsets[i],
+                      signatures + signature_offsets[i], signature_offsets[i + 1] - signature_offsets[i],
+                      public_key) == 0;
 }
 EOF
   mkdir -p "$PREFIX/lib"

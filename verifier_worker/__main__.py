@@ -30,9 +30,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tsa-ca", type=Path, default=None, help="TSA CA PEM [HOME/tsa/ca.pem]")
     p.add_argument("--policy", type=Path, default=None, help="policy file with approvers [HOME/policy.yaml]")
     p.add_argument("--metrics-port", type=int, default=0, help="Prometheus port [any free port]")
-    p.add_argument("--batch-size", type=int, default=1000)
-    p.add_argument("--threads", type=int, default=2,
-                   help="checking threads: each verifies signatures while another decodes and re-hashes")
+    p.add_argument("--batch-size", type=int, default=1000, help="records per checked batch [1000]")
+    p.add_argument("--threads", type=int, default=1,
+                   help="signature-check threads beside the one that decodes, re-hashes and chains [1]")
     p.add_argument("--link-grace-seconds", type=float, default=300.0)
     p.add_argument("--link-grace-entries", type=int, default=10_000)
     p.add_argument("--stall-seconds", type=float, default=60.0)

@@ -14,10 +14,11 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Sequence
 
-from ledgerstream.core.verify import Finding
+from ledgerstream.core.verify import SWITCH_INTERVAL, Finding
 from ledgerstream.verifier_worker.liveness import Observation
 
 PR_SET_PDEATHSIG = 1
@@ -35,6 +36,7 @@ def _start(argv: list[str], worker_pid: int) -> dict[str, Any]:
     from ledgerstream.verifier_worker.store import StateStore
 
     _die_with(worker_pid)
+    sys.setswitchinterval(SWITCH_INTERVAL)  # the signature pool's thread gets the GIL back quickly
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = settings_from_args(parse_args(argv))
     store = StateStore(settings.state_dir)

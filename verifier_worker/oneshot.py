@@ -7,12 +7,13 @@ and then of ``entries`` in batches, with signature checks spread over a thread p
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from ledgerstream.core.config import Topics
-from ledgerstream.core.verify import Checker, CheckerConfig, Finding, Severity, chunked_map
+from ledgerstream.core.verify import SWITCH_INTERVAL, Checker, CheckerConfig, Finding, Severity, SignaturePool
 from ledgerstream.tools import ledger_reader
 
 BATCH = 500
@@ -88,10 +89,11 @@ def verify_records(config: CheckerConfig, checkpoints: Iterable[tuple[int, bytes
         advance(batch[-1][0])
     seen = 0
     threads = threads or max(1, (os.cpu_count() or 1) - 1)  # leave a core to the Kafka client
+    sys.setswitchinterval(SWITCH_INTERVAL)  # the signature pool's threads get the GIL back quickly
     with ThreadPoolExecutor(threads) as pool:
-        map_fn = chunked_map(pool, threads)
+        signatures = SignaturePool(pool, threads)
         for batch in batched(entries, BATCH):
-            report.findings += checker.feed_entries(batch, map_fn)
+            report.findings += checker.feed_entries(batch, signatures)
             advance(batch[-1][0])
     report.findings += checker.finish()
     return report

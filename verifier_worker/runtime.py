@@ -1,8 +1,9 @@
 """Everything one verifier does besides moving records: check, persist, assess, report.
 
 It lives in the verifier's checker process (``checker_process.py``), which runs one call
-at a time, so the checker is never touched concurrently; signature checks inside a batch
-are spread over a small thread pool (liboqs and OpenSSL release the GIL).
+at a time, so the checker is never touched concurrently. Signature checks run on a small
+thread pool (``core.verify.SignaturePool``: liboqs checks a chunk of signatures without
+the GIL) while this process's main thread decodes, re-hashes and chains the next entries.
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
-from ledgerstream.core.verify import (CHECKPOINTS, ENTRIES, Checker, Finding, LivenessSample, StallMonitor,
-                                      chunked_map)
+from ledgerstream.core.verify import (CHECKPOINTS, ENTRIES, Checker, Finding, LivenessSample, SignaturePool,
+                                      StallMonitor)
 from ledgerstream.verifier_worker.liveness import Observation
 from ledgerstream.verifier_worker.metrics import Metrics
 from ledgerstream.verifier_worker.settings import VerifierSettings
@@ -39,6 +40,7 @@ class VerifierRuntime:
         self.alerts: Counter[str] = Counter(worker_state.get("alerts", {}))
         self.stall = StallMonitor(settings.stall_seconds, settings.checkpoint_overdue_seconds)
         self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="sigcheck")
+        self.signatures = SignaturePool(self.pool, settings.threads)
         self.started_at = time.time()
         self.last: Observation | None = None
         self.kafka_ok = False
@@ -57,10 +59,9 @@ class VerifierRuntime:
         """Feed one faust batch (records of both topics, each topic in order); saves the
         state at once unless findings still wait to be published."""
         findings: list[Finding] = []
-        map_fn = chunked_map(self.pool, self.s.threads)
         for role, records in itertools.groupby(batch, key=lambda record: record[0]):
             run = [(offset, raw) for _, offset, raw in records]
-            findings += (self.checker.feed_entries(run, map_fn) if role == ENTRIES
+            findings += (self.checker.feed_entries(run, self.signatures) if role == ENTRIES
                          else self.checker.feed_checkpoints(run))
         self._hold(findings)
         return findings

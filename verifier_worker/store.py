@@ -18,6 +18,9 @@ from ledgerstream.core.errors import ConfigError
 from ledgerstream.core.verify import Checker, CheckerConfig
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps(...) with options builds one per call
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Replace ``path`` with ``data`` as JSON so readers never see a partial file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -85,7 +88,8 @@ class StateStore:
         records = checker.drain_journal()
         with open(self.journal_path, "ab") as fh:
             if records:
-                fh.write(b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records))
+                encode = _COMPACT.encode
+                fh.write("".join([encode(r) + "\n" for r in records]).encode())
                 fh.flush()
                 os.fsync(fh.fileno())
             length = fh.tell()

@@ -59,8 +59,8 @@ def producer(events: int, bootstrap: str | None, out: Path | None, as_json: bool
 
 
 @bench.command()
-@click.option("--events", default=5000, show_default=True, type=click.IntRange(100),
-              help="Actions drained per backend and signing mode.")
+@click.option("--events", default=20_000, show_default=True, type=click.IntRange(100),
+              help="Actions drained per backend and signing mode (10 transactions of 2,000: steady state).")
 @click.option("--latency-events", default=1000, show_default=True, type=click.IntRange(10),
               help="Actions produced at a steady rate to measure latency.")
 @click.option("--backend", "backends", multiple=True, help="Only this ML-DSA backend (repeatable) [all available].")
@@ -88,23 +88,36 @@ def signer(events: int, latency_events: int, backends: tuple[str, ...], profile:
 
 
 @bench.command()
-@click.option("--entries", default=10_000, show_default=True, type=click.IntRange(1000),
+@click.option("--entries", default=60_000, show_default=True, type=click.IntRange(1000),
               help="Entries in the benchmark ledger.")
-@click.option("--threads", default=None, type=click.IntRange(1), help="Signature-check threads [CPUs, at least 2].")
+@click.option("--threads", default=None, type=click.IntRange(1),
+              help="Signature-check threads beside the checking one, in checker_threads [CPUs - 1, at least 1].")
+@click.option("--signer-json", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A 'bench signer --out' file: compare with that signer's entries/s instead of this "
+                   "run's signer_sequencer estimate.")
 @bootstrap_option
 @out_option
 @json_option
-def verifier(entries: int, threads: int | None, bootstrap: str | None, out: Path | None, as_json: bool) -> None:
-    """Entries verified per second by the pure checker (1 thread and a pool) and by a real
-    verifier worker end to end, beside raw ML-DSA-65 sign/verify rates measured in the same
-    run. Goal: at least twice the signer's sign rate. Uses private topics (deleted
-    afterwards); without a configured Kafka it starts a private embedded broker."""
-    from ledgerstream.core import config
+def verifier(entries: int, threads: int | None, signer_json: Path | None, bootstrap: str | None, out: Path | None,
+             as_json: bool) -> None:
+    """Entries verified per second by the pure checker (1 thread and with a signature thread)
+    and by a real verifier worker end to end, beside raw ML-DSA-65 sign/verify rates measured
+    in the same run. Goal: at least twice the signer's rate (this run's signer_sequencer, or
+    a measured signer with --signer-json). Uses private topics (deleted afterwards); without
+    a configured Kafka it starts a private embedded broker."""
+    from ledgerstream.core import config, mldsa
     from ledgerstream.core.errors import ConfigError
-    from ledgerstream.tools.bench_verifier import run
+    from ledgerstream.tools.bench_verifier import run, signer_rate_from
 
+    signer_report = None
+    if signer_json is not None:
+        try:
+            signer_report = json.loads(signer_json.read_text())
+            signer_rate_from(signer_report, mldsa.default_backend())
+        except ValueError as exc:
+            raise click.BadParameter(f"{signer_json}: {exc}", param_hint="--signer-json") from None
     try:
         bootstrap = config.resolve_bootstrap(bootstrap)
     except ConfigError:
         bootstrap = None
-    report(run(entries, bootstrap, threads, log=info), as_json, out)
+    report(run(entries, bootstrap, threads, log=info, signer_report=signer_report), as_json, out)

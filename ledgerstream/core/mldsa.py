@@ -20,6 +20,8 @@ resulting public key is checked against pyca's, so both backends always agree.
 liboqs, the whole list is signed in one ctypes call, during which the calling thread
 holds no GIL (``PrivateKey.sign_many_releases_gil``); the signer runs it on a dedicated
 thread. Each signature is exactly what ``sign`` gives (liboqs's own ``OQS_SIG_sign``).
+``PublicKey.verify_many`` is the same for verification (``OQS_SIG_verify``): verifiers
+check a chunk of signatures on one thread while another decodes and re-hashes entries.
 """
 from __future__ import annotations
 
@@ -61,10 +63,11 @@ _OQS_MIN_VERSION = (0, 12)
 Signer = Callable[[bytes], bytes]
 ManySigner = Callable[[Sequence[bytes]], list[bytes]]  # one call, the GIL released throughout
 Verifier = Callable[[bytes, bytes], bool]  # (signature, message) -> valid
+ManyVerifier = Callable[[Sequence[tuple[bytes, bytes]]], list[bool]]  # one call, the GIL released throughout
 
 SIGN_MANY_LIBRARY = "libledgerstream_sign_many.so"
 SIGN_MANY_ENV = "LEDGERSTREAM_MLDSA_SIGN_MANY"  # "0": do not load the shim (diagnostics)
-_SIGN_MANY_ABI = 1  # scripts/install_liboqs.sh SHIM_ABI
+_SIGN_MANY_ABI = 2  # scripts/install_liboqs.sh SHIM_ABI
 
 
 class _Backend(abc.ABC):
@@ -80,6 +83,10 @@ class _Backend(abc.ABC):
     @abc.abstractmethod
     def verifier(self, public_key: bytes) -> Verifier:
         """A function that checks signatures under ``public_key``."""
+
+    def many_verifier(self, public_key: bytes) -> ManyVerifier | None:
+        """A function that checks many signatures without holding the GIL, if the backend has one."""
+        return None
 
 
 class _PycaBackend(_Backend):
@@ -140,6 +147,13 @@ class _LiboqsBackend(_Backend):
                 ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t),
             ]
             self._sign_fn = ctypes.cast(lib.OQS_SIG_sign, ctypes.c_void_p)
+            many.ls_verify_many.restype = None
+            many.ls_verify_many.argtypes = [
+                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t,
+                ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t),
+                ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_char_p,
+            ]
+            self._verify_fn = ctypes.cast(lib.OQS_SIG_verify, ctypes.c_void_p)
 
     def _randombytes(self, out: ctypes.Array[ctypes.c_uint8], size: int) -> None:
         seed = getattr(self._pending, "seed", None)
@@ -187,12 +201,7 @@ class _LiboqsBackend(_Backend):
             count = len(messages)
             if not count:
                 return []
-            offsets = (ctypes.c_size_t * (count + 1))()
-            at = 0
-            for i, message in enumerate(messages):
-                offsets[i] = at
-                at += len(message)
-            offsets[count] = at
+            offsets = _offsets(messages)
             out = ctypes.create_string_buffer(count * SIGNATURE_SIZE)
             lens = (ctypes.c_size_t * count)()
             # one foreign call: ctypes releases the GIL until every message is signed
@@ -212,6 +221,36 @@ class _LiboqsBackend(_Backend):
             return bool(lib.OQS_SIG_verify(sig, message, len(message), signature, len(signature), public_key) == 0)
 
         return verify
+
+    def many_verifier(self, public_key: bytes) -> ManyVerifier | None:
+        if self._many is None:
+            return None
+        verify_many, verify_fn, sig = self._many.ls_verify_many, self._verify_fn, self._sig
+
+        def many(pairs: Sequence[tuple[bytes, bytes]]) -> list[bool]:
+            count = len(pairs)
+            if not count:
+                return []
+            signatures = [signature for signature, _ in pairs]
+            messages = [message for _, message in pairs]
+            valid = ctypes.create_string_buffer(count)
+            # one foreign call: ctypes releases the GIL until every signature is checked
+            verify_many(verify_fn, sig, public_key, count, b"".join(messages), _offsets(messages),
+                        b"".join(signatures), _offsets(signatures), valid)
+            return [flag == 1 for flag in valid.raw]
+
+        return many
+
+
+def _offsets(chunks: Sequence[bytes]) -> ctypes.Array[ctypes.c_size_t]:
+    """Start of each chunk in ``b"".join(chunks)``, plus the end: what the shim takes."""
+    offsets = (ctypes.c_size_t * (len(chunks) + 1))()
+    at = 0
+    for i, chunk in enumerate(chunks):
+        offsets[i] = at
+        at += len(chunk)
+    offsets[len(chunks)] = at
+    return offsets
 
 
 @dataclass(frozen=True)
@@ -341,6 +380,7 @@ class PublicKey:
         self._raw = raw
         self._backend = backend
         self._verify: Verifier | None = None
+        self._verify_many: ManyVerifier | None = None
 
     @classmethod
     def from_bytes(cls, raw: bytes, backend: str | None = None) -> PublicKey:
@@ -380,6 +420,24 @@ class PublicKey:
                 backend=self._backend,
                 message_sha256=hashlib.sha256(message).hexdigest(),
             )
+
+    def verify_many(self, pairs: Sequence[tuple[bytes, bytes]]) -> list[bool]:
+        """For each ``(signature, message)``: is it valid under this key? In one GIL-free
+        call when :attr:`verify_many_releases_gil` (liboqs with the shim). Never raises for
+        a bad signature; :meth:`verify` explains one."""
+        pairs = [(bytes(signature), bytes(message)) for signature, message in pairs]
+        if self.verify_many_releases_gil:
+            assert self._verify_many is not None
+            return self._verify_many(pairs)
+        if self._verify is None:
+            self._verify = _backend(self._backend).verifier(self._raw)
+        return [len(s) == SIGNATURE_SIZE and self._verify(s, m) for s, m in pairs]
+
+    @functools.cached_property
+    def verify_many_releases_gil(self) -> bool:
+        """True if :meth:`verify_many` runs without the GIL, so another thread can use it."""
+        self._verify_many = _backend(self._backend).many_verifier(self._raw)
+        return self._verify_many is not None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PublicKey) and other._raw == self._raw

@@ -34,10 +34,11 @@ import json
 from collections import Counter, deque
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ledgerstream.core import codec, merkle, records
-from ledgerstream.core.errors import DecodeError, ProofError, TimestampError, VerificationError
+from ledgerstream.core.errors import (DecodeError, InvalidSignature, ProofError, TimestampError,
+                                      VerificationError)
 from ledgerstream.core.mldsa import PublicKey
 from ledgerstream.core.timestamp import verify_timestamp
 
@@ -201,48 +202,84 @@ def _where(offset: int, topic: str) -> dict[str, Any]:
     return {"topic": topic, "offset": offset}
 
 
+def _located(offset: int, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """Where a finding about a decoded entry points (built only when there is a finding)."""
+    return {"seq": entry["seq"], "agent_id": entry["action"]["agent_id"], "topic": ENTRIES, "offset": offset}
+
+
+def _entry_where(c: CheckedEntry) -> dict[str, Any]:
+    return _located(c.offset, c.entry)
+
+
 def _undecodable(raw: bytes, offset: int, topic: str, exc: DecodeError) -> Finding:
     return Finding.make(Kind.UNDECODABLE, f"{topic} record at offset {offset} is not a valid record: {exc}",
                         reason=exc.reason, length=len(raw), sha256=hashlib.sha256(raw).hexdigest(),
                         head=bytes(raw[:48]), **_where(offset, topic))
 
 
+#: a signature step [3] still has to check: (key, signature, signed message)
+SignatureCheck = tuple[PublicKey, bytes, bytes]
+
+
 def check_entry(record: tuple[int, bytes], config: CheckerConfig) -> CheckedEntry:
     """Steps [1], [2], [3], per-entry [7] and [9] for one entries record."""
+    checked, signature = precheck_entry(record, config)
+    if signature is None:
+        return checked
+    key, sig, message = signature
+    return settle_signature(checked, signature, key.verify_many([(sig, message)])[0])
+
+
+def precheck_entry(record: tuple[int, bytes], config: CheckerConfig) -> tuple[CheckedEntry, SignatureCheck | None]:
+    """Everything :func:`check_entry` does except verifying the signature itself, which is
+    returned (or None when there is none to check); :func:`settle_signature` finishes."""
     offset, raw = record
     try:  # [1]
         _, entry = codec.decode(raw, expect="LedgerEntry")
     except DecodeError as exc:
-        return CheckedEntry(offset, raw, rejection=_undecodable(raw, offset, ENTRIES, exc))
-    seq, agent = entry["seq"], entry["action"]["agent_id"]
-    where = {"seq": seq, "agent_id": agent, **_where(offset, ENTRIES)}
+        return CheckedEntry(offset, raw, rejection=_undecodable(raw, offset, ENTRIES, exc)), None
     try:  # [2]
         computed = _recompute_entry_hash(entry)
         _check_payload(entry["action"])
-        # [3]
-        signed = _check_entry_signature(entry, computed, config)
+        # [3] the key; the signature itself is left to the caller
+        signature = _entry_signature_check(entry, computed, config)
     except VerificationError as exc:
-        return CheckedEntry(offset, raw, entry, rejection=Finding.from_error(Kind(exc.kind), exc, **where))
+        return CheckedEntry(offset, raw, entry,
+                            rejection=Finding.from_error(Kind(exc.kind), exc, **_located(offset, entry))), None
     notes = []
     token = entry.get("timestamp_token")
     if token is not None and config.tsa_ca is not None:  # [7] per-entry timestamp mode
         try:
             verify_timestamp(bytes(token), computed, config.tsa_ca)
         except TimestampError as exc:
-            notes.append(Finding.from_error(Kind.TIMESTAMP_INVALID, exc, **where))
+            notes.append(Finding.from_error(Kind.TIMESTAMP_INVALID, exc, **_located(offset, entry)))
     checked_approvals = False
     if config.approvers is not None and _carries_approvals(entry["action"]):  # [9]
         checked_approvals = True
         try:
             _verify_approvals(entry["action"], config.approvers)
         except VerificationError as exc:
-            notes.append(Finding.from_error(Kind.APPROVAL_INVALID, exc, **where))
-    return CheckedEntry(offset, raw, entry, computed, None, tuple(notes), signed, checked_approvals)
+            notes.append(Finding.from_error(Kind.APPROVAL_INVALID, exc, **_located(offset, entry)))
+    checked = CheckedEntry(offset, raw, entry, computed, None, tuple(notes), signature is not None, checked_approvals)
+    return checked, signature
+
+
+def settle_signature(checked: CheckedEntry, signature: SignatureCheck, valid: bool) -> CheckedEntry:
+    """The outcome of :func:`precheck_entry` once its signature was checked (``valid``)."""
+    if valid:
+        return checked
+    key, sig, message = signature
+    try:
+        key.verify(sig, message)  # raises the explanation; a bad signature is the rare path
+        raise InvalidSignature("signature failed a batch check but passes alone", key_id=key.key_id)
+    except VerificationError as exc:
+        return CheckedEntry(checked.offset, checked.raw, checked.entry,
+                            rejection=Finding.from_error(Kind(exc.kind), exc, **_entry_where(checked)))
 
 
 def _recompute_entry_hash(entry: Mapping[str, Any]) -> bytes:
-    try:
-        computed = records.entry_hash(entry)
+    try:  # a decoded entry has exactly the schema's types: the typed writer gives entry_hash's bytes
+        computed = records.entry_hash_typed(entry)
     except (ValueError, TypeError) as exc:
         raise VerificationError(f"entry cannot be hashed (RFC 8785): {exc}", kind=Kind.HASH_MISMATCH.value) from exc
     if computed != bytes(entry["entry_hash"]):
@@ -264,16 +301,16 @@ def _check_payload(action: Mapping[str, Any]) -> None:
                                 kind=Kind.HASH_MISMATCH.value, expected=bytes(action["payload_hash"]), computed=computed)
 
 
-def _check_entry_signature(entry: Mapping[str, Any], entry_hash: bytes, config: CheckerConfig) -> bool:
+def _entry_signature_check(entry: Mapping[str, Any], entry_hash: bytes, config: CheckerConfig
+                           ) -> SignatureCheck | None:
     key = config.trusted_keys.get(entry["key_id"])
     if key is None:
         raise VerificationError(f"entry {entry['seq']} names key {entry['key_id'][:16]}..., which is not trusted",
                                 kind=Kind.UNKNOWN_KEY.value, key_id=entry["key_id"])
     signature = entry.get("signature")
     if signature is None:
-        return False  # checkpoint signing mode: covered by a signed checkpoint instead
-    key.verify(bytes(signature), records.entry_signing_message(entry_hash))  # raises InvalidSignature
-    return True
+        return None  # checkpoint signing mode: covered by a signed checkpoint instead
+    return key, bytes(signature), records.entry_signing_message(entry_hash)
 
 
 def _carries_approvals(action: Mapping[str, Any]) -> bool:
@@ -442,23 +479,80 @@ class Stats:
         return out
 
 
-MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
+class SignaturePool:
+    """Checks step [3]'s signatures on background threads while the caller goes on.
 
-
-def chunked_map(pool: Executor, workers: int) -> MapFn:
-    """A map over ``workers`` contiguous chunks of the input, one pool task per chunk, results
-    in input order. One task per record would cost more in futures and GIL hand-overs than a
-    signature check saves; per chunk, each thread's ML-DSA verify (the GIL is released
-    inside liboqs and OpenSSL) overlaps the other thread's decoding and re-hashing.
+    With liboqs and the shim (``PublicKey.verify_many_releases_gil``) a whole chunk of
+    signatures is checked in one foreign call that holds no GIL, so one thread verifies
+    chunk *k* while the feeding thread decodes and re-hashes chunk *k + 1* and integrates
+    chunk *k - 1*: on two cores the signature nearly disappears from the time per entry.
+    Without it (pyca), or without a ``pool``, checks run at once on the calling thread.
+    ``workers`` threads of the pool split each chunk between them.
     """
-    def map_fn(fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterable[Any]:
-        items = list(items)
-        if workers < 2 or len(items) < 2 * workers:
-            return map(fn, items)
-        size = -(-len(items) // workers)
-        chunks = [items[i:i + size] for i in range(0, len(items), size)]
-        return [out for part in pool.map(lambda chunk: [fn(x) for x in chunk], chunks) for out in part]
-    return map_fn
+
+    def __init__(self, pool: Executor | None, workers: int = 1) -> None:
+        self._pool = pool
+        self._workers = max(1, workers)
+
+    def submit(self, checks: Sequence[SignatureCheck]) -> Callable[[], list[bool]]:
+        """Start checking; the returned function waits for the verdicts, in input order."""
+        if not checks:
+            return list
+        key = checks[0][0]
+        if self._pool is None or not key.verify_many_releases_gil or any(c[0] is not key for c in checks):
+            verdicts = [k.verify_many([(sig, message)])[0] for k, sig, message in checks]
+            return lambda: verdicts
+        pairs = [(sig, message) for _, sig, message in checks]
+        size = -(-len(pairs) // self._workers)
+        futures = [self._pool.submit(key.verify_many, pairs[i:i + size]) for i in range(0, len(pairs), size)]
+        return lambda: [ok for future in futures for ok in future.result()]
+
+
+#: entries pre-checked ahead of integration while their signatures are checked in the background
+PIPELINE_CHUNK = 128
+#: the interpreter switch interval for processes that feed a SignaturePool (sys.setswitchinterval):
+#: a pool thread needs the GIL twice per chunk, and at the default 5 ms it waits for the
+#: feeding thread's slice to run out each time (measured: the pool then gained nothing)
+SWITCH_INTERVAL = 0.0005
+_ON_CALLER = SignaturePool(None)
+
+
+def check_entries(records: Sequence[tuple[int, bytes]], config: CheckerConfig,
+                  signatures: SignaturePool | None = None) -> Iterator[CheckedEntry]:
+    """:func:`check_entry` for a run of records, in order, lazily. With ``signatures``,
+    chunks of records (``_chunks``) are pre-checked and their signatures handed to the
+    pool, so the signatures of chunk *k* are checked while chunk *k + 1* is pre-checked
+    and the caller consumes chunk *k - 1*."""
+    signatures = signatures or _ON_CALLER
+    ahead: deque[tuple[list[tuple[CheckedEntry, SignatureCheck | None]], Callable[[], list[bool]]]] = deque()
+    for start, end in _chunks(len(records)):
+        pre = [precheck_entry(r, config) for r in records[start:end]]
+        ahead.append((pre, signatures.submit([sig for _, sig in pre if sig is not None])))
+        if len(ahead) > 1:
+            yield from _settled(*ahead.popleft())
+    while ahead:
+        yield from _settled(*ahead.popleft())
+
+
+def _chunks(n: int) -> list[tuple[int, int]]:
+    """[start, end) of the chunks of a run of ``n`` records: ``PIPELINE_CHUNK`` long, but a
+    quarter of that at both ends, where nothing overlaps: the signature thread waits for the
+    first chunk to be pre-checked, and the caller for the last chunk's signatures."""
+    edge = max(1, PIPELINE_CHUNK // 4)
+    bounds, start = [], 0
+    while start < n:
+        middle = start and n - start > PIPELINE_CHUNK + 2 * edge
+        end = min(n, start + (PIPELINE_CHUNK if middle else edge))
+        bounds.append((start, end))
+        start = end
+    return bounds
+
+
+def _settled(pre: list[tuple[CheckedEntry, SignatureCheck | None]], verdicts: Callable[[], list[bool]]
+             ) -> Iterator[CheckedEntry]:
+    valid = iter(verdicts())
+    for checked, signature in pre:
+        yield checked if signature is None else settle_signature(checked, signature, next(valid))
 
 
 class Checker:
@@ -521,17 +615,27 @@ class Checker:
         return self._tree
 
     # --- feeding ------------------------------------------------------------------------------
-    def feed_entries(self, batch: Sequence[tuple[int, bytes]], map_fn: MapFn = map) -> list[Finding]:
-        """Verify a run of consecutive ``entries`` records; ``map_fn`` may parallelise step [3]."""
+    def feed_entries(self, batch: Sequence[tuple[int, bytes]], signatures: SignaturePool | None = None
+                     ) -> list[Finding]:
+        """Verify a run of consecutive ``entries`` records; with ``signatures``, step [3]'s
+        signature checks run in the background (see :func:`check_entries`)."""
         fresh = [r for r in batch if r[0] >= self.next_offset[ENTRIES]]
-        if not fresh:
-            return []
-        config = self.config
-        checked = list(map_fn(lambda r: check_entry(r, config), fresh))
+        return self.feed_checked(check_entries(fresh, self.config, signatures)) if fresh else []
+
+    def feed_checked(self, checked: Iterable[CheckedEntry]) -> list[Finding]:
+        """Integrate consecutive ``entries`` records that :func:`check_entries` checked
+        with this checker's config (the stateless steps may run anywhere, e.g. on other
+        threads or in another process); records at offsets already processed are skipped."""
         out: list[Finding] = []
+        fed = False
         for c in checked:
+            if c.offset < self.next_offset[ENTRIES]:
+                continue
+            fed = True
             self.next_offset[ENTRIES] = c.offset + 1
             out += self._integrate(c)
+        if not fed:
+            return []
         out += self._drain_queue()
         return self._record(out)
 
@@ -598,14 +702,13 @@ class Checker:
         self.stats.approvals_checked += c.approvals_checked
         out = list(c.notes)
         e, seq, h = c.entry, c.seq, c.entry_hash
-        where = {"seq": seq, "agent_id": c.agent_id, **_where(c.offset, ENTRIES)}
         t = self._tentative
         # [4] an entry for a seq we already have
         if seq < self._tree.size:
             known = self._hash_at(seq)
             if known is None:
                 out.append(Finding.make(Kind.CHAIN_BREAK, f"entry {seq} arrives after entry {self.position - 1}: "
-                                        "out of order", got=h, **where))
+                                        "out of order", got=h, **_entry_where(c)))
             else:
                 out.append(self._same_seq(c, known))
             return out
@@ -647,7 +750,7 @@ class Checker:
 
     def _same_seq(self, c: CheckedEntry, known: bytes) -> Finding:
         seq, h = c.seq, c.entry_hash
-        where = {"seq": seq, "agent_id": c.agent_id, **_where(c.offset, ENTRIES)}
+        where = _entry_where(c)
         if h == known:
             return Finding.make(Kind.DUPLICATE, f"entry {seq} appears again (replayed record)", entry_hash=h, **where)
         return Finding.make(Kind.FORK, f"a different entry under a trusted key claims seq {seq}",
@@ -670,7 +773,6 @@ class Checker:
         """Steps [5] and [8] for the new head, against the integrated state."""
         out: list[Finding] = []
         e, seq, agent = c.entry, c.seq, c.agent_id
-        where = {"seq": seq, "agent_id": agent, **_where(c.offset, ENTRIES)}
         head = self._agents.get(agent)
         want_seq, want_prev = (head[0], head[1]) if head else (0, records.ZERO_HASH)
         got_seq, got_prev = int(e["agent_seq"]), bytes(e["agent_prev_hash"])
@@ -680,16 +782,18 @@ class Checker:
                 out.append(Finding.make(Kind.AGENT_CHAIN_BREAK, f"entry {seq}: the chain of agent {agent} does not "
                                         f"continue (agent_seq {got_seq}, expected {want_seq})",
                                         expected_agent_seq=want_seq, got_agent_seq=got_seq,
-                                        expected=want_prev, got=got_prev, **where))
+                                        expected=want_prev, got=got_prev, **_entry_where(c)))
         edges, pending, problems = self._check_links(e)
         if problems:
-            out.append(Finding.make(Kind.LINK_MISMATCH, f"entry {seq}: " + "; ".join(problems), **where))
+            out.append(Finding.make(Kind.LINK_MISMATCH, f"entry {seq}: " + "; ".join(problems), **_entry_where(c)))
         self._tentative = _Tentative(c, edges, pending)
         return out
 
     def _check_links(self, e: Mapping[str, Any]) -> tuple[list, list, list[str]]:
         links = list(e["action"].get("links") or [])
         resolved = list(e.get("resolved_links") or [])
+        if not links and not resolved:
+            return [], [], []
         named = [(l["agent_id"], l["event_id"]) for l in links]
         if named != [(r["agent_id"], r["event_id"]) for r in resolved]:
             return [], [], [f"resolved_links {len(resolved)} do not answer the action's links {len(links)} one by one"]

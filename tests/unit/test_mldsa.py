@@ -398,3 +398,51 @@ def test_without_the_shim_liboqs_signs_one_by_one(tmp_path, monkeypatch: pytest.
     public = PublicKey.from_bytes(key.public_key().raw, "pyca")
     for message, signature in zip([b"a", b"b"], key.sign_many([b"a", b"b"])):
         public.verify(signature, message)
+
+
+# --- verify_many (liboqs: one GIL-free call per chunk through the same shim) ------------------
+
+def test_verify_many_agrees_with_verify(backend: str) -> None:
+    key = PrivateKey.from_seed(SEED, backend)
+    messages = [MESSAGE + bytes([i]) * i for i in range(9)] + [b""]
+    signatures = key.sign_many(messages)
+    pairs = list(zip(signatures, messages))
+    pairs[2] = (signatures[2], b"another message")                         # wrong message
+    pairs[4] = (signatures[4][:-1], messages[4])                            # one byte short
+    pairs[6] = (bytes(mldsa.SIGNATURE_SIZE), messages[6])                   # zeros
+    pairs[8] = (bytes([signatures[8][0] ^ 1]) + signatures[8][1:], messages[8])  # one flipped bit
+    for verifier in mldsa.available_backends():
+        public = PublicKey.from_bytes(key.public_key().raw, verifier)
+        verdicts = public.verify_many(pairs)
+        for (signature, message), ok in zip(pairs, verdicts):
+            try:
+                public.verify(signature, message)
+                alone = True
+            except InvalidSignature:
+                alone = False
+            assert ok is alone
+        assert [i for i, ok in enumerate(verdicts) if not ok] == [2, 4, 6, 8]
+        assert public.verify_many([]) == []
+
+
+def test_liboqs_verify_many_uses_the_shim_and_runs_beside_other_threads() -> None:
+    _require_sign_many_shim()
+    key = PrivateKey.from_seed(SEED, "liboqs")
+    public = key.public_key()
+    assert public.verify_many_releases_gil
+    assert not PublicKey.from_bytes(public.raw, "pyca").verify_many_releases_gil
+    messages = [bytes([i]) * 50 for i in range(40)]
+    pairs = list(zip(key.sign_many(messages), messages))
+    pairs[7] = (pairs[7][0], b"tampered")
+    results: dict[int, list[bool]] = {}
+
+    def work(i: int) -> None:
+        results[i] = public.verify_many(pairs)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    expected = [i != 7 for i in range(40)]
+    assert all(verdicts == expected for verdicts in results.values()) and len(results) == 3

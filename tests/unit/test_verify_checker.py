@@ -5,8 +5,10 @@ so a missed fault and a false or consequential alert both fail.
 """
 from __future__ import annotations
 
+import itertools
 import random
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,8 +16,9 @@ import pytest
 
 from ledgerstream.core import records
 from ledgerstream.core.mldsa import PrivateKey
+from ledgerstream.core import verify
 from ledgerstream.core.verify import (CHECKPOINTS, ENTRIES, REJECTING, SEVERITY, Checker, CheckerConfig, Kind,
-                                      LivenessSample, StallMonitor)
+                                      LivenessSample, SignaturePool, StallMonitor, check_entries)
 from support.ledger_builder import (LedgerBuilder, enc, entry_bytes, flip_bit, flip_inside, other_entry, random_bytes,
                                    seal)
 
@@ -448,10 +451,41 @@ def test_every_kind_has_a_severity_and_a_documented_section() -> None:
             assert part in section, (kind, part)
 
 
-def test_chunked_map_keeps_order_and_uses_one_task_per_chunk() -> None:
-    from concurrent.futures import ThreadPoolExecutor
+def _fed_in_batches(ledger: Ledger, signatures: SignaturePool | None) -> tuple[list[str], Checker]:
+    """The records as a worker feeds them: runs of each topic as one batch each."""
+    checker = Checker(config())
+    found = []
+    for topic, run_ in itertools.groupby(ledger.records, key=lambda r: r[0]):
+        batch = [(offset, raw) for _, offset, raw in run_]
+        found += (checker.feed_entries(batch, signatures) if topic == ENTRIES else checker.feed_checkpoints(batch))
+    found += checker.finish()
+    return [f.kind.value for f in found], checker
 
-    from ledgerstream.core.verify import chunked_map
+
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_pipelined_signature_checks_find_exactly_what_one_by_one_finds(name: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Background signature checks (SignaturePool, small chunks so that a batch spans
+    several) change nothing: same findings, same chain, same Merkle tree."""
+    monkeypatch.setattr(verify, "PIPELINE_CHUNK", 3)
+    inject, expected = FAULTS[name]
+    ledger = clean_prefix()
+    inject(ledger)
+    continue_honestly(ledger)
+    with ThreadPoolExecutor(2) as pool:
+        for signatures in (None, SignaturePool(pool, 1), SignaturePool(pool, 2)):
+            kinds, checker = _fed_in_batches(ledger, signatures)
+            assert kinds == expected
+            assert checker.position == ledger.b.seq
+            assert checker.tree.root() == run(ledger)[1].tree.root()
+
+
+def test_signature_pool_checks_a_chunk_per_worker_and_keeps_the_order() -> None:
+    builder = LedgerBuilder(KEY)
+    entries = builder.many(10)
+    checks = [(KEY.public_key(), bytes(e["signature"]), records.entry_signing_message(bytes(e["entry_hash"])))
+              for e in entries]
+    checks[3] = (checks[3][0], checks[3][1], records.entry_signing_message(bytes(32)))  # signs something else
 
     class CountingPool(ThreadPoolExecutor):
         tasks = 0
@@ -460,10 +494,27 @@ def test_chunked_map_keeps_order_and_uses_one_task_per_chunk() -> None:
             CountingPool.tasks += 1
             return super().submit(*args, **kwargs)
 
-    with CountingPool(3) as pool:
-        mapped = chunked_map(pool, 3)
-        assert list(mapped(lambda x: x * x, range(100))) == [x * x for x in range(100)]
-        assert CountingPool.tasks == 3
-        assert list(mapped(str, [1, 2])) == ["1", "2"]  # too few to split: inline, no task
-        assert CountingPool.tasks == 3
-    assert list(chunked_map(pool, 1)(abs, [-1, -2])) == [1, 2]
+    expected = [i != 3 for i in range(10)]
+    with CountingPool(2) as pool:
+        assert SignaturePool(pool, 2).submit(checks)() == expected
+        on_pool = KEY.public_key().verify_many_releases_gil
+        assert CountingPool.tasks == (2 if on_pool else 0)  # without a GIL-free backend: on the caller
+        assert SignaturePool(pool, 2).submit([])() == []
+    assert SignaturePool(None).submit(checks)() == expected
+
+
+def test_checked_entries_can_be_integrated_by_another_checker() -> None:
+    """The stateless checks and the integration can run apart (another thread or process)."""
+    ledger = clean_prefix(12)
+    bit_flip_signature(ledger)
+    continue_honestly(ledger)
+    entries = [(offset, raw) for topic, offset, raw in ledger.records if topic == ENTRIES]
+    checked = list(check_entries(entries, config()))
+    integrating = Checker(config())
+    found = integrating.feed_checked(checked[:8]) + integrating.feed_checked(checked[4:])  # overlap: skipped
+    assert [f.kind.value for f in found] == ["bad_signature"]
+    assert integrating.feed_checked(checked) == []
+    direct = Checker(config())
+    assert [f.kind.value for f in direct.feed_entries(entries)] == ["bad_signature"]
+    assert (integrating.position, integrating.tree.root()) == (direct.position, direct.tree.root())
+    assert integrating.position == ledger.b.seq
