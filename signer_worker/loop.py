@@ -17,7 +17,8 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -36,6 +37,34 @@ log = logging.getLogger("ledgerstream.signer")
 
 class Fenced(Exception):
     """Another signer instance took over; this one must stop writing."""
+
+
+#: signing messages are handed to the signing thread this many at a time (fewer lock
+#: round trips and wake-ups; the thread signs chunks of up to SigningThread.max_chunk)
+SUBMIT_EVERY = 16
+
+Produce = Callable[..., None]  # producer.produce(topic, value, key=None), or a buffer's stand-in
+
+
+@dataclass
+class _Ahead:
+    """The next batch, consumed and sequenced while the current transaction is finished and
+    committed (a backlog is being drained; entry signing on the signing thread), so the
+    signing thread does not wait for the loop between transactions.
+    Nothing of it is produced before its own transaction begins; if the current transaction
+    aborts, it is dropped with the rest of the in-memory state (``recover``)."""
+
+    consumed: int  # actions taken from the consumer
+    #: its records in order, to produce first thing in its transaction: dead letters,
+    #: checkpoints, and entries not signed on the signing thread
+    records: list[tuple[str, bytes, bytes | None]] = field(default_factory=list)
+    signed: list[Outcome] = field(default_factory=list)  # entries whose signatures are in, in seq order
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("entries", "dead_letters", "duplicates", "checkpoints", "anchors"), 0))
+    published: list[tuple[int, bytes]] = field(default_factory=list)  # its checkpoints
+
+    def produce(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        self.records.append((topic, value, key))
 
 
 class SignerWorker:
@@ -57,6 +86,9 @@ class SignerWorker:
         self.sign_ahead = settings.signing_mode == "entry" and key.sign_many_releases_gil
         self.signing: SigningThread | None = None
         self._unsigned: deque[Outcome] = deque()  # sequenced, waiting for their signatures
+        self._to_sign: list[bytes] = []  # signing messages of the last of _unsigned, not yet handed over
+        self._current_left = 0  # how many of _unsigned (the first ones) belong to the open transaction
+        self._ahead: _Ahead | None = None  # the next batch, sequenced ahead (see _iteration)
 
     # --- set-up ------------------------------------------------------------------------------
     def _producer(self) -> Producer:
@@ -164,34 +196,51 @@ class SignerWorker:
                 or (time.monotonic() - self.last_checkpoint_time) * 1000 >= self.s.checkpoint_ms)
 
     def _iteration(self, producer: Producer, consumer: Consumer) -> None:
-        msgs = consumer.consume(self.s.batch_size, timeout=self.s.batch_ms / 1000)
+        """One transaction. While a backlog drains and entries are signed on the signing
+        thread, the next batch is consumed and sequenced (its signatures started) before this
+        transaction's last signatures are in and it is committed; it is produced in the next
+        transaction (``_Ahead``)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            msgs = consumer.consume(self.s.batch_size, timeout=self.s.batch_ms / 1000)
+            msgs = [m for m in msgs if self._usable(m)]
+            consumed = len(msgs)
+        else:
+            msgs, consumed = [], ahead.consumed  # sequenced already
         producer.poll(0)
         tokens = self.anchorer.ready()
-        msgs = [m for m in msgs if self._usable(m)]
-        if not msgs and not tokens and not self._checkpoint_due():
+        if not consumed and not tokens and not self._checkpoint_due():
             self.write_status()
             return
-        published: list[tuple[int, bytes]] = []
-        counts = {"entries": 0, "dead_letters": 0, "duplicates": 0, "checkpoints": 0, "anchors": 0}
+        published: list[tuple[int, bytes]] = ahead.published if ahead is not None else []
+        counts = ahead.counts if ahead is not None else dict.fromkeys(
+            ("entries", "dead_letters", "duplicates", "checkpoints", "anchors"), 0)
         try:
             producer.begin_transaction()
+            if ahead is not None:
+                for topic, value, key in ahead.records:
+                    producer.produce(topic, value, key=key)
+                for outcome in ahead.signed:
+                    self._produce_entry(producer.produce, outcome)
+            self._current_left = len(self._unsigned)  # the rest of the ahead batch, if any
             for m in msgs:
-                self._handle(producer, m, counts)
-                if self.state.tree.size - self.state.checkpoint_size >= self.s.checkpoint_every:
-                    published.append(self._checkpoint(producer))
-                    counts["checkpoints"] += 1
-            while self._unsigned:  # every entry of the batch, in seq order, as its chunk is signed
-                self._produce_signed(producer, wait=True)
+                self._handle(producer, producer.produce, m, counts, published)
             if self._checkpoint_due():
-                published.append(self._checkpoint(producer))
+                published.append(self._checkpoint(producer.produce))
                 counts["checkpoints"] += 1
             for t in tokens:
                 producer.produce(self.s.topics.checkpoints, codec.encode("TimestampAnchor", {
                     "tree_size": t.tree_size, "body_hash": records.sha256(t.body),
                     "timestamp": {"tsa": t.tsa, "token": t.token}, "created_at": now_us()}))
                 counts["anchors"] += 1
-            if msgs:
-                positions = consumer.position(consumer.assignment())
+            positions = consumer.position(consumer.assignment()) if consumed else None
+            if self.sign_ahead and consumed >= self.s.batch_size:  # a backlog: start on the next batch now
+                self._sequence_ahead(producer, consumer)
+            if self._to_sign:
+                self._submit(producer)
+            while self._current_left:  # every entry of the batch, in seq order, as its chunk is signed
+                self._produce_signed(producer, wait=True)
+            if positions is not None:
                 producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 30)
             producer.commit_transaction(60)
         except KafkaException as exc:
@@ -207,6 +256,18 @@ class SignerWorker:
             self.state.unanchored.pop(t.tree_size, None)
         self.write_status()
 
+    def _sequence_ahead(self, producer: Producer, consumer: Consumer) -> None:
+        """Sequence what the consumer already holds of the next batch (no waiting), into
+        ``self._ahead``; this transaction's entries keep being produced as they are signed."""
+        msgs = [m for m in consumer.consume(self.s.batch_size, timeout=0) if self._usable(m)]
+        if not msgs:
+            return
+        ahead = self._ahead = _Ahead(consumed=len(msgs))
+        for m in msgs:
+            self._handle(producer, ahead.produce, m, ahead.counts, ahead.published)
+        if self._to_sign:
+            self._submit(producer)
+
     def _usable(self, msg: Any) -> bool:
         err = msg.error()
         if err is None:
@@ -215,7 +276,10 @@ class SignerWorker:
             log.warning("consumer error: %s", err)
         return False
 
-    def _handle(self, producer: Producer, m: Any, counts: dict[str, int]) -> None:
+    def _handle(self, producer: Producer, produce: Produce, m: Any, counts: dict[str, int],
+                published: list[tuple[int, bytes]]) -> None:
+        """Sequence one action; its records go to ``produce`` (this transaction, or the
+        next batch's buffer), its signature to the signing thread."""
         assert self.seq is not None
         ts_type, ts = m.timestamp()
         src = Source(m.topic(), m.partition(), m.offset(), m.key(), ts if ts_type else None)
@@ -228,36 +292,58 @@ class SignerWorker:
             if outcome.signing_message is not None:
                 assert self.signing is not None
                 self._unsigned.append(outcome)
-                self.signing.submit(outcome.signing_message)
-                self._produce_signed(producer, wait=False)
+                if self._ahead is None:  # else it belongs to the next batch (_sequence_ahead)
+                    self._current_left += 1
+                self._to_sign.append(outcome.signing_message)
+                if len(self._to_sign) >= SUBMIT_EVERY:
+                    self._submit(producer)
             else:
-                self._produce_entry(producer, outcome)
+                self._produce_entry(produce, outcome)
             counts["entries"] += 1
+            if self.state.tree.size - self.state.checkpoint_size >= self.s.checkpoint_every:
+                published.append(self._checkpoint(produce))
+                counts["checkpoints"] += 1
         elif outcome.dead_letter is not None:
-            producer.produce(self.s.topics.deadletter, codec.encode("DeadLetter", outcome.dead_letter))
+            produce(self.s.topics.deadletter, codec.encode("DeadLetter", outcome.dead_letter))
             counts["dead_letters"] += 1
         else:
             counts["duplicates"] += 1
 
-    def _produce_entry(self, producer: Producer, outcome: Outcome) -> None:
-        producer.produce(self.s.topics.entries, Sequencer.encode(outcome),
-                         key=outcome.entry["action"]["agent_id"].encode())
+    def _produce_entry(self, produce: Produce, outcome: Outcome) -> None:
+        produce(self.s.topics.entries, Sequencer.encode(outcome), key=outcome.entry["action"]["agent_id"].encode())
+
+    def _submit(self, producer: Producer) -> None:
+        """Hand the signing messages gathered so far to the signing thread (one lock, one
+        wake-up per SUBMIT_EVERY entries), and produce the entries already signed."""
+        assert self.signing is not None
+        self.signing.submit_many(self._to_sign)
+        self._to_sign = []
+        self._produce_signed(producer, wait=False)
 
     def _produce_signed(self, producer: Producer, wait: bool) -> None:
-        """Produce the sequenced entries whose signatures are done, in seq order; with
-        ``wait``, wait for at least one."""
+        """Produce the open transaction's sequenced entries whose signatures are done, in
+        seq order (those of the next batch are kept for its transaction); with ``wait``,
+        wait for at least one."""
         assert self.signing is not None
-        for signature in self.signing.take(wait):
+        signatures = self.signing.take(wait)
+        if wait and not signatures and self._current_left:
+            raise RuntimeError(f"the signing thread has nothing left for {self._current_left} entries")
+        for signature in signatures:
             outcome = self._unsigned.popleft()
             outcome.entry["signature"] = signature
-            self._produce_entry(producer, outcome)
+            if self._current_left:
+                self._current_left -= 1
+                self._produce_entry(producer.produce, outcome)
+            else:
+                assert self._ahead is not None
+                self._ahead.signed.append(outcome)
 
-    def _checkpoint(self, producer: Producer) -> tuple[int, bytes]:
+    def _checkpoint(self, produce: Produce) -> tuple[int, bytes]:
         st = self.state
         size, created = st.tree.size, now_us()
         root = st.tree.root()
         body = records.checkpoint_body(self.s.origin, size, root, st.head, created)
-        producer.produce(self.s.topics.checkpoints, codec.encode("Checkpoint", {
+        produce(self.s.topics.checkpoints, codec.encode("Checkpoint", {
             "spec_version": records.SPEC_VERSION, "origin": self.s.origin, "tree_size": size,
             "root_hash": root, "chain_head": st.head, "created_at": created, "body": body,
             "key_id": self.pub.key_id, "signature": self.key.sign(body)}))
@@ -276,6 +362,9 @@ class SignerWorker:
         if self.signing is not None:  # nothing of the aborted batch may leak into the next
             self.signing.reset()
         self._unsigned.clear()
+        self._to_sign = []
+        self._current_left = 0
+        self._ahead = None  # sequenced on top of the aborted batch: redone after it
         try:
             producer.abort_transaction(60)
         except KafkaException as abort_exc:

@@ -62,6 +62,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from ledgerstream.tools.proc_cpu import cpu_seconds
+
 GOAL_RATIO = 0.8
 MODES = ("entry", "checkpoint")
 LATENCY_RATE_CAP = 1000.0
@@ -154,15 +156,6 @@ class _Tail:
         self._consumer.close()
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far, from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _sign_cpu_us(backend: str, seconds: float = 1.0) -> float:
     """CPU microseconds of one ML-DSA-65 signature (one thread, 256-byte message)."""
     from ledgerstream.core import mldsa
@@ -207,9 +200,9 @@ def bench_scenario(bootstrap: str, key_path: Path, workdir: Path, backend: str, 
         alive = lambda: proc.poll() is None  # noqa: E731
         tail.wait(1, 120, alive)  # the signer is up and committing: start the CPU clocks
         clocks_from_us = time.time_ns() // 1000
-        cpu0 = (_cpu_seconds(proc.pid), _cpu_seconds(broker_pid) if broker_pid else float("nan"))
+        cpu0 = (cpu_seconds(proc.pid), cpu_seconds(broker_pid) if broker_pid else float("nan"))
         tail.wait(events, 60 + events / 20, alive)
-        cpu1 = (_cpu_seconds(proc.pid), _cpu_seconds(broker_pid) if broker_pid else float("nan"))
+        cpu1 = (cpu_seconds(proc.pid), cpu_seconds(broker_pid) if broker_pid else float("nan"))
         drained = list(tail.arrivals[:events])
         first = codec.decode(drained[0][1], expect="LedgerEntry")[1]
         last = codec.decode(drained[-1][1], expect="LedgerEntry")[1]
@@ -282,14 +275,14 @@ def _broker_burst(bootstrap: str, broker_pid: int, records: int, size: int = 380
     tail = _Tail(bootstrap, topics.entries)
     value = os.urandom(size)
     try:
-        cpu0 = _cpu_seconds(broker_pid)
+        cpu0 = cpu_seconds(broker_pid)
         for start in range(0, records, batch):
             producer.begin_transaction()
             for i in range(start, min(records, start + batch)):
                 producer.produce(topics.entries, value, key=f"bench-agent-{i % AGENTS}".encode())
             producer.commit_transaction(60)
         tail.wait(records, 120, lambda: True)
-        cpu1 = _cpu_seconds(broker_pid)
+        cpu1 = cpu_seconds(broker_pid)
     finally:
         tail.close()
     delete_topics(bootstrap, topics)
@@ -330,7 +323,7 @@ def _with_ratios(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def run(events: int = 5000, *, latency_events: int = 1000, backends: list[str] | None = None,
+def run(events: int = 20_000, *, latency_events: int = 1000, backends: list[str] | None = None,
         modes: tuple[str, ...] = MODES, profile: str | None = None,
         log: Log = lambda msg: None) -> dict[str, Any]:
     """Every backend x mode on a private embedded broker; returns a JSON-able dict.

@@ -50,9 +50,12 @@ def test_signatures_come_back_in_submission_order(key: PrivateKey) -> None:
     try:
         messages = [records.entry_signing_message(records.sha256(bytes([i]))) for i in range(40)]
         got: list[bytes] = []
-        for message in messages:
-            signing.submit(message)
+        for message in messages[:20]:
+            signing.submit_many([message])
             got += signing.take()  # whatever is done so far, in order
+        for start in range(20, 40, 5):  # and in groups, as the loop hands them over
+            signing.submit_many(messages[start:start + 5])
+            got += signing.take()
         got += _take_all(signing)
         assert signing.pending == 0 and signing.take(wait=True) == []
         assert len(got) == len(messages) and signing.chunks >= 40 // 7
@@ -67,11 +70,11 @@ def test_reset_drops_what_was_submitted(key: PrivateKey) -> None:
     signing = SigningThread(key, max_chunk=3)
     try:
         for i in range(20):
-            signing.submit(b"aborted %d" % i)
+            signing.submit_many([b"aborted %d" % i])
         signing.reset()
         fresh = [b"kept %d" % i for i in range(5)]
         for message in fresh:
-            signing.submit(message)
+            signing.submit_many([message])
         got = _take_all(signing)
         assert len(got) == 5
         for message, signature in zip(fresh, got):
@@ -98,10 +101,10 @@ def test_reset_drops_the_chunk_in_flight() -> None:
     signing = SigningThread(fake, max_chunk=2)  # type: ignore[arg-type]
     try:
         for m in (b"a1", b"a2", b"a3"):
-            signing.submit(m)
+            signing.submit_many([m])
         assert fake.started.acquire(timeout=5)  # a1, a2 are being signed
         signing.reset()
-        signing.submit(b"b1")
+        signing.submit_many([b"b1"])
         for _ in range(2):
             fake.gate.release()
         assert _take_all(signing) == [b"sig:b1"]  # neither a1/a2 (in flight) nor a3 (queued)
@@ -123,7 +126,7 @@ class _FailingKey:
 def test_a_signing_failure_reaches_the_loop_thread() -> None:
     signing = SigningThread(_FailingKey())  # type: ignore[arg-type]
     try:
-        signing.submit(b"m")
+        signing.submit_many([b"m"])
         with pytest.raises(RuntimeError, match="entry signing failed"):
             signing.take(wait=True)
         signing.reset()
@@ -288,15 +291,23 @@ def test_loop_produces_each_batch_in_seq_order_in_its_transaction(key: PrivateKe
     worker = _worker(key, kafka, topics, monkeypatch, batch_size=25, checkpoint_every=30)
     assert worker.sign_ahead == key.sign_many_releases_gil
     try:
-        for _ in range(3):
+        worker._iteration(kafka, kafka)
+        assert kafka.committed_offset == 25
+        if worker.sign_ahead:  # a full batch: the next one was consumed and sequenced before this one committed
+            assert worker._ahead is not None and worker._ahead.consumed == 25 and worker.state.next_seq == 50
+        for _ in range(2):
             worker._iteration(kafka, kafka)
     finally:
         if worker.signing is not None:
             worker.signing.close()
-    assert kafka.committed_offset == 70 and len(kafka.commits) == 3
+    assert kafka.committed_offset == 70 and len(kafka.commits) == 3 and worker._ahead is None
+    entries_so_far = 0
     for txn, first in zip(kafka.commits, (0, 25, 50)):
         seqs = [codec.decode(v)[1]["seq"] for t, v in txn if t == topics.entries]
         assert seqs == list(range(first, min(70, first + 25)))  # the batch, in seq order, in one transaction
+        entries_so_far += len(seqs)
+        for t, v in txn:  # a checkpoint never covers an entry of a later transaction
+            assert t != topics.checkpoints or codec.decode(v)[1]["tree_size"] <= entries_so_far
     _check_ledger(key, kafka, topics, 70)
     assert len(kafka.log[topics.checkpoints]) == 2  # checkpoints at 30 and 60, mid-batch
     assert not worker._unsigned
@@ -311,14 +322,16 @@ def test_an_aborted_batch_is_redone_from_the_committed_state(key: PrivateKey, fa
     kafka = _Kafka(topics.actions, [codec.encode("ActionEvent", make_action(payload={"i": i})) for i in range(60)])
     worker = _worker(key, kafka, topics, monkeypatch, batch_size=20, checkpoint_every=1000)
     try:
+        if failure != "commit" and worker.signing is not None:
+            # slow chunks, so that signatures are still being made at the abort (swapped before
+            # the first batch: the next batch's signatures are started before a commit)
+            worker.signing.close()
+            worker.signing = SigningThread(_SlowKey(key), max_chunk=4)
         worker._iteration(kafka, kafka)
         if failure == "commit":
             kafka.fail_commits = 1  # entries 20..39 are signed and produced, then the commit fails
         else:
             kafka.fail_produce_at = 0  # the first entry's produce fails while later ones are being signed
-            if worker.signing is not None:
-                worker.signing.close()
-                worker.signing = SigningThread(_SlowKey(key), max_chunk=4)
         worker._iteration(kafka, kafka)
         assert kafka.aborts == 1 and worker.counters["aborts"] == 1
         assert worker.state.next_seq == 20 and not worker._unsigned
@@ -364,6 +377,6 @@ def test_signing_thread_stops_with_the_worker(key: PrivateKey) -> None:
 def test_a_dead_signing_thread_does_not_hang_the_loop(key: PrivateKey) -> None:
     signing = SigningThread(key)
     signing.close()  # the thread is gone; a message submitted now will never be signed
-    signing.submit(b"m")
+    signing.submit_many([b"m"])
     with pytest.raises(RuntimeError, match="thread is gone"):
         signing.take(wait=True)
