@@ -89,12 +89,16 @@ def verify_records(config: CheckerConfig, checkpoints: Iterable[tuple[int, bytes
         advance(batch[-1][0])
     seen = 0
     threads = threads or max(1, (os.cpu_count() or 1) - 1)  # leave a core to the Kafka client
+    interval = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH_INTERVAL)  # the signature pool's threads get the GIL back quickly
-    with ThreadPoolExecutor(threads) as pool:
-        signatures = SignaturePool(pool, threads)
-        for batch in batched(entries, BATCH):
-            report.findings += checker.feed_entries(batch, signatures)
-            advance(batch[-1][0])
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            signatures = SignaturePool(pool, threads)
+            for batch in batched(entries, BATCH):
+                report.findings += checker.feed_entries(batch, signatures)
+                advance(batch[-1][0])
+    finally:
+        sys.setswitchinterval(interval)  # a library call: leave the caller's interpreter as it was
     report.findings += checker.finish()
     return report
 
