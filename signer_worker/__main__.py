@@ -33,6 +33,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--origin", default="ledgerstream/dev")
     p.add_argument("--topic-prefix", default=None)
     p.add_argument("--status-file", type=Path, default=None)
+    p.add_argument("--signing-nice", type=int, default=SignerSettings.signing_nice,
+                   help="nice value of the entry-signing thread, -20..19 (negative needs CAP_SYS_NICE; "
+                        "without it the thread keeps the process's priority) [%(default)s]")
     p.add_argument("--no-leader-election", action="store_true", help="write at once (no hot standby)")
     return p.parse_args(argv)
 
@@ -49,7 +52,7 @@ def settings_from_args(a: argparse.Namespace) -> SignerSettings:
         batch_ms=a.batch_ms, checkpoint_every=a.checkpoint_every, checkpoint_ms=a.checkpoint_ms,
         max_record_bytes=a.max_record_bytes, dedup_horizon=a.dedup_horizon, origin=a.origin,
         status_file=a.status_file or home / "signer" / "status.json",
-        leader_election=not a.no_leader_election)
+        leader_election=not a.no_leader_election, signing_nice=a.signing_nice)
 
 
 #: The interpreter's thread switch interval in the signer process (Python's default: 5 ms).

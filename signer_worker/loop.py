@@ -155,7 +155,9 @@ class SignerWorker:
                 return 0
         self.role = "leader"
         if self.sign_ahead:
-            self.signing = SigningThread(self.key)
+            self.signing = SigningThread(self.key, nice=self.s.signing_nice)
+            if self.signing.priority_error:
+                log.warning("%s; under CPU contention entry signing will be slower", self.signing.priority_error)
         producer = self._producer()
         producer.init_transactions(60)
         self.recover()
@@ -384,6 +386,7 @@ class SignerWorker:
             "tsa_backlog": self.anchorer.backlog, "tsa_failures": self.anchorer.failures,
             "tsa_last_error": self.anchorer.last_error, "unanchored_checkpoints": len(st.unanchored),
             "skipped_on_recovery": st.skipped_on_recovery, **self.counters,
+            "signing_thread_nice": self.signing.nice if self.signing is not None else None,
             "started_at": self.started, "updated_at": time.time(),
         }
 

@@ -35,6 +35,8 @@ class SignerSettings:
     leader_election: bool = True
     session_timeout_ms: int = 6000
     extra_producer: dict[str, str] = field(default_factory=dict)
+    #: nice value of the entry-signing thread (signing.py); None leaves it at the process's
+    signing_nice: int | None = -10
 
     def __post_init__(self) -> None:
         if self.signing_mode not in ("entry", "checkpoint"):
@@ -43,6 +45,8 @@ class SignerSettings:
             raise ValueError(f"timestamp_mode must be 'checkpoint' or 'entry', not {self.timestamp_mode!r}")
         if self.tsa_policy not in ("first", "all"):
             raise ValueError("tsa_policy must be 'first' or 'all'")
+        if self.signing_nice is not None and not -20 <= self.signing_nice <= 19:
+            raise ValueError("signing_nice must be between -20 and 19")
         if self.checkpoint_every < 1 or self.batch_size < 1:
             raise ValueError("checkpoint_every and batch_size must be positive")
 

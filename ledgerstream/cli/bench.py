@@ -65,10 +65,13 @@ def producer(events: int, bootstrap: str | None, out: Path | None, as_json: bool
               help="Actions produced at a steady rate to measure latency.")
 @click.option("--backend", "backends", multiple=True, help="Only this ML-DSA backend (repeatable) [all available].")
 @click.option("--profile", default=None, metavar="BACKEND", help="Also cProfile an in-process signer (to stderr).")
+@click.option("--signing-nice", type=click.IntRange(-20, 19), default=None,
+              help="The signers' --signing-nice (the entry-signing thread's priority) [the signer's default, -10]; "
+                   "0 shows what the priority adds.")
 @out_option
 @json_option
-def signer(events: int, latency_events: int, backends: tuple[str, ...], profile: str | None, out: Path | None,
-           as_json: bool) -> None:
+def signer(events: int, latency_events: int, backends: tuple[str, ...], profile: str | None,
+           signing_nice: int | None, out: Path | None, as_json: bool) -> None:
     """Signer entries/s (drain) and produce-to-committed latency (paced), per ML-DSA backend
     and signing mode, beside the backend's raw sign rate, on a private embedded broker.
     See docs/benchmarks-signer.md for what each number measures."""
@@ -76,7 +79,8 @@ def signer(events: int, latency_events: int, backends: tuple[str, ...], profile:
 
     from ledgerstream.tools.bench_signer import render, run
 
-    result = run(events, latency_events=latency_events, backends=list(backends) or None, profile=profile, log=info)
+    result = run(events, latency_events=latency_events, backends=list(backends) or None, profile=profile,
+                 signing_nice=signing_nice, log=info)
     if out is not None:
         out.write_text(json.dumps(result, indent=2) + "\n")
         info(f"results written to {out}")

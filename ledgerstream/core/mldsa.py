@@ -578,12 +578,24 @@ def load_public_key(pem_or_raw: bytes, *, backend: str | None = None) -> PublicK
     return PublicKey.from_bytes(key.public_bytes_raw(), backend)
 
 
+def _calls_per_second(call: Callable[[], object], seconds: float) -> float:
+    count, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        call()
+        count += 1
+    return count / elapsed
+
+
 def measure_sign_rate(backend: str, seconds: float = 1.0) -> float:
     """Signatures per second of one thread with ``backend`` (256-byte messages)."""
     key = PrivateKey.generate(backend)
     message = bytes(256)
-    count, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        key.sign(message)
-        count += 1
-    return count / elapsed
+    return _calls_per_second(lambda: key.sign(message), seconds)
+
+
+def measure_verify_rate(backend: str, seconds: float = 1.0) -> float:
+    """Signature checks per second of one thread with ``backend`` (256-byte messages)."""
+    key = PrivateKey.generate(backend)
+    message = bytes(256)
+    signature, pub = key.sign(message), key.public_key()
+    return _calls_per_second(lambda: pub.verify(signature, message), seconds)

@@ -49,6 +49,7 @@ from ledgerstream.stack.topics import delete_topics
 
 import cProfile
 import io
+import json
 import os
 import platform
 import pstats
@@ -121,14 +122,64 @@ def _produce_all(bootstrap: str, topic: str, items: list[tuple[bytes, bytes, str
         raise RuntimeError("could not deliver the benchmark's actions")
 
 
+class _StableEnd:
+    """Samples the entries partition's last stable offset (the end a read_committed consumer
+    sees) every few milliseconds, so the drain's end is timed without reading its records:
+    a consumer fetching 3.8 KB entries at the drain rate took ~0.2 of the two cores here,
+    CPU the signer and broker did not get. Offsets count transaction markers too."""
+
+    def __init__(self, bootstrap: str, topic: str, every_s: float = 0.004) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self.samples: list[tuple[float, int]] = []  # (time, first offset not yet visible)
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
+                                   "isolation.level": "read_committed"})
+        self._tp = TopicPartition(topic, 0)
+        self._every = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-stable-end", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from confluent_kafka import KafkaException
+
+        while not self._stop.is_set():
+            try:
+                end = self._consumer.get_watermark_offsets(self._tp, timeout=5, cached=False)[1]
+            except KafkaException:  # a slow answer: ask again (wait() times out if it never comes)
+                continue
+            self.samples.append((time.time(), end))
+            self._stop.wait(self._every)
+
+    def wait(self, offset: int, timeout: float, alive: Callable[[], bool]) -> None:
+        """Until the record at ``offset`` is visible."""
+        deadline = time.monotonic() + timeout
+        while not self.samples or self.samples[-1][1] <= offset:
+            if time.monotonic() > deadline or not alive():
+                raise RuntimeError(f"the signer's ledger did not reach offset {offset} "
+                                   f"(stable end {self.samples[-1][1] if self.samples else 0})")
+            time.sleep(0.002)
+
+    def visible_at(self, offset: int) -> float:
+        """When the record at ``offset`` was first seen visible (to the sampling interval)."""
+        return next(t for t, end in self.samples if end > offset)
+
+    def close(self) -> None:
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join(10)
+            self._consumer.close()
+
+
 class _Tail:
     """Records when each committed entry becomes visible (read_committed), off the hot path:
-    raw bytes and arrival times only; decoding happens after the measurement."""
+    raw bytes, offsets and arrival times only; decoding happens after the measurement."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
         self.arrivals: list[tuple[float, bytes]] = []
+        self.offsets: list[int] = []
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
                                    "enable.auto.commit": False, "isolation.level": "read_committed",
                                    "fetch.wait.max.ms": 100})
@@ -141,7 +192,9 @@ class _Tail:
         while not self._stop.is_set():
             msgs = self._consumer.consume(10_000, timeout=0.05)
             now = time.time()
-            self.arrivals.extend((now, m.value()) for m in msgs if m.error() is None)
+            good = [m for m in msgs if m.error() is None]
+            self.arrivals.extend((now, m.value()) for m in good)
+            self.offsets.extend(m.offset() for m in good)
 
     def wait(self, count: int, timeout: float, alive: Callable[[], bool]) -> None:
         deadline = time.monotonic() + timeout
@@ -179,7 +232,8 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def bench_scenario(bootstrap: str, key_path: Path, workdir: Path, backend: str, mode: str, events: int,
-                   latency_events: int, raw_rate: float, log: Log, broker_pid: int | None = None) -> dict[str, Any]:
+                   latency_events: int, raw_rate: float, log: Log, broker_pid: int | None = None,
+                   signing_nice: int | None = None) -> dict[str, Any]:
     from ledgerstream.core import codec, mldsa
     from ledgerstream.core.config import Topics
     from ledgerstream.stack.topics import ensure_topics
@@ -188,25 +242,33 @@ def bench_scenario(bootstrap: str, key_path: Path, workdir: Path, backend: str, 
     ensure_topics(bootstrap, topics)
     log(f"[{backend}/{mode}] producing {events} actions, then starting the signer ...")
     _produce_all(bootstrap, topics.actions, _encoded_actions(events))
-    tail = _Tail(bootstrap, topics.entries)
+    end = _StableEnd(bootstrap, topics.entries)
+    tail: _Tail | None = None
     logfile = workdir / f"signer-{backend}-{mode}.log"
     argv = [sys.executable, "-m", "ledgerstream.signer_worker", "--bootstrap", bootstrap, "--key", str(key_path),
             "--topic-prefix", topics.actions[: -len("actions")], "--status-file", str(workdir / "status.json"),
             "--signing-mode", mode, "--no-leader-election"]
+    if signing_nice is not None:
+        argv += ["--signing-nice", str(signing_nice)]
     env = dict(os.environ, **{mldsa.BACKEND_ENV: backend})
     with open(logfile, "ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         alive = lambda: proc.poll() is None  # noqa: E731
-        tail.wait(1, 120, alive)  # the signer is up and committing: start the CPU clocks
+        end.wait(0, 120, alive)  # the signer is up and committing: start the CPU clocks
         clocks_from_us = time.time_ns() // 1000
         cpu0 = (cpu_seconds(proc.pid), cpu_seconds(broker_pid) if broker_pid else float("nan"))
-        tail.wait(events, 60 + events / 20, alive)
+        # offsets count one commit marker per transaction: at this end all but the last few
+        # entries are visible, and the clocks stop within one transaction of the true end
+        end.wait(events - 1, 60 + events / 20, alive)
         cpu1 = (cpu_seconds(proc.pid), cpu_seconds(broker_pid) if broker_pid else float("nan"))
-        drained = list(tail.arrivals[:events])
-        first = codec.decode(drained[0][1], expect="LedgerEntry")[1]
-        last = codec.decode(drained[-1][1], expect="LedgerEntry")[1]
-        drain_s = drained[-1][0] - first["received_at"] / 1e6
+        tail = _Tail(bootstrap, topics.entries)  # the drained entries, read once they are all in
+        tail.wait(events, 60, alive)
+        end.wait(tail.offsets[events - 1], 10, alive)
+        end.close()
+        first = codec.decode(tail.arrivals[0][1], expect="LedgerEntry")[1]
+        last = codec.decode(tail.arrivals[events - 1][1], expect="LedgerEntry")[1]
+        drain_s = end.visible_at(tail.offsets[events - 1]) - first["received_at"] / 1e6
         rate = events / drain_s
         seq_rate = (events - 1) / max(1e-9, (last["received_at"] - first["received_at"]) / 1e6)
         log(f"[{backend}/{mode}] {rate:,.0f} entries/s; measuring latency at a steady rate ...")
@@ -233,13 +295,16 @@ def bench_scenario(bootstrap: str, key_path: Path, workdir: Path, backend: str, 
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        tail.close()
+        end.close()
+        if tail is not None:
+            tail.close()
     entries = [(t, codec.decode(raw, expect="LedgerEntry")[1]) for t, raw in tail.arrivals]
     if [e["seq"] for _, e in entries] != list(range(events + latency_events)):
         raise RuntimeError(f"[{backend}/{mode}] the ledger is not gapless: see {logfile}")
     # the entries whose work the CPU clocks saw: those sequenced after the clocks started
     counted = max(1, sum(1 for _, e in entries[:events] if e["received_at"] >= clocks_from_us))
     paced = entries[events:]
+    status = json.loads((workdir / "status.json").read_text())
     latencies = [(t - sent[e["action"]["event_id"]]) * 1000 for t, e in paced]
     to_signer = [(e["received_at"] / 1e6 - sent[e["action"]["event_id"]]) * 1000 for _, e in paced]
     to_reader = [(t - e["received_at"] / 1e6) * 1000 for t, e in paced]
@@ -255,6 +320,7 @@ def bench_scenario(bootstrap: str, key_path: Path, workdir: Path, backend: str, 
         "latency_split_p50_ms": {"to_signer": _percentiles(to_signer)["p50"],
                                  "to_reader": _percentiles(to_reader)["p50"]},
         "entry_bytes_mean": round(sum(len(raw) for _, raw in tail.arrivals) / len(tail.arrivals)),
+        "signing_thread_nice": status.get("signing_thread_nice"),  # as the signer set it (entry mode)
     }
 
 
@@ -324,10 +390,11 @@ def _with_ratios(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(events: int = 20_000, *, latency_events: int = 1000, backends: list[str] | None = None,
-        modes: tuple[str, ...] = MODES, profile: str | None = None,
+        modes: tuple[str, ...] = MODES, profile: str | None = None, signing_nice: int | None = None,
         log: Log = lambda msg: None) -> dict[str, Any]:
     """Every backend x mode on a private embedded broker; returns a JSON-able dict.
-    ``profile``: also cProfile an in-process signer on that backend (entry mode)."""
+    ``profile``: also cProfile an in-process signer on that backend (entry mode);
+    ``signing_nice``: the signers' ``--signing-nice`` (None: their default)."""
     from ledgerstream.core import mldsa
     from ledgerstream.core.config import Topics
     from ledgerstream.signer_worker.settings import SignerSettings
@@ -353,7 +420,7 @@ def run(events: int = 20_000, *, latency_events: int = 1000, backends: list[str]
                                        "modes": {}}
                 for mode in modes:
                     r = bench_scenario(broker.bootstrap, key_path, work, backend, mode, events, latency_events,
-                                       raw, log, broker.pid)
+                                       raw, log, broker.pid, signing_nice)
                     if mode == "entry":  # measure again: the host's speed may have moved meanwhile
                         row["raw_sign_per_s_after_entry"] = round(mldsa.measure_sign_rate(backend, 2.0))
                         row["raw_sign_cpu_us_after_entry"] = round(_sign_cpu_us(backend))
@@ -374,7 +441,8 @@ def run(events: int = 20_000, *, latency_events: int = 1000, backends: list[str]
                     "load_avg_1m_before": round(load_before, 2), "load_avg_1m_after": round(os.getloadavg()[0], 2)},
         "broker_warmup_us_per_record": warmup,
         "signer": {"batch_size": defaults.batch_size, "batch_ms": defaults.batch_ms,
-                   "checkpoint_every": defaults.checkpoint_every, "leader_election": False, "tsa": None},
+                   "checkpoint_every": defaults.checkpoint_every, "leader_election": False, "tsa": None,
+                   "signing_nice": defaults.signing_nice if signing_nice is None else signing_nice},
         "backends": results,
         "goal": {"entry_mode_ratio_to_raw_sign": GOAL_RATIO, "met": met},
         **({"profile": profile_text} if profile_text else {}),

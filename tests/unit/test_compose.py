@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from ledgerstream.signer_worker.settings import SignerSettings
+
 yaml = pytest.importorskip("yaml")
 
 pytestmark = pytest.mark.unit
@@ -87,6 +89,8 @@ def test_signer_has_a_hot_standby_on_the_same_transactional_id(services: dict[st
         urls = s["environment"]["LEDGERSTREAM_TSA_URLS"]
         assert "https://freetsa.org/tsr" in urls and "timestamp.digicert.com" in urls
         assert "signer-keys:/keys:ro" in s["volumes"]
+        # an unprivileged process may lower its nice value to 20 - RLIMIT_NICE: the signer's default -10
+        assert 20 - s["ulimits"]["nice"] <= SignerSettings.signing_nice
 
 
 def test_private_key_reaches_only_the_signers(services: dict[str, Any]) -> None:

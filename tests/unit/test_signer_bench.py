@@ -66,12 +66,15 @@ def test_cli_prints_json_and_writes_out(tmp_path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(bench_signer, "run", fake_run)
     out = tmp_path / "r.json"
     res = CliRunner().invoke(bench, ["signer", "--json", "--events", "300", "--latency-events", "20",
-                                     "--backend", "pyca", "--out", str(out)])
+                                     "--backend", "pyca", "--signing-nice", "0", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert json.loads(out.read_text()) == RESULT
     assert calls["events"] == 300 and calls["latency_events"] == 20 and calls["backends"] == ["pyca"]
+    assert calls["signing_nice"] == 0
     table = CliRunner().invoke(bench, ["signer", "--events", "300"])
-    assert table.exit_code == 0 and "ratio" in table.output
+    assert table.exit_code == 0 and "ratio" in table.output and calls["signing_nice"] is None
+    bad = CliRunner().invoke(bench, ["signer", "--signing-nice", "-21"])
+    assert bad.exit_code == 2 and "-21" in bad.output
 
 
 def test_ratios_use_the_raw_rate_measured_before_and_after() -> None:

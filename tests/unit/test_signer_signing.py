@@ -380,3 +380,51 @@ def test_a_dead_signing_thread_does_not_hang_the_loop(key: PrivateKey) -> None:
     signing.submit_many([b"m"])
     with pytest.raises(RuntimeError, match="thread is gone"):
         signing.take(wait=True)
+
+
+# --- the signing thread's priority -------------------------------------------------------------
+
+def test_signing_thread_runs_at_the_nice_value_asked_for(key: PrivateKey) -> None:
+    """A positive nice value can always be set, so this runs unprivileged too; only the
+    signing thread changes, not the thread that started it."""
+    import os
+
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    wanted = min(19, own + 3)
+    signing = SigningThread(key, nice=wanted)
+    try:
+        assert signing.nice == wanted and signing.priority_error is None
+        assert os.getpriority(os.PRIO_PROCESS, signing.native_id) == wanted
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
+        signing.submit_many([b"still signs"])
+        (signature,) = _take_all(signing)
+        _pyca(key).verify(signature, b"still signs")
+    finally:
+        signing.close()
+
+
+def test_a_refused_priority_is_reported_and_signing_goes_on(key: PrivateKey,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without CAP_SYS_NICE the OS refuses a negative nice value; as root it would not, so
+    there the refusal is injected at the system call."""
+    import errno
+    import os
+
+    if os.geteuid() == 0:
+        def refuse(*_: Any) -> None:
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+        monkeypatch.setattr(os, "setpriority", refuse)
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    signing = SigningThread(key, nice=-5)
+    try:
+        assert signing.priority_error is not None and "CAP_SYS_NICE" in signing.priority_error
+        assert signing.nice == own == os.getpriority(os.PRIO_PROCESS, signing.native_id)
+        signing.submit_many([b"m1", b"m2"])
+        assert len(_take_all(signing)) == 2
+    finally:
+        signing.close()
+
+
+def test_signer_settings_reject_an_impossible_nice_value() -> None:
+    with pytest.raises(ValueError, match="signing_nice"):
+        SignerSettings(bootstrap="x", topics=Topics.with_prefix("t."), key_path=Path("k"), signing_nice=-21)

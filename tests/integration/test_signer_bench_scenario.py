@@ -1,0 +1,25 @@
+"""``ledgerstream bench signer``'s measurement on the real broker, small: one entry-mode
+scenario end to end (a real signer subprocess drains a backlog of three transactions, the drain's end is timed
+from the partition's last stable offset, then a paced run) and what it reports."""
+from __future__ import annotations
+
+import pytest
+
+from ledgerstream.core import mldsa
+from ledgerstream.tools import bench_signer
+
+pytestmark = pytest.mark.integration
+
+
+def test_entry_scenario_measures_a_real_signer(bootstrap: str, kafka_broker, signer_key_path, tmp_path) -> None:
+    backend = mldsa.available_backends()[0]
+    raw = 1000.0
+    r = bench_signer.bench_scenario(bootstrap, signer_key_path, tmp_path, backend, "entry", 5000, 40, raw,
+                                    lambda msg: None, kafka_broker.pid, signing_nice=5)
+    # bench_scenario itself raises unless the ledger holds exactly 5040 gapless entries
+    assert r["entries_per_s"] > 0 and r["ratio_to_raw_sign"] == round(r["entries_per_s"] / raw, 2)
+    assert r["cpu_us_per_entry"]["signer"] > 0 and r["cpu_us_per_entry"]["broker"] > 0
+    assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p99"] <= r["latency_ms"]["max"]
+    assert r["entry_bytes_mean"] > 3000  # an ML-DSA-65 signature is 3,309 bytes
+    signing_thread = mldsa.load_private_key(signer_key_path).sign_many_releases_gil
+    assert r["signing_thread_nice"] == (5 if signing_thread else None)
