@@ -261,13 +261,14 @@ class _SlowKey:
 
 
 def _worker(key: PrivateKey, kafka: _Kafka, topics: Topics, monkeypatch: pytest.MonkeyPatch,
-            **settings: Any) -> SignerWorker:
+            max_chunk: int | None = None, **settings: Any) -> SignerWorker:
     monkeypatch.setattr(loop_module, "read_partition", kafka.read_partition)
     worker = SignerWorker(SignerSettings(bootstrap="memory:0", topics=topics, key_path=Path("unused"),
                                          leader_election=False, **settings), key)
     worker.recover()
     if worker.sign_ahead:  # as run() does
-        worker.signing = SigningThread(worker.key)
+        worker.signing = SigningThread(worker.key) if max_chunk is None else SigningThread(worker.key,
+                                                                                           max_chunk=max_chunk)
     return worker
 
 
@@ -354,10 +355,10 @@ def test_chunk_signed_entries_verify_with_pyca(monkeypatch: pytest.MonkeyPatch) 
     topics = Topics.with_prefix("t.")
     kafka = _Kafka(topics.actions, [codec.encode("ActionEvent", make_action(agent_id=f"a{i % 3}", payload={"i": i}))
                                     for i in range(300)])
-    worker = _worker(key, kafka, topics, monkeypatch, batch_size=300)
+    worker = _worker(key, kafka, topics, monkeypatch, max_chunk=128, batch_size=300)
     try:
         worker._iteration(kafka, kafka)
-        assert worker.signing is not None and worker.signing.chunks >= 2
+        assert worker.signing is not None and worker.signing.chunks >= 3  # 300 entries, at most 128 a chunk
     finally:
         worker.signing.close()
     entries = _check_ledger(key, kafka, topics, 300)
