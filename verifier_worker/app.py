@@ -3,8 +3,13 @@ and alerts to Kafka, and a timer that observes the pipeline.
 
 Records come from :class:`~ledgerstream.verifier_worker.reader.LedgerReader` (large
 ``read_committed`` batches, off the event loop), starting at the checker's saved offsets.
-Each batch is queued in the checker process at once (it checks batches in order and runs
-ahead); its alerts are then published in batch order and awaited (``acks=all``). The
+The signatures of each batch's entries are checked here, on a thread that holds no GIL
+while liboqs works (``core.verify.check_raw_signatures``), and the batch goes to the
+checker process with the verdicts: the checker's main thread, the verifier's serial part,
+then only decodes, re-hashes and chains, while this mostly idle process uses the other
+core (docs/benchmarks-verifier.md). Batches are queued in the checker process in order (it
+checks them in order and runs ahead); their alerts are then published in batch order and
+awaited (``acks=all``). The
 checker process saves its state (journal + state.json) only at points where every finding
 so far has been published, so after a crash the unsaved batches are read again and their
 alerts re-published with the same ``alert_id``. Up to four batches are in flight, so the
@@ -24,7 +29,7 @@ from typing import Sequence
 import faust
 from faust.app.base import BootStrategy
 
-from ledgerstream.core.verify import Finding
+from ledgerstream.core.verify import ENTRIES, Finding, check_raw_signatures
 from ledgerstream.verifier_worker.alerting import encode_alert
 from ledgerstream.verifier_worker.checker_process import CheckerProcess
 from ledgerstream.verifier_worker.liveness import Observation, PipelineObserver
@@ -57,6 +62,9 @@ def build_app(settings: VerifierSettings, checker: CheckerProcess, next_offset: 
     sink = app.topic(settings.topics.alerts, key_serializer="raw", value_serializer="raw")
     io_thread = ThreadPoolExecutor(1, thread_name_prefix="observer")
     read_thread = ThreadPoolExecutor(1, thread_name_prefix="reader")
+    signature_thread = ThreadPoolExecutor(1, thread_name_prefix="sigcheck")
+    # pyca holds the GIL while it verifies: then the checker process checks every signature
+    presign = all(key.verify_many_releases_gil for key in settings.checker.trusted_keys.values())
     reader = LedgerReader(settings, next_offset)
     read_until = dict(next_offset)  # offsets the checker has been handed, per role
     observer = PipelineObserver(settings.bootstrap, settings.topics, settings.signer_group_id)
@@ -75,10 +83,23 @@ def build_app(settings: VerifierSettings, checker: CheckerProcess, next_offset: 
         await asyncio.gather(*pending)  # delivered (acks=all) before the state moves past them
         await checker.published(findings)
 
-    async def handle(checked: "asyncio.Future[list[Finding]]", previous: asyncio.Future | None,
+    def signature_verdicts(batch: Sequence[Record]) -> dict[int, bool]:
+        return check_raw_signatures([(offset, raw) for role, offset, raw in batch if role == ENTRIES],
+                                    settings.checker)
+
+    async def queue(batch: Sequence[Record], verdicts: "asyncio.Future[dict[int, bool]] | None",
+                    previous: "asyncio.Future | None") -> "asyncio.Future[list[Finding]]":
+        """Hand the batch to the checker process once its verdicts are in and the batch
+        before it was handed over (the checker process takes calls in order)."""
+        known = None if verdicts is None else await verdicts
+        if previous is not None:
+            await previous
+        return checker.process(batch, known)
+
+    async def handle(queued: "asyncio.Future[asyncio.Future[list[Finding]]]", previous: asyncio.Future | None,
                      reached: dict[str, int]) -> None:
         try:
-            findings = await checked
+            findings = await (await queued)
             if previous is not None:
                 await previous  # alerts leave in batch order
             if findings:
@@ -101,15 +122,17 @@ def build_app(settings: VerifierSettings, checker: CheckerProcess, next_offset: 
         nonlocal loop
         loop = asyncio.get_running_loop()
         in_flight: deque[asyncio.Future] = deque()
+        queued: asyncio.Future | None = None
         try:
             while True:
                 batch = await loop.run_in_executor(read_thread, reader.poll, settings.batch_size,
                                                    settings.batch_seconds)
                 if not batch:
                     continue
-                checked = checker.process(batch)  # queued in the checker process right away
+                verdicts = loop.run_in_executor(signature_thread, signature_verdicts, batch) if presign else None
+                queued = asyncio.ensure_future(queue(batch, verdicts, queued))
                 in_flight.append(asyncio.ensure_future(
-                    handle(checked, in_flight[-1] if in_flight else None, advance(batch))))
+                    handle(queued, in_flight[-1] if in_flight else None, advance(batch))))
                 while in_flight and in_flight[0].done():
                     in_flight.popleft()
                 if len(in_flight) > IN_FLIGHT:

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ledgerstream.core.verify import SWITCH_INTERVAL, Finding
 from ledgerstream.verifier_worker.liveness import Observation
@@ -59,8 +59,8 @@ def _die_with(worker_pid: int) -> None:
         os._exit(1)
 
 
-def _process(batch: Sequence[tuple[str, int, bytes]]) -> list[Finding]:
-    return _runtime.process(batch)
+def _process(batch: Sequence[tuple[str, int, bytes]], verdicts: Mapping[int, bool] | None) -> list[Finding]:
+    return _runtime.process(batch, verdicts)
 
 
 def _published(findings: Sequence[Finding]) -> None:
@@ -88,10 +88,11 @@ class CheckerProcess:
     async def _call(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    def process(self, batch: Sequence[tuple[str, int, bytes]]) -> "asyncio.Future[list[Finding]]":
+    def process(self, batch: Sequence[tuple[str, int, bytes]], verdicts: Mapping[int, bool] | None = None
+                ) -> "asyncio.Future[list[Finding]]":
         """Submit now (calls run in submission order); the child saves the state after the
         batch unless findings wait to be published (then after ``published``)."""
-        return asyncio.get_running_loop().run_in_executor(self._pool, _process, batch)
+        return asyncio.get_running_loop().run_in_executor(self._pool, _process, batch, verdicts)
 
     async def published(self, findings: Sequence[Finding]) -> None:
         await self._call(_published, findings)

@@ -1,9 +1,11 @@
 """Everything one verifier does besides moving records: check, persist, assess, report.
 
 It lives in the verifier's checker process (``checker_process.py``), which runs one call
-at a time, so the checker is never touched concurrently. Signature checks run on a small
-thread pool (``core.verify.SignaturePool``: liboqs checks a chunk of signatures without
-the GIL) while this process's main thread decodes, re-hashes and chains the next entries.
+at a time, so the checker is never touched concurrently. The worker process usually sends
+the verdicts on a batch's signatures with the batch (``app.py``); signatures it could not
+check run on a small thread pool here (``core.verify.SignaturePool``: liboqs checks a chunk
+of signatures without the GIL) while this process's main thread decodes, re-hashes and
+chains the next entries.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import os
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ledgerstream.core.verify import (CHECKPOINTS, ENTRIES, Checker, Finding, LivenessSample, SignaturePool,
                                       StallMonitor)
@@ -55,13 +57,15 @@ class VerifierRuntime:
         for kind, count in self.alerts.items():
             metrics.alert(kind, count)
 
-    def process(self, batch: Sequence[tuple[str, int, bytes]]) -> list[Finding]:
-        """Feed one faust batch (records of both topics, each topic in order); saves the
-        state at once unless findings still wait to be published."""
+    def process(self, batch: Sequence[tuple[str, int, bytes]], verdicts: Mapping[int, bool] | None = None
+                ) -> list[Finding]:
+        """Feed one batch (records of both topics, each topic in order; ``verdicts`` on the
+        signatures of its entries, by offset, from the worker process); saves the state at
+        once unless findings still wait to be published."""
         findings: list[Finding] = []
         for role, records in itertools.groupby(batch, key=lambda record: record[0]):
             run = [(offset, raw) for _, offset, raw in records]
-            findings += (self.checker.feed_entries(run, self.signatures) if role == ENTRIES
+            findings += (self.checker.feed_entries(run, self.signatures, verdicts) if role == ENTRIES
                          else self.checker.feed_checkpoints(run))
         self._hold(findings)
         return findings

@@ -106,8 +106,9 @@ def verifier(entries: int, threads: int | None, signer_json: Path | None, bootst
              as_json: bool) -> None:
     """Entries verified per second by the pure checker (1 thread and with a signature thread)
     and by a real verifier worker end to end, beside raw ML-DSA-65 sign/verify rates measured
-    in the same run. Goal: at least twice the signer's rate (this run's signer_sequencer, or
-    a measured signer with --signer-json). Uses private topics (deleted afterwards); without
+    in the same run. Goal: the worker verifies at least twice as fast as the signer signs
+    (this run's signer_sequencer, or a measured signer with --signer-json); the pure
+    checker is judged beside it (checker_met). Uses private topics (deleted afterwards); without
     a configured Kafka it starts a private embedded broker."""
     from ledgerstream.core import config, mldsa
     from ledgerstream.core.errors import ConfigError

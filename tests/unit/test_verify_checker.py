@@ -18,7 +18,8 @@ from ledgerstream.core import records
 from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.core import verify
 from ledgerstream.core.verify import (CHECKPOINTS, ENTRIES, REJECTING, SEVERITY, Checker, CheckerConfig, Kind,
-                                      LivenessSample, SignaturePool, StallMonitor, check_entries)
+                                      LivenessSample, SignaturePool, StallMonitor, check_entries,
+                                      check_raw_signatures)
 from support.ledger_builder import (LedgerBuilder, enc, entry_bytes, flip_bit, flip_inside, other_entry, random_bytes,
                                    seal)
 
@@ -451,13 +452,17 @@ def test_every_kind_has_a_severity_and_a_documented_section() -> None:
             assert part in section, (kind, part)
 
 
-def _fed_in_batches(ledger: Ledger, signatures: SignaturePool | None) -> tuple[list[str], Checker]:
-    """The records as a worker feeds them: runs of each topic as one batch each."""
+def _fed_in_batches(ledger: Ledger, signatures: SignaturePool | None, ahead: bool = False
+                    ) -> tuple[list[str], Checker]:
+    """The records as a worker feeds them: runs of each topic as one batch each; ``ahead``:
+    with the verdicts the worker process makes on their signatures."""
     checker = Checker(config())
     found = []
     for topic, run_ in itertools.groupby(ledger.records, key=lambda r: r[0]):
         batch = [(offset, raw) for _, offset, raw in run_]
-        found += (checker.feed_entries(batch, signatures) if topic == ENTRIES else checker.feed_checkpoints(batch))
+        verdicts = check_raw_signatures(batch, config()) if ahead else None
+        found += (checker.feed_entries(batch, signatures, verdicts) if topic == ENTRIES
+                  else checker.feed_checkpoints(batch))
     found += checker.finish()
     return [f.kind.value for f in found], checker
 
@@ -466,18 +471,22 @@ def _fed_in_batches(ledger: Ledger, signatures: SignaturePool | None) -> tuple[l
 def test_pipelined_signature_checks_find_exactly_what_one_by_one_finds(name: str,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Background signature checks (SignaturePool, small chunks so that a batch spans
-    several) change nothing: same findings, same chain, same Merkle tree."""
+    several) and verdicts made before the batch (as the worker process makes them) change
+    nothing: same findings, same chain, same Merkle tree."""
     monkeypatch.setattr(verify, "PIPELINE_CHUNK", 3)
     inject, expected = FAULTS[name]
     ledger = clean_prefix()
     inject(ledger)
     continue_honestly(ledger)
     with ThreadPoolExecutor(2) as pool:
-        for signatures in (None, SignaturePool(pool, 1), SignaturePool(pool, 2)):
-            kinds, checker = _fed_in_batches(ledger, signatures)
+        for signatures, ahead in ((None, False), (SignaturePool(pool, 1), False), (SignaturePool(pool, 2), False),
+                                  (None, True), (SignaturePool(pool, 1), True)):
+            kinds, checker = _fed_in_batches(ledger, signatures, ahead)
             assert kinds == expected
             assert checker.position == ledger.b.seq
             assert checker.tree.root() == run(ledger)[1].tree.root()
+            signed, taken = checker.stats.signatures_verified, checker.stats.signatures_checked_ahead
+            assert signed > 20 and (signed <= taken <= signed + 1 if ahead else taken == 0)  # + a bad one
 
 
 def test_signature_pool_checks_a_chunk_per_worker_and_keeps_the_order() -> None:
