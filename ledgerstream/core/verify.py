@@ -554,11 +554,11 @@ _HEAD = re.compile(rb"[\x80-\xff]*[\x00-\x7f][\x80-\xff]*[\x00-\x7f]\x40")
 _HASH_LENGTH = 0x40  # zig-zag 32: the one-byte length prefix of prev_hash and entry_hash
 
 
-def check_raw_signatures(records: Sequence[tuple[int, bytes]], config: CheckerConfig) -> dict[int, bool]:
+def check_raw_signatures(batch: Sequence[tuple[int, bytes]], config: CheckerConfig) -> dict[int, bool]:
     """Verdicts, by offset, for the signatures of the records :func:`raw_signature_check`
     reads: one ``verify_many`` call per key (without the GIL on liboqs with the shim)."""
     by_key: dict[str, list[tuple[int, bytes, bytes]]] = {}
-    for offset, raw in records:
+    for offset, raw in batch:
         check = raw_signature_check(raw, config)
         if check is not None:
             by_key.setdefault(check[0].key_id, []).append((offset, check[1], check[2]))
