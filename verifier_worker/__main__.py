@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ledgerstream.core import config
+from ledgerstream.core import config, interpreter
 from ledgerstream.core.errors import LedgerstreamError
 from ledgerstream.core.verify import SWITCH_INTERVAL
 from ledgerstream.verifier_worker.settings import VerifierSettings
@@ -64,7 +64,7 @@ def run(argv: list[str]) -> int:
     from ledgerstream.verifier_worker.store import StateStore
 
     settings = settings_from_args(parse_args(argv))
-    sys.setswitchinterval(SWITCH_INTERVAL)  # the signature thread (app.py) gets the GIL back quickly
+    interpreter.tune(SWITCH_INTERVAL)  # the signature thread (app.py) gets the GIL back quickly
     lock = StateStore(settings.state_dir)
     lock.lock()  # held until this process ends (the reference keeps the file open)
     checker = CheckerProcess()

@@ -14,10 +14,10 @@ import ctypes
 import multiprocessing
 import os
 import signal
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Mapping, Sequence
 
+from ledgerstream.core import interpreter
 from ledgerstream.core.verify import SWITCH_INTERVAL, Finding
 from ledgerstream.verifier_worker.liveness import Observation
 
@@ -36,7 +36,7 @@ def _start(argv: list[str], worker_pid: int) -> dict[str, Any]:
     from ledgerstream.verifier_worker.store import StateStore
 
     _die_with(worker_pid)
-    sys.setswitchinterval(SWITCH_INTERVAL)  # the signature pool's thread gets the GIL back quickly
+    interpreter.tune(SWITCH_INTERVAL)  # the signature pool's thread gets the GIL back quickly
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = settings_from_args(parse_args(argv))
     store = StateStore(settings.state_dir)

@@ -7,11 +7,11 @@ and then of ``entries`` in batches, with signature checks spread over a thread p
 from __future__ import annotations
 
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
+from ledgerstream.core import interpreter
 from ledgerstream.core.config import Topics
 from ledgerstream.core.verify import SWITCH_INTERVAL, Checker, CheckerConfig, Finding, Severity, SignaturePool
 from ledgerstream.tools import ledger_reader
@@ -89,16 +89,13 @@ def verify_records(config: CheckerConfig, checkpoints: Iterable[tuple[int, bytes
         advance(batch[-1][0])
     seen = 0
     threads = threads or max(1, (os.cpu_count() or 1) - 1)  # leave a core to the Kafka client
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_INTERVAL)  # the signature pool's threads get the GIL back quickly
-    try:
-        with ThreadPoolExecutor(threads) as pool:
-            signatures = SignaturePool(pool, threads)
-            for batch in batched(entries, BATCH):
-                report.findings += checker.feed_entries(batch, signatures)
-                advance(batch[-1][0])
-    finally:
-        sys.setswitchinterval(interval)  # a library call: leave the caller's interpreter as it was
+    # the signature pool's threads get the GIL back quickly; a library call: the caller's
+    # interpreter settings come back afterwards
+    with interpreter.tuned(SWITCH_INTERVAL), ThreadPoolExecutor(threads) as pool:
+        signatures = SignaturePool(pool, threads)
+        for batch in batched(entries, BATCH):
+            report.findings += checker.feed_entries(batch, signatures)
+            advance(batch[-1][0])
     report.findings += checker.finish()
     return report
 

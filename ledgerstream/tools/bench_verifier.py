@@ -88,21 +88,19 @@ def raw_rates(seconds: float = 1.0) -> dict[str, dict[str, float]]:
 
 def bench_checker(key: mldsa.PrivateKey, entries: list[bytes], checkpoints: list[bytes], threads: int) -> dict[str, Any]:
     """``threads``: signature-check threads beside the feeding one (0: all on one thread)."""
+    from ledgerstream.core import interpreter
     from ledgerstream.core.verify import SWITCH_INTERVAL, Checker, CheckerConfig, SignaturePool
 
     checker = Checker(CheckerConfig.from_keys([key.public_key()]))
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_INTERVAL if threads else interval)  # as the workers run it
     start, cpu = time.perf_counter(), time.process_time()
-    try:
-        with ThreadPoolExecutor(max(1, threads)) as pool:
-            signatures = SignaturePool(pool, threads) if threads else None
-            for i in range(0, len(entries), BATCH):
-                checker.feed_entries([(j, entries[j]) for j in range(i, min(i + BATCH, len(entries)))], signatures)
-            checker.feed_checkpoints(list(enumerate(checkpoints)))
-            findings = checker.finish()
-    finally:
-        sys.setswitchinterval(interval)
+    # as the workers run it (with one thread: the interval is moot, the collector is not)
+    with interpreter.tuned(SWITCH_INTERVAL if threads else sys.getswitchinterval()), \
+            ThreadPoolExecutor(max(1, threads)) as pool:
+        signatures = SignaturePool(pool, threads) if threads else None
+        for i in range(0, len(entries), BATCH):
+            checker.feed_entries([(j, entries[j]) for j in range(i, min(i + BATCH, len(entries)))], signatures)
+        checker.feed_checkpoints(list(enumerate(checkpoints)))
+        findings = checker.finish()
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     if findings or checker.position != len(entries):
         raise RuntimeError(f"benchmark ledger did not verify: {findings[:3]}")
