@@ -32,8 +32,12 @@ COPY scripts/install_liboqs.sh /build/install_liboqs.sh
 RUN OQS_INSTALL_PATH=/opt/oqs bash /build/install_liboqs.sh --shim-only
 
 FROM ${PYTHON_IMAGE} AS wheels
+# a C compiler for the verifier's compiled entry reader (setup.py; the runtime stays compiler-free)
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md* ./
+COPY pyproject.toml setup.py README.md* ./
 COPY ledgerstream ./ledgerstream
 COPY producers ./producers
 COPY signer_worker ./signer_worker
@@ -57,7 +61,7 @@ ENV OQS_INSTALL_PATH=/opt/oqs \
     LEDGERSTREAM_HOME=/data \
     PYTHONUNBUFFERED=1
 # fail the build, not the first signature, if the fast backend does not load
-RUN python -c "from ledgerstream.core import mldsa; assert mldsa.default_backend() == 'liboqs', mldsa.available_backends()"
+RUN python -c "from ledgerstream.core import avro_fast, mldsa; assert mldsa.default_backend() == 'liboqs', mldsa.available_backends(); assert avro_fast.compiled()"
 USER 10001:10001
 WORKDIR /data
 CMD ["ledgerstream", "--help"]

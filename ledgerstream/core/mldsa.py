@@ -424,11 +424,12 @@ class PublicKey:
     def verify_many(self, pairs: Sequence[tuple[bytes, bytes]]) -> list[bool]:
         """For each ``(signature, message)``: is it valid under this key? In one GIL-free
         call when :attr:`verify_many_releases_gil` (liboqs with the shim). Never raises for
-        a bad signature; :meth:`verify` explains one."""
-        pairs = [(bytes(signature), bytes(message)) for signature, message in pairs]
+        a bad signature; :meth:`verify` explains one. Signatures and messages may be any
+        bytes-like objects (e.g. memoryview slices of the records that hold them)."""
         if self.verify_many_releases_gil:
             assert self._verify_many is not None
-            return self._verify_many(pairs)
+            return self._verify_many(pairs)  # joins them into one buffer: no copy here
+        pairs = [(bytes(signature), bytes(message)) for signature, message in pairs]
         if self._verify is None:
             self._verify = _backend(self._backend).verifier(self._raw)
         return [len(s) == SIGNATURE_SIZE and self._verify(s, m) for s, m in pairs]

@@ -241,12 +241,16 @@ def precheck_entry(record: tuple[int, bytes], config: CheckerConfig) -> tuple[Ch
     """Everything :func:`check_entry` does except verifying the signature itself, which is
     returned (or None when there is none to check); :func:`settle_signature` finishes."""
     offset, raw = record
-    try:  # [1]
-        _, entry = codec.decode(raw, expect="LedgerEntry")
-    except DecodeError as exc:
-        return CheckedEntry(offset, raw, rejection=_undecodable(raw, offset, ENTRIES, exc)), None
+    fast = avro_fast.read_entry(raw)  # [1] and [2]'s preimage, compiled; None: not taken there
+    if fast is None:
+        try:  # [1]
+            _, entry = codec.decode(raw, expect="LedgerEntry")
+        except DecodeError as exc:
+            return CheckedEntry(offset, raw, rejection=_undecodable(raw, offset, ENTRIES, exc)), None
+    else:
+        entry = fast[0]
     try:  # [2]
-        computed = _recompute_entry_hash(entry)
+        computed = _recompute_entry_hash(entry, None if fast is None else records.sha256(fast[1]))
         _check_payload(entry["action"])
         # [3] the key; the signature itself is left to the caller
         signature = _entry_signature_check(entry, computed, config)
@@ -284,9 +288,10 @@ def settle_signature(checked: CheckedEntry, signature: SignatureCheck, valid: bo
                             rejection=Finding.from_error(Kind(exc.kind), exc, **_entry_where(checked)))
 
 
-def _recompute_entry_hash(entry: Mapping[str, Any]) -> bytes:
+def _recompute_entry_hash(entry: Mapping[str, Any], computed: bytes | None = None) -> bytes:
+    """``computed``: the hash of the preimage :func:`avro_fast.read_entry` wrote, if it did."""
     try:  # a decoded entry has exactly the schema's types: the typed writer gives entry_hash's bytes
-        computed = records.entry_hash_typed(entry)
+        computed = computed or records.entry_hash_typed(entry)
     except (ValueError, TypeError) as exc:
         raise VerificationError(f"entry cannot be hashed (RFC 8785): {exc}", kind=Kind.HASH_MISMATCH.value) from exc
     if computed != bytes(entry["entry_hash"]):
@@ -516,11 +521,6 @@ class SignaturePool:
         return lambda: [ok for future in futures for ok in future.result()]
 
 
-#: a LedgerEntry whose timestamp_token is null ends with its signature as union branch 1, then
-#: the null branch; key_id is the string just before (schemas/LedgerEntry.avsc, field order)
-_SIGNATURE_TAIL = b"\x02" + avro_fast.write_long(SIGNATURE_SIZE)
-
-
 def raw_signature_check(raw: bytes, config: CheckerConfig) -> SignatureCheck | None:
     """The check :func:`precheck_entry` would hand over for ``raw``, read from the bytes
     without decoding them (a few µs against ~15 for a decode), so that another process can
@@ -532,6 +532,15 @@ def raw_signature_check(raw: bytes, config: CheckerConfig) -> SignatureCheck | N
     checker then checks the decoded entry itself. It may be fooled by crafted bytes, which
     is harmless: :func:`check_entries` uses a verdict only when this check equals the one
     made from the decoded entry."""
+    layout = _signature_layout(raw, config)
+    if layout is None:
+        return None
+    key, sig_at, hash_at = layout
+    return key, raw[sig_at:-1], records.entry_signing_message(raw[hash_at:hash_at + 32])
+
+
+def _signature_layout(raw: bytes, config: CheckerConfig) -> tuple[PublicKey, int, int] | None:
+    """Where :func:`raw_signature_check` reads: the key, the signature's and entry_hash's offsets."""
     sig_start = len(raw) - 1 - SIGNATURE_SIZE
     tail_start = sig_start - len(_SIGNATURE_TAIL)
     if (tail_start < codec.HEADER_LEN or raw[-1] != 0 or not raw.startswith(avro_fast.LEDGER_ENTRY_FINGERPRINT, 2)
@@ -545,10 +554,23 @@ def raw_signature_check(raw: bytes, config: CheckerConfig) -> SignatureCheck | N
     head = _HEAD.match(raw, codec.HEADER_LEN, tail_start)
     if head is None or raw[head.end() + 32] != _HASH_LENGTH:
         return None
-    at = head.end() + 33
-    return key, raw[sig_start:-1], records.entry_signing_message(raw[at:at + 32])
+    return key, sig_start, head.end() + 33
 
 
+def _reads_as(raw: bytes, check: SignatureCheck, config: CheckerConfig) -> bool:
+    """``raw_signature_check(raw, config) == check``, without copying the signature out."""
+    layout = _signature_layout(raw, config)
+    if layout is None:
+        return False
+    key, sig_at, hash_at = layout
+    want_key, signature, message = check
+    return (key == want_key and len(signature) == SIGNATURE_SIZE and raw.startswith(signature, sig_at)
+            and records.entry_signing_message(raw[hash_at:hash_at + 32]) == message)
+
+
+#: a LedgerEntry whose timestamp_token is null ends with its signature as union branch 1, then
+#: the null branch; key_id is the string just before (schemas/LedgerEntry.avsc, field order)
+_SIGNATURE_TAIL = b"\x02" + avro_fast.write_long(SIGNATURE_SIZE)
 #: spec_version and seq (two zig-zag varints), then prev_hash's length prefix
 _HEAD = re.compile(rb"[\x80-\xff]*[\x00-\x7f][\x80-\xff]*[\x00-\x7f]\x40")
 _HASH_LENGTH = 0x40  # zig-zag 32: the one-byte length prefix of prev_hash and entry_hash
@@ -556,12 +578,15 @@ _HASH_LENGTH = 0x40  # zig-zag 32: the one-byte length prefix of prev_hash and e
 
 def check_raw_signatures(batch: Sequence[tuple[int, bytes]], config: CheckerConfig) -> dict[int, bool]:
     """Verdicts, by offset, for the signatures of the records :func:`raw_signature_check`
-    reads: one ``verify_many`` call per key (without the GIL on liboqs with the shim)."""
-    by_key: dict[str, list[tuple[int, bytes, bytes]]] = {}
+    reads: one ``verify_many`` call per key (without the GIL on liboqs with the shim). The
+    signatures go to it as views of the records (each would be copied twice otherwise)."""
+    by_key: dict[str, list[tuple[int, memoryview, bytes]]] = {}
     for offset, raw in batch:
-        check = raw_signature_check(raw, config)
-        if check is not None:
-            by_key.setdefault(check[0].key_id, []).append((offset, check[1], check[2]))
+        layout = _signature_layout(raw, config)
+        if layout is not None:
+            key, sig_at, hash_at = layout
+            by_key.setdefault(key.key_id, []).append(
+                (offset, memoryview(raw)[sig_at:-1], records.entry_signing_message(raw[hash_at:hash_at + 32])))
     verdicts: dict[int, bool] = {}
     for key_id, checks in by_key.items():
         valid = config.trusted_keys[key_id].verify_many([(sig, message) for _, sig, message in checks])
@@ -609,7 +634,7 @@ def _with_verdict(pre: tuple[CheckedEntry, SignatureCheck | None], verdicts: Map
                   config: CheckerConfig) -> _Prechecked:
     checked, signature = pre
     known = None if signature is None or not verdicts else verdicts.get(checked.offset)
-    if known is not None and raw_signature_check(checked.raw, config) != signature:
+    if known is not None and not _reads_as(checked.raw, signature, config):
         known = None  # the verdict is about other bytes than the decoded entry's: check these
     return checked, signature, known
 

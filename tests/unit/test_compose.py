@@ -180,6 +180,15 @@ def test_dockerfile_builds_liboqs_and_runs_unprivileged() -> None:
     assert user and not user[-1].startswith(("root", "0"))
 
 
+def test_dockerfile_builds_the_compiled_entry_reader() -> None:
+    """setup.py's extension is optional: without a compiler in the wheel stage the image
+    would silently verify through fastavro, so the stage installs one and the build checks it."""
+    text = (ROOT / "Dockerfile").read_text()
+    wheels = text[text.index(" AS wheels"):text.index(" AS runtime")]
+    assert "build-essential" in wheels and "COPY pyproject.toml setup.py" in wheels
+    assert "assert avro_fast.compiled()" in text[text.index(" AS runtime"):]
+
+
 def test_tsa_url_entrypoint_turns_the_list_into_options() -> None:
     out = subprocess.run(["sh", str(ROOT / "docker" / "with-tsa-urls.sh"), "echo", "signer"], capture_output=True,
                          text=True, env={"LEDGERSTREAM_TSA_URLS": "https://a.example/tsr  http://b.example"}, timeout=30)

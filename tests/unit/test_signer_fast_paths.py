@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 from typing import Any
 
@@ -21,70 +20,9 @@ from pathlib import Path
 
 from ledgerstream.core import avro_fast, codec, records
 from ledgerstream.core.errors import DecodeError
+from support.random_records import minimal_action, random_action, random_entry
 
 pytestmark = pytest.mark.unit
-
-ALPHABET = "aZ09 _-:\"\\/\b\n\t\x00\x7fé€\u2028\uffff😀\U0010ffff"
-
-
-def _text(rng: random.Random, lo: int = 0, hi: int = 12) -> str:
-    return "".join(rng.choice(ALPHABET) for _ in range(rng.randint(lo, hi)))
-
-
-def _long(rng: random.Random) -> int:
-    return rng.choice([0, 1, -1, 63, 64, -64, -65, 8191, 8192, 2**31 - 1, -(2**31), 2**53 - 1,
-                       2**63 - 1, -(2**63), rng.randint(-(2**40), 2**40), time_us(rng)])
-
-
-def time_us(rng: random.Random) -> int:
-    return rng.randint(1_600_000_000_000_000, 1_900_000_000_000_000)
-
-
-def random_action(rng: random.Random) -> dict[str, Any]:
-    """Any record the ActionEvent schema allows (not only valid actions: the codec does not care)."""
-    hash_only = rng.random() < 0.3
-    payload = None if hash_only else _text(rng, 0, 300).encode()
-    return {
-        "event_id": _text(rng, 1, 40), "agent_id": _text(rng, 1, 20),
-        "session_id": rng.choice([None, _text(rng)]), "action_type": _text(rng, 1, 20),
-        "payload": payload, "payload_salt": None if hash_only else os.urandom(rng.choice([0, 32, 200])),
-        "payload_hash": os.urandom(rng.choice([0, 32, 64])), "occurred_at": _long(rng),
-        "links": [{"agent_id": _text(rng), "event_id": _text(rng), "relation": rng.choice(["caused_by", _text(rng)])}
-                  for _ in range(rng.choice([0, 0, 1, 3, 70]))],
-        "policy": rng.choice([None, {"decision": _text(rng), "rule": rng.choice([None, _text(rng)]),
-                                     "reason": rng.choice([None, _text(rng, 0, 200)])}]),
-        "approvals": [{"request_id": _text(rng), "approver_id": _text(rng), "key_id": _text(rng),
-                       "decision": rng.choice(["approve", "reject"]), "approved_at": _long(rng),
-                       "signature": os.urandom(rng.choice([0, 3309]))} for _ in range(rng.choice([0, 0, 1, 2]))],
-        "trace": rng.choice([None, {"trace_id": _text(rng), "span_id": _text(rng),
-                                    "parent_span_id": rng.choice([None, _text(rng)])}]),
-        "producer": {"library": _text(rng), "version": _text(rng), "host": _text(rng),
-                     "pid": rng.choice([0, 1, -1, 2**31 - 1, -(2**31), rng.randint(0, 4_000_000)]),
-                     "adapter": rng.choice([None, _text(rng)])},
-        "offline": rng.random() < 0.5,
-    }
-
-
-def random_entry(rng: random.Random, action: dict[str, Any]) -> dict[str, Any]:
-    def link() -> dict[str, Any]:
-        if rng.random() < 0.5:
-            return {"agent_id": _text(rng), "event_id": _text(rng), "status": "resolved",
-                    "seq": rng.choice([0, 1, 2**40, 2**63 - 1]), "entry_hash": os.urandom(32)}
-        return {"agent_id": _text(rng), "event_id": _text(rng), "status": "pending", "seq": None, "entry_hash": None}
-
-    return {
-        "spec_version": rng.choice([1, 1, 2, 0, 200]), "seq": rng.choice([0, 1, 63, 64, 8191, 8192, 2**31, 2**53 - 1]),
-        "prev_hash": rng.choice([records.ZERO_HASH, os.urandom(32)]), "entry_hash": os.urandom(32),
-        "action": action, "received_at": time_us(rng),
-        "source": {"topic": rng.choice(["ledgerstream.actions", _text(rng)]), "partition": rng.choice([0, 7, 2**31 - 1]),
-                   "offset": rng.choice([0, 5, 10**12])},
-        "agent_seq": rng.choice([0, 1, 10**9]), "agent_prev_hash": rng.choice([records.ZERO_HASH, os.urandom(32)]),
-        "resolved_links": [link() for _ in range(rng.choice([0, 0, 1, 2, 5]))],
-        "key_id": rng.choice(["ab" * 32, _text(rng)]),
-        "signature": rng.choice([None, os.urandom(3309)]),  # None: checkpoint signing mode
-        "timestamp_token": rng.choice([None, None, os.urandom(rng.choice([0, 1500]))]),
-    }
-
 
 def test_the_shipped_schemas_are_the_implemented_ones() -> None:
     reg = codec.registry()
@@ -171,23 +109,16 @@ def _body_parts(action: dict[str, Any]) -> bytes:
     return codec.encode("ActionEvent", action)
 
 
-def _minimal_action() -> dict[str, Any]:
-    return {"event_id": "e", "agent_id": "a", "session_id": None, "action_type": "t", "payload": None,
-            "payload_salt": None, "payload_hash": bytes(32), "occurred_at": 5, "links": [], "policy": None,
-            "approvals": [], "trace": None,
-            "producer": {"library": "l", "version": "v", "host": "h", "pid": 1, "adapter": None}, "offline": False}
-
-
 def test_non_canonical_encodings_that_fastavro_accepts_are_not_taken() -> None:
     """Valid Avro that codec.encode would not write back identically: spliced, it would change bytes."""
-    plain = _body_parts(_minimal_action())
+    plain = _body_parts(minimal_action())
     header, body = plain[:codec.HEADER_LEN], plain[codec.HEADER_LEN:]
     assert body[:2] == b"\x02e"  # event_id: length 1 (zig-zag 2), "e"
     variants = {
         "non-minimal string length": header + b"\x82\x00e" + body[2:],
         "boolean 2 for true": plain[:-1] + b"\x02",
     }
-    links = _minimal_action() | {"links": [{"agent_id": "b", "event_id": "f", "relation": "r"},
+    links = minimal_action() | {"links": [{"agent_id": "b", "event_id": "f", "relation": "r"},
                                            {"agent_id": "c", "event_id": "g", "relation": "r"}]}
     one_block = _body_parts(links)
     link_b, link_c = b"\x02b\x02f\x02r", b"\x02c\x02g\x02r"
@@ -212,15 +143,15 @@ def test_other_writer_schemas_are_not_taken() -> None:
                                    "occurred_at": 5, "links": [], "policy": None,
                                    "producer": {"version": "1", "host": "h", "pid": 1}})
     assert avro_fast.read_action(data) is None
-    assert avro_fast.read_action(codec.encode("LedgerEntry", random_entry(random.Random(4), _minimal_action()))) is None
+    assert avro_fast.read_action(codec.encode("LedgerEntry", random_entry(random.Random(4), minimal_action()))) is None
     assert avro_fast.read_action(b"") is None and avro_fast.read_action(b"\xc3\x01") is None
-    plain = codec.encode("ActionEvent", _minimal_action())
+    plain = codec.encode("ActionEvent", minimal_action())
     assert avro_fast.read_action(bytearray(plain)) is None  # only bytes (as confluent-kafka hands out)
 
 
 def test_after_a_schema_change_both_paths_step_aside(monkeypatch: pytest.MonkeyPatch) -> None:
-    entry = random_entry(random.Random(5), _minimal_action())
-    data = codec.encode("ActionEvent", _minimal_action())
+    entry = random_entry(random.Random(5), minimal_action())
+    data = codec.encode("ActionEvent", minimal_action())
     monkeypatch.setattr(avro_fast, "_active", False)
     assert avro_fast.read_action(data) is None
     calls = []

@@ -1,0 +1,88 @@
+"""Random records of every shape the LedgerEntry / ActionEvent schemas allow (not only valid
+actions: the codec does not care), for the fast-path tests against codec."""
+from __future__ import annotations
+
+import os
+import random
+from typing import Any
+
+from ledgerstream.core import records
+
+#: includes every character class JSON escapes, and non-BMP, non-ASCII ones
+ALPHABET = "aZ09 _-:\"\\/\b\n\t\x00\x7fé€\u2028\uffff😀\U0010ffff"
+
+
+#: no character JSON escapes (a control character, '"' or '\\')
+PLAIN_ALPHABET = "aZ09 _-:/\x7fé€\u2028\uffff😀\U0010ffff"
+
+
+def _text(rng: random.Random, alphabet: str, lo: int = 0, hi: int = 12) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(rng.randint(lo, hi)))
+
+
+def _long(rng: random.Random) -> int:
+    return rng.choice([0, 1, -1, 63, 64, -64, -65, 8191, 8192, 2**31 - 1, -(2**31), 2**53 - 1,
+                       2**63 - 1, -(2**63), rng.randint(-(2**40), 2**40), time_us(rng)])
+
+
+def time_us(rng: random.Random) -> int:
+    return rng.randint(1_600_000_000_000_000, 1_900_000_000_000_000)
+
+
+def random_action(rng: random.Random, alphabet: str = ALPHABET) -> dict[str, Any]:
+    """Any record the ActionEvent schema allows (not only valid actions: the codec does not care)."""
+    hash_only = rng.random() < 0.3
+    payload = None if hash_only else _text(rng, alphabet, 0, 300).encode()
+    return {
+        "event_id": _text(rng, alphabet, 1, 40), "agent_id": _text(rng, alphabet, 1, 20),
+        "session_id": rng.choice([None, _text(rng, alphabet)]), "action_type": _text(rng, alphabet, 1, 20),
+        "payload": payload, "payload_salt": None if hash_only else os.urandom(rng.choice([0, 32, 200])),
+        "payload_hash": os.urandom(rng.choice([0, 32, 64])), "occurred_at": _long(rng),
+        "links": [{"agent_id": _text(rng, alphabet), "event_id": _text(rng, alphabet),
+                   "relation": rng.choice(["caused_by", _text(rng, alphabet)])}
+                  for _ in range(rng.choice([0, 0, 1, 3, 70]))],
+        "policy": rng.choice([None, {"decision": _text(rng, alphabet),
+                                     "rule": rng.choice([None, _text(rng, alphabet)]),
+                                     "reason": rng.choice([None, _text(rng, alphabet, 0, 200)])}]),
+        "approvals": [{"request_id": _text(rng, alphabet), "approver_id": _text(rng, alphabet),
+                       "key_id": _text(rng, alphabet),
+                       "decision": rng.choice(["approve", "reject"]), "approved_at": _long(rng),
+                       "signature": os.urandom(rng.choice([0, 3309]))} for _ in range(rng.choice([0, 0, 1, 2]))],
+        "trace": rng.choice([None, {"trace_id": _text(rng, alphabet), "span_id": _text(rng, alphabet),
+                                    "parent_span_id": rng.choice([None, _text(rng, alphabet)])}]),
+        "producer": {"library": _text(rng, alphabet), "version": _text(rng, alphabet), "host": _text(rng, alphabet),
+                     "pid": rng.choice([0, 1, -1, 2**31 - 1, -(2**31), rng.randint(0, 4_000_000)]),
+                     "adapter": rng.choice([None, _text(rng, alphabet)])},
+        "offline": rng.random() < 0.5,
+    }
+
+
+def random_entry(rng: random.Random, action: dict[str, Any], alphabet: str = ALPHABET) -> dict[str, Any]:
+    def link() -> dict[str, Any]:
+        if rng.random() < 0.5:
+            return {"agent_id": _text(rng, alphabet), "event_id": _text(rng, alphabet), "status": "resolved",
+                    "seq": rng.choice([0, 1, 2**40, 2**63 - 1]), "entry_hash": os.urandom(32)}
+        return {"agent_id": _text(rng, alphabet), "event_id": _text(rng, alphabet), "status": "pending",
+                "seq": None, "entry_hash": None}
+
+    return {
+        "spec_version": rng.choice([1, 1, 2, 0, 200]),
+        "seq": rng.choice([0, 1, 63, 64, 8191, 8192, 2**31, 2**53 - 1]),
+        "prev_hash": rng.choice([records.ZERO_HASH, os.urandom(32)]), "entry_hash": os.urandom(32),
+        "action": action, "received_at": time_us(rng),
+        "source": {"topic": rng.choice(["ledgerstream.actions", _text(rng, alphabet)]),
+                   "partition": rng.choice([0, 7, 2**31 - 1]),
+                   "offset": rng.choice([0, 5, 10**12])},
+        "agent_seq": rng.choice([0, 1, 10**9]), "agent_prev_hash": rng.choice([records.ZERO_HASH, os.urandom(32)]),
+        "resolved_links": [link() for _ in range(rng.choice([0, 0, 1, 2, 5]))],
+        "key_id": rng.choice(["ab" * 32, _text(rng, alphabet)]),
+        "signature": rng.choice([None, os.urandom(3309)]),  # None: checkpoint signing mode
+        "timestamp_token": rng.choice([None, None, os.urandom(rng.choice([0, 1500]))]),
+    }
+
+
+def minimal_action() -> dict[str, Any]:
+    return {"event_id": "e", "agent_id": "a", "session_id": None, "action_type": "t", "payload": None,
+            "payload_salt": None, "payload_hash": bytes(32), "occurred_at": 5, "links": [], "policy": None,
+            "approvals": [], "trace": None,
+            "producer": {"library": "l", "version": "v", "host": "h", "pid": 1, "adapter": None}, "offline": False}
