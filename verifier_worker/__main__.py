@@ -70,8 +70,8 @@ def run(argv: list[str]) -> int:
     checker = CheckerProcess()
     try:
         info = checker.start(argv)
-        log.info("verifier %s: resuming at seq %d (offsets %s), metrics at %s", settings.id, info["position"],
-                 info["next_offset"], info["metrics_url"])
+        log.info("verifier %s: resuming at seq %d (offsets %s), metrics at %s, batches through %s", settings.id,
+                 info["position"], info["next_offset"], info["metrics_url"], info["batch_ring"])
         faust.Worker(build_app(settings, checker, info["next_offset"]), loglevel="INFO").execute_from_commandline()
     except SystemExit as exc:
         return int(exc.code or 0)

@@ -5,7 +5,8 @@ they would compete with faust's per-record work for one GIL (measured: the two t
 reach about half of what each does alone). So one child process (``spawn``, started before
 faust opens any socket) owns the checker, its state files, the status files and the
 metrics endpoint; the faust process sends it batches and gets findings back. The pool has
-one worker, so calls run one at a time and in order.
+one worker, so calls run one at a time and in order. The records of a batch travel through
+shared memory (``batch_ring.py``) when they can, the rest of the call through the pool's pipe.
 """
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from typing import Any, Mapping, Sequence
 
 from ledgerstream.core import interpreter
 from ledgerstream.core.verify import SWITCH_INTERVAL, Finding
+from ledgerstream.verifier_worker.batch_ring import BatchRing, RingBatch, RingReader
 from ledgerstream.verifier_worker.liveness import Observation
 
 PR_SET_PDEATHSIG = 1
 _runtime: Any = None  # the VerifierRuntime of this (child) process
+_ring: RingReader | None = None  # the batch ring, once attached
 
 
 def _start(argv: list[str], worker_pid: int) -> dict[str, Any]:
@@ -59,7 +62,21 @@ def _die_with(worker_pid: int) -> None:
         os._exit(1)
 
 
-def _process(batch: Sequence[tuple[str, int, bytes]], verdicts: Mapping[int, bool] | None) -> list[Finding]:
+def _attach_ring(owner_pid: int, fd: int, size: int, slot_bytes: int) -> str | None:
+    """Open the parent's batch ring; None on success, else why not (the pipe is used then)."""
+    global _ring
+    try:
+        _ring = RingReader(owner_pid, fd, size, slot_bytes)
+    except (OSError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def _process(batch: Sequence[tuple[str, int, bytes]] | RingBatch, verdicts: Mapping[int, bool] | None
+             ) -> list[Finding]:
+    if isinstance(batch, RingBatch):
+        assert _ring is not None
+        batch = _ring.read(batch)
     return _runtime.process(batch, verdicts)
 
 
@@ -80,10 +97,25 @@ class CheckerProcess:
 
     def __init__(self) -> None:
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self._ring: BatchRing | None = None
 
     def start(self, argv: list[str]) -> dict[str, Any]:
-        """Restore the verifier in the child; raises what the child raised (e.g. ConfigError)."""
-        return self._pool.submit(_start, argv, os.getpid()).result()
+        """Restore the verifier in the child; raises what the child raised (e.g. ConfigError).
+        ``batch_ring`` in the result: whether batches travel through shared memory, or why not."""
+        info = self._pool.submit(_start, argv, os.getpid()).result()
+        try:
+            ring = BatchRing()
+        except (OSError, AttributeError) as exc:  # no memfd_create (not Linux) or no memory
+            info["batch_ring"] = f"unavailable: {exc}"
+            return info
+        problem = self._pool.submit(_attach_ring, os.getpid(), ring.fd, ring.size, ring.slot_bytes).result()
+        if problem is None:
+            self._ring = ring
+            info["batch_ring"] = "shared memory"
+        else:
+            ring.close()
+            info["batch_ring"] = f"unavailable: {problem}"
+        return info
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -92,7 +124,12 @@ class CheckerProcess:
                 ) -> "asyncio.Future[list[Finding]]":
         """Submit now (calls run in submission order); the child saves the state after the
         batch unless findings wait to be published (then after ``published``)."""
-        return asyncio.get_running_loop().run_in_executor(self._pool, _process, batch, verdicts)
+        ref = self._ring.put(batch) if self._ring is not None else None
+        future = asyncio.get_running_loop().run_in_executor(self._pool, _process, ref or batch, verdicts)
+        if ref is not None:
+            ring = self._ring
+            future.add_done_callback(lambda _: ring.release(ref))
+        return future
 
     async def published(self, findings: Sequence[Finding]) -> None:
         await self._call(_published, findings)
@@ -105,4 +142,6 @@ class CheckerProcess:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._ring is not None:
+            self._ring.close()
 

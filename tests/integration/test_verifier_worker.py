@@ -180,6 +180,7 @@ def test_status_and_graph_files(bootstrap: str, topics: Topics, tmp_path: Path) 
         st = worker.wait_position(2)
         for field in ("id", "position", "lag", "last_checkpoint", "healthy", "alerts", "updated_at", "metrics_url"):
             assert field in st
+        assert "batches through shared memory" in worker.log()  # batch_ring.py, not the pipe
         # with liboqs the worker process checked both signatures before the checker process
         # saw the batch (app.py); pyca holds the GIL, so there the checker process checks them
         ahead = 2 if KEY.public_key().verify_many_releases_gil else 0
