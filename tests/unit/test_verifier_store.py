@@ -10,7 +10,7 @@ import pytest
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.core.verify import Checker, CheckerConfig
-from ledgerstream.verifier_worker.store import StateStore
+from ledgerstream.verifier_worker.store import StateStore, journal_line
 from support.ledger_builder import LedgerBuilder, enc, entry_bytes
 
 pytestmark = pytest.mark.unit
@@ -68,3 +68,21 @@ def test_one_holder_of_the_lock(tmp_path: Path) -> None:
     first.unlock()
     second.lock()
     second.unlock()
+
+
+def test_journal_lines_are_what_the_json_encoder_writes() -> None:
+    """store.journal_line writes the usual entry record by hand: byte for byte the encoder's
+    line, for agent and event ids JSON must escape too; and the journal loads back."""
+    builder, checker = LedgerBuilder(KEY), Checker(CONFIG)
+    agents = ("agent-a", 'quote"back\\slash', "ünï\u2028😀", "tab\tnl\n")
+    entries = builder.many(12, agents=agents)
+    entries.append(builder.entry("agent-b", links=[(agents[2], entries[2]["action"]["event_id"])]))
+    gap = builder.many(2)[1:]  # one seq skipped: a gap record
+    records = [(i, entry_bytes(e)) for i, e in enumerate(entries + gap)]
+    checker.feed_entries(records)
+    checker.feed_checkpoints([(0, enc("Checkpoint", builder.checkpoint()))])
+    journal = checker.drain_journal()
+    kinds = {next(iter(r)) for r in journal}
+    assert {"e", "gap", "g", "b", "c"} <= kinds and any("as_" in r for r in journal)
+    for record in journal:
+        assert journal_line(record) == json.dumps(record, separators=(",", ":")) + "\n"
