@@ -149,18 +149,13 @@ def start_signer(bootstrap: str, topics: Topics, signer_key_path: Path, tmp_path
         proc.stop()
 
 
-@pytest.fixture(scope="session")
-def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """One full dev stack (``ledgerstream dev up --detach``) shared by the e2e tests.
-
-    Yields the ``dev status --json`` state; tests that tamper with the ledger must use
-    their own stack or accept that later tests see their alerts.
-    """
+def _run_dev_stack(home: Path) -> Iterator[dict]:
+    """``ledgerstream dev up --detach`` in ``home``; yields ``dev status --json`` plus the
+    ``env`` that points the CLI at it; ``dev down`` afterwards."""
     import json
     import subprocess
     import sys
 
-    home = tmp_path_factory.mktemp("devhome")
     env = dict(os.environ, LEDGERSTREAM_HOME=str(home))
     env.pop("LEDGERSTREAM_BOOTSTRAP", None)
     cli = [sys.executable, "-m", "ledgerstream.cli.main"]
@@ -173,3 +168,19 @@ def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         yield state
     finally:
         subprocess.run(cli + ["dev", "down"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """One full dev stack shared by the e2e tests (``_run_dev_stack``).
+
+    Tests that tamper with the ledger must use :func:`own_stack` or accept that later
+    tests see their alerts.
+    """
+    yield from _run_dev_stack(tmp_path_factory.mktemp("devhome"))
+
+
+@pytest.fixture()
+def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A fresh dev stack for a test that tampers with its ledger (others keep a clean one)."""
+    yield from _run_dev_stack(tmp_path_factory.mktemp("tamperhome"))

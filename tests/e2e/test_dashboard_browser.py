@@ -11,11 +11,6 @@ Screenshots go to docs/screenshots/.
 """
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -109,23 +104,6 @@ def test_alert_is_pushed_to_an_open_page(bootstrap: str, topics: Topics, tmp_pat
         assert text_of(driver, "alert-total") == "1"
     finally:
         dash.stop()
-
-
-@pytest.fixture()
-def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """A fresh dev stack for a test that tampers with its ledger (others keep a clean one)."""
-    if importlib.util.find_spec("ledgerstream.verifier_worker.__main__") is None:
-        pytest.skip("the verifier workers (python -m ledgerstream.verifier_worker) are not in this tree yet")
-    home = tmp_path_factory.mktemp("tamperhome")
-    env = dict(os.environ, LEDGERSTREAM_HOME=str(home))
-    env.pop("LEDGERSTREAM_BOOTSTRAP", None)
-    cli = [sys.executable, "-m", "ledgerstream.cli.main"]
-    subprocess.run(cli + ["dev", "up", "--detach"], env=env, check=True, capture_output=True, timeout=300)
-    try:
-        out = subprocess.run(cli + ["dev", "status", "--json"], env=env, check=True, capture_output=True, text=True)
-        yield json.loads(out.stdout)
-    finally:
-        subprocess.run(cli + ["dev", "down"], env=env, capture_output=True, timeout=120)
 
 
 def test_tampering_raises_a_verifier_alert_on_the_page(own_stack: dict, driver: Any) -> None:
