@@ -19,8 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
-#: (role, offset, record bytes), as verifier_worker.reader hands them out
-Record = tuple[str, int, bytes]
+from ledgerstream.verifier_worker.reader import Record
 
 SLOTS = 6                    # more than the batches a worker has in flight (app.IN_FLIGHT + 1)
 SLOT_BYTES = 8 * 1024 * 1024  # 1,000 entries of 3.8 KB take half; pages are only used when written
@@ -43,8 +42,12 @@ class BatchRing:
         self.slot_bytes = slot_bytes
         self.size = slots * slot_bytes
         self.fd = os.memfd_create("ledgerstream-verifier-batches", os.MFD_CLOEXEC)
-        os.ftruncate(self.fd, self.size)
-        self._map = mmap.mmap(self.fd, self.size)
+        try:
+            os.ftruncate(self.fd, self.size)
+            self._map = mmap.mmap(self.fd, self.size)
+        except OSError:
+            os.close(self.fd)
+            raise
         self._free = list(range(slots))
 
     def put(self, batch: Sequence[Record]) -> RingBatch | None:
