@@ -6,6 +6,7 @@ unit-tested and the transactional loop stays the textbook one.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -51,11 +52,17 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+#: bytes of a rejected record kept in its dead letter; the rest is represented by its length
+#: and SHA-256, so a dead letter always fits the broker's limits, however large the input was
+DEAD_LETTER_KEEP = 64 * 1024
+
+
 def dead_letter(reason: str, detail: str, raw: bytes, src: Source) -> Outcome:
     return Outcome(dead_letter={
-        "reason": reason, "detail": detail[:2000], "original": raw, "original_key": src.key,
+        "reason": reason, "detail": detail[:2000], "original": raw[:DEAD_LETTER_KEEP],
+        "original_key": src.key[:DEAD_LETTER_KEEP] if src.key is not None else None,
         "source": {"topic": src.topic, "partition": src.partition, "offset": src.offset},
-        "received_at": now_us()})
+        "received_at": now_us(), "original_size": len(raw), "original_sha256": hashlib.sha256(raw).digest()})
 
 
 @functools.cache

@@ -89,9 +89,16 @@ class SchemaRegistry:
 
     @classmethod
     def from_package(cls) -> "SchemaRegistry":
+        """The current schemas, plus every earlier writer version kept in ``schemas/history/``
+        (``<Name>.v<N>.avsc``), so records already on the topics stay readable."""
         root = resources.files("ledgerstream.schemas")
         files = sorted(p for p in root.iterdir() if p.name.endswith(".avsc"))
-        return cls((p.name, p.read_text(encoding="utf-8")) for p in files)
+        registry = cls((p.name, p.read_text(encoding="utf-8")) for p in files)
+        history = root / "history"
+        if history.is_dir():
+            for p in sorted(h for h in history.iterdir() if h.name.endswith(".avsc")):
+                registry.add_writer_schema(p.read_text(encoding="utf-8"), named_like=p.name.split(".", 1)[0])
+        return registry
 
     def add_writer_schema(self, schema_json: str | dict, *, named_like: str | None = None) -> WriterSchema:
         """Register an older (or foreign) writer schema; returns it with its fingerprint."""
@@ -101,8 +108,7 @@ class SchemaRegistry:
         except fastavro.schema.UnknownType:
             # It uses current types from other files; names it defines itself win.
             own = _defined_names(raw)
-            context = _order_sources((str(i), json.dumps(r)) for i, r in enumerate(self._raws)
-                                     if not (_defined_names(r) & own) and _parses_alone(r))
+            context = _resolvable([r for r in self._raws if not (_defined_names(r) & own)])
             full = _self_contained(context + [raw])[-1]
         parsed = parse_schema(full, named_schemas={})
         name = named_like or parsed["name"].rsplit(".", 1)[-1]
@@ -123,12 +129,24 @@ class SchemaRegistry:
         return sorted(self._current)
 
 
-def _parses_alone(raw: Any) -> bool:
-    try:
-        parse_schema(raw, named_schemas={})
-    except fastavro.schema.UnknownType:
-        return False
-    return True
+def _resolvable(raws: list[Any]) -> list[Any]:
+    """The raws that resolve among themselves, in dependency order (those that need a type
+    none of them defines are left out)."""
+    named: dict[str, Any] = {}
+    ordered: list[Any] = []
+    pending = list(raws)
+    progressed = True
+    while pending and progressed:
+        progressed = False
+        for raw in list(pending):
+            try:
+                parse_schema(raw, named_schemas=named)
+            except fastavro.schema.UnknownType:
+                continue
+            ordered.append(raw)
+            pending.remove(raw)
+            progressed = True
+    return ordered
 
 
 def _defined_names(raw: Any, namespace: str = "") -> set[str]:

@@ -52,7 +52,9 @@ class Topics:
 
 #: partitions and configs of each topic; entries/checkpoints: one partition, kept forever
 TOPIC_LAYOUT: dict[str, tuple[int, dict[str, str]]] = {
-    "actions": (6, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+    # 1 MiB: the signer's --max-record-bytes default; the producer library's payload limit
+    # (512 KiB) and librdkafka's batch limit (1,000,000 bytes) stay below it (docs/signer.md)
+    "actions": (6, {"retention.ms": str(7 * 24 * 3600 * 1000), "max.message.bytes": str(1024 * 1024)}),
     "entries": (1, {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete",
                     "max.message.bytes": str(8 * 1024 * 1024)}),
     "checkpoints": (1, {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}),

@@ -109,3 +109,58 @@ def test_bad_input_goes_to_the_deadletter_topic_and_the_signer_keeps_going(boots
     check_ledger(_entries(tail), pub)
     assert signer.proc.poll() is None and signer.status()["role"] == "leader"
     assert signer.status()["dead_letters"] == len(bad)
+
+
+POISON_SIZE = 8_388_520   # the record that once stopped the ledger (issue 20): its whole-copy
+                          # dead letter exceeded the broker's 8 MiB limit and every transaction aborted
+
+
+def test_an_oversized_record_is_refused_by_the_actions_topic(bootstrap, topics) -> None:
+    """The actions topic's limit matches the signer's --max-record-bytes default (1 MiB):
+    the broker itself refuses the poison record, with a size error for its producer."""
+    with pytest.raises(AssertionError, match="MSG_SIZE_TOO_LARGE|too large"):
+        produce(bootstrap, topics.actions, [(b"agent-big", os.urandom(POISON_SIZE))], timeout=30)
+
+
+def test_an_8mb_record_on_an_older_actions_topic_is_dead_lettered_and_the_ledger_goes_on(
+        bootstrap, topics, start_signer, signer_key_path) -> None:
+    """On a topic created before that limit (8 MiB, the broker's), the record reaches the
+    signer: it becomes a bounded dead letter (first 64 KiB, length, SHA-256) in the same
+    transaction, and the actions after it are sequenced."""
+    import hashlib
+
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    entry = ConfigEntry("max.message.bytes", str(8 * 1024 * 1024),
+                        incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource("topic", topics.actions, incremental_configs=[entry])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(30)
+    pub = mldsa.load_private_key(signer_key_path).public_key()
+    poison = os.urandom(POISON_SIZE)
+    before = [make_action(agent_id="agent-p", payload={"i": i}) for i in range(3)]
+    after = [make_action(agent_id="agent-p", payload={"i": i}) for i in range(3, 6)]
+    items = action_items(before) + [(b"agent-p", poison)] + action_items(after)
+    wait_until(lambda: _accepts(bootstrap, topics.actions, items), 30, "the topic to take an 8 MB record")
+    signer = start_signer()
+
+    tail, dl = TopicTail(bootstrap, topics.entries), TopicTail(bootstrap, topics.deadletter)
+    wait_until(lambda: tail.poll() >= 6 and dl.poll() >= 1, 90, "6 entries and the dead letter",
+               on_timeout=lambda: f"{signer.status()}\n{signer.log()}")
+    check_ledger(_entries(tail), pub)
+    assert [e["action"]["event_id"] for e in _entries(tail)] == [a["event_id"] for a in before + after]
+    [letter] = [rec for _, rec in dl.decoded("DeadLetter")]
+    assert letter["reason"] == "oversized"
+    assert letter["original"] == poison[:65536] and letter["original_size"] == POISON_SIZE
+    assert letter["original_sha256"] == hashlib.sha256(poison).digest()
+    assert signer.status()["next_seq"] == 6 and signer.status()["dead_letters"] == 1
+
+
+def _accepts(bootstrap: str, topic: str, items: list) -> bool:
+    """Produce ``items`` once the altered topic config is in force (it spreads asynchronously)."""
+    try:
+        produce(bootstrap, topic, items, timeout=20)
+    except AssertionError:
+        return False
+    return True

@@ -5,6 +5,7 @@ directly over records.entry_signing_message, not through the signer's own key ob
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from typing import Any
@@ -250,6 +251,7 @@ def test_bad_input_is_dead_lettered_with_reason_bytes_and_source(key: PrivateKey
     assert dl["reason"] == reason, dl["detail"]
     assert dl["detail"]
     assert dl["original"] == (raw or b"") and dl["original_key"] == SRC.key
+    assert dl["original_size"] == len(raw or b"") and dl["original_sha256"] == hashlib.sha256(raw or b"").digest()
     assert dl["source"] == {"topic": SRC.topic, "partition": SRC.partition, "offset": SRC.offset}
     codec.decode(codec.encode("DeadLetter", dl), expect="DeadLetter")  # it fits the wire schema
     # nothing was sequenced, and the chain continues where it was
@@ -366,3 +368,34 @@ def test_deferred_signing_leaves_the_signature_to_the_caller(key: PrivateKey) ->
         head = b.entry["entry_hash"]
     assert deferred.state.tree.size == 5 and deferred.state.next_seq == inline.state.next_seq
     assert deferred.state.head == head
+
+
+@pytest.mark.parametrize("size", [64 * 1024, 64 * 1024 + 1, 8_388_520])
+def test_a_dead_letter_keeps_a_bounded_prefix_with_the_length_and_sha256(key: PrivateKey, size: int) -> None:
+    """An 8 MB record once made a dead letter too large for the broker: every transaction
+    aborted and the ledger stopped. The letter now keeps the first 64 KiB, the full length
+    and the SHA-256 (computed here with hashlib), so it always fits."""
+    raw = os.urandom(size)
+    seq = _seq(key, max_record_bytes=1024 * 1024)
+    big_key = b"k" * (100 * 1024)
+    dl = seq.process(raw, Source("t.actions", 0, 7, big_key, 0)).dead_letter
+    assert dl["reason"] == ("oversized" if size > 1024 * 1024 else "undecodable")
+    assert dl["original"] == raw[:65536] and dl["original_key"] == big_key[:65536]
+    assert dl["original_size"] == size and dl["original_sha256"] == hashlib.sha256(raw).digest()
+    assert len(codec.encode("DeadLetter", dl)) < 140 * 1024
+
+
+def test_dead_letters_written_before_the_length_and_digest_existed_stay_readable() -> None:
+    """Records of the first DeadLetter schema (schemas/history) decode with the defaults."""
+    import json
+    from importlib import resources
+
+    old_text = (resources.files("ledgerstream.schemas") / "history" / "DeadLetter.v1.avsc").read_text()
+    assert {f["name"] for f in json.loads(old_text)["fields"]}.isdisjoint({"original_size", "original_sha256"})
+    reg = codec.SchemaRegistry.from_package()
+    old = reg.add_writer_schema(old_text, named_like="DeadLetter")
+    assert old.fingerprint != reg.schema("DeadLetter").fingerprint
+    letter = {"reason": "undecodable", "detail": "bad magic", "original": b"\x00\x01", "original_key": None,
+              "source": {"topic": "t", "partition": 0, "offset": 9}, "received_at": 5}
+    name, rec = codec.decode(codec.encode_with(old, letter), expect="DeadLetter")  # the shipped registry
+    assert name == "DeadLetter" and rec == dict(letter, original_size=-1, original_sha256=None)
