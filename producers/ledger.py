@@ -47,6 +47,7 @@ LINK_OVERHEAD = 3
 TRACE_SIZE = 50
 APPROVAL_SIZE = 3_400           # one approval: a 3,309-byte ML-DSA-65 signature plus ids
 DROPPED_ACTION = "ledgerstream:dropped"
+DROP_REPORT_SIZE = 400          # a dropped-events record: its payload is a few numbers
 MAX_CACHED_TYPES = 4096         # validated action types remembered per ledger
 
 try:
@@ -139,7 +140,8 @@ class Ledger:
             log.warning("ledger for %s has no Kafka bootstrap: recording offline into %s "
                         "(deliver later with 'ledgerstream sync')", agent_id, spool.path)
         try:
-            self._sender = Sender(spool, self._encode, factory, name=f"ledgerstream-sender:{agent_id}")
+            self._sender = Sender(spool, self._encode, factory, name=f"ledgerstream-sender:{agent_id}",
+                                  on_delivered=self._drops_after_delivery)
         except BaseException:
             spool.close()
             raise
@@ -281,6 +283,16 @@ class Ledger:
                       "events (%d so far, latest %s); is Kafka reachable?", self.agent_id,
                       self._sender.backlog_bytes(), self.max_spool_bytes, self._dropped, action_type)
 
+    def _drops_after_delivery(self) -> None:
+        """Sender thread, after Kafka acknowledged records: record the drops as soon as the
+        spool has room again, even if the agent emits nothing more."""
+        if not self._dropped_unreported:
+            return
+        with self._lock:
+            if self._dropped_unreported and not self._closed and \
+                    self._sender.backlog_bytes() + DROP_REPORT_SIZE <= self.max_spool_bytes:
+                self._report_drops()
+
     def _report_drops(self) -> None:
         """Record how many events were dropped, as soon as there is room (lock held)."""
         count, (first, last) = self._dropped_unreported, self._drop_span
@@ -291,7 +303,7 @@ class Ledger:
         item = (uuid7(), None, DROPPED_ACTION, payload, salt, records.payload_commitment(salt, payload),
                 time.time_ns() // 1000, (), None, [], None)
         self._emitted += 1
-        self._sender.submit(item, len(payload) + RECORD_OVERHEAD)
+        self._sender.submit(item, DROP_REPORT_SIZE)
 
     def _encode(self, item: tuple, offline: bool) -> bytes:
         """Avro-encode a queued event (runs on the sender thread)."""
@@ -336,6 +348,8 @@ class Ledger:
         with self._lock:
             if self._closed:
                 return self._sender.undelivered()
+            if self._dropped_unreported:  # a trace of the drops, over the spool's bound if need be
+                self._report_drops()
             self._closed = True
         _open_ledgers.discard(self)
         return self._sender.close(timeout)

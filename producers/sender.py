@@ -42,9 +42,11 @@ class Sender:
     :meth:`submit`, :meth:`flush`, :meth:`close` and the counters runs on the thread."""
 
     def __init__(self, spool: Spool, encode: Callable[[Any, bool], bytes],
-                 delivery_factory: Callable[[], Delivery] | None, name: str) -> None:
+                 delivery_factory: Callable[[], Delivery] | None, name: str,
+                 on_delivered: Callable[[], None] | None = None) -> None:
         self.spool = spool
         self._encode = encode
+        self._on_delivered = on_delivered  # called on this thread after Kafka acknowledged records
         self._factory = delivery_factory
         # created here, on the caller's thread: a bad producer setting fails connect() at once
         self._delivery: Delivery | None = delivery_factory() if delivery_factory is not None else None
@@ -134,6 +136,8 @@ class Sender:
                 if cursor_moved and now - last_cursor >= CURSOR_INTERVAL:
                     self.spool.save_cursor()
                     cursor_moved, last_cursor = False, now
+                if moved and self._on_delivered is not None:
+                    self._on_delivered()
                 if wrote or moved:
                     last_work = now
                     with self._settled:

@@ -11,9 +11,11 @@ Layout of a spool folder (default ``$LEDGERSTREAM_HOME/spool/<agent_id>/``)::
 Records are appended in emit order and delivered in that order; the cursor only moves
 forward over delivered records (written at most every few hundred ms, so after a crash a
 few delivered records may be sent again: harmless, the signer dedups by event_id).
-Segments wholly behind the cursor are deleted. On open, every segment is scanned; a frame
-that fails its length or CRC check ends the usable part of its segment: the segment is
-copied to ``quarantine/`` and reported, and the valid prefix stays in place to be sent.
+Segments wholly behind the cursor are deleted. On open, every segment is scanned; bytes
+that do not form a frame passing its length and CRC check are *damaged*: the scan resyncs
+on the next valid frame, so one damaged frame costs only itself. A damaged segment is
+copied whole to ``quarantine/`` (mode 0600, with a JSON note of the damaged ranges) and
+rewritten atomically with its valid frames only, which stay in place to be sent.
 """
 from __future__ import annotations
 
@@ -93,6 +95,63 @@ def _segment_name(number: int) -> str:
     return f"{number:012d}{SEGMENT_SUFFIX}"
 
 
+def _frame_at(data: bytes, pos: int) -> tuple[int, str | None]:
+    """The end of the valid frame at ``pos``, or what is wrong with it."""
+    if len(data) - pos < FRAME.size:
+        return pos, f"truncated frame header at offset {pos}"
+    magic, length, crc = FRAME.unpack_from(data, pos)
+    if magic != MAGIC or length > MAX_FRAME_BODY:
+        return pos, f"bad frame header at offset {pos}"
+    end = pos + FRAME.size + length
+    if end > len(data):
+        return pos, f"truncated frame body at offset {pos}"
+    if zlib.crc32(data[pos + FRAME.size:end]) != crc:
+        return pos, f"CRC mismatch at offset {pos}"
+    return end, None
+
+
+def scan_segment(path: Path) -> tuple[list[tuple[int, int]], list[tuple[int, int, str]]]:
+    """A segment's valid frames as (start, end) and its damaged ranges as (start, end,
+    problem); after damage the scan resumes at the next offset where a valid frame starts."""
+    data = path.read_bytes()
+    frames: list[tuple[int, int]] = []
+    damaged: list[tuple[int, int, str]] = []
+    pos = 0
+    while pos < len(data):
+        end, problem = _frame_at(data, pos)
+        if problem is None:
+            frames.append((pos, end))
+            pos = end
+            continue
+        resume = pos + 1
+        while (resume := data.find(MAGIC, resume)) != -1 and _frame_at(data, resume)[1] is not None:
+            resume += 1
+        resume = len(data) if resume == -1 else resume
+        damaged.append((pos, resume, problem))
+        pos = resume
+    return frames, damaged
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a whole file readable by its owner only (spools hold payloads), and fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 class Spool:
     """One spool folder, locked for the lifetime of this object (call :meth:`close`)."""
 
@@ -146,10 +205,12 @@ class Spool:
             return 0, 0
 
     def _recover(self) -> None:
-        """Scan every segment, quarantine corrupt ones, count what is still undelivered."""
+        """Scan every segment, quarantine damage, count what is still undelivered."""
         cursor = self._read_cursor()
         numbers = sorted(int(p.name[:-len(SEGMENT_SUFFIX)]) for p in self.path.glob("*" + SEGMENT_SUFFIX)
                          if p.name[:-len(SEGMENT_SUFFIX)].isdigit())
+        for stale in self.path.glob("*" + SEGMENT_SUFFIX + ".tmp"):  # a rewrite cut short by a crash
+            stale.unlink()
         self._segments: list[int] = []
         self.pending_records = 0
         self.pending_bytes = 0
@@ -158,17 +219,17 @@ class Spool:
             if number < cursor[0]:
                 (self.path / _segment_name(number)).unlink()  # delivered; deletion was interrupted
                 continue
-            offsets, valid_end, problem = self._scan(number)
-            if problem:
-                self._quarantine(number, valid_end, problem)
+            frames, damaged = self._scan(number)
             start = cursor[1] if number == cursor[0] else 0
-            # resume at the last frame boundary at or before the cursor (never past a record)
-            bounds = offsets + [valid_end]
-            begin = bounds[bisect.bisect_right(bounds, start) - 1]
+            # frames wholly before the cursor were delivered; the rest is pending
+            delivered = [f for f in frames if f[1] <= start]
+            if damaged:
+                frames = self._quarantine(number, frames, damaged)
+            begin = frames[len(delivered) - 1][1] if delivered else 0
             if acked is None:
                 acked = (number, begin)
-            self.pending_records += len(offsets) - bisect.bisect_left(offsets, begin)
-            self.pending_bytes += valid_end - begin
+            self.pending_records += len(frames) - len(delivered)
+            self.pending_bytes += (frames[-1][1] if frames else 0) - begin
             self._segments.append(number)
         next_number = max([cursor[0], *numbers, 0]) + 1
         if not self._segments:
@@ -177,45 +238,39 @@ class Spool:
         self.acked: Position = acked
         self._open_writer(self._segments[-1])
 
-    def _scan(self, number: int) -> tuple[list[int], int, str | None]:
-        """Frame start offsets, end of the valid part, and what is wrong after it (if anything)."""
-        offsets: list[int] = []
-        path = self.path / _segment_name(number)
-        with open(path, "rb") as fh:
-            data = fh.read()
-        pos = 0
-        while pos < len(data):
-            if len(data) - pos < FRAME.size:
-                return offsets, pos, f"truncated frame header at offset {pos}"
-            magic, length, crc = FRAME.unpack_from(data, pos)
-            if magic != MAGIC or length > MAX_FRAME_BODY:
-                return offsets, pos, f"bad frame header at offset {pos}"
-            body = data[pos + FRAME.size: pos + FRAME.size + length]
-            if len(body) != length:
-                return offsets, pos, f"truncated frame body at offset {pos}"
-            if zlib.crc32(body) != crc:
-                return offsets, pos, f"CRC mismatch at offset {pos}"
-            offsets.append(pos)
-            pos += FRAME.size + length
-        return offsets, pos, None
+    def _scan(self, number: int) -> tuple[list[tuple[int, int]], list[tuple[int, int, str]]]:
+        return scan_segment(self.path / _segment_name(number))
 
-    def _quarantine(self, number: int, valid_end: int, problem: str) -> None:
-        """Copy the whole segment to quarantine/, then cut it back to its valid prefix."""
+    def _quarantine(self, number: int, frames: list[tuple[int, int]],
+                    damaged: list[tuple[int, int, str]]) -> list[tuple[int, int]]:
+        """Copy the whole segment to quarantine/ (0600) with a note of the damage, then
+        rewrite it atomically with its valid frames only; returns their new positions."""
         src = self.path / _segment_name(number)
         qdir = self.path / QUARANTINE
-        qdir.mkdir(exist_ok=True)
+        qdir.mkdir(mode=0o700, exist_ok=True)
+        data = src.read_bytes()
         dest = qdir / f"{src.name}.{time.time_ns() // 1_000_000}"
-        dest.write_bytes(src.read_bytes())
-        size = src.stat().st_size
-        dest.with_name(dest.name + ".json").write_text(json.dumps({
-            "segment": src.name, "agent_id": self.agent_id, "problem": problem,
-            "size": size, "valid_bytes": valid_end, "lost_bytes": size - valid_end,
-            "quarantined_at": time.time()}, indent=2))
-        os.truncate(src, valid_end)
+        lost = sum(end - start for start, end, _ in damaged)
+        note = {"segment": src.name, "agent_id": self.agent_id, "problem": damaged[0][2],
+                "damaged": [{"start": a, "end": b, "problem": p} for a, b, p in damaged],
+                "size": len(data), "valid_bytes": len(data) - lost, "lost_bytes": lost,
+                "frames_kept": len(frames), "quarantined_at": time.time()}
+        _write_private(dest, data)
+        _write_private(dest.with_name(dest.name + ".json"), json.dumps(note, indent=2).encode())
+        kept = b"".join(data[a:b] for a, b in frames)
+        tmp = src.with_name(src.name + ".tmp")
+        _write_private(tmp, kept)
+        os.replace(tmp, src)
+        _fsync_dir(self.path)
         self.quarantined.append(dest)
-        log.error("spool %s: segment %s is corrupt (%s); %d bytes after offset %d moved to %s; "
-                  "the valid prefix will still be delivered", self.path, src.name, problem,
-                  size - valid_end, valid_end, dest)
+        log.error("spool %s: segment %s is damaged (%s); %d bytes in %d range(s) moved to %s; "
+                  "its %d valid records will still be delivered", self.path, src.name, damaged[0][2],
+                  lost, len(damaged), dest, len(frames))
+        moved, pos = [], 0
+        for a, b in frames:
+            moved.append((pos, pos + b - a))
+            pos += b - a
+        return moved
 
     # --- writing ------------------------------------------------------------------------------
     def _open_writer(self, number: int) -> None:
@@ -230,11 +285,7 @@ class Spool:
         number = self._write_number + 1
         self._segments.append(number)
         self._open_writer(number)
-        dir_fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # the new segment's name must survive a crash too
-        finally:
-            os.close(dir_fd)
+        _fsync_dir(self.path)  # the new segment's name must survive a crash too
 
     def append(self, bodies: list[bytes]) -> list[Position]:
         """Append records (one write per segment touched); returns each record's end position.

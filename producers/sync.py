@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from ledgerstream.core.errors import LedgerstreamError
 from ledgerstream.producers.delivery import Delivery, Pump
-from ledgerstream.producers.spool import Spool, SpoolBusy, find_spools
+from ledgerstream.producers.spool import SEGMENT_SUFFIX, Spool, SpoolBusy, find_spools, scan_segment
 
 log = logging.getLogger("ledgerstream.producer.sync")
 
@@ -30,6 +30,18 @@ class SyncReport:
     quarantined: int
     busy: int
     spools: list[dict[str, Any]]
+    #: spools that cannot be opened (e.g. a damaged spool.json): path, error, events inside
+    unreadable: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Everything was delivered and nothing was damaged or left behind."""
+        return not (self.remaining or self.quarantined or self.unreadable)
+
+
+def pending_in(path: Path) -> int:
+    """Valid records in the segments of a spool folder that cannot be opened (read-only)."""
+    return sum(len(scan_segment(seg)[0]) for seg in sorted(path.glob("*" + SEGMENT_SUFFIX)))
 
 
 def sync_spools(root: Path, bootstrap: str, topic: str, *, timeout: float = 60.0,
@@ -37,6 +49,7 @@ def sync_spools(root: Path, bootstrap: str, topic: str, *, timeout: float = 60.0
                 progress: Callable[[int, int], None] | None = None) -> SyncReport:
     """Deliver every spool under ``root``; returns counts (``remaining`` 0 means all delivered)."""
     spools: list[Spool] = []
+    unreadable: list[dict[str, Any]] = []
     busy = 0
     for path in find_spools(root):
         try:
@@ -45,8 +58,8 @@ def sync_spools(root: Path, bootstrap: str, topic: str, *, timeout: float = 60.0
             busy += 1
             log.info("spool %s is in use by a live process; skipped", path)
         except LedgerstreamError as exc:
-            busy += 1
-            log.error("spool %s cannot be opened: %s", path, exc)
+            unreadable.append({"path": str(path), "error": str(exc), "events": pending_in(path)})
+            log.error("spool %s cannot be opened (%s): its events were not sent", path, exc)
     pumps = [Pump(spool) for spool in spools]
     total = sum(spool.pending_records for spool in spools)
     delivery = Delivery(bootstrap, topic, producer_config) if total else None
@@ -74,4 +87,5 @@ def sync_spools(root: Path, bootstrap: str, topic: str, *, timeout: float = 60.0
         busy=busy,
         spools=[{"agent_id": s.agent_id, "path": str(s.path), "sent": p.sent, "remaining": s.pending_records,
                  "quarantined": [str(q) for q in s.quarantined]} for s, p in zip(spools, pumps)],
+        unreadable=unreadable,
     )

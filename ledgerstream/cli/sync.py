@@ -22,9 +22,11 @@ def sync(spool_dir: Path | None, timeout: float, bootstrap: str | None, as_json:
     "busy". Corrupt spool segments are moved to quarantine/ and counted. Running sync
     twice is harmless (the second run finds nothing to send).
 
-    Prints {"agents", "sent", "remaining", "quarantined", "busy"}. Exit status: 0 when
-    nothing remains, 1 when events remain (Kafka unreachable or too slow), 2 on usage
-    or environment errors.
+    Prints {"agents", "sent", "remaining", "quarantined", "busy", "unreadable"}
+    ("unreadable": spools that cannot be opened, e.g. a damaged spool.json; their events
+    are counted in "remaining" and not sent). Exit status: 0 when everything was delivered
+    and nothing was damaged; 1 when events remain (Kafka unreachable or too slow, or an
+    unreadable spool) or anything was quarantined; 2 on usage or environment errors.
     """
     from rich.console import Console
     from rich.progress import Progress
@@ -43,16 +45,22 @@ def sync(spool_dir: Path | None, timeout: float, bootstrap: str | None, as_json:
         task = progress.add_task("syncing spools", total=None)
         report = sync_spools(root, bootstrap, config.resolve_topics().actions, timeout=timeout,
                              progress=lambda done, total: progress.update(task, completed=done, total=total))
-    result = {"agents": report.agents, "sent": report.sent, "remaining": report.remaining,
-              "quarantined": report.quarantined, "busy": report.busy}
+    stuck = sum(u["events"] for u in report.unreadable)
+    result = {"agents": report.agents, "sent": report.sent, "remaining": report.remaining + stuck,
+              "quarantined": report.quarantined, "busy": report.busy, "unreadable": len(report.unreadable)}
     if as_json:
-        print_json({**result, "spool": str(root), "spools": report.spools})
+        print_json({**result, "spool": str(root), "spools": report.spools, "unreadable_spools": report.unreadable})
     else:
         click.echo(" ".join(f"{k}={v}" for k, v in result.items()))
         for spool in report.spools:
             for path in spool["quarantined"]:
-                info(f"quarantined corrupt segment of {spool['agent_id']}: {path}")
+                info(f"quarantined damaged segment of {spool['agent_id']}: {path}")
+    for bad in report.unreadable:
+        info(f"error: spool {bad['path']} cannot be opened ({bad['error']}); its {bad['events']} events were not sent")
     if report.remaining:
         info(f"{report.remaining} events remain in {root}; is Kafka at {bootstrap} reachable?")
+    if report.quarantined:
+        info(f"{report.quarantined} damaged spool segment(s) quarantined: see the quarantine/ folders")
+    if not report.complete:
         raise SystemExit(EXIT_FAILED)
 

@@ -57,9 +57,10 @@ def test_emit_without_kafka_spools_and_sync_delivers(env, bootstrap, topics, ls_
     other.close()
     (segment,) = (ls_home / "spool" / "cli-torn").glob("*.seg")
     segment.write_bytes(segment.read_bytes()[:-5])
-    proc = run(env, "sync", "--json")
+    proc = run(env, "sync", "--json", ok=1)  # delivered, but something was quarantined: not a clean exit
     report = json.loads(proc.stdout)
     assert (report["agents"], report["sent"], report["remaining"], report["quarantined"]) == (2, 3, 0, 1)
+    assert "quarantined" in proc.stderr
     (torn,) = [sp for sp in report["spools"] if sp["agent_id"] == "cli-torn"]
     (qpath,) = torn["quarantined"]
     assert os.path.exists(qpath) and "/quarantine/" in qpath
@@ -136,3 +137,19 @@ def test_demo_records_exactly_m_events(env, bootstrap, topics):
     assert all(r["action_type"].startswith("data:delete:") for r in denied)
     http = [json.loads(r["payload"]) for r in got if r["action_type"] == "tool:http_get"]
     assert all(h["args"]["headers"]["authorization"] == "[REDACTED]" for h in http)
+
+
+def test_sync_fails_loudly_on_a_spool_it_cannot_open(env, bootstrap, topics, ls_home):
+    """A damaged spool.json once gave exit 0 and "remaining": 0 while 5 events stayed unsent."""
+    from ledgerstream.producers.ledger import Ledger
+
+    stuck = Ledger("cli-meta", spool_dir=ls_home / "spool")
+    for i in range(5):
+        stuck.emit("tool:z", {"i": i})
+    stuck.close()
+    (ls_home / "spool" / "cli-meta" / "spool.json").write_text("{not json")
+    proc = run(env, "sync", "--json", ok=1)
+    report = json.loads(proc.stdout)
+    assert (report["sent"], report["remaining"], report["unreadable"]) == (0, 5, 1)
+    assert report["unreadable_spools"][0]["events"] == 5
+    assert "cannot be opened" in proc.stderr and "5 events were not sent" in proc.stderr

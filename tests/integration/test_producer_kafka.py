@@ -83,3 +83,27 @@ def test_full_spool_drops_then_records_the_gap(bootstrap, tmp_path, ls_home):
     gap = json.loads(got[-2]["payload"])
     assert gap["dropped"] == dropped and gap["reason"] == "spool full"
     assert {r["event_id"] for r in got if r["action_type"] == "tool:x"} <= set(ids)
+
+
+def test_drops_are_recorded_once_delivery_works_even_if_the_agent_emits_nothing_more(bootstrap, tmp_path,
+                                                                                    ls_home):
+    """Issue 20: emits dropped while the spool was full once left no trace when the agent
+    went quiet. The ledger's sender records them as soon as Kafka acknowledges records."""
+    from ledgerstream.core.config import Topics
+    import json
+    import uuid
+
+    topics = Topics.with_prefix(f"t{uuid.uuid4().hex[:10]}.")  # not created yet: nothing can be delivered
+    led = connect("agent-q", bootstrap, topics=topics, spool_dir=tmp_path, max_spool_bytes=30_000)
+    for i in range(300):
+        led.emit("tool:x", {"i": i, "pad": "p" * 200})
+    dropped = led.stats()["dropped"]
+    assert dropped > 0
+    ensure_topics(bootstrap, topics)  # Kafka becomes usable; the agent emits nothing more
+    deadline = time.monotonic() + 60
+    gaps: list[dict] = []
+    while not gaps and time.monotonic() < deadline:
+        gaps = [r for _, _, r in consume(bootstrap, topics.actions) if r["action_type"] == "ledgerstream:dropped"]
+    assert len(gaps) == 1, "recorded once delivery works, before the agent closes"
+    assert json.loads(gaps[0]["payload"])["dropped"] == dropped
+    led.close()

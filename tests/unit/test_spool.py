@@ -8,10 +8,19 @@ import os
 
 import pytest
 
+from ledgerstream.core import codec
 from ledgerstream.producers.ledger import Ledger
 from ledgerstream.producers.spool import FRAME, QUARANTINE, Spool, SpoolBusy, open_for_agent
 
 pytestmark = pytest.mark.unit
+
+
+class _AnyInt:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, int) and other > 0
+
+
+ANY_INT = _AnyInt()
 
 
 def bodies(n: int, size: int = 40) -> list[bytes]:
@@ -81,7 +90,9 @@ def test_lock_is_exclusive_and_replicas_get_their_own_spool(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "garbage"])
-def test_corrupt_segment_is_quarantined_and_reported(tmp_path, caplog, damage):
+def test_a_damaged_frame_is_quarantined_alone_and_the_rest_is_delivered(tmp_path, caplog, damage):
+    """Only the damaged frame is lost: the scan resyncs on the next valid frame (issue 20:
+    one flipped byte once quarantined every frame after it)."""
     spool = Spool(tmp_path / "s", "agent")
     spool.append(bodies(10))
     spool.close()
@@ -97,17 +108,50 @@ def test_corrupt_segment_is_quarantined_and_reported(tmp_path, caplog, damage):
     seg.write_bytes(bytes(data))
     with caplog.at_level(logging.ERROR, logger="ledgerstream.producer.spool"):
         again = Spool(tmp_path / "s")
-    keep = 9 if damage == "truncate" else 6
-    assert drain(again) == bodies(10)[:keep], "the valid prefix is still delivered"
-    assert again.pending_records == keep
+    lost = 9 if damage == "truncate" else 6
+    expected = [b for i, b in enumerate(bodies(10)) if i != lost]
+    assert drain(again) == expected, "every valid frame is still delivered, in order"
+    assert again.pending_records == 9
     (quarantined,) = again.quarantined
     assert quarantined.parent == tmp_path / "s" / QUARANTINE
     assert quarantined.read_bytes() == bytes(data), "the whole damaged segment is kept for inspection"
-    reason = json.loads(quarantined.with_name(quarantined.name + ".json").read_text())
-    assert reason["valid_bytes"] == keep * frame and reason["agent_id"] == "agent"
-    assert any("corrupt" in r.getMessage() for r in caplog.records)
+    assert quarantined.stat().st_mode & 0o777 == 0o600, "spools hold payloads: the copy stays private"
+    note = quarantined.with_name(quarantined.name + ".json")
+    assert note.stat().st_mode & 0o777 == 0o600
+    reason = json.loads(note.read_text())
+    assert reason["agent_id"] == "agent" and reason["frames_kept"] == 9
+    lost_bytes = frame - 7 if damage == "truncate" else frame
+    assert reason["lost_bytes"] == lost_bytes and reason["damaged"][0]["start"] == lost * frame
+    assert any("damaged" in r.getMessage() for r in caplog.records)
+    again.append([b"after"])  # the rewritten segment takes new records behind the kept ones
+    assert drain(again) == expected + [b"after"]
     again.close()
-    assert Spool(tmp_path / "s").quarantined == [], "reported once, not on every open"
+    third = Spool(tmp_path / "s")
+    assert third.quarantined == [], "reported once, not on every open"
+    assert drain(third) == expected + [b"after"]
+    third.close()
+
+
+def test_damage_in_several_places_and_behind_the_cursor(tmp_path):
+    """8 bytes flipped in the middle of a long segment, a second damaged frame later, and a
+    cursor already past the first damage: nothing delivered comes back, nothing valid is lost."""
+    spool = Spool(tmp_path / "s", "agent")
+    ends = spool.append(bodies(700))
+    spool.ack(ends[99], 100, ends[99][1])  # the first 100 were delivered
+    spool.close()
+    seg = next((tmp_path / "s").glob("*.seg"))
+    data = bytearray(seg.read_bytes())
+    frame = FRAME.size + 40
+    for i in range(8):
+        data[50 * frame + 20 + i] ^= 0x5A      # record 50 (already delivered)
+        data[353 * frame + 20 + i] ^= 0x5A     # record 353
+    data[600 * frame + 3] ^= 0x01              # record 600's length
+    seg.write_bytes(bytes(data))
+    again = Spool(tmp_path / "s")
+    want = [b for i, b in enumerate(bodies(700)) if i >= 100 and i not in (353, 600)]
+    assert drain(again) == want and again.pending_records == len(want)
+    assert len(again.quarantined) == 1
+    again.close()
 
 
 def test_full_spool_refuses_newest_counts_and_logs(tmp_path, caplog):
@@ -122,7 +166,12 @@ def test_full_spool_refuses_newest_counts_and_logs(tmp_path, caplog):
     assert len(errors) == 1, "one error at the first drop, not one per event"
     led.close()
     spool = Spool(tmp_path / "spool" / "agent-full")
-    assert spool.pending_records == stats["emitted"]
+    assert spool.pending_records == stats["emitted"] + 1, "the drops are recorded at close at the latest"
+    gap = codec.decode(list(spool.records())[-1], expect="ActionEvent")[1]
+    assert gap["action_type"] == "ledgerstream:dropped"
+    assert json.loads(gap["payload"]) == {"dropped": stats["dropped"], "first_dropped_at": ANY_INT,
+                                          "last_dropped_at": ANY_INT, "reason": "spool full",
+                                          "max_spool_bytes": 20_000}
     # the bound is checked against a size estimated at emit time, kept just below the real size
     assert 20_000 * 0.8 < spool.pending_bytes <= 20_000 * 1.1
     spool.close()
