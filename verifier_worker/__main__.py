@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--link-grace-entries", type=int, default=10_000)
     p.add_argument("--stall-seconds", type=float, default=60.0)
     p.add_argument("--checkpoint-overdue-seconds", type=float, default=120.0)
+    p.add_argument("--checkpoint-wait-seconds", type=float, default=30.0,
+                   help="caught up this long, a checkpoint read before the last observation that still "
+                        "claims entries the ledger lacks is reported (checkpoint_root_mismatch) [30]")
     p.add_argument("--status-seconds", type=float, default=2.0)
     p.add_argument("--signer-group", default="", help="the signer's consumer group [<entries topic>.signer]")
     return p.parse_args(argv)
@@ -52,7 +55,8 @@ def settings_from_args(a: argparse.Namespace) -> VerifierSettings:
         id=a.id, home=home, bootstrap=config.resolve_bootstrap(a.bootstrap, home), topics=topics, checker=checker,
         reverify=a.reverify, batch_size=a.batch_size, threads=a.threads, metrics_port=a.metrics_port,
         status_seconds=a.status_seconds, stall_seconds=a.stall_seconds,
-        checkpoint_overdue_seconds=a.checkpoint_overdue_seconds, signer_group=a.signer_group)
+        checkpoint_overdue_seconds=a.checkpoint_overdue_seconds, checkpoint_wait_seconds=a.checkpoint_wait_seconds,
+        signer_group=a.signer_group)
 
 
 def run(argv: list[str]) -> int:

@@ -6,6 +6,8 @@ group) and the seq of the newest committed entry.
 """
 from __future__ import annotations
 
+import time
+
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -24,6 +26,7 @@ class Observation:
     actions_end: int
     signer_committed: int | None   # None when the signer group has committed nothing yet
     newest_seq: int | None         # seq of the newest committed entry (None: none or unreadable)
+    taken_at: float = 0.0          # time.monotonic() (system-wide on Linux) before anything was read
 
 
 class PipelineObserver:
@@ -38,13 +41,14 @@ class PipelineObserver:
     def observe(self) -> Observation:
         """One observation; KafkaException when Kafka is unreachable."""
         c, t = self._consumer, self.timeout
+        taken_at = time.monotonic()
         entries_end = c.get_watermark_offsets(TopicPartition(self.topics.entries, 0), timeout=t, cached=False)[1]
         parts = [TopicPartition(self.topics.actions, p)
                  for p in c.list_topics(self.topics.actions, timeout=t).topics[self.topics.actions].partitions]
         actions_end = sum(c.get_watermark_offsets(tp, timeout=t, cached=False)[1] for tp in parts)
         committed = [tp.offset for tp in c.committed(parts, timeout=t)]
         signer = sum(max(o, 0) for o in committed) if any(o >= 0 for o in committed) else None
-        return Observation(entries_end, actions_end, signer, self._newest_seq(entries_end))
+        return Observation(entries_end, actions_end, signer, self._newest_seq(entries_end), taken_at)
 
     def _newest_seq(self, entries_end: int) -> int | None:
         """seq of the newest decodable entry among the last few (rogue bytes may follow it)."""

@@ -13,7 +13,7 @@ import itertools
 import logging
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
 
@@ -48,12 +48,16 @@ class VerifierRuntime:
         self.kafka_ok = False
         self.lag: int | None = None
         self._progress = (checker.position, time.monotonic())
-        self._caught_up_since: float | None = None
         self._graph_edges = -1
         self._unpublished = 0
         self._dirty = False
         self._saved_at = 0.0
         self._durable = self._view()
+        # (monotonic time, checkpoints offset handed to the checker by then), oldest first: a
+        # checkpoint is overdue only if it was read checkpoint_wait_seconds before an
+        # observation began that found every committed entry fed; one read later may have
+        # been read before its entries (the topics are read independently), and waits
+        self._checkpoints_read: deque[tuple[float, int]] = deque([(time.monotonic(), checker.next_offset[CHECKPOINTS])])
         for kind, count in self.alerts.items():
             metrics.alert(kind, count)
 
@@ -67,6 +71,8 @@ class VerifierRuntime:
             run = [(offset, raw) for _, offset, raw in records]
             findings += (self.checker.feed_entries(run, self.signatures, verdicts) if role == ENTRIES
                          else self.checker.feed_checkpoints(run))
+        if self.checker.next_offset[CHECKPOINTS] != self._checkpoints_read[-1][1]:
+            self._checkpoints_read.append((time.monotonic(), self.checker.next_offset[CHECKPOINTS]))
         self._hold(findings)
         return findings
 
@@ -123,15 +129,19 @@ class VerifierRuntime:
             now=now, actions_end=obs.actions_end, signer_committed=obs.signer_committed,
             entries_end=obs.entries_end, verified=position,
             checkpoint_size=(self._durable["last_checkpoint"] or {}).get("tree_size", 0)))
-        if self.lag == 0:
-            self._caught_up_since = self._caught_up_since or now
-            if now - self._caught_up_since >= self.s.checkpoint_wait_seconds:
-                findings += self.checker.expire_checkpoints()
-        else:
-            self._caught_up_since = None
+        if self.lag == 0:  # every entry committed when the observation began has been fed
+            findings += self.checker.expire_checkpoints(
+                self._read_before(obs.taken_at - self.s.checkpoint_wait_seconds))
         if findings:
             self._unpublished += 1
         return findings
+
+    def _read_before(self, moment: float) -> int:
+        """The checkpoints offset the checker had been handed before ``moment``."""
+        marks = self._checkpoints_read
+        while len(marks) > 1 and marks[1][0] < moment:
+            marks.popleft()
+        return marks[0][1] if marks[0][0] < moment else 0
 
     # --- reporting ------------------------------------------------------------------------------------
     def _healthy(self) -> bool:

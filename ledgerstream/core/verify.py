@@ -777,14 +777,16 @@ class Checker:
         self._finalize_tentative()
         return self._record(self._drain_queue() + self._expire())
 
-    def expire_checkpoints(self) -> list[Finding]:
-        """Call when every committed entry has been fed: checkpoints still waiting for entries
-        claim more entries than the ledger has."""
-        return self._record(self._expire())
+    def expire_checkpoints(self, before_offset: int | None = None) -> list[Finding]:
+        """Call when every entry committed before the checkpoints at offsets below
+        ``before_offset`` (all queued ones when None) has been fed: those still waiting for
+        entries claim more entries than the ledger has. Checkpoints read later stay pending:
+        a checkpoint may be read before the entries it covers, and that is no finding."""
+        return self._record(self._expire(before_offset))
 
-    def _expire(self) -> list[Finding]:
+    def _expire(self, before_offset: int | None = None) -> list[Finding]:
         out = []
-        while self._queue:
+        while self._queue and (before_offset is None or self._queue[0].offset < before_offset):
             item = self._queue.popleft()
             if item.name == "Checkpoint" and item.record["tree_size"] > self.position:
                 rec = item.record
