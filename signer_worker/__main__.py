@@ -37,6 +37,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="nice value of the entry-signing thread, -20..19 (negative needs CAP_SYS_NICE; "
                         "without it the thread keeps the process's priority) [%(default)s]")
     p.add_argument("--no-leader-election", action="store_true", help="write at once (no hot standby)")
+    p.add_argument("--watchdog-seconds", type=float, default=SignerSettings.watchdog_seconds,
+                   help="exit with status 4 (to be restarted) when the loop makes no progress this long, "
+                        "e.g. stuck in a Kafka call after a broker crash; 0 disables [%(default)s]")
     return p.parse_args(argv)
 
 
@@ -52,7 +55,8 @@ def settings_from_args(a: argparse.Namespace) -> SignerSettings:
         batch_ms=a.batch_ms, checkpoint_every=a.checkpoint_every, checkpoint_ms=a.checkpoint_ms,
         max_record_bytes=a.max_record_bytes, dedup_horizon=a.dedup_horizon, origin=a.origin,
         status_file=a.status_file or home / "signer" / "status.json",
-        leader_election=not a.no_leader_election, signing_nice=a.signing_nice)
+        leader_election=not a.no_leader_election, signing_nice=a.signing_nice,
+        watchdog_seconds=a.watchdog_seconds)
 
 
 #: The interpreter's thread switch interval in the signer process (Python's default: 5 ms).

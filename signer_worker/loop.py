@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from ledgerstream.core import codec, records
 from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.core.topic_reader import read_partition
+from ledgerstream.core.watchdog import Watchdog
 from ledgerstream.signer_worker.anchoring import Anchorer
 from ledgerstream.signer_worker.leadership import LeaderLease
 from ledgerstream.signer_worker.sequencer import Outcome, Sequencer, Source, now_us
@@ -76,6 +78,8 @@ class SignerWorker:
         self.seq: Sequencer | None = None
         self.anchorer = Anchorer(settings.tsa_urls, settings.tsa_policy)
         self.role = "starting"
+        # no progress for this long (a Kafka call that never returns): exit, be restarted
+        self.watchdog = Watchdog(settings.watchdog_seconds or math.inf, "signer")
         self.counters = {"entries": 0, "dead_letters": 0, "duplicates": 0, "checkpoints": 0,
                          "anchors": 0, "aborts": 0}
         self.last_checkpoint_time = time.monotonic()
@@ -124,8 +128,10 @@ class SignerWorker:
         """Rebuild seq, chain heads, Merkle tree, dedup index and anchor backlog."""
         t0 = time.monotonic()
         self.state = LedgerState(self.s.dedup_horizon)
-        self.state.recover_entries(read_partition(self.s.bootstrap, self.s.topics.entries), self.pub)
-        self.state.recover_checkpoints(read_partition(self.s.bootstrap, self.s.topics.checkpoints), self.pub)
+        self.state.recover_entries(self._beating(read_partition(self.s.bootstrap, self.s.topics.entries),
+                                                 "recovering from entries"), self.pub)
+        self.state.recover_checkpoints(self._beating(read_partition(self.s.bootstrap, self.s.topics.checkpoints),
+                                                     "recovering from checkpoints"), self.pub)
         self.seq = Sequencer(self.state, self.key, signing_mode=self.s.signing_mode,
                              max_record_bytes=self.s.max_record_bytes, defer_signing=self.sign_ahead)
         for size, body in sorted(self.state.unanchored.items()):
@@ -133,6 +139,15 @@ class SignerWorker:
         log.info("recovered %d entries, checkpoint at %d, %d unanchored, in %.2fs",
                  self.state.next_seq, self.state.checkpoint_size, len(self.state.unanchored),
                  time.monotonic() - t0)
+
+    def _beating(self, records: Iterable[Any], doing: str) -> Iterator[Any]:
+        """``records``, telling the watchdog that reading them makes progress."""
+        self.watchdog.beat(doing)
+        for n, record in enumerate(records, 1):
+            if not n % 4096:
+                self.watchdog.beat(doing)
+            yield record
+        self.watchdog.beat(doing)
 
     def _assign(self, consumer: Consumer) -> None:
         md = consumer.list_topics(self.s.topics.actions, timeout=30)
@@ -154,11 +169,13 @@ class SignerWorker:
                 lease.close()
                 return 0
         self.role = "leader"
+        self.watchdog.start()
         if self.sign_ahead:
             self.signing = SigningThread(self.key, nice=self.s.signing_nice)
             if self.signing.priority_error:
                 log.warning("%s; under CPU contention entry signing will be slower", self.signing.priority_error)
         producer = self._producer()
+        self.watchdog.beat("init_transactions")
         producer.init_transactions(60)
         self.recover()
         consumer = self._consumer()
@@ -177,6 +194,7 @@ class SignerWorker:
             log.error("stopping: %s", exc)
             return 3
         finally:
+            self.watchdog.stop()
             self.anchorer.stop()
             if self.signing is not None:
                 self.signing.close()
@@ -202,6 +220,7 @@ class SignerWorker:
         thread, the next batch is consumed and sequenced (its signatures started) before this
         transaction's last signatures are in and it is committed; it is produced in the next
         transaction (``_Ahead``)."""
+        self.watchdog.beat("consuming actions")
         ahead, self._ahead = self._ahead, None
         if ahead is None:
             msgs = consumer.consume(self.s.batch_size, timeout=self.s.batch_ms / 1000)
@@ -218,6 +237,7 @@ class SignerWorker:
         counts = ahead.counts if ahead is not None else dict.fromkeys(
             ("entries", "dead_letters", "duplicates", "checkpoints", "anchors"), 0)
         try:
+            self.watchdog.beat("producing a transaction")
             producer.begin_transaction()
             if ahead is not None:
                 for topic, value, key in ahead.records:
@@ -243,7 +263,9 @@ class SignerWorker:
             while self._current_left:  # every entry of the batch, in seq order, as its chunk is signed
                 self._produce_signed(producer, wait=True)
             if positions is not None:
+                self.watchdog.beat("send_offsets_to_transaction")
                 producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 30)
+            self.watchdog.beat("commit_transaction")
             producer.commit_transaction(60)
         except KafkaException as exc:
             self._on_txn_error(exc, producer, consumer, tokens)
@@ -368,6 +390,7 @@ class SignerWorker:
         self._current_left = 0
         self._ahead = None  # sequenced on top of the aborted batch: redone after it
         try:
+            self.watchdog.beat("abort_transaction")
             producer.abort_transaction(60)
         except KafkaException as abort_exc:
             raise Fenced(f"abort failed: {abort_exc}") from exc
@@ -388,6 +411,7 @@ class SignerWorker:
             "skipped_on_recovery": st.skipped_on_recovery, **self.counters,
             "signing_thread_nice": self.signing.nice if self.signing is not None else None,
             "started_at": self.started, "updated_at": time.time(),
+            "watchdog_seconds": self.s.watchdog_seconds, "doing": self.watchdog.doing,
         }
 
     def write_status(self, force: bool = False) -> None:

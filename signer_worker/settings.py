@@ -35,6 +35,9 @@ class SignerSettings:
     leader_election: bool = True
     session_timeout_ms: int = 6000
     extra_producer: dict[str, str] = field(default_factory=dict)
+    #: seconds without progress of the loop (e.g. a Kafka call that never returns) after
+    #: which the process exits with status 4 for its supervisor to restart it; 0: never
+    watchdog_seconds: float = 120.0
     #: nice value of the entry-signing thread (signing.py); None leaves it at the process's
     signing_nice: int | None = -10
 
