@@ -78,15 +78,22 @@ def _show(state: dict, as_json: bool) -> None:
     table = Table(title=f"ledgerstream dev stack - {state['home']}", show_lines=False)
     table.add_column("component")
     table.add_column("pid")
+    table.add_column("health")
     table.add_column("address / detail")
-    table.add_row("kafka", str(state["kafka"].get("pid")), str(state["kafka"].get("bootstrap")))
-    table.add_row("tsa (DEV-ONLY)", str(state["tsa"].get("pid")), str(state["tsa"].get("url")))
-    table.add_row("signer", str(state["signer"].get("pid")), f"restarts {state['signer'].get('restarts', 0)}")
+
+    def health(part: dict) -> str:
+        value = part.get("health") or "-"
+        return value if value in ("healthy", "-") else f"[red]{value}[/red]"
+
+    table.add_row("kafka", str(state["kafka"].get("pid")), health(state["kafka"]), str(state["kafka"].get("bootstrap")))
+    table.add_row("tsa (DEV-ONLY)", str(state["tsa"].get("pid")), health(state["tsa"]), str(state["tsa"].get("url")))
+    table.add_row("signer", str(state["signer"].get("pid")), health(state["signer"]),
+                  f"restarts {state['signer'].get('restarts', 0)}")
     for v in state.get("verifiers", []):
-        table.add_row(f"verifier {v['id']}", str(v.get("pid")), f"position {v.get('position')}")
+        table.add_row(f"verifier {v['id']}", str(v.get("pid")), health(v), f"position {v.get('position')}")
     dash = state.get("dashboard") or {}
     if dash.get("url"):
-        table.add_row("dashboard", str(dash.get("pid")), str(dash.get("url")))
+        table.add_row("dashboard", str(dash.get("pid")), health(dash), str(dash.get("url")))
     console.print(table)
     console.print("topics: " + ", ".join(f"{k}={v}" for k, v in state["topics"].items()))
     console.print("running" if state.get("running") else "[yellow]not running[/yellow]")

@@ -307,19 +307,60 @@ def status(home: Path) -> dict[str, Any]:
         part = state.get(key) or {}
         if part.get("pid") and not pid_alive(part["pid"]):
             part["pid"] = None
+        if key != "supervisor" and key in state:
+            part["health"] = DOWN if part.get("pid") is None else HEALTHY
+    if "signer" in state:
+        state["signer"]["health"] = _signer_health(home, state["signer"])
     for v in state.get("verifiers") or []:
         if v.get("pid") and not pid_alive(v["pid"]):
             v["pid"] = None
         v.update(_verifier_position(home, v["id"]))
+        v["health"] = _verifier_health(v, _read_json(home / "verifiers" / v["id"] / "status.json"))
     state["running"] = bool((state.get("supervisor") or {}).get("pid")) and bool(state.get("ready"))
     return state
 
 
-def _verifier_position(home: Path, vid: str) -> dict[str, Any]:
-    path = home / "verifiers" / vid / "status.json"
+# --- health: "healthy", "starting", "unhealthy" (alive, but no progress), "down" (no process) ---
+HEALTHY, STARTING, UNHEALTHY, DOWN = "healthy", "starting", "unhealthy", "down"
+#: a status file not rewritten for this long means a stuck loop (both loops write every few
+#: seconds while alive, idle or busy)
+STALE_SECONDS = 30.0
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _fresh(data: dict[str, Any]) -> bool:
+    return time.time() - float(data.get("updated_at") or 0) <= STALE_SECONDS
+
+
+def _signer_health(home: Path, part: dict[str, Any]) -> str:
+    if part.get("pid") is None:
+        return DOWN
+    st = _read_json(home / "signer" / "status.json")
+    if st is None or st.get("pid") != part["pid"] or st.get("role") == "starting":
+        return STARTING
+    if st.get("role") == "standby":  # waits for the lease; writes its status only on changes
+        return HEALTHY
+    return HEALTHY if _fresh(st) else UNHEALTHY
+
+
+def _verifier_health(v: dict[str, Any], st: dict[str, Any] | None) -> str:
+    if v.get("pid") is None:
+        return DOWN
+    if st is None or st.get("pid") != v["pid"]:
+        return STARTING
+    return HEALTHY if st.get("healthy") and _fresh(st) else UNHEALTHY
+
+
+def _verifier_position(home: Path, vid: str) -> dict[str, Any]:
+    data = _read_json(home / "verifiers" / vid / "status.json")
+    if data is None:
         return {"position": None}
     return {"position": data.get("position"), "lag": data.get("lag"), "healthy": data.get("healthy")}
 
