@@ -1,5 +1,6 @@
-"""Framework adapters: record what LangChain, CrewAI, LiteLLM, Haystack and the OpenAI
-Agents SDK do as linked ledger events (see docs/adapters.md).
+"""Framework adapters: record what LangChain, CrewAI, LiteLLM, Haystack, the OpenAI Agents
+SDK, LlamaIndex, Pydantic AI, smolagents, AutoGen and Google ADK do as linked ledger events
+(see docs/adapters.md).
 
 Each adapter lives in its own module and imports its framework; this package imports none,
 so ``import ledgerstream.producers.adapters`` stays cheap. The names below load on first use.
@@ -17,6 +18,11 @@ _LAZY = {
     "LedgerLogger": "litellm",
     "LedgerTracer": "haystack",
     "LedgerTracingProcessor": "openai_agents",
+    "LedgerInstrumentation": "llamaindex",
+    "LedgerSpanProcessor": "pydantic_ai",
+    "LedgerStepCallback": "smolagents",
+    "LedgerStreamRecorder": "autogen",
+    "LedgerPlugin": "google_adk",
 }
 
 __all__ = sorted(_LAZY)

@@ -199,6 +199,7 @@ def test_the_adapters_package_imports_no_framework() -> None:
     import sys
 
     code = ("import sys, ledgerstream.producers.adapters as a; a.LedgerAdapter; "
-            "print(sorted(m for m in ('langchain_core', 'crewai', 'litellm', 'haystack', 'agents') if m in sys.modules))")
+            "print(sorted(m for m in ('langchain_core', 'crewai', 'litellm', 'haystack', 'agents', 'llama_index', "
+            "'pydantic_ai', 'smolagents', 'autogen_agentchat', 'google.adk') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
