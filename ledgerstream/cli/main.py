@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "approvals": ("ledgerstream.cli.approvals", "approvals", "List approval requests agents are waiting on."),
     "approve": ("ledgerstream.cli.approvals", "approve", "Sign (or reject) an approval request with your key."),
     "demo": ("ledgerstream.cli.demo", "demo", "Record a realistic multi-agent workload into Kafka."),
-    "bench": ("ledgerstream.cli.bench", "bench", "Benchmarks (producer, signer, verifier): latency and throughput, JSON."),
+    "bench": ("ledgerstream.cli.bench", "bench", "Benchmarks (producer, signer, verifier, faults): latency, throughput, fault recovery, JSON."),
     "export": ("ledgerstream.cli.export", "export", "Export the ledger: SIEM feeds (ECS, CEF, OCSF, syslog), bundles."),
     "dashboard": ("ledgerstream.cli.dashboard", "dashboard", "Serve the read-only verifier dashboard (web page)."),
     "show": ("ledgerstream.cli.ledger", "show", "Show one entry with its signature and signed bytes."),
@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "alerts": ("ledgerstream.cli.alerts", "alerts", "List (or follow) the verifiers' alerts."),
     "verifiers": ("ledgerstream.cli.verifiers", "verifiers", "Status of the running verifiers (position, lag, health)."),
     "verifier": ("ledgerstream.cli.verifiers", "verifier", "Run one verifier in the foreground."),
+    "mcp": ("ledgerstream.cli.mcp", "mcp", "Model Context Protocol: a ledger MCP server, a governing MCP proxy."),
+    "report": ("ledgerstream.cli.report", "report", "Compliance evidence reports (EU AI Act) over a period: HTML, PDF, JSON."),
 }
 
 
