@@ -9,7 +9,7 @@ import click
 from ledgerstream.cli.common import (EXIT_FAILED, bootstrap_option, fail, home_option, info, json_option,
                                      print_json, resolve_home)
 from ledgerstream.core import config, mldsa, records
-from ledgerstream.tools.ledger_snapshot import LedgerSnapshot, entry_json, load_ledger
+from ledgerstream.tools.ledger_snapshot import LedgerSnapshot, checkpoint_json, entry_json, inclusion_json, load_ledger
 
 
 def _load(home: Path | None, bootstrap: str | None) -> tuple[LedgerSnapshot, Path]:
@@ -78,20 +78,9 @@ def inclusion(seq: int, tree_size: int | None, home: Path | None, bootstrap: str
     """Audit path proving entry SEQ is leaf SEQ of the tree of TREE_SIZE entries."""
     snap, _ = _load(home, bootstrap)
     try:
-        entry = snap.entry(seq)
-        size = tree_size if tree_size is not None else snap.checkpoint_for(covering=seq)["tree_size"]
-        if not seq < size <= snap.tree.size:
-            raise LookupError(f"tree size {size} must be > {seq} and <= {snap.tree.size}")
+        out = inclusion_json(snap, seq, tree_size)
     except LookupError as exc:
         fail(str(exc), EXIT_FAILED)
-    out = {
-        "leaf_index": seq,
-        "tree_size": size,
-        "leaf_hash": snap.tree.leaf(seq).hex(),
-        "entry_hash": bytes(entry["entry_hash"]).hex(),
-        "root_hash": snap.tree.root(size).hex(),
-        "audit_path": [h.hex() for h in snap.tree.inclusion_proof(seq, size)],
-    }
     _emit(out, as_json)
 
 
@@ -129,20 +118,6 @@ def checkpoints() -> None:
     """List signed checkpoints (tree heads) and export one for offline checks."""
 
 
-def _checkpoint_json(snap: LedgerSnapshot, c: dict) -> dict:
-    anchors = snap.anchors_for(c)
-    return {
-        "tree_size": c["tree_size"],
-        "root_hash": bytes(c["root_hash"]).hex(),
-        "chain_head": bytes(c["chain_head"]).hex(),
-        "created_at": c["created_at"],
-        "origin": c["origin"],
-        "key_id": c["key_id"],
-        "timestamps": [{"tsa": a["timestamp"]["tsa"], "token_bytes": len(a["timestamp"]["token"])} for a in anchors],
-        "anchored": bool(anchors),
-    }
-
-
 @checkpoints.command("list")
 @home_option
 @bootstrap_option
@@ -150,7 +125,7 @@ def _checkpoint_json(snap: LedgerSnapshot, c: dict) -> dict:
 def list_(home: Path | None, bootstrap: str | None, as_json: bool) -> None:
     """Every checkpoint on the topic, oldest first, with its anchoring state."""
     snap, _ = _load(home, bootstrap)
-    rows = [_checkpoint_json(snap, c) for c in snap.checkpoints]
+    rows = [checkpoint_json(snap, c) for c in snap.checkpoints]
     if as_json:
         print_json(rows)
         return

@@ -89,6 +89,39 @@ def load_ledger(bootstrap: str, topics: Topics, *, progress: Callable[[int], Non
     return snap
 
 
+def inclusion_json(snap: LedgerSnapshot, seq: int, tree_size: int | None = None) -> dict[str, Any]:
+    """RFC 9162 inclusion proof of entry ``seq`` in the tree of ``tree_size`` entries (default:
+    the latest checkpoint covering it), as ``prove inclusion --json`` prints it; LookupError
+    for an unknown seq or a size outside the ledger."""
+    entry = snap.entry(seq)
+    size = tree_size if tree_size is not None else snap.checkpoint_for(covering=seq)["tree_size"]
+    if not seq < size <= snap.tree.size:
+        raise LookupError(f"tree size {size} must be > {seq} and <= {snap.tree.size}")
+    return {
+        "leaf_index": seq,
+        "tree_size": size,
+        "leaf_hash": snap.tree.leaf(seq).hex(),
+        "entry_hash": bytes(entry["entry_hash"]).hex(),
+        "root_hash": snap.tree.root(size).hex(),
+        "audit_path": [h.hex() for h in snap.tree.inclusion_proof(seq, size)],
+    }
+
+
+def checkpoint_json(snap: LedgerSnapshot, c: dict[str, Any]) -> dict[str, Any]:
+    """One checkpoint with its anchoring state, as ``checkpoints list --json`` prints it."""
+    anchors = snap.anchors_for(c)
+    return {
+        "tree_size": c["tree_size"],
+        "root_hash": bytes(c["root_hash"]).hex(),
+        "chain_head": bytes(c["chain_head"]).hex(),
+        "created_at": c["created_at"],
+        "origin": c["origin"],
+        "key_id": c["key_id"],
+        "timestamps": [{"tsa": a["timestamp"]["tsa"], "token_bytes": len(a["timestamp"]["token"])} for a in anchors],
+        "anchored": bool(anchors),
+    }
+
+
 def entry_json(entry: dict[str, Any]) -> dict[str, Any]:
     """A JSON-friendly rendering of a LedgerEntry (bytes as hex, payload as JSON if present)."""
     import json
