@@ -1,0 +1,1 @@
+"""Compliance evidence reports over a period of the ledger (docs/report.md)."""
