@@ -19,7 +19,7 @@ from autogen_agentchat.teams import RoundRobinGroupChat  # noqa: E402
 from autogen_core import FunctionCall  # noqa: E402
 from autogen_core.models import CreateResult, ModelInfo, RequestUsage  # noqa: E402
 from autogen_ext.models.replay import ReplayChatCompletionClient  # noqa: E402
-from test_adapter_base import (assert_ends_complete_starts, assert_linked_graph, kinds,  # noqa: E402
+from test_adapter_base import (break_ledger, assert_ends_complete_starts, assert_linked_graph, kinds,  # noqa: E402
                                offline_ledger, spool_events)  # noqa: F401
 
 from ledgerstream.producers.adapters.autogen import LedgerStreamRecorder  # noqa: E402
@@ -174,12 +174,7 @@ def test_an_adapter_failure_never_breaks_the_run(offline_ledger, monkeypatch: py
                                                  failure: str) -> None:
     ledger, _ = offline_ledger
     recorder = LedgerStreamRecorder(ledger)
-    if failure == "closed":
-        ledger.close()
-    else:
-        def broken(*args: Any, **kwargs: Any) -> str:
-            raise RuntimeError("ledger exploded")
-        monkeypatch.setattr(ledger, "record", broken)
+    break_ledger(ledger, failure, monkeypatch)
     result = run(recorder, make_agent(call("multiply", '{"a": 6, "b": 7}'), "42"))
     assert result.messages[-1].content == "42" and result.stop_reason is None
     assert recorder.errors >= 8     # every start and every end was refused

@@ -85,6 +85,17 @@ def assert_ends_complete_starts(events: list[dict[str, Any]]) -> None:
             assert event["body"]["duration_ms"] >= 0
 
 
+def break_ledger(ledger: Ledger, failure: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``ledger`` fail the way an adapter must survive: closed, or ``record`` raising."""
+    if failure == "closed":
+        ledger.close()
+        return
+
+    def broken(*args: Any, **kwargs: Any) -> str:
+        raise RuntimeError("ledger exploded")
+    monkeypatch.setattr(ledger, "record", broken)
+
+
 @pytest.fixture()
 def offline_ledger(tmp_path: Path, ls_home: Path) -> Iterator[tuple[Ledger, Path]]:
     spool_dir = tmp_path / "spool"

@@ -19,7 +19,7 @@ from crewai import Agent, Crew, Task  # noqa: E402
 from crewai.events.types.llm_events import LLMCallType  # noqa: E402
 from crewai.llms.base_llm import BaseLLM, llm_call_context  # noqa: E402
 from crewai.tools import tool  # noqa: E402
-from test_adapter_base import (assert_ends_complete_starts, assert_linked_graph, kafka_events,  # noqa: E402
+from test_adapter_base import (break_ledger, assert_ends_complete_starts, assert_linked_graph, kafka_events,  # noqa: E402
                                kinds, offline_ledger, spool_events)  # noqa: F401
 
 import ledgerstream  # noqa: E402
@@ -153,12 +153,7 @@ def test_an_adapter_failure_never_breaks_the_crew(offline_ledger, listeners, mon
                                                   failure: str) -> None:
     ledger, _ = offline_ledger
     listener = listen(listeners, ledger)
-    if failure == "closed":
-        ledger.close()
-    else:
-        def broken(*args: Any, **kwargs: Any) -> str:
-            raise RuntimeError("ledger exploded")
-        monkeypatch.setattr(ledger, "record", broken)
+    break_ledger(ledger, failure, monkeypatch)
     assert make_crew(TOOL_CALL, FINAL).kickoff().raw == "42"
     assert listener.flush()
     assert listener.errors >= 12   # every start and every end was refused

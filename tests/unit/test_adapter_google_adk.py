@@ -19,7 +19,7 @@ from google.adk.plugins.base_plugin import BasePlugin  # noqa: E402
 from google.adk.runners import Runner  # noqa: E402
 from google.adk.sessions import InMemorySessionService  # noqa: E402
 from google.genai import types  # noqa: E402
-from test_adapter_base import (assert_ends_complete_starts, assert_linked_graph, kinds,  # noqa: E402
+from test_adapter_base import (break_ledger, assert_ends_complete_starts, assert_linked_graph, kinds,  # noqa: E402
                                offline_ledger, spool_events)  # noqa: F401
 
 from ledgerstream.producers.adapters.google_adk import LedgerPlugin  # noqa: E402
@@ -213,12 +213,7 @@ def test_an_adapter_failure_never_breaks_the_run(offline_ledger, monkeypatch: py
                                                  failure: str) -> None:
     ledger, _ = offline_ledger
     plugin = LedgerPlugin(ledger)
-    if failure == "closed":
-        ledger.close()
-    else:
-        def broken(*args: Any, **kwargs: Any) -> str:
-            raise RuntimeError("ledger exploded")
-        monkeypatch.setattr(ledger, "record", broken)
+    break_ledger(ledger, failure, monkeypatch)
     adk_events = run(plugin, function_call(a=6, b=7), ANSWER)
     assert adk_events[-1].content.parts[0].text == "42"
     assert [r.response for e in adk_events for r in e.get_function_responses()] == [{"result": 42}]

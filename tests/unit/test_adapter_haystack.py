@@ -18,7 +18,7 @@ from haystack.components.builders import ChatPromptBuilder  # noqa: E402
 from haystack.core.errors import PipelineRuntimeError  # noqa: E402
 from haystack.dataclasses import ChatMessage, ToolCall  # noqa: E402
 from haystack.tools import Tool  # noqa: E402
-from test_adapter_base import (assert_ends_complete_starts, assert_linked_graph, kafka_events,  # noqa: E402
+from test_adapter_base import (break_ledger, assert_ends_complete_starts, assert_linked_graph, kafka_events,  # noqa: E402
                                kinds, offline_ledger, spool_events)  # noqa: F401
 
 import ledgerstream  # noqa: E402
@@ -140,12 +140,7 @@ def test_an_adapter_failure_never_breaks_the_pipeline(offline_ledger, traced, mo
                                                       failure: str) -> None:
     ledger, _ = offline_ledger
     tracer = traced(ledger)
-    if failure == "closed":
-        ledger.close()
-    else:
-        def broken(*args: Any, **kwargs: Any) -> str:
-            raise RuntimeError("ledger exploded")
-        monkeypatch.setattr(ledger, "record", broken)
+    break_ledger(ledger, failure, monkeypatch)
     result = make_pipeline(TOOL_CALL, ChatMessage.from_assistant("42")).run({"prompt": {"a": 6, "b": 7}})
     assert result["agent"]["last_message"].text == "42"
     assert tracer.errors == len([k for k in EXPECTED if k[1] == "start"])   # ends of unrecorded starts: skipped

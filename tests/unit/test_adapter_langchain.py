@@ -16,7 +16,7 @@ from langchain_core.messages import AIMessage  # noqa: E402
 from langchain_core.prompts import ChatPromptTemplate  # noqa: E402
 from langchain_core.runnables import Runnable, RunnableLambda  # noqa: E402
 from langchain_core.tools import tool  # noqa: E402
-from test_adapter_base import (assert_ends_complete_starts, assert_linked_graph, kafka_events,  # noqa: E402
+from test_adapter_base import (break_ledger, assert_ends_complete_starts, assert_linked_graph, kafka_events,  # noqa: E402
                                kinds, offline_ledger, spool_events)  # noqa: F401
 
 import ledgerstream  # noqa: E402
@@ -137,12 +137,7 @@ def test_an_adapter_failure_never_breaks_the_chain(offline_ledger, monkeypatch: 
                                                    failure: str) -> None:
     ledger, _ = offline_ledger
     handler = LedgerCallbackHandler(ledger)
-    if failure == "closed":
-        ledger.close()
-    else:
-        def broken(*args: Any, **kwargs: Any) -> str:
-            raise RuntimeError("ledger exploded")
-        monkeypatch.setattr(ledger, "record", broken)
+    break_ledger(ledger, failure, monkeypatch)
     assert make_chain().invoke({"question": "6*7?"}, config={"callbacks": [handler]}) == {"output": "42"}
     starts_and_decisions = [k for k in EXPECTED if k[1] in ("start", "event")]
     assert handler.errors == len(starts_and_decisions)  # ends of unrecorded starts are skipped

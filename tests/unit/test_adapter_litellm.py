@@ -14,7 +14,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")   # no download of
 
 litellm = pytest.importorskip("litellm", reason="needs the adapters-litellm extra")
 
-from test_adapter_base import kafka_events, kinds, offline_ledger, spool_events  # noqa: E402,F401
+from test_adapter_base import break_ledger, kafka_events, kinds, offline_ledger, spool_events  # noqa: E402,F401
 
 import ledgerstream  # noqa: E402
 from ledgerstream.producers.adapters.litellm import LedgerLogger  # noqa: E402
@@ -105,12 +105,7 @@ def test_an_adapter_failure_never_breaks_the_call(offline_ledger, install, monke
                                                  failure: str) -> None:
     ledger, _ = offline_ledger
     logger = install(ledger)
-    if failure == "closed":
-        ledger.close()
-    else:
-        def broken(*args: Any, **kwargs: Any) -> str:
-            raise RuntimeError("ledger exploded")
-        monkeypatch.setattr(ledger, "record", broken)
+    break_ledger(ledger, failure, monkeypatch)
     assert complete("still 42").choices[0].message.content == "still 42"
     with pytest.raises(litellm.InternalServerError, match="provider down"):
         complete(Exception("provider down"))

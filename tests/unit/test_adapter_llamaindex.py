@@ -20,7 +20,7 @@ from llama_index.core.instrumentation import get_dispatcher  # noqa: E402
 from llama_index.core.instrumentation.span_handlers import SimpleSpanHandler  # noqa: E402
 from llama_index.core.llms import ChatMessage, MockLLM  # noqa: E402
 from llama_index.core.llms.mock import MockFunctionCallingLLM  # noqa: E402
-from test_adapter_base import (assert_ends_complete_starts, assert_linked_graph, kinds,  # noqa: E402
+from test_adapter_base import (break_ledger, assert_ends_complete_starts, assert_linked_graph, kinds,  # noqa: E402
                                offline_ledger, spool_events)  # noqa: F401
 
 from ledgerstream.producers.adapters.llamaindex import LedgerInstrumentation  # noqa: E402
@@ -214,12 +214,7 @@ def test_an_adapter_failure_never_breaks_the_query_or_the_agent(offline_ledger, 
                                                                 monkeypatch: pytest.MonkeyPatch, failure: str) -> None:
     ledger, _ = offline_ledger
     adapter, simple = attach(ledger)
-    if failure == "closed":
-        ledger.close()
-    else:
-        def broken(*args: Any, **kwargs: Any) -> str:
-            raise RuntimeError("ledger exploded")
-        monkeypatch.setattr(ledger, "record", broken)
+    break_ledger(ledger, failure, monkeypatch)
     assert str(index.as_query_engine(llm=MockLLM(max_tokens=2), similarity_top_k=1).query(QUESTION)) == "text text"
     assert str(run(make_agent(tool_call(6, 7), ANSWER), "What is 6 times 7?")) == "42"
     assert adapter.errors == spans(simple)    # every start was refused; the ends of unrecorded starts are skipped

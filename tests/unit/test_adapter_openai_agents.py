@@ -16,7 +16,7 @@ from agents.models.interface import Model  # noqa: E402
 from agents.tracing import generation_span, set_trace_processors  # noqa: E402
 from agents.usage import Usage  # noqa: E402
 from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage, ResponseOutputText  # noqa: E402
-from test_adapter_base import (assert_ends_complete_starts, assert_linked_graph, kafka_events,  # noqa: E402
+from test_adapter_base import (break_ledger, assert_ends_complete_starts, assert_linked_graph, kafka_events,  # noqa: E402
                                kinds, offline_ledger, spool_events)  # noqa: F401
 
 import ledgerstream  # noqa: E402
@@ -142,12 +142,7 @@ def test_an_adapter_failure_never_breaks_the_run(offline_ledger, processors, mon
                                                  failure: str) -> None:
     ledger, _ = offline_ledger
     processor = processors(ledger)
-    if failure == "closed":
-        ledger.close()
-    else:
-        def broken(*args: Any, **kwargs: Any) -> str:
-            raise RuntimeError("ledger exploded")
-        monkeypatch.setattr(ledger, "record", broken)
+    break_ledger(ledger, failure, monkeypatch)
     assert Runner.run_sync(make_agent(TOOL_CALL, ANSWER), "What is 6 times 7?").final_output == "42"
     assert processor.errors >= 10     # every start and end of the run was refused
     processor.force_flush()

@@ -13,7 +13,7 @@ from pydantic_ai import Agent  # noqa: E402
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart  # noqa: E402
 from pydantic_ai.models.function import AgentInfo, FunctionModel  # noqa: E402
 from pydantic_ai.models.test import TestModel  # noqa: E402
-from test_adapter_base import (assert_ends_complete_starts, assert_linked_graph, kinds,  # noqa: E402
+from test_adapter_base import (break_ledger, assert_ends_complete_starts, assert_linked_graph, kinds,  # noqa: E402
                                offline_ledger, spool_events)  # noqa: F401
 
 from ledgerstream.producers.adapters.pydantic_ai import LedgerSpanProcessor  # noqa: E402
@@ -153,12 +153,7 @@ def test_an_adapter_failure_never_breaks_the_run(offline_ledger, monkeypatch: py
                                                  failure: str) -> None:
     ledger, _ = offline_ledger
     agent, processor = make_agent(ledger, canned(TOOL_CALL, ANSWER))
-    if failure == "closed":
-        ledger.close()
-    else:
-        def broken(*args: Any, **kwargs: Any) -> str:
-            raise RuntimeError("ledger exploded")
-        monkeypatch.setattr(ledger, "record", broken)
+    break_ledger(ledger, failure, monkeypatch)
     assert agent.run_sync("What is 6 times 7?").output == "42"
     assert processor.errors == 8      # each start and end of the 4 spans (run, 2 requests, tool) was refused
     processor.force_flush()

@@ -14,7 +14,7 @@ from smolagents.memory import MemoryStep  # noqa: E402
 from smolagents.models import ChatMessage, ChatMessageToolCall, ChatMessageToolCallFunction, MessageRole  # noqa: E402
 from smolagents.monitoring import LogLevel, TokenUsage  # noqa: E402
 from smolagents.utils import AgentGenerationError  # noqa: E402
-from test_adapter_base import (assert_ends_complete_starts, assert_linked_graph, kinds,  # noqa: E402
+from test_adapter_base import (break_ledger, assert_ends_complete_starts, assert_linked_graph, kinds,  # noqa: E402
                                offline_ledger, spool_events)  # noqa: F401
 
 from ledgerstream.producers.adapters.smolagents import LedgerStepCallback  # noqa: E402
@@ -203,12 +203,7 @@ def test_an_adapter_failure_never_breaks_the_agent(offline_ledger, monkeypatch: 
                                                    failure: str) -> None:
     ledger, _ = offline_ledger
     agent, callback = make_agent(ledger, call("multiply", {"a": 6, "b": 7}, "c1"), ANSWER)
-    if failure == "closed":
-        ledger.close()
-    else:
-        def broken(*args: Any, **kwargs: Any) -> str:
-            raise RuntimeError("ledger exploded")
-        monkeypatch.setattr(ledger, "record", broken)
+    break_ledger(ledger, failure, monkeypatch)
     assert agent.run("What is 6 times 7?") == "42"
     steps = [step for step in agent.memory.steps if type(step).__name__ == "ActionStep"]
     assert callback.errors == len(steps) == 2   # each action step gave up at its first event; the end of
