@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="caught up this long, a checkpoint read before the last observation that still "
                         "claims entries the ledger lacks is reported (checkpoint_root_mismatch) [30]")
     p.add_argument("--status-seconds", type=float, default=2.0)
+    p.add_argument("--watchdog-seconds", type=float, default=120.0,
+                   help="exit with status 4 (to be restarted) when reading or observing makes no progress "
+                        "this long; 0 disables [120]")
     p.add_argument("--signer-group", default="", help="the signer's consumer group [<entries topic>.signer]")
     return p.parse_args(argv)
 
@@ -56,7 +59,7 @@ def settings_from_args(a: argparse.Namespace) -> VerifierSettings:
         reverify=a.reverify, batch_size=a.batch_size, threads=a.threads, metrics_port=a.metrics_port,
         status_seconds=a.status_seconds, stall_seconds=a.stall_seconds,
         checkpoint_overdue_seconds=a.checkpoint_overdue_seconds, checkpoint_wait_seconds=a.checkpoint_wait_seconds,
-        signer_group=a.signer_group)
+        signer_group=a.signer_group, watchdog_seconds=a.watchdog_seconds)
 
 
 def run(argv: list[str]) -> int:

@@ -20,6 +20,7 @@ a half-applied batch.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from collections import deque
@@ -30,6 +31,7 @@ import faust
 from faust.app.base import BootStrategy
 
 from ledgerstream.core.verify import ENTRIES, Finding, check_raw_signatures
+from ledgerstream.core.watchdog import Watchdog
 from ledgerstream.verifier_worker.alerting import encode_alert
 from ledgerstream.verifier_worker.checker_process import CheckerProcess
 from ledgerstream.verifier_worker.liveness import Observation, PipelineObserver
@@ -117,14 +119,23 @@ def build_app(settings: VerifierSettings, checker: CheckerProcess, next_offset: 
 
     loop: asyncio.AbstractEventLoop
 
+    # no progress for watchdog_seconds (a Kafka call or the checker process that never
+    # returns): exit with status 4 for the supervisor to restart this verifier (D23)
+    limit = settings.watchdog_seconds or math.inf
+    reading = Watchdog(limit, f"verifier {settings.id} (reading records)")
+    observing = Watchdog(limit, f"verifier {settings.id} (observing and checking)")
+
     @app.task
     async def verify() -> None:
         nonlocal loop
         loop = asyncio.get_running_loop()
         in_flight: deque[asyncio.Future] = deque()
         queued: asyncio.Future | None = None
+        reading.start()
+        observing.start()
         try:
             while True:
+                reading.beat("reading records")
                 batch = await loop.run_in_executor(read_thread, reader.poll, settings.batch_size,
                                                    settings.batch_seconds)
                 if not batch:
@@ -147,5 +158,6 @@ def build_app(settings: VerifierSettings, checker: CheckerProcess, next_offset: 
         if findings:
             await publish(findings)
         await checker.write_status()
+        observing.beat("observing the pipeline, assessing and writing the status")
 
     return app

@@ -26,6 +26,9 @@ class VerifierSettings:
     threads: int = 1  # signature-check threads (core/verify.py SignaturePool)
     metrics_port: int = 0  # 0: any free port (the URL is in status.json)
     status_seconds: float = 2.0
+    #: seconds without progress (reading records, or an observation + status round trip
+    #: through the checker process) after which the process exits with status 4; 0: never
+    watchdog_seconds: float = 120.0
     stall_seconds: float = 60.0
     checkpoint_overdue_seconds: float = 120.0
     #: a caught-up verifier waits this long before reporting checkpoints beyond the ledger
