@@ -6,6 +6,7 @@ that "the end" is exact even though transaction markers occupy offsets.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Iterator
 
@@ -49,14 +50,15 @@ def read_partition(bootstrap: str, topic: str, partition: int = 0, *, start: int
         if max(low, start or 0) >= end:
             return
         consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING if start is None else start)])
-        idle = 0.0
+        last_data = time.monotonic()
         while True:
-            msgs = consumer.consume(batch, timeout=1.0)
-            if not msgs:
-                idle += 1.0
-                if idle >= timeout:
-                    raise ConfigError(f"no end-of-partition from {topic}[{partition}] within {timeout:.0f}s")
-            idle = 0.0 if msgs else idle
+            # short waits: consume() returns only when the batch is full or the wait is over,
+            # even after end-of-partition, so a 1 s wait cost every small read a second
+            msgs = consumer.consume(batch, timeout=0.1)
+            if msgs:
+                last_data = time.monotonic()
+            elif time.monotonic() - last_data >= timeout:
+                raise ConfigError(f"no end-of-partition from {topic}[{partition}] within {timeout:.0f}s")
             for msg in msgs:
                 err = msg.error()
                 if err is None:
