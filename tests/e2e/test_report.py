@@ -115,21 +115,30 @@ def pdf_pages(data: bytes) -> int:
 
 
 @pytest.fixture(scope="module")
-def workload(dev_stack, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def report_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A dev stack of this module's own: the report verifies approvals against this module's
+    approvers, and other tests record approvals by other approvers on the shared stack."""
+    from conftest import _run_dev_stack
+
+    yield from _run_dev_stack(tmp_path_factory.mktemp("reporthome"))
+
+
+@pytest.fixture(scope="module")
+def workload(report_stack, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """demo + one approved and one refused payment + a script-tag agent, settled and verified."""
-    env, work = dev_stack["env"], tmp_path_factory.mktemp("report-workload")
+    env, work = report_stack["env"], tmp_path_factory.mktemp("report-workload")
     before = json.loads(cli(env, "verify", "--json").stdout)["entries"]
     policy = approver(work)
     cli(env, "demo", "--agents", "3", "--events", "60")
-    assert "event_id" in decide(env, dev_stack, work, policy, 250, reject=False)
-    assert isinstance(decide(env, dev_stack, work, policy, 9999, reject=True).get("denied"), ApprovalDenied)
+    assert "event_id" in decide(env, report_stack, work, policy, 250, reject=False)
+    assert isinstance(decide(env, report_stack, work, policy, 9999, reject=True).get("denied"), ApprovalDenied)
     cli(env, "emit", "tool:probe", "--agent", EVIL, "--payload", '{"x": 1}')
     verified = settled(env, before + 63, "--policy", str(policy))
     assert verified["ok"], verified["errors"]
     return {"env": env, "policy": policy, "verified": verified}
 
 
-def test_eu_ai_act_report_end_to_end(dev_stack, workload: dict, tmp_path: Path, driver) -> None:
+def test_eu_ai_act_report_end_to_end(report_stack, workload: dict, tmp_path: Path, driver) -> None:
     env, policy, verified = workload["env"], workload["policy"], workload["verified"]
     out = tmp_path / "out"
     out.mkdir()
@@ -152,7 +161,7 @@ def test_eu_ai_act_report_end_to_end(dev_stack, workload: dict, tmp_path: Path, 
     assert doc["activity"]["entries"] == sum(a["entries"] for a in agents) == oracle["entries"]
 
     entries = [codec.decode(raw, expect="LedgerEntry")[1]
-               for _, raw in read_partition(dev_stack["kafka"]["bootstrap"], dev_stack["topics"]["entries"])]
+               for _, raw in read_partition(report_stack["kafka"]["bootstrap"], report_stack["topics"]["entries"])]
     decisions = Counter((e["action"]["policy"] or {}).get("decision") or "none" for e in entries)
     art = {a["article"]: a for a in doc["articles"]}
     assert art["14"]["evidence"]["decisions"] == {d: decisions.get(d, 0) for d in
@@ -227,17 +236,17 @@ def test_report_for_one_agent_and_a_period(workload: dict, tmp_path: Path) -> No
     assert {a["article"]: a["status"] for a in empty["articles"]}["12"] == "attention"
 
 
-def test_untrusted_signer_exits_1_and_the_report_says_so(dev_stack, workload: dict, tmp_path: Path) -> None:
+def test_untrusted_signer_exits_1_and_the_report_says_so(report_stack, workload: dict, tmp_path: Path) -> None:
     """A home that trusts another signer key: entries are ``unknown_key`` findings. The
     report is still written, says so, and exits 1 like ``ledgerstream verify``."""
-    real = Path(dev_stack["env"]["LEDGERSTREAM_HOME"])
+    real = Path(report_stack["env"]["LEDGERSTREAM_HOME"])
     home = tmp_path / "home"
     (home / "keys").mkdir(parents=True)
     (home / "tsa").mkdir()
     (home / "stack.json").write_bytes((real / "stack.json").read_bytes())
     (home / "tsa" / "ca.pem").write_bytes((real / "tsa" / "ca.pem").read_bytes())
     (home / "keys" / "signer.pub.pem").write_bytes(public_key_pem(PrivateKey.generate().public_key()))
-    env = {**dev_stack["env"], "LEDGERSTREAM_HOME": str(home)}
+    env = {**report_stack["env"], "LEDGERSTREAM_HOME": str(home)}
     oracle = json.loads(cli(env, "verify", "--json", ok=(1,)).stdout)
     run = cli(env, "report", "--framework", "eu-ai-act", "--out", "bad.html", "--json", cwd=tmp_path, ok=(1,))
     doc = json.loads(run.stdout)
