@@ -1,35 +1,22 @@
 # syntax=docker/dockerfile:1.7
 # ledgerstream: one image for the signer, the verifiers, the dashboard and the CLI.
-#   stage 1 builds liboqs (ML-DSA-65 only) from a pinned, checksummed release tarball,
+#   stage 1 builds liboqs (ML-DSA only) with scripts/install_liboqs.sh (patched, vector-checked),
 #   stage 2 builds the wheels, stage 3 is the slim runtime (non-root, no compilers).
 # The fast ML-DSA backend (liboqs through ctypes, ledgerstream.core.mldsa) is then used
 # instead of pyca's: about 8x faster signing. See docs/deploy.md.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS liboqs
-ARG LIBOQS_VERSION=0.14.0
-ARG LIBOQS_SHA256=5b0df6138763b3fc4e385d58dbb2ee7c7c508a64a413d76a917529e3a9a207ea
+# The same build as a source checkout (scripts/install_liboqs.sh): liboqs 0.13.0 from the
+# checksummed crates.io source, patched (ML-DSA-65 AVX2 verifier, docs/decisions.md D24),
+# installed only if it passes the vendored Wycheproof vectors, plus the sign_many shim.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential cmake ninja-build curl ca-certificates \
+ && apt-get install -y --no-install-recommends build-essential cmake ninja-build cargo patch ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /build
-RUN curl -fsSL -o liboqs.tar.gz "https://github.com/open-quantum-safe/liboqs/archive/refs/tags/${LIBOQS_VERSION}.tar.gz" \
- && echo "${LIBOQS_SHA256}  liboqs.tar.gz" | sha256sum -c - \
- && tar -xzf liboqs.tar.gz \
- && cmake -GNinja -S "liboqs-${LIBOQS_VERSION}" -B out \
-      -DCMAKE_BUILD_TYPE=Release \
-      -DBUILD_SHARED_LIBS=ON \
-      -DOQS_BUILD_ONLY_LIB=ON \
-      -DOQS_USE_OPENSSL=OFF \
-      -DOQS_DIST_BUILD=ON \
-      -DOQS_MINIMAL_BUILD="SIG_ml_dsa_65" \
-      -DCMAKE_INSTALL_PREFIX=/opt/oqs \
-      -DCMAKE_INSTALL_LIBDIR=lib \
- && cmake --build out \
- && cmake --install out
-# the signer's sign_many shim (one ctypes call signs a chunk with no GIL held), beside liboqs
-COPY scripts/install_liboqs.sh /build/install_liboqs.sh
-RUN OQS_INSTALL_PATH=/opt/oqs bash /build/install_liboqs.sh --shim-only
+COPY scripts/install_liboqs.sh scripts/check_liboqs_vectors.py scripts/sign_many_shim.c scripts/liboqs-*.patch ./scripts/
+COPY tests/vectors/wycheproof/mldsa_65_verify_test.json ./tests/vectors/wycheproof/
+RUN OQS_INSTALL_PATH=/opt/oqs PYTHON=python bash scripts/install_liboqs.sh
 
 FROM ${PYTHON_IMAGE} AS wheels
 # a C compiler for the verifier's compiled entry reader (setup.py; the runtime stays compiler-free)

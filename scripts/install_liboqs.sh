@@ -9,17 +9,21 @@
 # ledgerstream.core.mldsa drives the library through ctypes; liboqs-python is NOT
 # installed, because its only PyPI release (0.16) needs symbols liboqs 0.13 lacks.
 #
+# The ML-DSA-65 AVX2 verifier is patched first (scripts/liboqs-mldsa-avx2-*.patch; FIPS 204
+# Algorithms 8 and 40), and a build is installed only if it passes the vendored Wycheproof
+# verify vectors (scripts/check_liboqs_vectors.py; docs/decisions.md D24).
+#
 # Result: $PREFIX/lib/liboqs.so, PREFIX = $OQS_INSTALL_PATH or ~/_oqs (where the
 # probe in ledgerstream.core.mldsa looks). Needs cargo, cmake and a C compiler (ninja
 # optional); about 30 s on 2 cores. Safe to run again: a good install is left alone.
 #
-# Also builds $PREFIX/lib/libledgerstream_sign_many.so, a 40-line C shim that signs (or
-# verifies) a whole chunk of messages in one ctypes call, so a signing (or verifying)
-# thread holds no GIL for the whole chunk (PrivateKey.sign_many, PublicKey.verify_many;
+# Also builds $PREFIX/lib/libledgerstream_sign_many.so from scripts/sign_many_shim.c, a C
+# shim that signs (or verifies) a whole chunk of messages in one ctypes call, so a signing
+# (or verifying) thread holds no GIL for the whole chunk (PrivateKey.sign_many, PublicKey.verify_many;
 # docs/signer.md, docs/verifiers.md). It calls the OQS_SIG_sign / OQS_SIG_verify that
 # ledgerstream.core.mldsa hands it, so it needs no liboqs headers. Without the shim the
 # signer signs on its loop thread, as before. `install_liboqs.sh --shim-only` builds just
-# the shim next to an existing $PREFIX/lib/liboqs.so (e.g. one built by the Dockerfile).
+# the shim next to an existing $PREFIX/lib/liboqs.so.
 set -euo pipefail
 
 OQS_SYS_VERSION="0.11.0+liboqs-0.13.0"
@@ -27,6 +31,21 @@ LIBOQS_VERSION="0.13.0"
 LIBOQS_PYTHON_VERSION="0.16.0.1"
 PREFIX="${OQS_INSTALL_PATH:-$HOME/_oqs}"
 PYTHON="${PYTHON:-python3}"  # only to check the library
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# Two fixes to liboqs 0.13's ML-DSA-65 AVX2 verifier (docs/decisions.md D24): the missing
+# ||z||_inf < gamma1 - beta check (FIPS 204 Algorithm 8, line 13) and UseHint at r0 == 0
+# (Algorithm 40). The marker beside the library names the patches, so an older build is rebuilt.
+PATCHES=("$HERE/liboqs-mldsa-avx2-norm-check.patch" "$HERE/liboqs-mldsa-avx2-use-hint.patch")
+MARKER_NAME="ledgerstream-liboqs-patch.sha256"
+# The vendored Wycheproof vectors every installed library must pass (docs/decisions.md D24).
+VECTORS="${LIBOQS_VECTORS:-$HERE/../tests/vectors/wycheproof/mldsa_65_verify_test.json}"
+
+patch_id() { cat "${PATCHES[@]}" | sha256sum | cut -d' ' -f1; }
+
+# The library passes the vendored vectors (run after every build and before trusting an install).
+check_vectors() {
+  "$PYTHON" "$HERE/check_liboqs_vectors.py" "$1" "$VECTORS"
+}
 
 have_lib() {
   [ -e "$PREFIX/lib/liboqs.so" ] || return 1
@@ -38,6 +57,11 @@ lib.OQS_SIG_alg_is_enabled.restype = ctypes.c_int
 ok = lib.OQS_version().decode() == sys.argv[2] and lib.OQS_SIG_alg_is_enabled(b"ML-DSA-65") == 1
 sys.exit(0 if ok else 1)
 EOF
+  [ "$(cat "$PREFIX/lib/$MARKER_NAME" 2>/dev/null)" = "$(patch_id)" ] || {
+    echo "install_liboqs: $PREFIX/lib/liboqs.so predates the ML-DSA patches; rebuilding" >&2
+    return 1
+  }
+  check_vectors "$PREFIX/lib/liboqs.so"
 }
 
 SHIM_ONLY=0
@@ -48,7 +72,7 @@ if [ "$SHIM_ONLY" = 1 ]; then
 elif have_lib; then
   echo "liboqs $LIBOQS_VERSION already in $PREFIX/lib"
 else
-  for tool in cargo cmake cc; do
+  for tool in cargo cmake cc patch; do
     command -v "$tool" >/dev/null || { echo "install_liboqs: '$tool' is required" >&2; exit 2; }
   done
   work="$(mktemp -d)"
@@ -67,6 +91,10 @@ EOF
   (cd "$work/fetch" && cargo vendor --quiet --versioned-dirs "$work/vendor" >/dev/null)
   src="$work/vendor/oqs-sys-$OQS_SYS_VERSION/liboqs"
   [ -f "$src/CMakeLists.txt" ] || { echo "install_liboqs: no liboqs source in the crate" >&2; exit 1; }
+  for p in "${PATCHES[@]}"; do
+    patch -p1 --forward --silent -d "$src" < "$p" \
+      || { echo "install_liboqs: $p does not apply to liboqs $LIBOQS_VERSION; refusing to build" >&2; exit 1; }
+  done
   generator=()
   command -v ninja >/dev/null && generator=(-G Ninja)
   cmake "${generator[@]}" -S "$src" -B "$work/build" \
@@ -78,7 +106,10 @@ EOF
     -DCMAKE_INSTALL_PREFIX="$PREFIX" \
     -DCMAKE_INSTALL_LIBDIR=lib >/dev/null
   cmake --build "$work/build" --parallel "$(nproc)" >/dev/null
+  check_vectors "$(find "$work/build" -name liboqs.so | head -n 1)" \
+    || { echo "install_liboqs: the built liboqs fails the FIPS 204 vectors; not installing it" >&2; exit 1; }
   cmake --install "$work/build" >/dev/null
+  patch_id > "$PREFIX/lib/$MARKER_NAME"
   have_lib || { echo "install_liboqs: built library does not load or lacks ML-DSA-65" >&2; exit 1; }
   echo "liboqs $LIBOQS_VERSION installed in $PREFIX/lib"
 fi
@@ -96,57 +127,11 @@ EOF
 
 build_shim() {
   command -v cc >/dev/null || { echo "install_liboqs: 'cc' is required for the sign_many shim" >&2; return 1; }
-  local src
-  src="$(mktemp -d)"
-  cat > "$src/sign_many.c" <<EOF
-/* ledgerstream: sign or verify a chunk of messages with liboqs in one call
-   (scripts/install_liboqs.sh). One foreign call per chunk: the caller's Python thread
-   releases the GIL once for the whole chunk instead of once per message. */
-#include <stddef.h>
-#include <stdint.h>
-
-/* OQS_SIG_sign(const OQS_SIG *sig, uint8_t *signature, size_t *signature_len,
-                const uint8_t *message, size_t message_len, const uint8_t *secret_key) */
-typedef int (*oqs_sig_sign_fn)(const void *, uint8_t *, size_t *, const uint8_t *, size_t, const uint8_t *);
-/* OQS_SIG_verify(const OQS_SIG *sig, const uint8_t *message, size_t message_len,
-                  const uint8_t *signature, size_t signature_len, const uint8_t *public_key) */
-typedef int (*oqs_sig_verify_fn)(const void *, const uint8_t *, size_t, const uint8_t *, size_t, const uint8_t *);
-
-int ls_sign_many_abi(void) { return $SHIM_ABI; }
-
-/* Message i is messages[offsets[i] .. offsets[i + 1]); its signature goes to
-   signatures + i * stride and its length to signature_lens[i]. Returns 0, or i + 1 if
-   OQS_SIG_sign failed on message i (nothing after it is signed). */
-int ls_sign_many(oqs_sig_sign_fn sign, const void *sig, const uint8_t *secret_key, size_t count,
-                 const uint8_t *messages, const size_t *offsets,
-                 uint8_t *signatures, size_t stride, size_t *signature_lens) {
-  for (size_t i = 0; i < count; i++) {
-    signature_lens[i] = stride;
-    if (sign(sig, signatures + i * stride, &signature_lens[i], messages + offsets[i],
-             offsets[i + 1] - offsets[i], secret_key) != 0)
-      return (int)(i + 1);
-  }
-  return 0;
-}
-
-/* Message i is messages[message_offsets[i] .. message_offsets[i + 1]), its signature
-   signatures[signature_offsets[i] .. signature_offsets[i + 1]); valid[i] = 1 if
-   OQS_SIG_verify accepts it under public_key, else 0. Every message is checked. */
-void ls_verify_many(oqs_sig_verify_fn verify, const void *sig, const uint8_t *public_key, size_t count,
-                    const uint8_t *messages, const size_t *message_offsets,
-                    const uint8_t *signatures, const size_t *signature_offsets, uint8_t *valid) {
-  for (size_t i = 0; i < count; i++)
-    valid[i] = verify(sig, messages + message_offsets[i], message_offsets[i + 1] - message_offsets[i],
-                      signatures + signature_offsets[i], signature_offsets[i + 1] - signature_offsets[i],
-                      public_key) == 0;
-}
-EOF
   mkdir -p "$PREFIX/lib"
-  if ! cc -O2 -fPIC -shared -Wall -Wextra -Werror -o "$SHIM.tmp" "$src/sign_many.c"; then
-    rm -rf "$src" "$SHIM.tmp"
+  if ! cc -O2 -fPIC -shared -Wall -Wextra -Werror -DLS_SHIM_ABI="$SHIM_ABI" -o "$SHIM.tmp" "$HERE/sign_many_shim.c"; then
+    rm -f "$SHIM.tmp"
     return 1
   fi
-  rm -rf "$src"
   mv "$SHIM.tmp" "$SHIM"
   have_shim
 }

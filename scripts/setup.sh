@@ -35,7 +35,7 @@ fi
 if [ "${LEDGERSTREAM_SKIP_LIBOQS:-0}" != "1" ]; then
   echo "== liboqs (fast ML-DSA-65 backend)"
   if command -v cargo >/dev/null && command -v cmake >/dev/null; then
-    PYTHON=.venv/bin/python bash scripts/install_liboqs.sh || echo "setup: liboqs build failed; the pyca backend is used" >&2
+    PYTHON=.venv/bin/python bash scripts/install_liboqs.sh || { echo "setup: liboqs build failed; the pyca backend is used" >&2; [ "${CI:-}" != "true" ] || exit 1; }
   else
     echo "setup: cargo/cmake missing; skipping liboqs, the pyca backend is used" >&2
   fi

@@ -15,6 +15,10 @@ call, so the liboqs backend runs its own ``OQS_SIG_keypair`` with the random-byt
 briefly replaced by one that hands out xi (keygen draws exactly xi, then expands it); the
 resulting public key is checked against pyca's, so both backends always agree.
 
+Each backend is used only after it agrees with the FIPS 204 vectors in GATE_VECTORS
+(checked once per process, on first load); one that disagrees is refused with a logged
+reason and pyca is used (docs/decisions.md D24: liboqs 0.13's AVX2 verifier, unpatched).
+
 ``PrivateKey.sign_many`` signs a list of messages. With liboqs and the small
 ``libledgerstream_sign_many.so`` shim that scripts/install_liboqs.sh builds next to
 liboqs, the whole list is signed in one ctypes call, during which the calling thread
@@ -30,6 +34,8 @@ import ctypes
 import ctypes.util
 import functools
 import hashlib
+import json
+import logging
 import os
 import secrets
 import tempfile
@@ -57,6 +63,11 @@ SIGNATURE_SIZE = 3309
 BACKEND_ENV = "LEDGERSTREAM_MLDSA_BACKEND"
 BACKENDS = ("liboqs", "pyca")  # order of preference: fastest first
 
+# FIPS 204 vectors every backend must pass on first load (a fixed subset of the vendored
+# Wycheproof file; tests/vectors/wycheproof/README.md); a backend that fails one is not used.
+GATE_VECTORS = Path(__file__).with_name("mldsa_gate_vectors.json")
+_log = logging.getLogger(__name__)
+
 _OQS_SECRET_KEY_SIZE = 4032  # FIPS 204 expanded sk, what liboqs signs with
 _OQS_MIN_VERSION = (0, 12)
 
@@ -81,8 +92,9 @@ class _Backend(abc.ABC):
         backend has one, a function that signs many messages without holding the GIL."""
 
     @abc.abstractmethod
-    def verifier(self, public_key: bytes) -> Verifier:
-        """A function that checks signatures under ``public_key``."""
+    def verifier(self, public_key: bytes, context: bytes = b"") -> Verifier:
+        """A function that checks signatures under ``public_key`` (FIPS 204 context string
+        ``context``: ledgerstream signs with the empty one; the vectors use others too)."""
 
     def many_verifier(self, public_key: bytes) -> ManyVerifier | None:
         """A function that checks many signatures without holding the GIL, if the backend has one."""
@@ -96,13 +108,13 @@ class _PycaBackend(_Backend):
         key = _pyca_private(seed)
         return key.public_key().public_bytes_raw(), key.sign, None
 
-    def verifier(self, public_key: bytes) -> Verifier:
+    def verifier(self, public_key: bytes, context: bytes = b"") -> Verifier:
         key: MLDSA65PublicKey = _pyca_mldsa().MLDSA65PublicKey.from_public_bytes(public_key)
 
         def verify(signature: bytes, message: bytes) -> bool:
             try:
-                key.verify(signature, message)
-            except _PycaInvalidSignature:
+                key.verify(signature, message, context or None)
+            except (_PycaInvalidSignature, ValueError):  # ValueError: a context over 255 bytes
                 return False
             return True
 
@@ -125,6 +137,10 @@ class _LiboqsBackend(_Backend):
         ]
         lib.OQS_SIG_verify.argtypes = [
             ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t,
+            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
+        ]
+        lib.OQS_SIG_verify_with_ctx_str.argtypes = [
+            ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t,
             ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
         ]
         lib.OQS_randombytes_custom_algorithm.argtypes = [_RANDOMBYTES]
@@ -214,8 +230,14 @@ class _LiboqsBackend(_Backend):
 
         return many
 
-    def verifier(self, public_key: bytes) -> Verifier:
+    def verifier(self, public_key: bytes, context: bytes = b"") -> Verifier:
         lib, sig = self._lib, self._sig
+        if context:
+            def verify_ctx(signature: bytes, message: bytes) -> bool:
+                return len(context) <= 255 and lib.OQS_SIG_verify_with_ctx_str(
+                    sig, message, len(message), signature, len(signature), context, len(context), public_key) == 0
+
+            return verify_ctx
 
         def verify(signature: bytes, message: bytes) -> bool:
             return bool(lib.OQS_SIG_verify(sig, message, len(message), signature, len(signature), public_key) == 0)
@@ -273,6 +295,36 @@ def _pyca_private(seed: bytes) -> MLDSA65PrivateKey:
     return key
 
 
+def conformance_failures(backend: _Backend, cases: Sequence[dict[str, str]]) -> list[str]:
+    """The Wycheproof-format verify ``cases`` (publicKey, msg, sig, ctx, result, tcId) on
+    which ``backend`` gives the wrong verdict; empty if it agrees with every one."""
+    failures = []
+    for case in cases:
+        public, context = bytes.fromhex(case["publicKey"]), bytes.fromhex(case.get("ctx", ""))
+        signature, message = bytes.fromhex(case["sig"]), bytes.fromhex(case["msg"])
+        accepted = (len(public) == PUBLIC_KEY_SIZE and len(signature) == SIGNATURE_SIZE
+                    and backend.verifier(public, context)(signature, message))
+        if accepted != (case["result"] == "valid"):
+            failures.append(f"{case['source']} tcId {case['tcId']} ({case['comment'] or case['result']}): "
+                            f"expected {case['result']}, got {'valid' if accepted else 'invalid'}")
+    return failures
+
+
+def _gate(backend: _Backend, reason: str) -> _Probe:
+    """Refuse a backend that disagrees with the FIPS 204 vectors shipped in GATE_VECTORS
+    (a fixed subset; tests/ runs the complete suites). Logged once: probes are cached."""
+    cases = json.loads(GATE_VECTORS.read_text(encoding="utf-8"))["tests"]
+    failures = conformance_failures(backend, cases)
+    if not failures:
+        return _Probe(backend, f"{reason}; {len(cases)} FIPS 204 gate vectors pass")
+    refusal = (f"ML-DSA backend {backend.name!r} refused: it disagrees with {len(failures)} of "
+               f"{len(cases)} FIPS 204 vectors ({'; '.join(failures)})")
+    if backend.name == "liboqs":
+        refusal += "; rerun scripts/install_liboqs.sh to rebuild it patched"
+    _log.warning("%s", refusal)
+    return _Probe(None, refusal)
+
+
 @functools.cache
 def _probe_pyca() -> _Probe:
     try:
@@ -281,7 +333,7 @@ def _probe_pyca() -> _Probe:
         return _Probe(None, str(exc))
     except _PycaUnsupported as exc:
         return _Probe(None, f"cryptography's OpenSSL has no ML-DSA ({exc})")
-    return _Probe(_PycaBackend(), "cryptography")
+    return _gate(_PycaBackend(), "cryptography")
 
 
 def _liboqs_candidates() -> list[str]:
@@ -314,7 +366,7 @@ def _probe_liboqs() -> _Probe:
                 problems.append(f"{path}: liboqs {version} was built without {ALGORITHM}")
             else:
                 many, note = _load_sign_many(path)
-                return _Probe(_LiboqsBackend(lib, many), f"liboqs {version} at {path}; {note}")
+                return _gate(_LiboqsBackend(lib, many), f"liboqs {version} at {path}; {note}")
         except Exception as exc:  # noqa: BLE001  (a broken or foreign library must not break the caller)
             problems.append(f"{path}: {exc}")
     return _Probe(None, "; ".join(problems))
