@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 ALLOW, DENY, REQUIRE_APPROVAL = "allow", "deny", "require_approval"
 DECISIONS = (ALLOW, DENY, REQUIRE_APPROVAL)
+MAX_POLICY_BYTES = 4 << 20  # a policy is rules by hand, a few KB; a larger file is a mistake, not a policy
 
 
 @dataclass(frozen=True)
@@ -100,9 +101,16 @@ class Policy:
         """Load a ``.yaml``/``.yml`` (needs PyYAML) or ``.json`` policy file."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            with path.open("rb") as fh:
+                raw = fh.read(MAX_POLICY_BYTES + 1)
         except OSError as exc:
             raise ConfigError(f"cannot read policy file {path}: {exc.strerror or exc}") from exc
+        if len(raw) > MAX_POLICY_BYTES:
+            raise ConfigError(f"policy file {path} is larger than {MAX_POLICY_BYTES} bytes")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"policy file {path} is not UTF-8: {exc}") from exc
         return cls.from_dict(load_mapping(text, path), base_dir=path.parent)
 
 

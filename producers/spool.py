@@ -46,6 +46,7 @@ SEGMENT_SUFFIX = ".seg"
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 MAX_INSTANCES = 64
+_RESYNC_WORK = 4  # times a segment's size
 
 Position = tuple[int, int]  # (segment number, byte offset)
 
@@ -96,7 +97,8 @@ def _segment_name(number: int) -> str:
 
 
 def _frame_at(data: bytes, pos: int) -> tuple[int, str | None]:
-    """The end of the valid frame at ``pos``, or what is wrong with it."""
+    """The end of the valid frame at ``pos``, or what is wrong with it (with the end a frame
+    that fails its CRC claims, else ``pos``)."""
     if len(data) - pos < FRAME.size:
         return pos, f"truncated frame header at offset {pos}"
     magic, length, crc = FRAME.unpack_from(data, pos)
@@ -106,7 +108,7 @@ def _frame_at(data: bytes, pos: int) -> tuple[int, str | None]:
     if end > len(data):
         return pos, f"truncated frame body at offset {pos}"
     if zlib.crc32(data[pos + FRAME.size:end]) != crc:
-        return pos, f"CRC mismatch at offset {pos}"
+        return end, f"CRC mismatch at offset {pos}"
     return end, None
 
 
@@ -117,6 +119,9 @@ def scan_segment(path: Path) -> tuple[list[tuple[int, int]], list[tuple[int, int
     frames: list[tuple[int, int]] = []
     damaged: list[tuple[int, int, str]] = []
     pos = 0
+    # bytes the search for a frame after damage may CRC in all: without a bound, headers that
+    # each claim the rest of the segment make the scan quadratic (found by tests/fuzz)
+    work = _RESYNC_WORK * len(data)
     while pos < len(data):
         end, problem = _frame_at(data, pos)
         if problem is None:
@@ -124,7 +129,14 @@ def scan_segment(path: Path) -> tuple[list[tuple[int, int]], list[tuple[int, int
             pos = end
             continue
         resume = pos + 1
-        while (resume := data.find(MAGIC, resume)) != -1 and _frame_at(data, resume)[1] is not None:
+        while (resume := data.find(MAGIC, resume)) != -1:
+            claimed, candidate_problem = _frame_at(data, resume)
+            if candidate_problem is None:
+                break
+            work -= claimed - resume
+            if work < 0:
+                resume = -1  # the rest stays in the damaged range: quarantined, not dropped
+                break
             resume += 1
         resume = len(data) if resume == -1 else resume
         damaged.append((pos, resume, problem))

@@ -80,8 +80,8 @@ def verify_bundle(bundle: Path, trusted_keys: tuple[Path, ...], tsa_ca: Path | N
     from ledgerstream.tools.bundle_verify import verify_bundle as verify
 
     try:
-        report = verify(bundle, trusted_keys=[p.read_bytes() for p in trusted_keys] if trusted_keys else None,
-                        tsa_ca_pem=tsa_ca.read_bytes() if tsa_ca else None)
+        report = verify(bundle, trusted_keys=[_read_pem(p) for p in trusted_keys] if trusted_keys else None,
+                        tsa_ca_pem=_read_pem(tsa_ca) if tsa_ca else None)
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc}") from exc
     if as_json:
@@ -89,6 +89,18 @@ def verify_bundle(bundle: Path, trusted_keys: tuple[Path, ...], tsa_ca: Path | N
     else:
         _render(Console(), report.to_json(), pinned=bool(trusted_keys), ca_pinned=tsa_ca is not None)
     exit_code(report.ok)
+
+
+_MAX_PEM_BYTES = 1 << 20  # a key is ~2.7 KB and a CA chain a few KB; anything larger is not a PEM we read
+
+
+def _read_pem(path: Path) -> bytes:
+    """A pinned key or CA file, refused (exit 2) when larger than any real PEM."""
+    with path.open("rb") as fh:
+        data = fh.read(_MAX_PEM_BYTES + 1)
+    if len(data) > _MAX_PEM_BYTES:
+        raise ConfigError(f"{path} is larger than {_MAX_PEM_BYTES} bytes: not a PEM key or certificate file")
+    return data
 
 
 def _render(console: Console, doc: dict[str, Any], *, pinned: bool, ca_pinned: bool) -> None:

@@ -289,7 +289,10 @@ def _verify_signature(token: _Token, cert: x509.Certificate) -> None:
         raise TimestampError("signatureAlgorithm and digestAlgorithm disagree", kind="bad_signature",
                              signature_hash=token.signature_hash, digest_algorithm=digest_name)
     hash_alg = _HASHES[digest_name]()
-    key, scheme = cert.public_key(), token.signature_scheme
+    try:
+        key, scheme = cert.public_key(), token.signature_scheme
+    except (ValueError, crypto_exceptions.UnsupportedAlgorithm) as exc:  # found by tests/fuzz
+        raise TimestampError(f"TSA certificate public key is unusable: {exc}", kind="bad_signature") from exc
     try:
         if isinstance(key, rsa.RSAPublicKey) and scheme == "rsassa_pkcs1v15":
             key.verify(token.signature, token.signed_attrs_der, padding.PKCS1v15(), hash_alg)
@@ -339,6 +342,8 @@ def _check_tsa_usage(cert: x509.Certificate) -> None:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
     except x509.ExtensionNotFound as exc:
         raise TimestampError("TSA certificate has no extendedKeyUsage", kind="untrusted_tsa") from exc
+    except (ValueError, x509.DuplicateExtension) as exc:
+        raise TimestampError(f"TSA certificate extensions do not parse: {exc}", kind="timestamp_malformed") from exc
     if not eku.critical or list(eku.value) != [ExtendedKeyUsageOID.TIME_STAMPING]:
         raise TimestampError("TSA certificate EKU must be exactly timeStamping and critical",
                              kind="untrusted_tsa", critical=eku.critical,
@@ -388,7 +393,7 @@ def verify_timestamp(response_der: bytes, data: bytes, ca_pem: bytes) -> Timesta
                              kind="timestamp_malformed")
     try:
         cert = x509.load_der_x509_certificate(token.signer_cert_der)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion: found by tests/fuzz
         raise TimestampError(f"signer certificate does not parse: {exc}", kind="timestamp_malformed") from exc
     _verify_signature(token, cert)
     _check_ess_binding(token, token.signer_cert_der)

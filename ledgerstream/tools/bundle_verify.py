@@ -9,13 +9,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import struct
-import zipfile
-import zlib
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography import x509
 
@@ -23,9 +21,8 @@ from ledgerstream.core import merkle, mldsa, records
 from ledgerstream.core.errors import ConfigError, DecodeError, VerificationError
 from ledgerstream.core.timestamp import verify_timestamp
 from ledgerstream.tools import bundle_format as bf
+from ledgerstream.tools.bundle_zip import UNREADABLE, ZipLimitError, ZipLimits, ZipMembers, read_members
 
-_EOCD_SIGNATURE = b"PK\x05\x06"  # the 22-byte end record, last in the file when there is no comment
-MAX_TOTAL_BYTES = 4 << 30  # refuse ZIP bombs: a bundle larger than this uncompressed is not evidence we read
 
 #: check names, in the order they run (the JSON contract's "checks" keys)
 CHECKS = ("zip", "manifest", "structure", "schema", "key", "checkpoint", "timestamp", "consistency",
@@ -75,72 +72,46 @@ class _Checkpoint:
 
 
 def verify_bundle(source: Path | bytes, *, trusted_keys: list[bytes] | None = None,
-                  tsa_ca_pem: bytes | None = None) -> BundleReport:
+                  tsa_ca_pem: bytes | None = None, limits: ZipLimits = ZipLimits()) -> BundleReport:
     """Verify a bundle (path or bytes). ``trusted_keys`` (PEMs) pin the signer keys and
-    ``tsa_ca_pem`` the TSA CA; without them the bundle's own are used (and reported)."""
+    ``tsa_ca_pem`` the TSA CA; without them the bundle's own are used (and reported).
+    ``limits`` bound what an untrusted ZIP may cost (docs/bundle-format.md "Limits")."""
     report = BundleReport()
-    blob = source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
-    report.bundle_sha256 = hashlib.sha256(blob).hexdigest()
-    members = _read_zip(bytes(blob), report)  # 1
-    if members is None or not _manifest(members, report):  # 2
-        return report
-    _Verifier(members, report, trusted_keys, tsa_ca_pem).run()
+    with (io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else open(source, "rb")) as fh:
+        size = fh.seek(0, io.SEEK_END)
+        if size <= limits.bundle_bytes:
+            report.bundle_sha256 = _sha256(fh)
+        members = _read_zip(fh, size, limits, report)  # 1
+        if members is None or not _manifest(members, report):  # 2
+            return report
+        _Verifier(members, report, trusted_keys, tsa_ca_pem).run()
     return report
 
 
-def _read_zip(blob: bytes, report: BundleReport) -> dict[str, bytes] | None:
-    """1. A plain ZIP: no duplicate, directory, absolute, '..' or encrypted members, CRCs good."""
+def _sha256(fh: BinaryIO) -> str:
+    fh.seek(0)
+    digest = hashlib.sha256()
+    while chunk := fh.read(1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_zip(fh: BinaryIO, size: int, limits: ZipLimits, report: BundleReport) -> ZipMembers | None:
+    """1. A plain ZIP within the limits: no duplicate, directory, absolute, '..' or encrypted
+    members, no stray bytes, CRCs good."""
     try:
-        zf = zipfile.ZipFile(io.BytesIO(blob))
-        infos = zf.infolist()
-        names = [i.filename for i in infos]
-        dupes = sorted(n for n, c in Counter(names).items() if c > 1)
-        if dupes:
-            report.bad("zip", dupes[0], "member name occurs more than once")
-            return None
-        if sum(i.file_size for i in infos) > MAX_TOTAL_BYTES:
-            report.bad("zip", "", f"uncompressed size exceeds {MAX_TOTAL_BYTES} bytes")
-            return None
-        members: dict[str, bytes] = {}
-        for info in infos:
-            name = info.filename
-            if name.endswith("/") or name.startswith("/") or "\\" in name or ".." in name.split("/"):
-                report.bad("zip", name, "unsafe or directory member name")
-                return None
-            if info.flag_bits & 0x1:
-                report.bad("zip", name, "encrypted member")
-                return None
-            members[name] = zf.read(info)
-        gap = _stray_bytes(blob, infos, zf.start_dir)
-        if gap:
-            report.bad("zip", "", gap)
-            return None
-    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, OSError, struct.error) as exc:
+        members = read_members(fh, size, limits)
+    except ZipLimitError as exc:
+        report.bad("zip", exc.member, exc.detail)
+        return None
+    except UNREADABLE as exc:
         report.bad("zip", "", f"not a readable ZIP: {type(exc).__name__}: {exc}")
         return None
     report.good("zip")
     return members
 
 
-def _stray_bytes(blob: bytes, infos: list[zipfile.ZipInfo], start_dir: int) -> str | None:
-    """Bytes outside the members (prepended, between members, a comment, appended) are not
-    evidence and are refused, so that any added byte fails."""
-    position = 0
-    for info in sorted(infos, key=lambda i: i.header_offset):
-        if info.header_offset != position:
-            return f"{info.header_offset - position} stray bytes before member {info.filename}"
-        name_len, extra_len = struct.unpack("<HH", blob[position + 26:position + 30])
-        position += 30 + name_len + extra_len + info.compress_size
-        if info.flag_bits & 0x8:  # data descriptor, with or without its optional signature
-            position += 16 if blob[position:position + 4] == b"PK\x07\x08" else 12
-    if start_dir != position:
-        return f"{start_dir - position} stray bytes before the central directory"
-    if blob[-22:-18] != _EOCD_SIGNATURE or blob[-2:] != b"\x00\x00":
-        return "data after the end-of-central-directory record (a comment or appended bytes)"
-    return None
-
-
-def _manifest(members: dict[str, bytes], report: BundleReport) -> bool:
+def _manifest(members: ZipMembers, report: BundleReport) -> bool:
     """2. manifest.json: canonical JSON, known format, and exactly the other members, each with
     its SHA-256 and size. Its own SHA-256 identifies the bundle."""
     data = members.get(bf.MANIFEST)
@@ -179,8 +150,8 @@ def _manifest(members: dict[str, bytes], report: BundleReport) -> bool:
         ok = False
     for name in sorted(set(listed) & set(members)):
         want = listed[name]
-        data = members[name]
-        got = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        sha256, size = members.digests[name]
+        got = {"sha256": sha256, "size": size}
         if want != got:
             report.bad("manifest", name, f"member or its manifest entry was modified: manifest says {want}, "
                                            f"member is {got}")
@@ -196,7 +167,7 @@ def _manifest(members: dict[str, bytes], report: BundleReport) -> bool:
 class _Verifier:
     """Steps 3-9 over the member map."""
 
-    def __init__(self, members: dict[str, bytes], report: BundleReport, pinned_keys: list[bytes] | None,
+    def __init__(self, members: Mapping[str, bytes], report: BundleReport, pinned_keys: list[bytes] | None,
                  pinned_ca: bytes | None) -> None:
         self.m = members
         self.r = report
@@ -258,7 +229,7 @@ class _Verifier:
 
     # 4 -----------------------------------------------------------------------------------------
     def _schemas(self) -> None:
-        texts = {n: d for n, d in self.m.items() if bf.SCHEMA_RE.fullmatch(n)}
+        texts = {n: self.m[n] for n in self.m if bf.SCHEMA_RE.fullmatch(n)}
         self.schemas, problems = bf.load_schemas(texts)
         for member, detail in problems:
             self.r.bad("schema", member, detail)

@@ -1,0 +1,81 @@
+"""Fuzz the Avro codec and the fast readers: on any bytes, codec.decode raises only
+DecodeError, and each fast reader returns None or exactly what the reference decode returns."""
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fuzz_mutations import mutated
+from ledgerstream.core import avro_fast, codec, records
+from ledgerstream.core.errors import DecodeError
+from support.random_records import ALPHABET, PLAIN_ALPHABET, random_action, random_entry
+
+pytestmark = pytest.mark.unit
+
+_REG = codec.registry()
+_HEADERS = [codec.MAGIC + _REG.schema(name).fingerprint for name in ("ActionEvent", "LedgerEntry", "Checkpoint")]
+
+
+def _seeds() -> tuple[list[bytes], list[bytes]]:
+    rng = random.Random(19)
+    actions, entries = [], []
+    for i in range(40):
+        alphabet = PLAIN_ALPHABET if i % 2 else ALPHABET
+        action = random_action(rng, alphabet)
+        actions.append(codec.encode("ActionEvent", action))
+        entries.append(codec.encode("LedgerEntry", random_entry(rng, action, alphabet)))
+    return actions, entries
+
+
+ACTIONS, ENTRIES = _seeds()
+_ANY = st.one_of(
+    st.binary(max_size=600),
+    st.builds(lambda h, b: h + b, st.sampled_from(_HEADERS), st.binary(max_size=600)),
+    mutated(ACTIONS + ENTRIES, keep=10),
+    mutated(ACTIONS + ENTRIES),
+)
+
+
+def _reference(data: bytes, name: str) -> dict[str, Any] | None:
+    try:
+        return codec.decode(data, expect=name)[1]
+    except DecodeError:
+        return None
+
+
+@given(_ANY)
+def test_codec_decode_raises_only_decode_error(data: bytes) -> None:
+    try:
+        name, record = codec.decode(data)
+    except DecodeError:
+        return
+    assert codec.encode(name, record) is not None  # a decoded record re-encodes
+
+
+@given(_ANY)
+def test_fast_action_reader_is_none_or_the_reference(data: bytes) -> None:
+    fast = avro_fast.read_action(data)
+    if fast is not None:
+        assert fast == _reference(data, "ActionEvent")
+
+
+@pytest.mark.skipif(not avro_fast.compiled(), reason="the compiled entry reader is not built")
+@given(_ANY)
+def test_compiled_entry_reader_is_none_or_the_reference(data: bytes) -> None:
+    fast = avro_fast.read_entry(data)
+    if fast is not None:
+        entry, preimage = fast
+        reference = _reference(data, "LedgerEntry")
+        assert entry == reference
+        assert preimage == records.entry_hash_input(reference)
+
+
+def test_some_seeds_are_taken_by_the_compiled_reader() -> None:
+    """Guards the target itself: if no seed were taken, mutants would never reach the C reader."""
+    if not avro_fast.compiled():
+        pytest.skip("the compiled entry reader is not built")
+    assert sum(avro_fast.read_entry(e) is not None for e in ENTRIES) >= 10
