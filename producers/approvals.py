@@ -197,6 +197,8 @@ def respond(bootstrap: str, topic: str, request_id: str, key: PrivateKey, approv
     unknown, expired, or its payload does not match the commitment it asks to sign."""
     if decision not in (APPROVE, REJECT):
         raise ValueError("decision must be approve or reject")
+    records.validate_identifier("approver_id", approver_id)
+    records.validate_identifier("request_id", request_id)
     req = read_requests(bootstrap, topic, timeout).get(request_id)
     if req is None:
         raise LedgerstreamError(f"no approval request {request_id} on {topic}")

@@ -18,6 +18,7 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from ledgerstream.core import records
 from ledgerstream.producers.entropy import random_bytes
 
 TOKEN_PREFIX = "lsl1."
@@ -171,4 +172,6 @@ def to_link(value: Any) -> Link:
         raise TypeError(f"cannot make a link of {type(value).__name__}")
     if not all(isinstance(part, str) and part for part in link):
         raise ValueError(f"a link needs non-empty string agent_id, event_id and relation: {value!r}")
+    records.validate_identifier("link agent_id", link.agent_id)
+    records.validate_identifier("link event_id", link.event_id)
     return link

@@ -107,8 +107,7 @@ class Ledger:
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, hash_only: bool = False,
                  redact: Iterable[str] = (), policy: Any = None, approval_timeout: float | None = None,
                  producer_config: Mapping[str, Any] | None = None, adapter: str | None = None) -> None:
-        if not isinstance(agent_id, str) or not agent_id or len(agent_id) > records.MAX_ID_LEN:
-            raise ValueError(f"agent_id must be a non-empty string of at most {records.MAX_ID_LEN} characters")
+        records.validate_identifier("agent_id", agent_id)
         self.agent_id = agent_id
         self._base_size = RECORD_OVERHEAD + len(agent_id)
         self._valid_types: set[str] = set()  # action types already validated
@@ -162,8 +161,7 @@ class Ledger:
             if len(self._valid_types) < MAX_CACHED_TYPES:
                 self._valid_types.add(action_type)
         self._check_open()
-        if session is not None and (not isinstance(session, str) or not session):
-            raise ValueError("session must be a non-empty string")
+        records.validate_identifier("session", session, optional=True)
         extra = tuple(context.to_link(link) for link in links) if links else ()
         prepared = self.prepare(payload, redact=redact, hash_only=hash_only)
         where = context.placement(self.agent_id)
@@ -324,6 +322,7 @@ class Ledger:
         a Link) links every event of the session to the event that started it."""
         if session_id is None:
             session_id = f"{name}-{uuid7()}" if name else uuid7()
+        records.validate_identifier("session_id", session_id)
         return Session(self, session_id, None if parent is None else context.to_link(parent))
 
     def current_link(self) -> str:

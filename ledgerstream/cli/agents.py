@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ledgerstream.cli.common import EXIT_USAGE, bootstrap_option, fail, info, json_option, print_json
+from ledgerstream.cli.common import EXIT_USAGE, bootstrap_option, fail, info, json_option, print_json, safe_text
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,10 +37,11 @@ def agents(topic: str | None, timeout: float, bootstrap: str | None, as_json: bo
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table("agent", "entries", "seq", "last activity (UTC)", "chain head")
     for row in rows:
-        table.add_row(row["agent_id"], str(row["entries"]), f"{row['first_seq']}..{row['last_seq']}",
+        table.add_row(Text(safe_text(row["agent_id"])), str(row["entries"]), f"{row['first_seq']}..{row['last_seq']}",
                       row["last_activity"], row["chain_head"][:16] + "...")
     Console().print(table)
     if not rows:

@@ -10,7 +10,8 @@ from typing import Any, Iterator
 
 import click
 
-from ledgerstream.cli.common import bootstrap_option, home_option, info, json_option, print_json, resolve_home
+from ledgerstream.cli.common import (bootstrap_option, home_option, info, json_option, print_json, resolve_home,
+                                     safe_text)
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -92,4 +93,5 @@ def _line(row: dict[str, Any]) -> str:
     seq = "" if row["seq_from"] is None else f" seq {row['seq_from']}" + (
         f"..{row['seq_to']}" if row["seq_to"] not in (None, row["seq_from"]) else "")
     agent = f" agent {row['agent_id']}" if row.get("agent_id") else ""
-    return f"{row['time_iso']} {row['verifier_id']:6} {row['severity'].upper():8} {row['kind']}{seq}{agent}: {row['detail']}"
+    return safe_text(f"{row['time_iso']} {row['verifier_id']:6} {row['severity'].upper():8} {row['kind']}{seq}{agent}: "
+                     f"{row['detail']}")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from ledgerstream.cli.common import EXIT_FAILED, EXIT_USAGE, bootstrap_option, fail, info, json_option, print_json
+from ledgerstream.cli.common import (EXIT_FAILED, EXIT_USAGE, bootstrap_option, fail, info, json_option, print_json,
+                                     safe_text)
 
 
 def _where(bootstrap: str | None, topic: str | None) -> tuple[str, str]:
@@ -56,9 +57,9 @@ def list_(show_all: bool, topic: str | None, bootstrap: str | None, as_json: boo
         return
     for r in rows:
         state = "pending" if r["pending"] else "closed"
-        click.echo(f"{r['request_id']}  {r['agent_id']}  {r['action_type']}  "
-                   f"{len(r['approved_by'])}/{r['required']} approvals  {state}, expires in {r['expires_in_s']}s")
-        click.echo(f"    event {r['event_id']}  rule {r['rule']}  payload {r['payload'] or '(hash only)'}")
+        click.echo(safe_text(f"{r['request_id']}  {r['agent_id']}  {r['action_type']}  "
+                   f"{len(r['approved_by'])}/{r['required']} approvals  {state}, expires in {r['expires_in_s']}s"))
+        click.echo(safe_text(f"    event {r['event_id']}  rule {r['rule']}  payload {r['payload'] or '(hash only)'}"))
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,5 +105,5 @@ def approve(request_id: str, key_path: Path, approver_id: str | None, reject: bo
     if as_json:
         print_json(result)
     else:
-        click.echo(f"{resp['decision']} {request_id} ({resp['action_type']} by {resp['agent_id']}) "
-                   f"as {approver}, key {resp['key_id'][:16]}")
+        click.echo(safe_text(f"{resp['decision']} {request_id} ({resp['action_type']} by {resp['agent_id']}) "
+                   f"as {approver}, key {resp['key_id'][:16]}"))

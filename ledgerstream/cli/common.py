@@ -9,6 +9,7 @@ from typing import Any, Callable
 import click
 
 from ledgerstream.core import config
+from ledgerstream.core.text import escape_invisible
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -28,6 +29,14 @@ def _default(value: Any) -> Any:
 
 def info(message: str) -> None:
     click.echo(message, err=True)
+
+
+def safe_text(value: Any) -> str:
+    """``value`` as text a terminal shows literally (text.escape_invisible: ESC, NUL, bidi
+    overrides, zero-width characters become ``\\x1b``, ``\\u202e``...). Every human output of
+    ledger-derived strings goes through this; JSON output does not need it. Give the result to
+    rich as ``Text`` (or through ``rich.markup.escape``) so that ``[red]`` in an id is not markup."""
+    return escape_invisible(str(value))
 
 
 def home_option(f: Callable) -> Callable:

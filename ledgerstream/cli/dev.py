@@ -95,5 +95,10 @@ def _show(state: dict, as_json: bool) -> None:
     if dash.get("url"):
         table.add_row("dashboard", str(dash.get("pid")), health(dash), str(dash.get("url")))
     console.print(table)
+    token_file = Path(dash["token_file"]) if dash.get("url") and dash.get("token_file") else None
+    if token_file is not None and token_file.is_file():
+        # the owner's terminal only: --json gives the 0600 file, never the token itself
+        console.print(f"dashboard: open {dash['url']}?token={token_file.read_text().strip()} once "
+                      f"(token in {token_file}; API clients send Authorization: Bearer <token>)", soft_wrap=True)
     console.print("topics: " + ", ".join(f"{k}={v}" for k, v in state["topics"].items()))
     console.print("running" if state.get("running") else "[yellow]not running[/yellow]")

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ledgerstream.cli.common import (EXIT_FAILED, bootstrap_option, fail, home_option, info, json_option,
-                                     print_json, resolve_home)
+                                     print_json, resolve_home, safe_text)
 from ledgerstream.core import config, mldsa, records
 from ledgerstream.tools.ledger_snapshot import LedgerSnapshot, checkpoint_json, entry_json, inclusion_json, load_ledger
 
@@ -31,7 +31,7 @@ def _public_key_for(home_dir: Path, key_id: str) -> mldsa.PublicKey | None:
 
 
 @click.command()
-@click.option("--seq", type=int, required=True, help="Sequence number of the entry.")
+@click.option("--seq", type=click.IntRange(min=0), required=True, help="Sequence number of the entry.")
 @home_option
 @bootstrap_option
 @json_option
@@ -56,10 +56,10 @@ def show(seq: int, home: Path | None, bootstrap: str | None, as_json: bool) -> N
         print_json(out)
         return
     a = entry["action"]
-    click.echo(f"seq {seq}  {a['action_type']}  agent {a['agent_id']}  event {a['event_id']}")
+    click.echo(safe_text(f"seq {seq}  {a['action_type']}  agent {a['agent_id']}  event {a['event_id']}"))
     click.echo(f"entry_hash {h.hex()}\nprev_hash  {bytes(entry['prev_hash']).hex()}")
-    click.echo(f"agent_seq {entry['agent_seq']}  key_id {entry['key_id']}")
-    click.echo(f"payload {out['action'].get('payload')}")
+    click.echo(safe_text(f"agent_seq {entry['agent_seq']}  key_id {entry['key_id']}"))
+    click.echo(safe_text(f"payload {out['action'].get('payload')}"))
 
 
 @click.group()
@@ -68,8 +68,8 @@ def prove() -> None:
 
 
 @prove.command()
-@click.option("--seq", type=int, required=True, help="Entry to prove.")
-@click.option("--tree-size", type=int, default=None,
+@click.option("--seq", type=click.IntRange(min=0), required=True, help="Entry to prove.")
+@click.option("--tree-size", type=click.IntRange(min=1), default=None,
               help="Tree size to prove against [default: the latest checkpoint that covers the entry].")
 @home_option
 @bootstrap_option
@@ -85,13 +85,15 @@ def inclusion(seq: int, tree_size: int | None, home: Path | None, bootstrap: str
 
 
 @prove.command()
-@click.option("--from", "first", type=int, required=True, help="Older tree size.")
-@click.option("--to", "second", type=int, required=True, help="Newer tree size.")
+@click.option("--from", "first", type=click.IntRange(min=1), required=True, help="Older tree size (>= 1).")
+@click.option("--to", "second", type=click.IntRange(min=1), required=True, help="Newer tree size (>= FROM).")
 @home_option
 @bootstrap_option
 @json_option
 def consistency(first: int, second: int, home: Path | None, bootstrap: str | None, as_json: bool) -> None:
     """Proof that the tree of FROM entries is a prefix of the tree of TO entries."""
+    if first > second:
+        raise click.UsageError(f"--from {first} is larger than --to {second}")
     snap, _ = _load(home, bootstrap)
     if not 0 <= first <= second <= snap.tree.size:
         fail(f"need 0 <= from <= to <= {snap.tree.size} (ledger size)", EXIT_FAILED)
@@ -110,7 +112,7 @@ def _emit(out: dict, as_json: bool) -> None:
         print_json(out)
     else:
         for k, v in out.items():
-            click.echo(f"{k}: {v}")
+            click.echo(safe_text(f"{k}: {v}"))
 
 
 @click.group()
@@ -135,7 +137,7 @@ def list_(home: Path | None, bootstrap: str | None, as_json: bool) -> None:
 
 
 @checkpoints.command("export")
-@click.option("--tree-size", type=int, required=True)
+@click.option("--tree-size", type=click.IntRange(min=1), required=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder to write into.")
 @home_option
 @bootstrap_option

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from ledgerstream.cli.common import bootstrap_option, home_option
+from ledgerstream.cli.common import bootstrap_option, home_option, safe_text
 from ledgerstream.cli.selection import exit_code, load_selection, selection_options
 from ledgerstream.tools.replay import CHECKS, FAIL, OK, SKIP, EntryReport, Ledger, iso_time
 
@@ -112,10 +112,10 @@ def render(console: Console, ledger: Ledger, reports: list[EntryReport], result:
     console.print("[dim]checks: " + " ".join(CHECKS) + "  (✓ ok, ✗ failed, · not applicable)[/]")
     for r in reports:
         for name in r.failed:
-            console.print(Text.assemble(("✗ ", "bold red"), f"seq {r.row.seq} (offset {r.row.offset}, "
-                                        f"{r.row.agent_id}) {name}: {r.checks[name].detail}"))
+            console.print(Text.assemble(("✗ ", "bold red"), safe_text(f"seq {r.row.seq} (offset {r.row.offset}, "
+                                        f"{r.row.agent_id}) {name}: {r.checks[name].detail}")))
     for finding in ledger.findings:
-        console.print(Text.assemble(("! ", "bold yellow"), finding))
+        console.print(Text.assemble(("! ", "bold yellow"), safe_text(finding)))
     s = doc["summary"]
     verdict = ("[bold green]all verified[/]" if doc["ok"] else "[bold red]VERIFICATION FAILED[/]")
     console.print(f"{s['shown']} entries shown, {s['failed']} failed, {s['unpublished']} not yet in a checkpoint: {verdict}")
@@ -142,19 +142,20 @@ def lanes(reports: list[EntryReport]) -> Table:
     by_lane = len(agents) <= MAX_LANES
     if by_lane:
         for agent in agents:
-            table.add_column(agent, overflow="fold")
+            table.add_column(Text(safe_text(agent)), overflow="fold")
     else:
         table.add_column("agent")
         table.add_column("action")
     table.add_column("session", style="dim")
     table.add_column("checks", no_wrap=True)
     for r in reports:
-        action = Text(r.row.action_type, style="bold red" if not r.ok else "")
+        action = Text(safe_text(r.row.action_type), style="bold red" if not r.ok else "")
         if r.row.links:
-            action.append(" ← " + ", ".join(f"{a}" for a, _, _ in r.row.links), style="cyan")
+            action.append(" ← " + ", ".join(safe_text(a) for a, _, _ in r.row.links), style="cyan")
         cells: list[Any] = [str(r.row.seq), _time(r.row.received_at)]
-        cells += [action if a == r.row.agent_id else "" for a in agents] if by_lane else [r.row.agent_id, action]
-        table.add_row(*cells, r.row.session_id or "", marks(r))
+        agent = Text(safe_text(r.row.agent_id))
+        cells += [action if a == r.row.agent_id else "" for a in agents] if by_lane else [agent, action]
+        table.add_row(*cells, Text(safe_text(r.row.session_id or "")), marks(r))
     return table
 
 
@@ -174,7 +175,8 @@ def call_tree(reports: list[EntryReport]) -> Tree:
     def label(r: EntryReport) -> Text:
         extra = [e for _, e, _ in r.row.links[1:] if e in by_event]
         text = Text.assemble(marks(r), f"  {r.row.seq:>6}  {_time(r.row.received_at)}  ",
-                             (r.row.agent_id, "bold cyan"), "  ", (r.row.action_type, "bold red" if not r.ok else ""))
+                             (safe_text(r.row.agent_id), "bold cyan"), "  ",
+                             (safe_text(r.row.action_type), "bold red" if not r.ok else ""))
         if extra:
             text.append(f"  (also linked to seq {', '.join(str(by_event[e].row.seq) for e in extra)})", style="dim")
         return text

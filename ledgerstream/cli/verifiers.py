@@ -48,7 +48,7 @@ def verifier() -> None:
 @verifier.command(context_settings={"ignore_unknown_options": False})
 @click.option("--id", "verifier_id", required=True, help="Verifier id: its consumer group and state folder.")
 @click.option("--reverify", is_flag=True, help="Forget the saved state and verify from the first entry.")
-@click.option("--metrics-port", type=int, default=0, show_default=True, help="Prometheus port (0: any free port).")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=0, show_default=True, help="Prometheus port (0: any free port).")
 @click.option("--topic-prefix", default=None, help="Topic prefix [the dev stack's].")
 @trust_options
 @bootstrap_option

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ledgerstream.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, bootstrap_option, home_option, info,
-                                     json_option, print_json, resolve_home)
+                                     json_option, print_json, resolve_home, safe_text)
 
 
 def trust_options(f):  # type: ignore[no-untyped-def]
@@ -24,9 +24,9 @@ def trust_options(f):  # type: ignore[no-untyped-def]
 
 @click.command()
 @trust_options
-@click.option("--link-grace-seconds", type=float, default=300.0, show_default=True,
+@click.option("--link-grace-seconds", type=click.FloatRange(min=0), default=300.0, show_default=True,
               help="Ledger time a pending link may wait for its target.")
-@click.option("--link-grace-entries", type=int, default=10_000, show_default=True,
+@click.option("--link-grace-entries", type=click.IntRange(min=0), default=10_000, show_default=True,
               help="Entries a pending link may wait for its target.")
 @bootstrap_option
 @home_option
@@ -80,5 +80,5 @@ def _print_human(doc: dict) -> None:
     for f in doc["errors"] + doc["warnings"]:
         where = "" if f["seq_from"] is None else f" seq {f['seq_from']}" + (
             f"..{f['seq_to']}" if f["seq_to"] != f["seq_from"] else "")
-        click.echo(f"{f['severity'].upper():8} {f['kind']}{where}: {f['detail']}")
+        click.echo(safe_text(f"{f['severity'].upper():8} {f['kind']}{where}: {f['detail']}"))
     click.echo("OK: the ledger verifies" if doc["ok"] else f"FAILED: {len(doc['errors'])} finding(s)")

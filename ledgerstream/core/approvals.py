@@ -58,6 +58,10 @@ class ApproverSet:
             raise ConfigError("approvals.approvers must map approver ids to public key PEM files")
         keys: dict[str, PublicKey] = {}
         for approver_id, key_path in approvers_cfg.items():
+            try:
+                records.validate_identifier("approver id", approver_id)
+            except ValueError as exc:
+                raise ConfigError(f"approvals.approvers: {exc}") from exc
             path = Path(base_dir, os.path.expanduser(str(key_path)))
             try:
                 keys[str(approver_id)] = load_public_key(path.read_bytes())

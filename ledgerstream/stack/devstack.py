@@ -21,10 +21,13 @@ from typing import Any
 
 from ledgerstream.core.config import STACK_FILE, Topics, read_stack
 from ledgerstream.core.errors import ConfigError
-from ledgerstream.stack.kafka import KafkaBroker, free_port, pid_alive, port_is_free, stop_pid
+from ledgerstream.stack.kafka import KafkaBroker, free_port, pid_alive, port_is_free, private_dir, stop_pid
 
 VERIFIER_IDS = ("v1", "v2")
 SIGNER_KEY = "keys/signer.pem"
+#: home subfolders holding keys, payloads, verifier state or the dashboard token: 0700
+PRIVATE_DIRS = ("keys", "spool", "kafka", "tsa", "verifiers", "dashboard")
+DASHBOARD_TOKEN = "dashboard/token"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -102,7 +105,8 @@ class Supervisor:
             "verifiers": [{"id": s.extra["id"], "pid": s.pid, "restarts": s.restarts}
                           for s in self.services if s.name.startswith("verifier:")],
             "dashboard": {"url": by_name["dashboard"].extra.get("url") if "dashboard" in by_name else None,
-                          "pid": by_name["dashboard"].pid if "dashboard" in by_name else None},
+                          "pid": by_name["dashboard"].pid if "dashboard" in by_name else None,
+                          "token_file": str(self.home / DASHBOARD_TOKEN) if "dashboard" in by_name else None},
             "topics": self.topics.as_dict(),
         }
         write_json_atomic(self.home / STACK_FILE, self.state)
@@ -133,6 +137,7 @@ class Supervisor:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             mldsa.save_private_key(mldsa.PrivateKey.generate(), path)
+        path.chmod(0o600)
         key = mldsa.load_private_key(path)
         pub = path.with_name("signer.pub.pem")
         pub.write_bytes(mldsa.public_key_pem(key.public_key()))
@@ -141,6 +146,8 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        for name in PRIVATE_DIRS:
+            private_dir(self.home / name)
         self._write_state(False)
         try:
             self.kafka.start()
@@ -149,6 +156,10 @@ class Supervisor:
             ensure_topics(self.kafka.bootstrap, self.topics)
             self._ensure_signer_key()
             self._build_services()
+            if any(svc.name == "dashboard" for svc in self.services):
+                from ledgerstream.tools.dashboard.settings import load_or_create_token
+
+                load_or_create_token(self.home / DASHBOARD_TOKEN)  # before `dev up` returns and prints it
             env = self._env()
             for svc in self.services:
                 svc.start(env)
@@ -301,7 +312,7 @@ def status(home: Path) -> dict[str, Any]:
     if state is None:
         return {"home": str(home), "running": False, "kafka": {"bootstrap": None, "pid": None},
                 "tsa": {"url": None, "ca_cert": None, "pid": None}, "signer": {"pid": None},
-                "verifiers": [], "dashboard": {"url": None, "pid": None},
+                "verifiers": [], "dashboard": {"url": None, "pid": None, "token_file": None},
                 "topics": Topics.with_prefix().as_dict()}
     for key in ("kafka", "tsa", "signer", "dashboard", "supervisor"):
         part = state.get(key) or {}

@@ -134,6 +134,12 @@ class BrokerPorts:
     controller: int
 
 
+def private_dir(path: Path) -> None:
+    """Create ``path`` mode 0700 (chmod it if it exists): the log segments hold the plain payloads."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
 class KafkaBroker:
     """One real Kafka 4.x node (broker + controller) with its data under ``data_dir``.
 
@@ -165,8 +171,8 @@ class KafkaBroker:
         return self.data_dir / "logs" / "server.log"
 
     def _write_config(self) -> Path:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        (self.data_dir / "logs").mkdir(exist_ok=True)
+        for folder in (self.data_dir, self.data_dir / "data", self.data_dir / "logs"):
+            private_dir(folder)
         (self.data_dir / "ports.json").write_text(json.dumps({"broker": self.ports.broker,
                                                               "controller": self.ports.controller}))
         props = {
@@ -216,6 +222,7 @@ class KafkaBroker:
                                          "-c", str(config)), capture_output=True, text=True)
         if proc.returncode != 0:
             raise ConfigError(f"Kafka storage format failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
+        private_dir(self.data_dir / "data")  # the format step may have recreated it with the umask's mode
 
     # --- life cycle ----------------------------------------------------------------------
     def start(self, timeout: float = 90.0) -> None:

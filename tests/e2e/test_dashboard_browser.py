@@ -61,6 +61,12 @@ def text_of(driver: Any, element_id: str) -> str:
     return driver.find_element("id", element_id).text
 
 
+def login_url(stack: dict) -> str:
+    """The dev stack's dashboard URL with its generated token (``dev status`` prints the same)."""
+    token = Path(stack["dashboard"]["token_file"]).read_text().strip()
+    return f"{stack['dashboard']['url']}?token={token}"
+
+
 def test_page_shows_the_ledger_head_and_entry_proofs(dev_stack: dict, driver: Any) -> None:
     bootstrap, topics = dev_stack["kafka"]["bootstrap"], dev_stack["topics"]
     url = dev_stack["dashboard"]["url"]
@@ -68,7 +74,7 @@ def test_page_shows_the_ledger_head_and_entry_proofs(dev_stack: dict, driver: An
     before = len(entries(bootstrap, topics["entries"]))
     workload(bootstrap, topics, 9)
     browser.wait_for(lambda: len(entries(bootstrap, topics["entries"])) >= before + 9, 60, "the workload to be signed")
-    driver.get(url)
+    driver.get(login_url(dev_stack))  # once; then the session cookie does
     browser.wait_for(lambda: text_of(driver, "live") == "live", 20, "the event stream")
     count = len(entries(bootstrap, topics["entries"]))
     browser.wait_for(lambda: text_of(driver, "head-size") == str(count), 30,
@@ -110,7 +116,7 @@ def test_tampering_raises_a_verifier_alert_on_the_page(own_stack: dict, driver: 
     bootstrap, topics = own_stack["kafka"]["bootstrap"], own_stack["topics"]
     workload(bootstrap, topics, 6)
     browser.wait_for(lambda: len(entries(bootstrap, topics["entries"])) >= 6, 60, "the workload to be signed")
-    driver.get(own_stack["dashboard"]["url"])
+    driver.get(login_url(own_stack))
     browser.wait_for(lambda: text_of(driver, "live") == "live", 20, "the event stream")
     browser.wait_for(lambda: text_of(driver, "head-size") == "6", 30, "the ledger head")
     assert not driver.find_elements("css selector", "#alerts tr.alert")

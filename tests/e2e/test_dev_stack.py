@@ -143,3 +143,28 @@ def test_fresh_wipes_the_data(tmp_path: Path) -> None:
         assert Path(status(env)["tsa"]["ca_cert"]).read_bytes() != ca1
     finally:
         run(["dev", "down"], env, check=False)
+
+
+def test_dashboard_is_locked_and_private_folders_are_0700(dev_stack: dict) -> None:
+    import stat
+    import urllib.error
+    import urllib.request
+
+    s = status(dev_stack["env"])
+    home = Path(s["home"])
+    token_file = Path(s["dashboard"]["token_file"])
+    assert token_file == home / "dashboard" / "token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((home / "keys" / "signer.pem").stat().st_mode) == 0o600
+    for name in ("keys", "spool", "kafka", "kafka/data", "kafka/logs", "tsa", "verifiers", "dashboard"):
+        assert stat.S_IMODE((home / name).stat().st_mode) == 0o700, name
+    token = token_file.read_text().strip()
+    assert token not in json.dumps(s)  # --json names the 0600 file, never the token
+    assert f"?token={token}" in run(["dev", "status"], dev_stack["env"]).stdout.replace("\n", "")
+    api = s["dashboard"]["url"] + "api/head"
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(api, timeout=10)
+    assert exc.value.code == 401
+    request = urllib.request.Request(api, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200 and "size" in json.loads(response.read())

@@ -136,6 +136,27 @@ def test_token_guards_every_route(dashboard) -> None:
     assert exc.value.code == 405
 
 
+def _status_with_host(dash: DashboardProcess, host: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", dash.port, timeout=10)
+    try:  # skip_host: send exactly the Host a rebound DNS name would produce
+        conn.putrequest("GET", "/api/head", skip_host=True)
+        conn.putheader("Host", host)
+        conn.putheader("Authorization", f"Bearer {TOKEN}")
+        conn.endheaders()
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_host_allowlist_defeats_dns_rebinding(dashboard) -> None:
+    dash, _ = dashboard
+    for host in (f"127.0.0.1:{dash.port}", f"localhost:{dash.port}", f"LOCALHOST:{dash.port}"):
+        assert _status_with_host(dash, host) == 200, host
+    for host in (f"evil.example:{dash.port}", "evil.example", f"127.0.0.1:{dash.port + 1}",
+                 f"127.0.0.1.evil.example:{dash.port}", ""):
+        assert _status_with_host(dash, host) == 403, host
+
+
 def test_alerts_are_pushed_and_tampered_records_kept_aside(dashboard, bootstrap: str) -> None:
     dash, topics = dashboard
     conn = http.client.HTTPConnection("127.0.0.1", dash.port, timeout=20)

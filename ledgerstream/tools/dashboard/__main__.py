@@ -18,6 +18,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1", help="address to bind [127.0.0.1]")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to bind [{DEFAULT_PORT}]")
     p.add_argument("--token", default=None, help=f"require this token (>= 16 chars) [${TOKEN_ENV}]")
+    p.add_argument("--token-file", type=Path, default=None,
+                   help="token file, created (0600) with a random token if absent [HOME/dashboard/token]")
+    p.add_argument("--no-token", action="store_true", help="serve without a token (loopback only)")
+    p.add_argument("--allowed-host", action="append", default=None,
+                   help="also accept this Host header name (repeatable)")
     p.add_argument("--bootstrap", default=None, help="Kafka bootstrap [$LEDGERSTREAM_BOOTSTRAP or the dev stack]")
     p.add_argument("--topic-prefix", default=None, help="topic name prefix [the dev stack's]")
     p.add_argument("--public-key", action="append", type=Path, default=None,
@@ -32,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         s = dashboard_settings.resolve(home=a.home, host=a.host, port=a.port, token=a.token, bootstrap=a.bootstrap,
                                        topic_prefix=a.topic_prefix, public_keys=tuple(a.public_key or ()),
-                                       tsa_ca=a.tsa_ca)
+                                       tsa_ca=a.tsa_ca, token_path=a.token_file, no_token=a.no_token,
+                                       allowed_hosts=tuple(a.allowed_host or ()))
     except (LedgerstreamError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -17,15 +17,15 @@ from typing import Any
 
 from aiohttp import web
 
-from ledgerstream.core.errors import LedgerstreamError
+from ledgerstream.core.errors import ConfigError, LedgerstreamError
 from ledgerstream.core.topic_reader import read_partition
 from ledgerstream.tools.dashboard import pages, status_files
-from ledgerstream.tools.dashboard.auth import security_headers, token_middleware
+from ledgerstream.tools.dashboard.auth import host_middleware, security_headers, token_middleware
 from ledgerstream.tools.dashboard.checks import EntryChecker, EntryReport
 from ledgerstream.tools.dashboard.follower import Follower
 from ledgerstream.tools.dashboard.hub import Hub
 from ledgerstream.tools.dashboard.ledger import LedgerView
-from ledgerstream.tools.dashboard.settings import DashboardSettings
+from ledgerstream.tools.dashboard.settings import DashboardSettings, is_loopback
 
 log = logging.getLogger("ledgerstream.dashboard")
 PUSH_INTERVAL = 1.0
@@ -244,7 +244,8 @@ PUSHER = web.AppKey("pusher", asyncio.Task)
 def build_app(settings: DashboardSettings) -> web.Application:
     checker = EntryChecker.from_files(list(settings.public_keys), settings.tsa_ca)
     dash = Dashboard(settings, LedgerView(checker.checkpoint_signature), checker, Hub())
-    app = web.Application(middlewares=[security_headers, token_middleware(settings.token)])
+    app = web.Application(middlewares=[security_headers, host_middleware(settings.host, settings.allowed_hosts),
+                                       token_middleware(settings.token)])
     app[DASHBOARD] = dash
     app.router.add_get("/", index)
     app.router.add_get("/entry/{seq}", entry_page)
@@ -268,8 +269,7 @@ def build_app(settings: DashboardSettings) -> web.Application:
 
 def serve(settings: DashboardSettings) -> None:
     """Run until SIGINT/SIGTERM."""
-    if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.token:
-        log.warning("serving on %s without a token: anyone who reaches it can read the ledger's metadata",
-                    settings.host)
+    if not settings.token and not is_loopback(settings.host):  # resolve() refuses this already
+        raise ConfigError(f"refusing to serve on {settings.host} without a token")
     web.run_app(build_app(settings), host=settings.host, port=settings.port, shutdown_timeout=5,
                 print=lambda msg: log.warning("%s", msg), access_log=None)

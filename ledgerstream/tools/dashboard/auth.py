@@ -53,6 +53,35 @@ def token_middleware(token: str | None) -> Callable[[web.Request, Handler], Awai
     return check_token
 
 
+def host_middleware(bound_host: str, extra: tuple[str, ...]) -> Callable[[web.Request, Handler],
+                                                                        Awaitable[web.StreamResponse]]:
+    """Accept only requests whose ``Host`` names this server (loopback names, the bound host,
+    ``extra``) on the port it listens on: a rebound DNS name (DNS rebinding) gets 403."""
+    names = {"127.0.0.1", "localhost", "::1", bound_host.strip("[]").lower(), *(h.lower() for h in extra)}
+
+    @web.middleware
+    async def check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+        name, port = _split_host(request.headers.get("Host", ""))
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        local_port = sockname[1] if sockname else None
+        if name not in names or port != local_port:
+            raise web.HTTPForbidden(text="403 Forbidden: unexpected Host header (add it with --allowed-host)\n")
+        return await handler(request)
+
+    return check_host
+
+
+def _split_host(header: str) -> tuple[str, int | None]:
+    """``name:port`` or ``[v6]:port`` -> (lower-case name, port); no port -> None."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        name, _, rest = header[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        name, _, port = header.rpartition(":") if ":" in header else (header, "", "")
+    return name, int(port) if port.isdigit() else None
+
+
 def _unauthorized() -> web.HTTPUnauthorized:
     return web.HTTPUnauthorized(text="401 Unauthorized: this dashboard needs its token "
                                      "(open it once with ?token=..., or send Authorization: Bearer ...)\n",

@@ -1,7 +1,9 @@
 """Dashboard settings and how they are found (options, environment, the dev stack's home)."""
 from __future__ import annotations
 
+import ipaddress
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +27,47 @@ class DashboardSettings:
     public_keys: tuple[Path, ...] = ()
     #: PEM CA bundle of the TSAs, to verify RFC 3161 tokens
     tsa_ca: Path | None = None
+    #: extra ``Host`` header names accepted besides the loopback names and the bound host
+    allowed_hosts: tuple[str, ...] = ()
+
+
+def token_file(home: Path) -> Path:
+    """Where the dev stack's dashboard token lives (read by ``dev status``)."""
+    return home / "dashboard" / "token"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def load_or_create_token(path: Path) -> str:
+    """Read the token file, creating it (0600, in a 0700 folder) with a fresh random token if absent."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        token = path.read_text().strip()
+    else:
+        token = secrets.token_urlsafe(32)
+        with os.fdopen(fd, "w") as out:
+            out.write(token + "\n")
+    path.chmod(0o600)
+    return token
 
 
 def resolve(*, home: Path | None, host: str, port: int, token: str | None, bootstrap: str | None,
-            topic_prefix: str | None, public_keys: tuple[Path, ...], tsa_ca: Path | None) -> DashboardSettings:
-    """Fill the gaps: keys and TSA CA from the dev stack's home when not given."""
+            topic_prefix: str | None, public_keys: tuple[Path, ...], tsa_ca: Path | None,
+            token_path: Path | None = None, no_token: bool = False,
+            allowed_hosts: tuple[str, ...] = ()) -> DashboardSettings:
+    """Fill the gaps: keys and TSA CA from the dev stack's home, and a token from
+    ``token_path`` (default HOME/dashboard/token, generated on first start) unless one is given.
+    ``no_token`` is only allowed on a loopback address: anyone reaching the port could read the ledger."""
     home_dir = Path(home).expanduser().resolve() if home else config.home()
     topics = Topics.with_prefix(topic_prefix) if topic_prefix is not None else config.resolve_topics(home_dir)
     keys = public_keys or tuple(p for p in [home_dir / "keys" / "signer.pub.pem"] if p.exists())
@@ -38,9 +76,18 @@ def resolve(*, home: Path | None, host: str, port: int, token: str | None, boots
         if not path.is_file():
             raise ConfigError(f"{path} does not exist")
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+    if no_token:
+        if token is not None:
+            raise ConfigError("--no-token and a token (--token or $" + TOKEN_ENV + ") exclude each other")
+        if not is_loopback(host):
+            raise ConfigError(f"refusing to serve on {host} without a token: --no-token is only allowed "
+                              "on a loopback address (127.0.0.1, ::1, localhost)")
+    elif token is None:
+        token = load_or_create_token(token_path or token_file(home_dir))
     if token is not None and len(token) < 16:
         raise ConfigError("the dashboard token must be at least 16 characters")
     if not 0 <= port <= 65535:
         raise ConfigError(f"port {port} is out of range")
     return DashboardSettings(home=home_dir, bootstrap=config.resolve_bootstrap(bootstrap, home_dir), topics=topics,
-                             host=host, port=port, token=token, public_keys=keys, tsa_ca=ca)
+                             host=host, port=port, token=token, public_keys=keys, tsa_ca=ca,
+                             allowed_hosts=tuple(allowed_hosts))

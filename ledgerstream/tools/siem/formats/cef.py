@@ -4,10 +4,13 @@
 CEF specification: in the header ``\\`` and ``|`` are backslash-escaped (line breaks are not
 allowed there and become spaces); in extension values ``\\`` and ``=`` are backslash-escaped
 and line breaks are written as ``\\n`` / ``\\r``. Extension keys are the CEF dictionary's
-names, plus ``csN``/``cnN`` custom fields with their ``...Label`` keys.
+names, plus ``csN``/``cnN`` custom fields with their ``...Label`` keys. CEF has no escape for
+other control or invisible characters (NUL, ESC, U+202E, U+200B...): they are first written
+as visible ``\\xNN`` / ``\\uNNNN`` text (core/text.py), whose backslash is then escaped as above.
 """
 from __future__ import annotations
 
+from ledgerstream.core.text import escape_invisible
 from ledgerstream.tools.siem.events import AlertEvent, EntryEvent, millis, product_version
 from ledgerstream.tools.siem.formats.ecs import SEVERITY_SCORE
 from ledgerstream.tools.siem.formats.interface import SiemFormat
@@ -18,12 +21,12 @@ MAX_NAME = 512
 
 
 def escape_header(value: str) -> str:
-    value = value.replace("\\", "\\\\").replace("|", "\\|")
+    value = escape_invisible(value, keep="\r\n").replace("\\", "\\\\").replace("|", "\\|")
     return value.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
 
 
 def escape_extension(value: str) -> str:
-    value = value.replace("\\", "\\\\").replace("=", "\\=")
+    value = escape_invisible(value, keep="\r\n").replace("\\", "\\\\").replace("=", "\\=")
     return value.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\r")
 
 

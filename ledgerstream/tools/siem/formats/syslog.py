@@ -4,7 +4,9 @@
 audit), severity from the event, MSGID ``ENTRY`` or ``ALERT``, one SD-ELEMENT
 ``[ledgerstream@32473 ...]`` carrying the ledger fields. PARAM-VALUEs escape ``"``, ``\\``
 and ``]`` with a backslash (RFC 5424 section 6.3.3). Line breaks become spaces so that
-each message stays one line in files and in non-transparent framing.
+each message stays one line in files and in non-transparent framing. Other control and
+invisible characters (NUL, ESC, U+202E, U+200B...) are written as visible ``\\xNN`` /
+``\\uNNNN`` text (core/text.py) in PARAM-VALUEs (whose backslash is then escaped) and in MSG.
 
 32473 is the IANA enterprise number reserved for documentation (RFC 5612); set
 ``LEDGERSTREAM_SYSLOG_SD_ID`` (``name@<your PEN>``) to use your organisation's own.
@@ -16,6 +18,7 @@ import re
 import socket
 from functools import cache
 
+from ledgerstream.core.text import escape_invisible
 from ledgerstream.tools.siem.events import AlertEvent, EntryEvent, Event, iso
 from ledgerstream.tools.siem.formats.interface import SiemFormat
 
@@ -48,12 +51,12 @@ def sd_id() -> str:
 
 
 def escape_param(value: str) -> str:
-    value = value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
+    value = escape_invisible(value, keep="\r\n").replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
     return value.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
 
 
 def _oneline(text: str) -> str:
-    return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    return escape_invisible(text, keep="\r\n").replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
 
 
 def message(severity: int, timestamp_us: int, msgid: str, params: list[tuple[str, object]], msg: str) -> str:
