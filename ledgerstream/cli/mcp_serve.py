@@ -1,25 +1,15 @@
 """``ledgerstream mcp serve``: run the ledger's MCP server (stdio or streamable HTTP)."""
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 import click
 
 from ledgerstream.cli.common import EXIT_USAGE, bootstrap_option, fail, home_option, info, resolve_home
 from ledgerstream.cli.verify import trust_options
+from ledgerstream.core.config import is_loopback
 
 DEFAULT_PORT = 8765
-
-
-def is_loopback(host: str) -> bool:
-    """``localhost`` or a loopback address; any other name or address reaches beyond this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

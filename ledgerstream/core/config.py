@@ -6,6 +6,8 @@ Resolution order for the Kafka bootstrap: an explicit ``--bootstrap`` option, th
 """
 from __future__ import annotations
 
+import ipaddress
+
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -100,3 +102,13 @@ def resolve_topics(home_dir: Path | None = None) -> Topics:
     if stack and "topics" in stack:
         return Topics(**{k: stack["topics"][k] for k in Topics.__dataclass_fields__})
     return Topics.with_prefix()
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address; any other name or address reaches beyond this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

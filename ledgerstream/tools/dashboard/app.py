@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ledgerstream.core.config import is_loopback
 from ledgerstream.core.errors import ConfigError, LedgerstreamError
 from ledgerstream.core.topic_reader import read_partition
 from ledgerstream.tools.dashboard import pages, status_files
@@ -25,7 +26,7 @@ from ledgerstream.tools.dashboard.checks import EntryChecker, EntryReport
 from ledgerstream.tools.dashboard.follower import Follower
 from ledgerstream.tools.dashboard.hub import Hub
 from ledgerstream.tools.dashboard.ledger import LedgerView
-from ledgerstream.tools.dashboard.settings import DashboardSettings, is_loopback
+from ledgerstream.tools.dashboard.settings import DashboardSettings
 
 log = logging.getLogger("ledgerstream.dashboard")
 PUSH_INTERVAL = 1.0

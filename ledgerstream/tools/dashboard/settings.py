@@ -1,14 +1,13 @@
 """Dashboard settings and how they are found (options, environment, the dev stack's home)."""
 from __future__ import annotations
 
-import ipaddress
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from ledgerstream.core import config
-from ledgerstream.core.config import Topics
+from ledgerstream.core.config import Topics, is_loopback
 from ledgerstream.core.errors import ConfigError
 
 TOKEN_ENV = "LEDGERSTREAM_DASHBOARD_TOKEN"
@@ -34,15 +33,6 @@ class DashboardSettings:
 def token_file(home: Path) -> Path:
     """Where the dev stack's dashboard token lives (read by ``dev status``)."""
     return home / "dashboard" / "token"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def load_or_create_token(path: Path) -> str:
