@@ -9,6 +9,7 @@ import zipfile
 
 import pytest
 import rfc8785
+import fuzz_profile  # noqa: F401  (the Hypothesis profile: bounded in CI, LEDGERSTREAM_FUZZ_EXAMPLES)
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -3,6 +3,7 @@ whose canonical rendering is exactly the input (docs/spec.md section 6)."""
 from __future__ import annotations
 
 import pytest
+import fuzz_profile  # noqa: F401  (the Hypothesis profile: bounded in CI, LEDGERSTREAM_FUZZ_EXAMPLES)
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -6,6 +6,7 @@ import random
 from typing import Any
 
 import pytest
+import fuzz_profile  # noqa: F401  (the Hypothesis profile: bounded in CI, LEDGERSTREAM_FUZZ_EXAMPLES)
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import fuzz_profile  # noqa: F401  (the Hypothesis profile: bounded in CI, LEDGERSTREAM_FUZZ_EXAMPLES)
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -1,4 +1,5 @@
-"""Hypothesis settings for the fuzz targets: a short bounded run by default (CI), longer with
+"""Hypothesis settings for the fuzz targets, imported by each of them (not a conftest.py: a second
+conftest module would shadow tests/conftest.py for "from conftest import ..."): a short bounded run by default (CI), longer with
 LEDGERSTREAM_FUZZ_EXAMPLES=N (docs/fuzzing.md)."""
 from __future__ import annotations
 
