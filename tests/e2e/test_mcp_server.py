@@ -62,13 +62,22 @@ def settle(stack: dict, timeout: float = 90.0) -> None:
 
 
 @pytest.fixture(scope="module")
-def ledger(dev_stack: dict) -> dict:
+def mcp_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A dev stack of this module's own: other e2e tests record approvals by approvers this
+    stack's verify does not know on the shared one, and `verify` must be ok here."""
+    from conftest import _run_dev_stack
+
+    yield from _run_dev_stack(tmp_path_factory.mktemp("mcphome"))
+
+
+@pytest.fixture(scope="module")
+def ledger(mcp_stack: dict) -> dict:
     """The demo workload (2 agents, 40 events, cross-agent links), settled, with the CLI's view."""
-    env = dev_stack["env"]
+    env = mcp_stack["env"]
     subprocess.run(CLI + ["demo", "--agents", "2", "--events", "40"], env=env, check=True, capture_output=True,
                    timeout=300)
-    settle(dev_stack)
-    return {"env": env, "stack": dev_stack, "checkpoint": cli(env, "checkpoints", "list", "--json")[-1],
+    settle(mcp_stack)
+    return {"env": env, "stack": mcp_stack, "checkpoint": cli(env, "checkpoints", "list", "--json")[-1],
             "agents": cli(env, "agents", "--json")}
 
 
