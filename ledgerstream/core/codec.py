@@ -43,20 +43,10 @@ def _fingerprint(parsed: Any) -> bytes:
 def _order_sources(sources: Iterable[tuple[str, str]]) -> list[Any]:
     """Raw schemas in dependency order (a file may use types another file defines)."""
     pending = [json.loads(text) for _, text in sources]
-    named: dict[str, Any] = {}
-    ordered: list[Any] = []
-    while pending:
-        progressed = False
-        for raw in list(pending):
-            try:
-                parse_schema(raw, named_schemas=named)
-            except fastavro.schema.UnknownType:
-                continue
-            ordered.append(raw)
-            pending.remove(raw)
-            progressed = True
-        if not progressed:
-            raise DecodeError("schema_error", f"unresolvable schema references in {[r.get('name') for r in pending]}")
+    ordered = _resolvable(pending)
+    if len(ordered) != len(pending):
+        left = [r.get("name") for r in pending if not any(r is o for o in ordered)]
+        raise DecodeError("schema_error", f"unresolvable schema references in {left}")
     return ordered
 
 
