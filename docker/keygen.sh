@@ -1,10 +1,18 @@
 #!/bin/sh
-# One-shot init container: create the signer's ML-DSA-65 key pair once (an existing key is
-# never replaced) and publish only its public half to the trust volume for the verifiers
-# and the dashboard. The private key stays in the signer-keys volume.
+# One-shot init container: create the signer's ML-DSA-65 key pair and each verifier's alert
+# key pair once (an existing key is never replaced) and publish only the public halves to
+# the trust volume for the verifiers, the dashboard and readers of alerts. Each private key
+# stays in its own volume, mounted only by the service that signs with it.
 set -eu
 if [ ! -f /keys/signer.pem ]; then
   ledgerstream keys generate --out /keys/signer.pem
 fi
 cp /keys/signer.pem.pub /trust/signer.pub.pem
 echo "signer public key published to /trust/signer.pub.pem"
+for id in v1 v2; do
+  if [ ! -f "/verifier-keys/$id/verifier-$id.pem" ]; then
+    ledgerstream keys generate --out "/verifier-keys/$id/verifier-$id.pem"
+  fi
+  cp "/verifier-keys/$id/verifier-$id.pem.pub" "/trust/verifier-$id.pub.pem"
+  echo "verifier $id alert public key published to /trust/verifier-$id.pub.pem"
+done

@@ -25,6 +25,7 @@ from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.producers.delivery import kafka_log
 from ledgerstream.producers.topic_reader import read_all
 from ledgerstream.producers.uuid7 import uuid7
+from ledgerstream.core.kafka_security import kafka_config
 
 log = logging.getLogger("ledgerstream.producer.approvals")
 
@@ -79,8 +80,8 @@ class ApprovalClient:
         from confluent_kafka import Consumer, Producer, TopicPartition
 
         request_id = req["request_id"]
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"ledgerstream-approval-{request_id}",
-                             "enable.auto.commit": False, "logger": kafka_log})
+        consumer = Consumer(kafka_config(self.bootstrap, "producer", {
+            "group.id": f"ledgerstream-approval-{request_id}", "enable.auto.commit": False, "logger": kafka_log}))
         try:
             remaining = max(0.1, deadline - time.monotonic())
             meta = consumer.list_topics(self.topic, timeout=min(5.0, remaining))
@@ -90,8 +91,8 @@ class ApprovalClient:
             starts = [TopicPartition(self.topic, p, _end_offset(consumer, self.topic, p, deadline))
                       for p in sorted(info.partitions)]
             consumer.assign(starts)  # responses can only follow the request: read from here on
-            producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "acks": "all",
-                                 "logger": kafka_log})
+            producer = Producer(kafka_config(self.bootstrap, "producer", {
+                "enable.idempotence": True, "acks": "all", "logger": kafka_log}))
             producer.produce(self.topic, codec.encode("ApprovalRequest", req), request_id.encode())
             if producer.flush(min(5.0, remaining)) > 0:
                 raise ConfigError("could not publish the approval request within 5s")
@@ -157,7 +158,7 @@ def read_requests(bootstrap: str, topic: str, timeout: float = 30.0) -> dict[str
     """Every request on the approvals topic with the responses it got (``responses`` list)."""
     found: dict[str, dict[str, Any]] = {}
     responses: list[dict[str, Any]] = []
-    for msg in read_all(bootstrap, topic, timeout=timeout):
+    for msg in read_all(bootstrap, topic, timeout=timeout, role="producer"):
         try:
             name, rec = codec.decode(msg.value(), expect=("ApprovalRequest", "ApprovalResponse"))
         except DecodeError as exc:
@@ -219,8 +220,8 @@ def respond(bootstrap: str, topic: str, request_id: str, key: PrivateKey, approv
             "decision": decision, "approved_at": approved_at, "signature": key.sign(message), "comment": comment}
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                         "logger": kafka_log})
+    producer = Producer(kafka_config(bootstrap, "producer", {"enable.idempotence": True, "acks": "all",
+                                                             "logger": kafka_log}))
     producer.produce(topic, codec.encode("ApprovalResponse", resp), request_id.encode())
     if producer.flush(timeout) > 0:
         raise LedgerstreamError(f"could not publish the response to {bootstrap} within {timeout:.0f}s")

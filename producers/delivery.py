@@ -18,6 +18,7 @@ from typing import Any
 
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.producers.spool import FRAME, Position, Spool, SpoolCorrupt
+from ledgerstream.core.kafka_security import kafka_config
 
 log = logging.getLogger("ledgerstream.producer")
 kafka_log = logging.getLogger("ledgerstream.producer.kafka")
@@ -51,8 +52,8 @@ class Delivery:
         self.topic = topic
         self.online = True  # until librdkafka reports the brokers down
         self.fatal: str | None = None
-        conf = {**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap, "error_cb": self._on_error,
-                "logger": kafka_log, **(overrides or {})}
+        conf = kafka_config(bootstrap, "producer", {**PRODUCER_DEFAULTS, "error_cb": self._on_error,
+                                                    "logger": kafka_log, **(overrides or {})})
         try:
             self._producer = Producer(conf)
         except KafkaException as exc:

@@ -12,19 +12,20 @@ from typing import Any, Iterator
 
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.producers.delivery import kafka_log
+from ledgerstream.core.kafka_security import kafka_config
 
 
 def read_all(bootstrap: str, topic: str, *, timeout: float = 30.0,
-             isolation: str = "read_committed") -> Iterator[Any]:
+             isolation: str = "read_committed", role: str = "reader") -> Iterator[Any]:
     """Every message of ``topic`` up to its end at the time of the call, partition by partition
     interleaved as Kafka delivers them. ConfigError if the broker or topic cannot be reached."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"ledgerstream-read-{uuid.uuid4().hex}",
+    consumer = Consumer(kafka_config(bootstrap, role, {
+        "group.id": f"ledgerstream-read-{uuid.uuid4().hex}",
         "enable.auto.commit": False, "enable.partition.eof": True, "isolation.level": isolation,
         "auto.offset.reset": "earliest", "logger": kafka_log,
-    })
+    }))
     try:
         deadline = time.monotonic() + timeout
         try:

@@ -9,6 +9,7 @@ is only a gate: safety comes from the fixed ``transactional.id``, whose
 most one instance can ever commit.
 """
 from __future__ import annotations
+from ledgerstream.core.kafka_security import kafka_config
 
 import threading
 
@@ -20,8 +21,7 @@ class LeaderLease:
         self._topic = topic
         self._held = threading.Event()
         self._lost = threading.Event()
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
+        self._consumer = Consumer(kafka_config(bootstrap, "signer", {
             "group.id": group,
             "enable.auto.commit": False,
             "session.timeout.ms": session_timeout_ms,
@@ -31,7 +31,7 @@ class LeaderLease:
             # 0 from a live leader. With an eager assignor every rebalance revokes it first,
             # so the leader saw "lease lost" and exited whenever a standby started.
             "partition.assignment.strategy": "cooperative-sticky",
-        })
+        }))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if any(p.partition == 0 for p in partitions):

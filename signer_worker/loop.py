@@ -33,6 +33,7 @@ from ledgerstream.signer_worker.sequencer import Outcome, Sequencer, Source, now
 from ledgerstream.signer_worker.settings import SignerSettings
 from ledgerstream.signer_worker.signing import SigningThread
 from ledgerstream.signer_worker.state import LedgerState
+from ledgerstream.core.kafka_security import kafka_config
 
 log = logging.getLogger("ledgerstream.signer")
 
@@ -96,8 +97,7 @@ class SignerWorker:
 
     # --- set-up ------------------------------------------------------------------------------
     def _producer(self) -> Producer:
-        conf = {
-            "bootstrap.servers": self.s.bootstrap,
+        conf = kafka_config(self.s.bootstrap, "signer", {
             "transactional.id": self.s.txn_id,
             "enable.idempotence": True,
             "acks": "all",
@@ -109,28 +109,27 @@ class SignerWorker:
             "queue.buffering.max.messages": 1_000_000,
             "queue.buffering.max.kbytes": 2_000_000,
             "transaction.timeout.ms": 60000,
-        }
+        })
         conf.update(self.s.extra_producer)
         return Producer(conf)
 
     def _consumer(self) -> Consumer:
-        return Consumer({
-            "bootstrap.servers": self.s.bootstrap,
+        return Consumer(kafka_config(self.s.bootstrap, "signer", {
             "group.id": self.s.group,
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
             "auto.offset.reset": "earliest",
             "fetch.max.bytes": 64 * 1024 * 1024,
             "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        })
+        }))
 
     def recover(self) -> None:
         """Rebuild seq, chain heads, Merkle tree, dedup index and anchor backlog."""
         t0 = time.monotonic()
         self.state = LedgerState(self.s.dedup_horizon)
-        self.state.recover_entries(self._beating(read_partition(self.s.bootstrap, self.s.topics.entries),
+        self.state.recover_entries(self._beating(read_partition(self.s.bootstrap, self.s.topics.entries, role="signer"),
                                                  "recovering from entries"), self.pub)
-        self.state.recover_checkpoints(self._beating(read_partition(self.s.bootstrap, self.s.topics.checkpoints),
+        self.state.recover_checkpoints(self._beating(read_partition(self.s.bootstrap, self.s.topics.checkpoints, role="signer"),
                                                      "recovering from checkpoints"), self.pub)
         self.seq = Sequencer(self.state, self.key, signing_mode=self.s.signing_mode,
                              max_record_bytes=self.s.max_record_bytes, defer_signing=self.sign_ahead)

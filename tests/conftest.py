@@ -5,6 +5,7 @@ ports, and always torn down. Tests isolate themselves with a unique topic prefix
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -168,6 +169,41 @@ def _run_dev_stack(home: Path) -> Iterator[dict]:
         yield state
     finally:
         subprocess.run(cli + ["dev", "down"], env=env, capture_output=True, timeout=120)
+
+
+def stack_kafka_config(state: dict, role: str = "admin", **settings: object) -> dict:
+    """A client configuration for a dev stack's broker as ``role`` (its SASL credentials).
+    Tests that write rogue records use the admin principal: an insider, the strongest attacker
+    that the broker's ACLs leave (anonymous and producer writes are refused, test_kafka_acls)."""
+    from ledgerstream.core.kafka_security import kafka_config
+
+    return kafka_config(state["kafka"]["bootstrap"], role, settings, home_dir=Path(state["home"]))
+
+
+@contextlib.contextmanager
+def stack_home(state: dict) -> Iterator[None]:
+    """``$LEDGERSTREAM_HOME`` pointed at a dev stack while a module- or session-scoped fixture
+    calls the library in-process (function-scoped tests get it from ``_stack_home``)."""
+    previous = os.environ.get("LEDGERSTREAM_HOME")
+    os.environ["LEDGERSTREAM_HOME"] = state["home"]
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("LEDGERSTREAM_HOME", None)
+        else:
+            os.environ["LEDGERSTREAM_HOME"] = previous
+
+
+@pytest.fixture(autouse=True)
+def _stack_home(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process library calls of a test that uses a dev stack find that stack's credentials
+    (they look them up under $LEDGERSTREAM_HOME, as the CLI does)."""
+    for name in request.fixturenames:
+        if name.endswith("_stack") and name != "_stack_home":
+            state = request.getfixturevalue(name)
+            if isinstance(state, dict) and state.get("home"):
+                monkeypatch.setenv("LEDGERSTREAM_HOME", state["home"])
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """``python -m ledgerstream.verifier_worker --home H --id v1``: run one verifier (foreground).
 
 Exit status: 0 stopped, 2 configuration or environment error (bad options, no trusted key,
-state folder locked by another process, Kafka unreachable at start).
+no alert signing key, state folder locked by another process, Kafka unreachable at start).
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ledgerstream.core import config, interpreter
+from ledgerstream.core.alert_signature import load_alert_key, verifier_key_path
 from ledgerstream.core.errors import LedgerstreamError
 from ledgerstream.core.verify import SWITCH_INTERVAL
 from ledgerstream.verifier_worker.settings import VerifierSettings
@@ -28,6 +29,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--topic-prefix", default=None, help="topic prefix [the dev stack's]")
     p.add_argument("--reverify", action="store_true", help="forget the saved state and verify from the start")
     p.add_argument("--trusted-key", type=Path, action="append", default=[], help="extra trusted signer key PEM")
+    p.add_argument("--alert-key", type=Path, default=None,
+                   help="this verifier's own ML-DSA-65 private key PEM, that signs every alert it publishes "
+                        "[HOME/keys/verifier-<id>.pem; without it the verifier does not start]")
     p.add_argument("--tsa-ca", type=Path, default=None, help="TSA CA PEM [HOME/tsa/ca.pem]")
     p.add_argument("--policy", type=Path, default=None, help="policy file with approvers [HOME/policy.yaml]")
     p.add_argument("--metrics-port", type=int, default=0, help="Prometheus port [any free port]")
@@ -59,7 +63,8 @@ def settings_from_args(a: argparse.Namespace) -> VerifierSettings:
         reverify=a.reverify, batch_size=a.batch_size, threads=a.threads, metrics_port=a.metrics_port,
         status_seconds=a.status_seconds, stall_seconds=a.stall_seconds,
         checkpoint_overdue_seconds=a.checkpoint_overdue_seconds, checkpoint_wait_seconds=a.checkpoint_wait_seconds,
-        signer_group=a.signer_group, watchdog_seconds=a.watchdog_seconds)
+        signer_group=a.signer_group, watchdog_seconds=a.watchdog_seconds,
+        alert_key_path=a.alert_key or verifier_key_path(home, a.id))
 
 
 def run(argv: list[str]) -> int:
@@ -71,6 +76,9 @@ def run(argv: list[str]) -> int:
     from ledgerstream.verifier_worker.store import StateStore
 
     settings = settings_from_args(parse_args(argv))
+    alert_key = load_alert_key(settings.alert_key_path, settings.id)  # no key, no start: never unsigned alerts
+    log.info("verifier %s signs its alerts with key %s (%s)", settings.id, alert_key.public_key().key_id,
+             settings.alert_key_path)
     interpreter.tune(SWITCH_INTERVAL)  # the signature thread (app.py) gets the GIL back quickly
     lock = StateStore(settings.state_dir)
     lock.lock()  # held until this process ends (the reference keeps the file open)
@@ -79,7 +87,8 @@ def run(argv: list[str]) -> int:
         info = checker.start(argv)
         log.info("verifier %s: resuming at seq %d (offsets %s), metrics at %s, batches through %s", settings.id,
                  info["position"], info["next_offset"], info["metrics_url"], info["batch_ring"])
-        faust.Worker(build_app(settings, checker, info["next_offset"]), loglevel="INFO").execute_from_commandline()
+        app = build_app(settings, checker, info["next_offset"], alert_key)
+        faust.Worker(app, loglevel="INFO").execute_from_commandline()
     except SystemExit as exc:
         return int(exc.code or 0)
     finally:

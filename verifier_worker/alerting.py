@@ -1,4 +1,5 @@
-"""Findings as Avro ``Alert`` records for the ``alerts`` topic."""
+"""Findings as Avro ``Alert`` records for the ``alerts`` topic, each signed with the
+verifier's own ML-DSA-65 key (core/alert_signature.py, docs/spec.md section 10)."""
 from __future__ import annotations
 
 import hashlib
@@ -6,6 +7,8 @@ import json
 from typing import Any
 
 from ledgerstream.core import codec
+from ledgerstream.core.alert_signature import sign_alert
+from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.core.verify import Finding
 
 
@@ -23,6 +26,7 @@ def alert_record(finding: Finding, verifier_id: str, now_us: int) -> dict[str, A
             "verifier_id": verifier_id, "time": now_us}
 
 
-def encode_alert(finding: Finding, verifier_id: str, now_us: int) -> tuple[bytes, bytes]:
-    """(key, value) for the alerts topic; keyed by kind so one kind stays in order."""
-    return finding.kind.value.encode(), codec.encode("Alert", alert_record(finding, verifier_id, now_us))
+def encode_alert(finding: Finding, verifier_id: str, now_us: int, key: PrivateKey) -> tuple[bytes, bytes]:
+    """(key, value) for the alerts topic, signed with ``key``; keyed by kind so one kind stays in order."""
+    record = sign_alert(alert_record(finding, verifier_id, now_us), key)
+    return finding.kind.value.encode(), codec.encode("Alert", record)

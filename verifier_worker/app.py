@@ -30,7 +30,9 @@ from typing import Sequence
 import faust
 from faust.app.base import BootStrategy
 
+from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.core.verify import ENTRIES, Finding, check_raw_signatures
+from ledgerstream.core.kafka_security import security_settings
 from ledgerstream.core.watchdog import Watchdog
 from ledgerstream.verifier_worker.alerting import encode_alert
 from ledgerstream.verifier_worker.checker_process import CheckerProcess
@@ -54,10 +56,28 @@ class _VerifierApp(faust.App):
     BootStrategy = _Boot
 
 
-def build_app(settings: VerifierSettings, checker: CheckerProcess, next_offset: dict[str, int]) -> faust.App:
-    """``next_offset``: where the checker's saved state resumes, per role."""
+def faust_credentials(props: dict[str, str]) -> "faust.SASLCredentials | None":
+    """The verifier's librdkafka credentials for faust's aiokafka producer (SASL without TLS:
+    a SASL_SSL deployment also needs ``ssl.ca.location``, which aiokafka takes as a context)."""
+    if not props.get("sasl.username"):
+        return None
+    context = None
+    if props.get("security.protocol", "").upper() == "SASL_SSL":
+        import ssl
+
+        context = ssl.create_default_context(cafile=props.get("ssl.ca.location"))
+    mechanism = props.get("sasl.mechanism") or props.get("sasl.mechanisms") or "PLAIN"
+    return faust.SASLCredentials(username=props["sasl.username"], password=props.get("sasl.password"),
+                                      ssl_context=context, mechanism=mechanism.upper())
+
+
+def build_app(settings: VerifierSettings, checker: CheckerProcess, next_offset: dict[str, int],
+              alert_key: PrivateKey) -> faust.App:
+    """``next_offset``: where the checker's saved state resumes, per role; ``alert_key``: the
+    verifier's own key, that signs every alert it publishes."""
     app = _VerifierApp(
         f"{settings.group}.worker", broker=f"kafka://{settings.bootstrap}", store="memory://", web_enabled=False,
+        broker_credentials=faust_credentials(security_settings(settings.bootstrap, "verifier")),
         topic_disable_leader=True, datadir=str(settings.state_dir / "faust"),
         producer_acks=-1, producer_max_request_size=MAX_RECORD_BYTES,
     )
@@ -81,7 +101,7 @@ def build_app(settings: VerifierSettings, checker: CheckerProcess, next_offset: 
     async def publish(findings: Sequence[Finding]) -> None:
         now_us = time.time_ns() // 1000
         pending = [await sink.send(key=key, value=value)
-                   for key, value in (encode_alert(f, settings.id, now_us) for f in findings)]
+                   for key, value in (encode_alert(f, settings.id, now_us, alert_key) for f in findings)]
         await asyncio.gather(*pending)  # delivered (acks=all) before the state moves past them
         await checker.published(findings)
 

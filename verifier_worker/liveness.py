@@ -16,6 +16,7 @@ from ledgerstream.core import codec
 from ledgerstream.core.config import Topics
 from ledgerstream.core.errors import DecodeError
 from ledgerstream.tools.ledger_reader import last_records
+from ledgerstream.core.kafka_security import kafka_config
 
 TAIL = 16  # records read back from the end to find the newest entry
 
@@ -34,8 +35,8 @@ class PipelineObserver:
         self.bootstrap = bootstrap
         self.topics = topics
         self.timeout = timeout
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": signer_group,
-                                   "enable.auto.commit": False, "isolation.level": "read_committed"})
+        self._consumer = Consumer(kafka_config(bootstrap, "verifier", {
+            "group.id": signer_group, "enable.auto.commit": False, "isolation.level": "read_committed"}))
         self._newest: tuple[int, int | None] = (-1, None)  # (entries_end, newest seq) cache
 
     def observe(self) -> Observation:
@@ -54,7 +55,8 @@ class PipelineObserver:
         """seq of the newest decodable entry among the last few (rogue bytes may follow it)."""
         if self._newest[0] != entries_end:
             seq = None
-            for _, raw in reversed(last_records(self.bootstrap, self.topics.entries, TAIL, timeout=self.timeout)):
+            for _, raw in reversed(last_records(self.bootstrap, self.topics.entries, TAIL, timeout=self.timeout,
+                                                         role="verifier")):
                 try:
                     seq = int(codec.decode(raw, expect="LedgerEntry")[1]["seq"])
                     break

@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ledgerstream.core.verify import CHECKPOINTS, ENTRIES
 from ledgerstream.verifier_worker.settings import VerifierSettings
+from ledgerstream.core.kafka_security import kafka_config
 
 log = logging.getLogger("ledgerstream.verifier")
 
@@ -29,13 +30,13 @@ class LedgerReader:
 
     def __init__(self, settings: VerifierSettings, next_offset: dict[str, int]) -> None:
         self._roles = {settings.topics.entries: ENTRIES, settings.topics.checkpoints: CHECKPOINTS}
-        self._consumer = Consumer({
-            "bootstrap.servers": settings.bootstrap, "group.id": settings.group,
+        self._consumer = Consumer(kafka_config(settings.bootstrap, "verifier", {
+            "group.id": settings.group,
             "enable.auto.commit": False, "enable.auto.offset.store": False,
             "isolation.level": "read_committed", "enable.partition.eof": False,
             "max.partition.fetch.bytes": 2 * MAX_RECORD_BYTES, "fetch.max.bytes": 64 * 1024 * 1024,
             "fetch.wait.max.ms": 100,
-        })
+        }))
         self._consumer.assign([TopicPartition(topic, 0, next_offset[role]) for topic, role in self._roles.items()])
 
     def poll(self, max_records: int, timeout: float) -> list[Record]:

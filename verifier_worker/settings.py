@@ -34,6 +34,8 @@ class VerifierSettings:
     #: a caught-up verifier waits this long before reporting checkpoints beyond the ledger
     checkpoint_wait_seconds: float = 30.0
     signer_group: str = ""
+    #: the verifier's own ML-DSA-65 private key, that signs its alerts (core/alert_signature.py)
+    alert_key_path: Path | None = None
 
     def __post_init__(self) -> None:
         if not ID_RE.match(self.id):

@@ -8,13 +8,13 @@ process with the same id away.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from ledgerstream.core.errors import ConfigError
+from ledgerstream.core.process_lock import ProcessLock
 from ledgerstream.core.verify import Checker, CheckerConfig
 
 
@@ -48,27 +48,14 @@ class StateStore:
         self.folder = folder
         self.journal_path = folder / "journal.jsonl"
         self.state_path = folder / "state.json"
-        self._lock_fh: Any = None
+        self._lock = ProcessLock(folder / "lock", "verifier process")
 
     def lock(self) -> None:
         """Hold ``lock`` for the life of the process; ConfigError if another holds it."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fh = open(self.folder / "lock", "a+")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            raise ConfigError(f"another verifier process holds {self.folder / 'lock'}") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._lock_fh = fh
+        self._lock.acquire()
 
     def unlock(self) -> None:
-        if self._lock_fh is not None:
-            self._lock_fh.close()
-            self._lock_fh = None
+        self._lock.release()
 
     def reset(self) -> None:
         """Forget everything verified (``--reverify``)."""

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from ledgerstream.cli.common import bootstrap_option, home_option, info
+from ledgerstream.cli.alerts import resolve_trusted_verifiers, trusted_verifier_key_option
+from ledgerstream.cli.common import bootstrap_option, home_option, info, resolve_home
 from ledgerstream.tools.dashboard.settings import DEFAULT_PORT, TOKEN_ENV
 
 
@@ -27,10 +28,14 @@ from ledgerstream.tools.dashboard.settings import DEFAULT_PORT, TOKEN_ENV
               help="Signer public key PEM (repeatable) [HOME/keys/signer.pub.pem].")
 @click.option("--tsa-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="TSA CA bundle PEM for RFC 3161 tokens [HOME/tsa/ca.pem, dev only].")
+@click.option("--tiles-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The index's C2SP tiles, served under /tlog/ [HOME/tiles].")
+@trusted_verifier_key_option
 @bootstrap_option
 def dashboard(home: Path | None, host: str, port: int, token: str | None, token_file: Path | None, no_token: bool,
               allowed_hosts: tuple[str, ...], topic_prefix: str | None, public_keys: tuple[Path, ...],
-              tsa_ca: Path | None, bootstrap: str | None) -> None:
+              tsa_ca: Path | None, tiles_dir: Path | None, trusted_verifier_keys: tuple[str, ...],
+              bootstrap: str | None) -> None:
     """Serve the verifier dashboard: ledger head, checkpoints, verifiers, live alerts,
     agents, the cross-agent call graph and per-entry verification (docs/dashboard.md).
 
@@ -40,9 +45,11 @@ def dashboard(home: Path | None, host: str, port: int, token: str | None, token_
     from ledgerstream.tools.dashboard import settings
     from ledgerstream.tools.dashboard.app import serve
 
+    resolve_trusted_verifiers(resolve_home(home), trusted_verifier_keys)  # a bad key is a usage error; warns on none
     s = settings.resolve(home=home, host=host, port=port, token=token, bootstrap=bootstrap,
                          topic_prefix=topic_prefix, public_keys=public_keys, tsa_ca=tsa_ca,
-                         token_path=token_file, no_token=no_token, allowed_hosts=allowed_hosts)
+                         token_path=token_file, no_token=no_token, allowed_hosts=allowed_hosts,
+                         verifier_keys=trusted_verifier_keys, tiles_dir=tiles_dir)
     if s.token is None:
         info("serving WITHOUT a token (--no-token): every local user and process can read the dashboard")
     shown_host = f"[{host}]" if ":" in host else host

@@ -15,7 +15,7 @@ from ledgerstream.stack import devstack
 @click.group()
 def dev() -> None:
     """Run the embedded dev stack: real Kafka (KRaft), the DEV-ONLY TSA, the signer,
-    the verifiers and the dashboard, all on 127.0.0.1, data under $LEDGERSTREAM_HOME."""
+    the verifiers, the index and the dashboard, all on 127.0.0.1, data under $LEDGERSTREAM_HOME."""
 
 
 @dev.command()
@@ -91,6 +91,9 @@ def _show(state: dict, as_json: bool) -> None:
                   f"restarts {state['signer'].get('restarts', 0)}")
     for v in state.get("verifiers", []):
         table.add_row(f"verifier {v['id']}", str(v.get("pid")), health(v), f"position {v.get('position')}")
+    index = state.get("index") or {}
+    if index.get("tiles_dir"):
+        table.add_row("index", str(index.get("pid")), health(index), f"tiles {index['tiles_dir']}")
     dash = state.get("dashboard") or {}
     if dash.get("url"):
         table.add_row("dashboard", str(dash.get("pid")), health(dash), str(dash.get("url")))
@@ -100,5 +103,11 @@ def _show(state: dict, as_json: bool) -> None:
         # the owner's terminal only: --json gives the 0600 file, never the token itself
         console.print(f"dashboard: open {dash['url']}?token={token_file.read_text().strip()} once "
                       f"(token in {token_file}; API clients send Authorization: Bearer <token>)", soft_wrap=True)
+    sec = state["kafka"].get("security") or {}
+    if sec.get("mechanism"):
+        folder = Path(next(iter(sec["client_configs"].values()))).parent if sec.get("client_configs") else None
+        console.print(f"kafka: {sec['protocol']} {sec['mechanism']}; client credentials per role "
+                      f"({', '.join(sec.get('client_configs') or {})}) in {folder} "
+                      f"(use one with LEDGERSTREAM_KAFKA_CONFIG=<file>)", soft_wrap=True)
     console.print("topics: " + ", ".join(f"{k}={v}" for k, v in state["topics"].items()))
     console.print("running" if state.get("running") else "[yellow]not running[/yellow]")

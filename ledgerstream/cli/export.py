@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ledgerstream.cli.alerts import resolve_trusted_verifiers, trusted_verifier_key_option
 from ledgerstream.cli.common import bootstrap_option, home_option, info, resolve_home
 from ledgerstream.core import config
 
@@ -43,17 +44,20 @@ def _header(value: str) -> tuple[str, str]:
 @click.option("--give-up-after", default=None, type=click.FloatRange(0), metavar="SECONDS",
               help="Stop (exit 2) when the sink stays down this long [retry forever].")
 @click.option("--topic-prefix", default=None, help="Topic name prefix [the dev stack's, or $LEDGERSTREAM_TOPIC_PREFIX].")
+@trusted_verifier_key_option
 @home_option
 @bootstrap_option
 def siem(fmt_name: str, output: str, follow: bool, only: str | None, group: str | None, from_beginning: bool,
          headers: tuple[str, ...], buffer_size: int, batch_size: int, give_up_after: float | None,
-         topic_prefix: str | None, home: Path | None, bootstrap: str | None) -> None:
+         topic_prefix: str | None, trusted_verifier_keys: tuple[str, ...], home: Path | None,
+         bootstrap: str | None) -> None:
     """Stream ledger entries and verifier alerts to a SIEM, at least once.
 
     Offsets are committed only after the sink acknowledged the records (flush+fsync for
     files, TCP ACK for syslog, 2xx for HTTPS), so a restart resumes where the last
     acknowledged record was; a dead sink is retried with backoff and loses nothing.
-    Without --follow, exports what exists now and exits.
+    Without --follow, exports what exists now and exits. Every alert is marked with its
+    authenticity (verified | unsigned | forged) under the trusted verifier keys (docs/spec.md section 10).
     """
     from ledgerstream.tools.siem.exporter import ExportSettings, Exporter, default_group
     from ledgerstream.tools.siem.formats import get_format
@@ -61,6 +65,7 @@ def siem(fmt_name: str, output: str, follow: bool, only: str | None, group: str 
 
     home_dir = resolve_home(home)
     topics = config.Topics.with_prefix(topic_prefix) if topic_prefix is not None else config.resolve_topics(home_dir)
+    trusted = resolve_trusted_verifiers(home_dir, trusted_verifier_keys) if only != "entries" else {}
     fmt = get_format(fmt_name)
     if headers and not output.startswith(("https://", "http://")):
         raise click.BadParameter("--header only applies to https:// outputs", param_hint="--header")
@@ -74,7 +79,7 @@ def siem(fmt_name: str, output: str, follow: bool, only: str | None, group: str 
         bootstrap=config.resolve_bootstrap(bootstrap, home_dir), topics=topics,
         group=group or default_group(topics, fmt_name), streams=(only,) if only else ("entries", "alerts"),
         follow=follow, from_beginning=from_beginning, batch_size=batch_size, buffer_size=buffer_size,
-        give_up_after=give_up_after)
+        give_up_after=give_up_after, trusted_verifiers=trusted)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -83,6 +88,7 @@ def siem(fmt_name: str, output: str, follow: bool, only: str | None, group: str 
     stats = Exporter(settings, fmt, sink, log=info).run(stop)
     info(f"exported {stats.entries} entries and {stats.alerts} alerts"
          + (f" ({stats.undecodable} undecodable records as alerts)" if stats.undecodable else "")
+         + (f"; {stats.forged} alert(s) NOT from a trusted verifier, marked forged/unsigned" if stats.forged else "")
          + f"; committed {stats.committed or 'nothing new'}")
 
 

@@ -9,13 +9,19 @@ import click
 from ledgerstream.cli.common import (EXIT_FAILED, bootstrap_option, fail, home_option, info, json_option,
                                      print_json, resolve_home, safe_text)
 from ledgerstream.core import config, mldsa, records
-from ledgerstream.tools.ledger_snapshot import LedgerSnapshot, checkpoint_json, entry_json, inclusion_json, load_ledger
+from ledgerstream.tools import ledger_answers as answers
+from ledgerstream.tools.ledger_snapshot import entry_json
 
 
-def _load(home: Path | None, bootstrap: str | None) -> tuple[LedgerSnapshot, Path]:
+def _where(home: Path | None, bootstrap: str | None) -> tuple[Path, str, config.Topics]:
     home_dir = resolve_home(home)
-    snap = load_ledger(config.resolve_bootstrap(bootstrap, home_dir), config.resolve_topics(home_dir))
-    return snap, home_dir
+    return home_dir, config.resolve_bootstrap(bootstrap, home_dir), config.resolve_topics(home_dir)
+
+
+wait_option = click.option(
+    "--wait", type=click.FloatRange(min=0), default=answers.DEFAULT_WAIT, show_default=True,
+    help="Seconds to wait while the ledger index catches up with a committed entry (only while "
+         "its follower runs); an answer is never given from an index that lags.")
 
 
 def _public_key_for(home_dir: Path, key_id: str) -> mldsa.PublicKey | None:
@@ -32,14 +38,18 @@ def _public_key_for(home_dir: Path, key_id: str) -> mldsa.PublicKey | None:
 
 @click.command()
 @click.option("--seq", type=click.IntRange(min=0), required=True, help="Sequence number of the entry.")
+@wait_option
 @home_option
 @bootstrap_option
 @json_option
-def show(seq: int, home: Path | None, bootstrap: str | None, as_json: bool) -> None:
-    """Show one ledger entry with its signature and the exact bytes that were signed."""
-    snap, home_dir = _load(home, bootstrap)
+def show(seq: int, wait: float, home: Path | None, bootstrap: str | None, as_json: bool) -> None:
+    """Show one ledger entry with its signature and the exact bytes that were signed.
+
+    Reads the ledger index (one row, one record fetched by offset) when HOME has one,
+    else the whole entries topic."""
+    home_dir, server, topics = _where(home, bootstrap)
     try:
-        entry = snap.entry(seq)
+        entry, offset = answers.entry(home_dir, server, topics, seq, wait=wait, note=info)
     except LookupError as exc:
         fail(str(exc), EXIT_FAILED)
     h = bytes(entry["entry_hash"])
@@ -50,7 +60,7 @@ def show(seq: int, home: Path | None, bootstrap: str | None, as_json: bool) -> N
         "signature_hex": bytes(entry["signature"]).hex() if entry.get("signature") else None,
         "signed_message_hex": records.entry_signing_message(h).hex(),
         "entry_hash_input_hex": records.entry_hash_input(entry).hex(),
-        "offset": snap.offsets[seq],
+        "offset": offset,
     })
     if as_json:
         print_json(out)
@@ -70,15 +80,18 @@ def prove() -> None:
 @prove.command()
 @click.option("--seq", type=click.IntRange(min=0), required=True, help="Entry to prove.")
 @click.option("--tree-size", type=click.IntRange(min=1), default=None,
-              help="Tree size to prove against [default: the latest checkpoint that covers the entry].")
+              help="Tree size to prove against [default: the newest verified checkpoint (index), else the latest "
+                   "checkpoint that covers the entry].")
+@wait_option
 @home_option
 @bootstrap_option
 @json_option
-def inclusion(seq: int, tree_size: int | None, home: Path | None, bootstrap: str | None, as_json: bool) -> None:
-    """Audit path proving entry SEQ is leaf SEQ of the tree of TREE_SIZE entries."""
-    snap, _ = _load(home, bootstrap)
+def inclusion(seq: int, tree_size: int | None, wait: float, home: Path | None, bootstrap: str | None,
+              as_json: bool) -> None:
+    """Audit path proving entry SEQ is leaf SEQ of the tree of TREE_SIZE entries (from the
+    index's tiles when HOME has an index, else from the whole topic)."""
     try:
-        out = inclusion_json(snap, seq, tree_size)
+        out = answers.inclusion(*_where(home, bootstrap), seq, tree_size, wait=wait, note=info)
     except LookupError as exc:
         fail(str(exc), EXIT_FAILED)
     _emit(out, as_json)
@@ -87,23 +100,20 @@ def inclusion(seq: int, tree_size: int | None, home: Path | None, bootstrap: str
 @prove.command()
 @click.option("--from", "first", type=click.IntRange(min=1), required=True, help="Older tree size (>= 1).")
 @click.option("--to", "second", type=click.IntRange(min=1), required=True, help="Newer tree size (>= FROM).")
+@wait_option
 @home_option
 @bootstrap_option
 @json_option
-def consistency(first: int, second: int, home: Path | None, bootstrap: str | None, as_json: bool) -> None:
-    """Proof that the tree of FROM entries is a prefix of the tree of TO entries."""
+def consistency(first: int, second: int, wait: float, home: Path | None, bootstrap: str | None,
+                as_json: bool) -> None:
+    """Proof that the tree of FROM entries is a prefix of the tree of TO entries (from the
+    index's tiles when HOME has an index, else from the whole topic)."""
     if first > second:
         raise click.UsageError(f"--from {first} is larger than --to {second}")
-    snap, _ = _load(home, bootstrap)
-    if not 0 <= first <= second <= snap.tree.size:
-        fail(f"need 0 <= from <= to <= {snap.tree.size} (ledger size)", EXIT_FAILED)
-    out = {
-        "first_size": first,
-        "second_size": second,
-        "first_root": snap.tree.root(first).hex(),
-        "second_root": snap.tree.root(second).hex(),
-        "consistency_path": [h.hex() for h in snap.tree.consistency_proof(first, second)],
-    }
+    try:
+        out = answers.consistency(*_where(home, bootstrap), first, second, wait=wait, note=info)
+    except LookupError as exc:
+        fail(str(exc), EXIT_FAILED)
     _emit(out, as_json)
 
 
@@ -125,9 +135,9 @@ def checkpoints() -> None:
 @bootstrap_option
 @json_option
 def list_(home: Path | None, bootstrap: str | None, as_json: bool) -> None:
-    """Every checkpoint on the topic, oldest first, with its anchoring state."""
-    snap, _ = _load(home, bootstrap)
-    rows = [checkpoint_json(snap, c) for c in snap.checkpoints]
+    """Every checkpoint, oldest first, with its anchoring state: with a ledger index, the
+    verified ones only; without, every record on the topic."""
+    rows = answers.checkpoints(*_where(home, bootstrap), note=info)
     if as_json:
         print_json(rows)
         return
@@ -139,30 +149,34 @@ def list_(home: Path | None, bootstrap: str | None, as_json: bool) -> None:
 @checkpoints.command("export")
 @click.option("--tree-size", type=click.IntRange(min=1), required=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder to write into.")
+@wait_option
 @home_option
 @bootstrap_option
-def export(tree_size: int, out_dir: Path, home: Path | None, bootstrap: str | None) -> None:
+def export(tree_size: int, out_dir: Path, wait: float, home: Path | None, bootstrap: str | None) -> None:
     """Write the checkpoint body, its token, the TSA CA, the signature and the public key.
+    Only a checkpoint signed by a trusted key (HOME/keys) is exported (exit 1 otherwise).
 
     Then, by hand: openssl ts -verify -data DIR/checkpoint -in DIR/checkpoint.tsr -CAfile DIR/tsa-ca.pem
     """
-    snap, home_dir = _load(home, bootstrap)
+    home_dir = resolve_home(home)
     try:
-        c = snap.checkpoint_for(tree_size=tree_size)
+        c, anchors = answers.checkpoint(*_where(home, bootstrap), tree_size, wait=wait, note=info)
     except LookupError as exc:
         fail(str(exc), EXIT_FAILED)
-    anchors = snap.anchors_for(c)
-    out_dir.mkdir(parents=True, exist_ok=True)
     body = bytes(c["body"])
+    pub = _public_key_for(home_dir, c["key_id"])
+    try:
+        if pub is None:
+            raise mldsa.InvalidSignature(f"key_id {c['key_id']} is not among the trusted keys under {home_dir / 'keys'}")
+        pub.verify(bytes(c["signature"]), body)
+    except mldsa.InvalidSignature as exc:
+        fail(f"the checkpoint of tree size {tree_size} is not signed by a trusted key: {exc}", EXIT_FAILED)
+    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "checkpoint").write_bytes(body)
     (out_dir / "checkpoint.sig").write_bytes(bytes(c["signature"]))
     (out_dir / "checkpoint.note").write_text(records.signed_note(body, c["origin"], c["key_id"], bytes(c["signature"])))
-    pub = _public_key_for(home_dir, c["key_id"])
-    if pub is not None:
-        (out_dir / "signer.pub.pem").write_bytes(mldsa.public_key_pem(pub))
-        (out_dir / "signer.pub.raw").write_bytes(pub.raw)
-    else:
-        info(f"warning: no trusted public key with key_id {c['key_id']} under {home_dir / 'keys'}")
+    (out_dir / "signer.pub.pem").write_bytes(mldsa.public_key_pem(pub))
+    (out_dir / "signer.pub.raw").write_bytes(pub.raw)
     if anchors:
         (out_dir / "checkpoint.tsr").write_bytes(bytes(anchors[0]["timestamp"]["token"]))
         for i, a in enumerate(anchors[1:], start=2):

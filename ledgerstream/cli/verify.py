@@ -22,12 +22,17 @@ def trust_options(f):  # type: ignore[no-untyped-def]
                              "[HOME/keys/signer.pub.pem, HOME/keys/trusted/*.pem].")(f)
 
 
+def link_grace_options(f):  # type: ignore[no-untyped-def]
+    """--link-grace-seconds, --link-grace-entries: how long a pending cross-agent link may wait."""
+    f = click.option("--link-grace-entries", type=click.IntRange(min=0), default=10_000, show_default=True,
+                     help="Entries a pending link may wait for its target.")(f)
+    return click.option("--link-grace-seconds", type=click.FloatRange(min=0), default=300.0, show_default=True,
+                        help="Ledger time a pending link may wait for its target.")(f)
+
+
 @click.command()
 @trust_options
-@click.option("--link-grace-seconds", type=click.FloatRange(min=0), default=300.0, show_default=True,
-              help="Ledger time a pending link may wait for its target.")
-@click.option("--link-grace-entries", type=click.IntRange(min=0), default=10_000, show_default=True,
-              help="Entries a pending link may wait for its target.")
+@link_grace_options
 @bootstrap_option
 @home_option
 @json_option

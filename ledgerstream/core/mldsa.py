@@ -63,8 +63,10 @@ SIGNATURE_SIZE = 3309
 BACKEND_ENV = "LEDGERSTREAM_MLDSA_BACKEND"
 BACKENDS = ("liboqs", "pyca")  # order of preference: fastest first
 
-# FIPS 204 vectors every backend must pass on first load (a fixed subset of the vendored
-# Wycheproof file; tests/vectors/wycheproof/README.md); a backend that fails one is not used.
+# FIPS 204 vectors every backend must pass on first load (fixed subsets of the vendored
+# Wycheproof verify file, "tests", and of NIST's ACVP sigVer set, "acvp_tests";
+# tests/vectors/wycheproof/README.md, tests/vectors/acvp/README.md); a backend that fails
+# one is not used.
 GATE_VECTORS = Path(__file__).with_name("mldsa_gate_vectors.json")
 _log = logging.getLogger(__name__)
 
@@ -313,7 +315,8 @@ def conformance_failures(backend: _Backend, cases: Sequence[dict[str, str]]) -> 
 def _gate(backend: _Backend, reason: str) -> _Probe:
     """Refuse a backend that disagrees with the FIPS 204 vectors shipped in GATE_VECTORS
     (a fixed subset; tests/ runs the complete suites). Logged once: probes are cached."""
-    cases = json.loads(GATE_VECTORS.read_text(encoding="utf-8"))["tests"]
+    vectors = json.loads(GATE_VECTORS.read_text(encoding="utf-8"))
+    cases = vectors["tests"] + vectors.get("acvp_tests", [])
     failures = conformance_failures(backend, cases)
     if not failures:
         return _Probe(backend, f"{reason}; {len(cases)} FIPS 204 gate vectors pass")

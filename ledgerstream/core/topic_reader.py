@@ -13,19 +13,19 @@ from typing import Iterator
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from ledgerstream.core.errors import ConfigError
+from ledgerstream.core.kafka_security import kafka_config
 
 
 def read_partition(bootstrap: str, topic: str, partition: int = 0, *, start: int | None = None,
-                   timeout: float = 30.0, batch: int = 1000) -> Iterator[tuple[int, bytes]]:
+                   timeout: float = 30.0, batch: int = 1000, role: str = "reader") -> Iterator[tuple[int, bytes]]:
     """Yield ``(offset, value)`` for every committed record from ``start`` to the end.
 
     "The end" is the partition's end offset when the read begins: while a writer keeps
     committing, a reader that waited for end-of-partition could chase the growing tail for
     minutes (issue 20: a verifier's observation took 200 s under steady load). The read
     stops at end-of-partition, at the first record at or past that offset, or once the
-    consumer's position has passed it."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
+    consumer's position has passed it. ``role``: whose Kafka credentials to use."""
+    consumer = Consumer(kafka_config(bootstrap, role, {
         "group.id": f"ledgerstream-reader-{uuid.uuid4().hex}",
         "enable.auto.commit": False,
         "isolation.level": "read_committed",
@@ -33,7 +33,7 @@ def read_partition(bootstrap: str, topic: str, partition: int = 0, *, start: int
         "fetch.max.bytes": 64 * 1024 * 1024,
         "max.partition.fetch.bytes": 16 * 1024 * 1024,
         "queued.max.messages.kbytes": 262144,
-    })
+    }))
     try:
         try:
             md = consumer.list_topics(topic, timeout=timeout)

@@ -38,6 +38,7 @@ from ledgerstream.producers.errors import PolicyDenied
 log = logging.getLogger("ledgerstream.mcp.proxy")
 
 CHUNK = 65536             # bytes read at a time from either side
+MAX_MESSAGE = 32 * 1024 * 1024   # bytes of one unfinished JSON-RPC message held in memory
 EOF_GRACE = 5.0           # seconds the server gets to exit after its stdin closed, before SIGTERM
 TERM_GRACE = 2.0          # seconds it gets after SIGTERM, before SIGKILL (as the SDK's stdio client)
 META_KEY = "ledgerstream/policy"   # _meta key of a refusal's result
@@ -47,15 +48,49 @@ class ServerStartError(LedgerstreamError):
     """The MCP server command could not be started."""
 
 
-def lines(buffer: bytearray, chunk: bytes) -> list[bytes]:
-    """Append ``chunk`` to ``buffer`` and take out every complete line (newline kept)."""
-    buffer += chunk
-    end = buffer.rfind(b"\n") + 1
-    if not end:
-        return []
-    complete = bytes(buffer[:end - 1])
-    del buffer[:end]
-    return [line + b"\n" for line in complete.split(b"\n")]   # only "\n" ends a message (MCP stdio)
+class LineSplitter:
+    """Cuts a byte stream into newline-ended messages (MCP stdio: only "\\n" ends one), holding
+    at most ``limit`` bytes of an unfinished message.
+
+    A message longer than ``limit`` is never parsed. From the client it is dropped up to its
+    newline and logged: an unparsed ``tools/call`` must not reach the server ungoverned. From
+    the server it is passed on as it arrives, so large tool results still reach the client.
+    Its call then counts as unanswered and is recorded so when the proxy exits."""
+
+    def __init__(self, limit: int, *, pass_oversized: bool, side: str) -> None:
+        self.limit, self.pass_oversized, self.side = limit, pass_oversized, side
+        self._buffer = bytearray()
+        self._oversized = False  # inside a message already known to be too long
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Complete messages (newline kept) and, when passing on, raw pieces of oversized ones."""
+        out: list[bytes] = []
+        while chunk:
+            newline = chunk.find(b"\n")
+            piece, chunk = (chunk, b"") if newline < 0 else (chunk[:newline + 1], chunk[newline + 1:])
+            if self._oversized:
+                if self.pass_oversized:
+                    out.append(piece)
+                self._oversized = newline < 0
+                continue
+            self._buffer += piece
+            if piece.endswith(b"\n"):
+                out.append(bytes(self._buffer))
+                self._buffer.clear()
+            elif len(self._buffer) > self.limit:
+                log.error("a %s message is longer than %d bytes: %s without parsing it", self.side, self.limit,
+                          "passed on" if self.pass_oversized else "dropped")
+                if self.pass_oversized:
+                    out.append(bytes(self._buffer))
+                self._buffer.clear()
+                self._oversized = True
+        return out
+
+    def rest(self) -> bytes:
+        """What is left at end of stream (an unfinished message), unless it was oversized."""
+        rest = bytes(self._buffer)
+        self._buffer.clear()
+        return rest
 
 
 def parse(line: bytes) -> Any:
@@ -132,12 +167,12 @@ class McpProxy:
 
     # --- client -> server ------------------------------------------------------------------------
     async def _from_client(self, chunks: asyncio.Queue) -> None:
-        buffer = bytearray()
+        splitter = LineSplitter(MAX_MESSAGE, pass_oversized=False, side="client")
         while (chunk := await chunks.get()) is not None:
-            for line in lines(buffer, chunk):
+            for line in splitter.feed(chunk):
                 await self._client_line(line)
-        if buffer:
-            await self._client_line(bytes(buffer))
+        if rest := splitter.rest():
+            await self._client_line(rest)
         log.debug("client closed its end; closing the server's stdin")
         self._child.stdin.close()
         self._later(self._escalate())
@@ -207,12 +242,12 @@ class McpProxy:
 
     # --- server -> client ------------------------------------------------------------------------
     async def _from_server(self) -> None:
-        buffer = bytearray()
+        splitter = LineSplitter(MAX_MESSAGE, pass_oversized=True, side="server")
         while chunk := await self._child.stdout.read(CHUNK):
-            for line in lines(buffer, chunk):
+            for line in splitter.feed(chunk):
                 self._server_line(line)
-        if buffer:
-            self._server_line(bytes(buffer))
+        if rest := splitter.rest():
+            self._server_line(rest)
 
     def _server_line(self, line: bytes) -> None:
         message = parse(line)

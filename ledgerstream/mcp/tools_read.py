@@ -18,9 +18,9 @@ from ledgerstream.cli.replay import entry_json, summary
 from ledgerstream.cli.selection import build_selection, load_selection
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.mcp.server_config import ServeConfig
+from ledgerstream.tools import ledger_answers
 from ledgerstream.tools import replay as rp
 from ledgerstream.tools.bundle_export import export_bundle as build_bundle
-from ledgerstream.tools.ledger_snapshot import checkpoint_json, inclusion_json, load_ledger
 from ledgerstream.verifier_worker.oneshot import verify_ledger
 
 #: what ``search`` reads until the ledger index (issue 17) lands
@@ -75,7 +75,7 @@ def replay(cfg: ServeConfig, *, agent_id: str | None = None, session_id: str | N
 
 def prove_inclusion(cfg: ServeConfig, seq: int, tree_size: int | None = None) -> dict[str, Any]:
     """``ledgerstream prove inclusion --seq N [--tree-size M] --json``."""
-    return inclusion_json(load_ledger(cfg.bootstrap(), cfg.topics()), seq, tree_size)
+    return ledger_answers.inclusion(cfg.home, cfg.bootstrap(), cfg.topics(), seq, tree_size)
 
 
 def export_bundle(cfg: ServeConfig, out_path: str, *, agent_id: str | None = None, session_id: str | None = None,
@@ -101,9 +101,8 @@ def export_bundle(cfg: ServeConfig, out_path: str, *, agent_id: str | None = Non
 
 
 def checkpoints(cfg: ServeConfig) -> list[dict[str, Any]]:
-    """``ledgerstream checkpoints list --json``: every checkpoint, oldest first."""
-    snap = load_ledger(cfg.bootstrap(), cfg.topics())
-    return [checkpoint_json(snap, c) for c in snap.checkpoints]
+    """``ledgerstream checkpoints list --json``: every (with an index: verified) checkpoint, oldest first."""
+    return ledger_answers.checkpoints(cfg.home, cfg.bootstrap(), cfg.topics())
 
 
 def alerts(cfg: ServeConfig) -> list[dict[str, Any]]:

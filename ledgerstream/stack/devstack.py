@@ -22,11 +22,12 @@ from typing import Any
 from ledgerstream.core.config import STACK_FILE, Topics, read_stack
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.stack.kafka import KafkaBroker, free_port, pid_alive, port_is_free, private_dir, stop_pid
+from ledgerstream.stack import security
 
 VERIFIER_IDS = ("v1", "v2")
 SIGNER_KEY = "keys/signer.pem"
 #: home subfolders holding keys, payloads, verifier state or the dashboard token: 0700
-PRIVATE_DIRS = ("keys", "spool", "kafka", "tsa", "verifiers", "dashboard")
+PRIVATE_DIRS = ("keys", "spool", "kafka", "kafka-clients", "tsa", "verifiers", "dashboard", "index", "tiles")
 DASHBOARD_TOKEN = "dashboard/token"
 
 
@@ -86,6 +87,7 @@ class Supervisor:
         self.services: list[Service] = []
         self.stopping = False
         self.state: dict[str, Any] = {}
+        self.client_configs: dict[str, str] = {}
 
     # --- state file ------------------------------------------------------------------------
     def _write_state(self, ready: bool) -> None:
@@ -95,7 +97,8 @@ class Supervisor:
             "home": str(self.home),
             "ready": ready,
             "supervisor": {"pid": os.getpid()},
-            "kafka": {"bootstrap": self.kafka.bootstrap, "pid": self.kafka.pid},
+            "kafka": {"bootstrap": self.kafka.bootstrap, "pid": self.kafka.pid,
+                      "security": security.describe(self.kafka.security, self.client_configs)},
             "tsa": {"url": tsa.extra.get("url") if tsa else None,
                     "ca_cert": str(self.home / "tsa" / "ca.pem"),
                     "pid": tsa.pid if tsa else None, "dev_only": True},
@@ -107,6 +110,9 @@ class Supervisor:
             "dashboard": {"url": by_name["dashboard"].extra.get("url") if "dashboard" in by_name else None,
                           "pid": by_name["dashboard"].pid if "dashboard" in by_name else None,
                           "token_file": str(self.home / DASHBOARD_TOKEN) if "dashboard" in by_name else None},
+            "index": {"pid": by_name["index"].pid if "index" in by_name else None,
+                      "restarts": by_name["index"].restarts if "index" in by_name else 0,
+                      "tiles_dir": str(self.home / "tiles") if "index" in by_name else None},
             "topics": self.topics.as_dict(),
         }
         write_json_atomic(self.home / STACK_FILE, self.state)
@@ -130,6 +136,11 @@ class Supervisor:
         for name, argv, extra in optional_services(self.home, py):
             self.services.append(Service(name, argv, logs / f"{name.replace(':', '-')}.log", extra=extra))
 
+    def _secure(self) -> None:
+        """SASL credentials for every role (generated once) and their client files."""
+        self.kafka.security = security.BrokerSecurity.load_or_create(self.home / "kafka" / security.SECRETS_FILE)
+        self.client_configs = self.kafka.security.write_client_configs(self.home / "kafka-clients")
+
     def _ensure_signer_key(self) -> None:
         from ledgerstream.core import mldsa
 
@@ -142,19 +153,37 @@ class Supervisor:
         pub = path.with_name("signer.pub.pem")
         pub.write_bytes(mldsa.public_key_pem(key.public_key()))
 
+    def _ensure_verifier_keys(self) -> None:
+        """Each verifier's own alert signing key (keys/verifier-<id>.pem, 0600) and its public
+        half (keys/verifier-<id>.pub.pem, what readers trust by default)."""
+        from ledgerstream.core import mldsa
+        from ledgerstream.core.alert_signature import verifier_key_path, verifier_public_key_path
+
+        for vid in VERIFIER_IDS:
+            path = verifier_key_path(self.home, vid)
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                mldsa.save_private_key(mldsa.PrivateKey.generate(), path)
+            path.chmod(0o600)
+            key = mldsa.load_private_key(path)
+            verifier_public_key_path(self.home, vid).write_bytes(mldsa.public_key_pem(key.public_key()))
+
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
         for name in PRIVATE_DIRS:
             private_dir(self.home / name)
+        self._secure()
         self._write_state(False)
         try:
             self.kafka.start()
             from ledgerstream.stack.topics import ensure_topics
 
             ensure_topics(self.kafka.bootstrap, self.topics)
+            security.ensure_acls(self.kafka.admin_config(), self.topics)
             self._ensure_signer_key()
+            self._ensure_verifier_keys()
             self._build_services()
             if any(svc.name == "dashboard" for svc in self.services):
                 from ledgerstream.tools.dashboard.settings import load_or_create_token
@@ -222,7 +251,7 @@ class Supervisor:
 
 
 def optional_services(home: Path, py: str) -> list[tuple[str, list[str], dict[str, Any]]]:
-    """Signer, verifiers and dashboard, for the components this install has."""
+    """Signer, verifiers, the index and the dashboard, for the components this install has."""
     import importlib.util
 
     out: list[tuple[str, list[str], dict[str, Any]]] = []
@@ -235,6 +264,8 @@ def optional_services(home: Path, py: str) -> list[tuple[str, list[str], dict[st
         for vid in VERIFIER_IDS:
             out.append((f"verifier:{vid}", [py, "-m", "ledgerstream.verifier_worker", "--home", str(home),
                                             "--id", vid], {"id": vid}))
+    # the read model (docs/index.md): SQLite rows and C2SP tiles of the verified ledger
+    out.append(("index", [py, "-m", "ledgerstream.index", "--home", str(home)], {}))
     if importlib.util.find_spec("ledgerstream.tools.dashboard") is not None:
         port = _sticky_port(home / "dashboard" / "port")
         out.append(("dashboard", [py, "-m", "ledgerstream.tools.dashboard", "--home", str(home),
@@ -301,7 +332,7 @@ def down(home: Path, timeout: float = 60.0) -> list[int]:
 
 
 def recorded_pids(state: dict[str, Any]) -> list[int]:
-    pids = [(state.get(k) or {}).get("pid") for k in ("supervisor", "kafka", "tsa", "signer", "dashboard")]
+    pids = [(state.get(k) or {}).get("pid") for k in ("supervisor", "kafka", "tsa", "signer", "index", "dashboard")]
     pids += [v.get("pid") for v in state.get("verifiers") or []]
     return [p for p in pids if p]
 
@@ -310,11 +341,12 @@ def status(home: Path) -> dict[str, Any]:
     """The recorded state with liveness checked (dead pids shown as null)."""
     state = read_stack(home)
     if state is None:
-        return {"home": str(home), "running": False, "kafka": {"bootstrap": None, "pid": None},
+        return {"home": str(home), "running": False,
+                "kafka": {"bootstrap": None, "pid": None, "security": security.describe(None, {})},
                 "tsa": {"url": None, "ca_cert": None, "pid": None}, "signer": {"pid": None},
-                "verifiers": [], "dashboard": {"url": None, "pid": None, "token_file": None},
-                "topics": Topics.with_prefix().as_dict()}
-    for key in ("kafka", "tsa", "signer", "dashboard", "supervisor"):
+                "verifiers": [], "index": {"pid": None, "restarts": 0, "tiles_dir": None},
+                "dashboard": {"url": None, "pid": None, "token_file": None}, "topics": Topics.with_prefix().as_dict()}
+    for key in ("kafka", "tsa", "signer", "index", "dashboard", "supervisor"):
         part = state.get(key) or {}
         if part.get("pid") and not pid_alive(part["pid"]):
             part["pid"] = None

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ledgerstream.core.config import cache_dir
 from ledgerstream.core.errors import ConfigError
+from ledgerstream.stack.security import BrokerSecurity, ensure_users
 
 KAFKA_VERSION = "4.1.1"
 SCALA_VERSION = "2.13"
@@ -128,6 +129,10 @@ def _cluster_id() -> str:
             return cid
 
 
+#: written next to meta.properties when the storage was formatted with the admin's SCRAM credential
+SECURED_MARKER = "ledgerstream-sasl"
+
+
 @dataclass
 class BrokerPorts:
     broker: int
@@ -147,10 +152,12 @@ class KafkaBroker:
     its bootstrap address (clients and spools keep working across ``dev down``/``up``).
     """
 
-    def __init__(self, data_dir: Path, host: str = "127.0.0.1", heap: str = "512m") -> None:
+    def __init__(self, data_dir: Path, host: str = "127.0.0.1", heap: str = "512m",
+                 security: BrokerSecurity | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
         self.heap = heap
+        self.security = security
         self.proc: subprocess.Popen[bytes] | None = None
         self.ports = self._choose_ports()
 
@@ -166,6 +173,11 @@ class KafkaBroker:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.ports.broker}"
 
+    def admin_config(self, **settings: object) -> dict[str, object]:
+        """A client configuration with the admin principal's credentials (none on an open broker)."""
+        creds = self.security.client_properties("admin") if self.security else {}
+        return {"bootstrap.servers": self.bootstrap, **creds, **settings}
+
     @property
     def log_file(self) -> Path:
         return self.data_dir / "logs" / "server.log"
@@ -175,12 +187,13 @@ class KafkaBroker:
             private_dir(folder)
         (self.data_dir / "ports.json").write_text(json.dumps({"broker": self.ports.broker,
                                                               "controller": self.ports.controller}))
+        listener = self.security.protocol if self.security else "PLAINTEXT"
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{self.host}:{self.ports.controller}",
-            "listeners": f"PLAINTEXT://{self.host}:{self.ports.broker},CONTROLLER://{self.host}:{self.ports.controller}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.ports.broker}",
+            "listeners": f"{listener}://{self.host}:{self.ports.broker},CONTROLLER://{self.host}:{self.ports.controller}",
+            "advertised.listeners": f"{listener}://{self.host}:{self.ports.broker}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
@@ -200,6 +213,8 @@ class KafkaBroker:
             "transaction.abort.timed.out.transaction.cleanup.interval.ms": "5000",
             "log.flush.interval.messages": "9223372036854775807",
         }
+        if self.security:
+            props.update(self.security.broker_properties())
         path = self.data_dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.data_dir / "log4j2.properties").write_text(_LOG4J2)
@@ -216,13 +231,20 @@ class KafkaBroker:
     def format_storage(self) -> None:
         """Format KRaft storage once; a formatted folder is left as it is."""
         config = self._write_config()
+        marker = self.data_dir / SECURED_MARKER
         if (self.data_dir / "data" / "meta.properties").exists():
+            if self.security and not marker.exists():
+                raise ConfigError(f"the Kafka data in {self.data_dir} was created without SASL credentials "
+                                  "(before ledgerstream 0.2); start over with 'ledgerstream dev up --fresh'")
             return
+        extra = self.security.format_arguments() if self.security else []
         proc = subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", _cluster_id(),
-                                         "-c", str(config)), capture_output=True, text=True)
+                                         "-c", str(config), *extra), capture_output=True, text=True)
         if proc.returncode != 0:
             raise ConfigError(f"Kafka storage format failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
         private_dir(self.data_dir / "data")  # the format step may have recreated it with the umask's mode
+        if self.security:
+            marker.write_text("SCRAM-SHA-512 admin credential formatted\n")
 
     # --- life cycle ----------------------------------------------------------------------
     def start(self, timeout: float = 90.0) -> None:
@@ -238,13 +260,14 @@ class KafkaBroker:
                                      start_new_session=True)
         out.close()
         self.wait_ready(timeout)
+        if self.security:
+            ensure_users(self.admin_config(), self.security)
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         from confluent_kafka.admin import AdminClient
 
         deadline = time.monotonic() + timeout
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0,
-                             "logger": _SilentLogger()})
+        admin = AdminClient(self.admin_config(log_level=0, logger=_SilentLogger()))
         last = ""
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:

@@ -6,11 +6,12 @@ from confluent_kafka import KafkaError, KafkaException
 
 from ledgerstream.core.config import TOPIC_LAYOUT, Topics
 from ledgerstream.core.errors import ConfigError
+from ledgerstream.core.kafka_security import kafka_config
 
 
 def ensure_topics(bootstrap: str, topics: Topics, timeout: float = 30.0) -> list[str]:
     """Create any missing topic; returns the names created. Existing topics are left alone."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(kafka_config(bootstrap, "admin"))
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = []
     for role, name in topics.as_dict().items():
@@ -32,7 +33,7 @@ def ensure_topics(bootstrap: str, topics: Topics, timeout: float = 30.0) -> list
 
 def delete_topics(bootstrap: str, topics: Topics, timeout: float = 30.0) -> None:
     """Best-effort removal of a set of topics (benchmarks clean up their private topics)."""
-    for future in AdminClient({"bootstrap.servers": bootstrap}).delete_topics(list(topics.as_dict().values())).values():
+    for future in AdminClient(kafka_config(bootstrap, "admin")).delete_topics(list(topics.as_dict().values())).values():
         try:
             future.result(timeout)
         except Exception:  # cleanup only: a leftover topic is harmless

@@ -20,6 +20,7 @@ or journaled to the spool when the broker is down).
 from __future__ import annotations
 
 from ledgerstream.stack.topics import delete_topics
+from ledgerstream.core.kafka_security import kafka_config
 
 import os
 import platform
@@ -79,7 +80,7 @@ def bench_baseline(bootstrap: str, topic: str, events: int) -> dict[str, Any]:
         sp = Spool(Path(spool) / "bench-baseline")
         record = next(sp.records())
         sp.close()
-    producer = Producer({**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap, "logger": kafka_log})
+    producer = Producer(kafka_config(bootstrap, "producer", {**PRODUCER_DEFAULTS, "logger": kafka_log}))
     for _ in range(WARMUP):
         producer.produce(topic, record, b"bench-baseline")
     producer.flush(30)

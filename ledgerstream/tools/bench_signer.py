@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ledgerstream.tools.proc_cpu import cpu_seconds
+from ledgerstream.core.kafka_security import kafka_config, role_env
 
 GOAL_RATIO = 0.8
 MODES = ("entry", "checkpoint")
@@ -105,8 +106,8 @@ def _encoded_actions(n: int) -> list[tuple[bytes, bytes, str]]:
 def _producer(bootstrap: str) -> Any:
     from confluent_kafka import Producer
 
-    return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                     "linger.ms": 5, "queue.buffering.max.messages": 1_000_000})
+    return Producer(kafka_config(bootstrap, "admin", {"enable.idempotence": True, "acks": "all",
+                                                      "linger.ms": 5, "queue.buffering.max.messages": 1_000_000}))
 
 
 def _produce_all(bootstrap: str, topic: str, items: list[tuple[bytes, bytes, str]]) -> None:
@@ -132,8 +133,8 @@ class _StableEnd:
         from confluent_kafka import Consumer, TopicPartition
 
         self.samples: list[tuple[float, int]] = []  # (time, first offset not yet visible)
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
-                                   "isolation.level": "read_committed"})
+        self._consumer = Consumer(kafka_config(bootstrap, "admin", {"group.id": f"bench-{uuid.uuid4().hex}",
+                                                                    "isolation.level": "read_committed"}))
         self._tp = TopicPartition(topic, 0)
         self._every = every_s
         self._stop = threading.Event()
@@ -180,9 +181,9 @@ class _Tail:
 
         self.arrivals: list[tuple[float, bytes]] = []
         self.offsets: list[int] = []
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
-                                   "enable.auto.commit": False, "isolation.level": "read_committed",
-                                   "fetch.wait.max.ms": 100})
+        self._consumer = Consumer(kafka_config(bootstrap, "admin", {
+            "group.id": f"bench-{uuid.uuid4().hex}", "enable.auto.commit": False,
+            "isolation.level": "read_committed", "fetch.wait.max.ms": 100}))
         self._consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-tail", daemon=True)
@@ -250,7 +251,7 @@ def bench_scenario(bootstrap: str, key_path: Path, workdir: Path, backend: str, 
             "--signing-mode", mode, "--no-leader-election"]
     if signing_nice is not None:
         argv += ["--signing-nice", str(signing_nice)]
-    env = dict(os.environ, **{mldsa.BACKEND_ENV: backend})
+    env = dict(os.environ, **{mldsa.BACKEND_ENV: backend}, **role_env(bootstrap, "admin"))
     with open(logfile, "ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
@@ -336,9 +337,10 @@ def _broker_burst(bootstrap: str, broker_pid: int, records: int, size: int = 380
 
     topics = Topics.with_prefix(f"benchwarm{uuid.uuid4().hex[:8]}.")
     ensure_topics(bootstrap, topics)
-    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"bench-warm-{uuid.uuid4().hex}",
-                         "enable.idempotence": True, "acks": "all", "linger.ms": 5, "batch.size": 256 * 1024,
-                         "message.max.bytes": 8 * 1024 * 1024, "queue.buffering.max.messages": 1_000_000})
+    producer = Producer(kafka_config(bootstrap, "admin", {
+        "transactional.id": f"bench-warm-{uuid.uuid4().hex}", "enable.idempotence": True, "acks": "all",
+        "linger.ms": 5, "batch.size": 256 * 1024, "message.max.bytes": 8 * 1024 * 1024,
+        "queue.buffering.max.messages": 1_000_000}))
     producer.init_transactions(60)
     tail = _Tail(bootstrap, topics.entries)
     value = os.urandom(size)

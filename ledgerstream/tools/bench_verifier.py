@@ -41,6 +41,7 @@ from typing import Any, Callable
 
 from ledgerstream.core import avro_fast, codec, mldsa, records
 from ledgerstream.tools.proc_cpu import cpu_seconds, tree_cpu_seconds
+from ledgerstream.core.kafka_security import kafka_config, role_env
 
 CHECKPOINT_EVERY = 1000
 BATCH = 1000  # entries per feed_entries call (the worker's default batch)
@@ -116,8 +117,8 @@ def bench_worker(key: mldsa.PrivateKey, entries: list[bytes], checkpoints: list[
     from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
     offsets: list[int] = []  # of the entry records, as the broker assigned them
-    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"bench-{uuid.uuid4().hex}",
-                         "message.max.bytes": 8 * 1024 * 1024, "linger.ms": 5})
+    producer = Producer(kafka_config(bootstrap, "admin", {"transactional.id": f"bench-{uuid.uuid4().hex}",
+                                                          "message.max.bytes": 8 * 1024 * 1024, "linger.ms": 5}))
     producer.init_transactions(60)
     for i in range(0, len(entries), CHECKPOINT_EVERY):  # one transaction per checkpoint, like the signer
         producer.begin_transaction()
@@ -130,8 +131,13 @@ def bench_worker(key: mldsa.PrivateKey, entries: list[bytes], checkpoints: list[
     offsets.sort()
     (home / "keys").mkdir(parents=True, exist_ok=True)
     (home / "keys" / "signer.pub.pem").write_bytes(mldsa.public_key_pem(key.public_key()))
+    from ledgerstream.core.alert_signature import verifier_key_path
+
+    alert_key = verifier_key_path(home, "bench")  # the worker signs its alerts with it
+    mldsa.save_private_key(mldsa.PrivateKey.generate(), alert_key, overwrite=True)
     prefix = topics.entries[: -len("entries")]
-    group = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{prefix}verifier-bench", "enable.auto.commit": False})
+    group = Consumer(kafka_config(bootstrap, "admin", {"group.id": f"{prefix}verifier-bench",
+                                                       "enable.auto.commit": False}))
     partition = [TopicPartition(topics.entries, 0)]
 
     last = 0
@@ -152,7 +158,8 @@ def bench_worker(key: mldsa.PrivateKey, entries: list[bytes], checkpoints: list[
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "ledgerstream.verifier_worker", "--home", str(home), "--id", "bench",
                              "--bootstrap", bootstrap, "--topic-prefix", prefix],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, **role_env(bootstrap, "admin")))
     progress: list[tuple[float, int, float, float]] = []  # at each committed batch: time, entries, CPU worker, broker
     try:
         while True:

@@ -25,6 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 from ledgerstream.core.config import Topics
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.core.topic_reader import read_partition
+from ledgerstream.core.kafka_security import kafka_config
 
 
 def read_entries(bootstrap: str, topics: Topics, *, start: int | None = None,
@@ -44,9 +45,10 @@ _NEW_TOPIC_ERRORS = (KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_
                      KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION)
 
 
-def _consumer(bootstrap: str, **extra: object) -> Consumer:
-    return Consumer({"bootstrap.servers": bootstrap, "group.id": f"ledgerstream-reader-{uuid.uuid4().hex}",
-                     "enable.auto.commit": False, "isolation.level": "read_committed", **extra})
+def _consumer(bootstrap: str, role: str = "reader", **extra: object) -> Consumer:
+    return Consumer(kafka_config(bootstrap, role, {"group.id": f"ledgerstream-reader-{uuid.uuid4().hex}",
+                                                   "enable.auto.commit": False,
+                                                   "isolation.level": "read_committed", **extra}))
 
 
 def _watermarks(consumer: Consumer, topic: str, partition: int, timeout: float) -> tuple[int, int]:
@@ -83,12 +85,13 @@ def topic_end(bootstrap: str, topic: str, *, timeout: float = 10.0) -> int:
         consumer.close()
 
 
-def last_records(bootstrap: str, topic: str, n: int = 1, *, timeout: float = 10.0) -> list[tuple[int, bytes]]:
+def last_records(bootstrap: str, topic: str, n: int = 1, *, timeout: float = 10.0,
+                 role: str = "reader") -> list[tuple[int, bytes]]:
     """Up to ``n`` newest committed records of partition 0 of ``topic``, oldest first.
 
     Reads back from the end in growing windows, because the last offsets may be
     transaction markers or records of aborted transactions."""
-    consumer = _consumer(bootstrap)
+    consumer = _consumer(bootstrap, role)
     try:
         low, high = _watermarks(consumer, topic, 0, timeout)
     finally:
@@ -96,7 +99,7 @@ def last_records(bootstrap: str, topic: str, n: int = 1, *, timeout: float = 10.
     window = 2 * n + 6
     while True:
         start = max(low, high - window)
-        found = list(read_partition(bootstrap, topic, 0, start=start, timeout=timeout))
+        found = list(read_partition(bootstrap, topic, 0, start=start, timeout=timeout, role=role))
         if len(found) >= n or start == low:
             return found[-n:]
         window *= 8

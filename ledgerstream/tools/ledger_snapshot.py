@@ -107,9 +107,9 @@ def inclusion_json(snap: LedgerSnapshot, seq: int, tree_size: int | None = None)
     }
 
 
-def checkpoint_json(snap: LedgerSnapshot, c: dict[str, Any]) -> dict[str, Any]:
-    """One checkpoint with its anchoring state, as ``checkpoints list --json`` prints it."""
-    anchors = snap.anchors_for(c)
+def checkpoint_json(c: dict[str, Any], anchors: list[dict[str, Any]]) -> dict[str, Any]:
+    """One checkpoint (a Checkpoint record) with its TimestampAnchor records, as
+    ``checkpoints list --json`` prints it."""
     return {
         "tree_size": c["tree_size"],
         "root_hash": bytes(c["root_hash"]).hex(),

@@ -28,6 +28,7 @@ from ledgerstream.core.config import Topics
 from ledgerstream.core.errors import ConfigError, DecodeError, TimestampError, VerificationError
 from ledgerstream.core.timestamp import verify_timestamp
 from ledgerstream.core.topic_reader import read_partition
+from ledgerstream.core.kafka_security import kafka_config
 
 Stream = Iterable[tuple[int, bytes]]
 Fetch = Callable[[list[int]], dict[int, bytes]]  # offsets -> their bytes on the entries topic
@@ -431,7 +432,7 @@ def build_ledger(entries: Stream, checkpoints: Stream, selection: Selection, key
 
 def end_offset(bootstrap: str, topic: str) -> int:
     """High watermark of partition 0 (for progress bars; includes transaction markers)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "ledgerstream-replay-watermark"})
+    consumer = Consumer(kafka_config(bootstrap, "reader", {"group.id": "ledgerstream-replay-watermark"}))
     try:
         return consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)[1]
     except KafkaException as exc:

@@ -13,6 +13,7 @@ from confluent_kafka import Producer
 
 from ledgerstream.core import codec
 from support.actions import make_action
+from conftest import stack_kafka_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CLI = [sys.executable, "-m", "ledgerstream.cli.main"]
@@ -30,7 +31,7 @@ def test_replay_export_and_verify_offline_on_the_dev_stack(dev_stack, tmp_path):
         {"agent_id": a["agent_id"], "event_id": a["event_id"], "relation": "caused_by"}])
     c = make_action(f"{tag}-notifier", "tool:email", {"to": "customer"}, links=[
         {"agent_id": b["agent_id"], "event_id": b["event_id"], "relation": "caused_by"}])
-    producer = Producer({"bootstrap.servers": dev_stack["kafka"]["bootstrap"]})
+    producer = Producer(stack_kafka_config(dev_stack))
     for action in (a, b, c):
         producer.produce(dev_stack["topics"]["actions"], codec.encode("ActionEvent", action),
                          key=action["agent_id"].encode())

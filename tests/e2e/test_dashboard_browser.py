@@ -22,6 +22,7 @@ from confluent_kafka import Producer
 from ledgerstream.core import codec
 from ledgerstream.core.config import Topics
 from ledgerstream.core.topic_reader import read_partition
+from ledgerstream.core.kafka_security import kafka_config
 from tests.support import browser
 from tests.support.actions import make_action
 
@@ -36,7 +37,7 @@ def driver() -> Iterator[Any]:
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer(kafka_config(bootstrap, "admin"))  # an insider on a dev stack
     for key, value in records:
         producer.produce(topic, value, key=key)
     producer.flush(30)
@@ -106,6 +107,11 @@ def test_alert_is_pushed_to_an_open_page(bootstrap: str, topics: Topics, tmp_pat
         row = browser.wait_for(lambda: driver.find_elements("css selector", "#alerts tr.alert[data-kind=signature_invalid]"),
                                30, "the alert row")
         assert "does not verify" in row[0].text
+        # nobody signed it: the row says so, and the card counts it apart from genuine alerts
+        assert row[0].get_attribute("data-authenticity") == "unsigned" and "forged" in row[0].get_attribute("class")
+        assert row[0].find_element("css selector", ".badge.forged").text == "UNSIGNED"
+        browser.wait_for(lambda: text_of(driver, "alert-forged-count") == "1 FORGED", 10, "the forged count on the card")
+        assert text_of(driver, "alert-kinds") == "none"
         assert driver.execute_script("return window.__sameDocument === true"), "the page was reloaded"
         assert text_of(driver, "alert-total") == "1"
     finally:

@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from ledgerstream.stack.kafka import pid_alive
+from conftest import stack_kafka_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CLI = [sys.executable, "-m", "ledgerstream.cli.main"]
@@ -25,7 +26,7 @@ def produce_actions(state: dict, n: int) -> None:
 
     from tests.support.actions import encode_action
 
-    p = Producer({"bootstrap.servers": state["kafka"]["bootstrap"]})
+    p = Producer(stack_kafka_config(state, "producer"))
     for _ in range(n):
         p.produce(state["topics"]["actions"], encode_action(agent_id="resume-test"), key=b"resume-test")
     assert p.flush(30) == 0
@@ -65,7 +66,7 @@ def test_status_json_contract(dev_stack: dict) -> None:
 def test_kafka_jvm_answers_admin_client(dev_stack: dict) -> None:
     s = status(dev_stack["env"])
     assert b"kafka.Kafka" in Path(f"/proc/{s['kafka']['pid']}/cmdline").read_bytes()
-    md = AdminClient({"bootstrap.servers": s["kafka"]["bootstrap"]}).list_topics(timeout=10)
+    md = AdminClient(stack_kafka_config(s)).list_topics(timeout=10)
     assert s["topics"]["entries"] in md.topics
     assert len(md.topics[s["topics"]["entries"]].partitions) == 1
 
@@ -101,8 +102,9 @@ def test_up_is_idempotent(dev_stack: dict) -> None:
     assert after["supervisor"]["pid"] == before["supervisor"]["pid"]
 
 
-def test_down_leaves_nothing_and_up_resumes_the_same_ledger(tmp_path: Path) -> None:
+def test_down_leaves_nothing_and_up_resumes_the_same_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = dict(os.environ, LEDGERSTREAM_HOME=str(tmp_path / "home"))
+    monkeypatch.setenv("LEDGERSTREAM_HOME", env["LEDGERSTREAM_HOME"])  # in-process reads use its credentials
     env.pop("LEDGERSTREAM_BOOTSTRAP", None)
     run(["dev", "up", "--detach"], env)
     try:
@@ -133,8 +135,9 @@ def test_down_leaves_nothing_and_up_resumes_the_same_ledger(tmp_path: Path) -> N
         run(["dev", "down"], env, check=False)
 
 
-def test_fresh_wipes_the_data(tmp_path: Path) -> None:
+def test_fresh_wipes_the_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = dict(os.environ, LEDGERSTREAM_HOME=str(tmp_path / "home"))
+    monkeypatch.setenv("LEDGERSTREAM_HOME", env["LEDGERSTREAM_HOME"])  # in-process reads use its credentials
     env.pop("LEDGERSTREAM_BOOTSTRAP", None)
     run(["dev", "up", "--detach"], env)
     try:

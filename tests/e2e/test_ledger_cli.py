@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA65PublicKey
 
 from ledgerstream.core.topic_reader import read_partition
 from tests.support import rfc9162_checker as rfc9162
+from conftest import stack_kafka_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CLI = [sys.executable, "-m", "ledgerstream.cli.main"]
@@ -34,7 +35,7 @@ def ledger(dev_stack: dict) -> dict:
 
     from tests.support.actions import encode_action
 
-    p = Producer({"bootstrap.servers": dev_stack["kafka"]["bootstrap"]})
+    p = Producer(stack_kafka_config(dev_stack, "producer"))
     for i in range(40):
         agent = f"cli-agent-{i % 3}"
         p.produce(dev_stack["topics"]["actions"], encode_action(agent_id=agent), key=agent.encode())

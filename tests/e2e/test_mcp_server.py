@@ -47,13 +47,15 @@ def settle(stack: dict, timeout: float = 90.0) -> None:
     The signer checkpoints only while entries are pending, so from then on the ledger, its
     checkpoints and their anchors stay put, and the server and the CLI read the same thing.
     (Waiting only: the assertions compare against the CLI, not against this read.)"""
+    from conftest import stack_home
     from ledgerstream.core.config import Topics
     from ledgerstream.tools.ledger_snapshot import load_ledger
 
     topics = Topics(**stack["topics"])
     deadline = time.monotonic() + timeout
     while True:
-        snap = load_ledger(stack["kafka"]["bootstrap"], topics)
+        with stack_home(stack):
+            snap = load_ledger(stack["kafka"]["bootstrap"], topics)
         last = snap.checkpoints[-1] if snap.checkpoints else None
         if last is not None and last["tree_size"] == snap.tree.size and snap.anchors_for(last):
             return

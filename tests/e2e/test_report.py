@@ -130,8 +130,11 @@ def workload(report_stack, tmp_path_factory: pytest.TempPathFactory) -> dict:
     before = json.loads(cli(env, "verify", "--json").stdout)["entries"]
     policy = approver(work)
     cli(env, "demo", "--agents", "3", "--events", "60")
-    assert "event_id" in decide(env, report_stack, work, policy, 250, reject=False)
-    assert isinstance(decide(env, report_stack, work, policy, 9999, reject=True).get("denied"), ApprovalDenied)
+    from conftest import stack_home
+
+    with stack_home(report_stack):  # the in-process producer and reads use this stack's credentials
+        assert "event_id" in decide(env, report_stack, work, policy, 250, reject=False)
+        assert isinstance(decide(env, report_stack, work, policy, 9999, reject=True).get("denied"), ApprovalDenied)
     cli(env, "emit", "tool:probe", "--agent", EVIL, "--payload", '{"x": 1}')
     verified = settled(env, before + 63, "--policy", str(policy))
     assert verified["ok"], verified["errors"]

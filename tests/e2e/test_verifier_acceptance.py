@@ -19,6 +19,7 @@ from confluent_kafka import Producer
 
 from ledgerstream.core import codec
 from ledgerstream.core.topic_reader import read_partition
+from ledgerstream.core.kafka_security import kafka_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CLI = [sys.executable, "-m", "ledgerstream.cli.main"]
@@ -53,7 +54,7 @@ def test_rogue_records_raise_alerts_in_every_verifier_and_fail_verify(own_stack:
     assert codec.decode(earlier, expect="LedgerEntry")[1]["seq"] == 57
     flipped = bytearray(earlier)
     flipped[len(flipped) // 2] ^= 0x08
-    rogue = Producer({"bootstrap.servers": bootstrap})
+    rogue = Producer(kafka_config(bootstrap, "admin"))  # an insider: ACLs refuse anyone else
     for value in (earlier, bytes(flipped), os.urandom(300)):
         rogue.produce(entries_topic, value)
     assert rogue.flush(30) == 0
@@ -65,6 +66,8 @@ def test_rogue_records_raise_alerts_in_every_verifier_and_fail_verify(own_stack:
         for alert in json.loads(cli(env, "alerts", "--json").stdout):
             kinds[alert["verifier_id"]].add(alert["kind"])
             assert {"kind", "verifier_id", "seq_from", "seq_to", "detail"} <= alert.keys()
+            # signed with the verifier's own key, which the dev stack generated and readers trust
+            assert (alert["authenticity"], alert["forged"]) == ("verified", False), alert
         if sum(len(k) >= 2 for k in kinds.values()) >= 2:
             break
         time.sleep(1)

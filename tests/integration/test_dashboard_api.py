@@ -111,10 +111,13 @@ def test_api_reports_head_agents_graph_and_verified_entries(dashboard, bootstrap
 def test_token_guards_every_route(dashboard) -> None:
     dash, _ = dashboard
     for path in ("/", "/api/head", "/api/overview", "/api/alerts", "/api/entry/0", "/entry/0", "/static/app.js",
-                 "/api/events", "/healthz"):
+                 "/api/events"):
         status, _, headers = get(f"{dash.url}{path}", token=None)
         assert status == 401, path
         assert headers["WWW-Authenticate"].startswith("Bearer")
+    # liveness for container health checks answers without the token, and says nothing of the ledger
+    status, body, _ = get(f"{dash.url}/healthz", token=None)
+    assert status == 200 and set(body) == {"ok", "follower"}
     assert get(f"{dash.url}/api/head", token="wrong-token-" + "y" * 16)[0] == 401
     assert get(f"{dash.url}/api/head?token=nope", token=None)[0] == 401
     # ?token= once: a page request is redirected without the token and gets the session cookie

@@ -19,6 +19,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ledgerstream.core import codec, mldsa
+from ledgerstream.core.alert_signature import (check_alert, trusted_verifier_keys, verifier_key_path,
+                                               verifier_public_key_path)
 from ledgerstream.core.config import Topics
 from ledgerstream.tools.ledger_reader import read_topic
 from support.actions import encode_action
@@ -29,10 +31,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KEY = mldsa.PrivateKey.from_seed(bytes(range(32)))
 
 
-def verifier_home(root: Path, key: mldsa.PrivateKey, tsa_ca: Path | None = None) -> Path:
-    """A home folder with the signer's public key (and the TSA CA) as the dev stack lays it out."""
+def verifier_home(root: Path, key: mldsa.PrivateKey, tsa_ca: Path | None = None,
+                  verifiers: tuple[str, ...] = ("v1", "v2")) -> Path:
+    """A home folder with the signer's public key (and the TSA CA) as the dev stack lays it out,
+    and the alert signing keys of ``verifiers`` (keys/verifier-<id>.pem and .pub.pem)."""
     (root / "keys").mkdir(parents=True, exist_ok=True)
     (root / "keys" / "signer.pub.pem").write_bytes(mldsa.public_key_pem(key.public_key()))
+    for vid in verifiers:
+        alert_key = mldsa.PrivateKey.generate()
+        mldsa.save_private_key(alert_key, verifier_key_path(root, vid), overwrite=True)
+        verifier_public_key_path(root, vid).write_bytes(mldsa.public_key_pem(alert_key.public_key()))
     if tsa_ca is not None:
         (root / "tsa").mkdir(exist_ok=True)
         shutil.copy(tsa_ca, root / "tsa" / "ca.pem")
@@ -135,6 +143,8 @@ def test_resumes_after_kill9_without_reverifying_then_reverify_keeps_alert_ids(
         assert st["last_checkpoint"]["tree_size"] == 350
         alerts = wait_until(lambda: alerts_of(bootstrap, topics, "v1") or None, 30, "the duplicate alert")
         assert [a["kind"] for a in alerts.values()] == ["duplicate"]
+        trusted = trusted_verifier_keys(home, environ={})  # signed with keys/verifier-v1.pem
+        assert [check_alert(a, trusted).verdict.value for a in alerts.values()] == ["verified"]
         metrics = urllib.request.urlopen(st["metrics_url"], timeout=10).read().decode()
         assert 'ledgerstream_verifier_position{verifier="v1"} 350.0' in metrics
         assert 'ledgerstream_verifier_alerts_total{kind="duplicate",verifier="v1"} 1.0' in metrics

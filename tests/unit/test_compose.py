@@ -22,8 +22,11 @@ yaml = pytest.importorskip("yaml")
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-LEDGERSTREAM_SERVICES = {"topics", "keygen", "signer", "signer-standby", "verifier-v1", "verifier-v2", "dashboard",
-                         "dev-tsa"}
+LEDGERSTREAM_SERVICES = {"secrets-init", "topics", "keygen", "signer", "signer-standby", "verifier-v1", "verifier-v2",
+                         "index", "dashboard", "dev-tsa"}
+#: the Kafka role each service's clients authenticate as (volume creds-<role>)
+KAFKA_ROLES = {"topics": "admin", "signer": "signer", "signer-standby": "signer", "verifier-v1": "verifier",
+               "verifier-v2": "verifier", "index": "reader", "dashboard": "reader"}
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +71,46 @@ def test_services_and_images(services: dict[str, Any]) -> None:
     assert all("profiles" not in s for n, s in services.items() if n != "dev-tsa")
 
 
-def test_kafka_runs_kraft_single_node(services: dict[str, Any]) -> None:
-    env = services["kafka"]["environment"]
-    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:9093"
-    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
-    assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == 1  # transactions work on one node
-    assert not any("ZOOKEEPER" in k for k in env)
-    assert "kafka-data:/var/lib/kafka/data" in services["kafka"]["volumes"]
+def test_kafka_runs_kraft_single_node_with_sasl_ssl_only(services: dict[str, Any], tmp_path: Path) -> None:
+    from ledgerstream.stack.compose_secrets import KAFKA_MOUNT, generate
+
+    generate(tmp_path, ["kafka"], kafka_mount=KAFKA_MOUNT)
+    props = dict(line.split("=", 1) for line in (tmp_path / "kafka" / "server.properties").read_text().splitlines())
+    assert props["process.roles"] == "broker,controller"
+    assert props["controller.quorum.voters"] == "1@kafka:9093"
+    assert props["auto.create.topics.enable"] == "false"
+    assert props["transaction.state.log.replication.factor"] == "1"  # transactions work on one node
+    assert props["listeners"] == "SASL_SSL://:9094,CONTROLLER://:9093"
+    assert props["advertised.listeners"] == "SASL_SSL://kafka:9094"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert props["ssl.keystore.location"] == f"{KAFKA_MOUNT}/broker-keystore.pem"
+    assert "PLAINTEXT://" not in props["listeners"] + props["advertised.listeners"]
+    assert not any("zookeeper" in k for k in props)
+    kafka = services["kafka"]
+    assert f"kafka-secrets:{KAFKA_MOUNT}:ro" in kafka["volumes"] and "kafka-data:/var/lib/kafka/data" in kafka["volumes"]
+    script = kafka["entrypoint"][-1]
+    assert f"-c {KAFKA_MOUNT}/server.properties --add-scram" in script
+    assert script.endswith(f"exec /opt/kafka/bin/kafka-server-start.sh {KAFKA_MOUNT}/server.properties")
+    assert services["kafka"]["depends_on"]["secrets-init"]["condition"] == "service_completed_successfully"
+
+
+def test_each_service_mounts_only_its_own_kafka_credentials(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        mounts = [str(v).split(":")[0] for v in service.get("volumes", [])]
+        creds = [m for m in mounts if m.startswith("creds-")]
+        if name == "secrets-init":
+            assert len(creds) == 5
+            continue
+        role = KAFKA_ROLES.get(name)
+        assert creds == ([f"creds-{role}"] if role else []), name
+        if role:
+            assert service["environment"]["LEDGERSTREAM_KAFKA_CONFIG"] == f"/kafka-client/{role}.properties", name
+            assert f"creds-{role}:/kafka-client:ro" in service["volumes"], name
+        if name not in ("secrets-init", "kafka", "topics"):
+            assert "kafka-secrets" not in mounts, name
+        for arg in service.get("command") or []:
+            assert "9092" not in str(arg), name  # no plaintext listener anywhere
 
 
 def test_signer_has_a_hot_standby_on_the_same_transactional_id(services: dict[str, Any]) -> None:
@@ -99,6 +134,26 @@ def test_private_key_reaches_only_the_signers(services: dict[str, Any]) -> None:
     for name in ("verifier-v1", "verifier-v2", "dashboard"):
         assert "trust:/trust:ro" in services[name]["volumes"]
     assert "state:/data:ro" in services["dashboard"]["volumes"]  # the dashboard only reads
+
+
+def test_each_verifier_alert_key_reaches_only_that_verifier(services: dict[str, Any]) -> None:
+    """Alerts are signed per verifier (issue 19): a verifier that holds another's key could forge
+    its alerts, and a compose verifier without ``--alert-key`` material would exit 2."""
+    keygen = (ROOT / "docker" / "keygen.sh").read_text()
+    trusted = services["dashboard"]["command"]
+    for vid in ("v1", "v2"):
+        name, volume = f"verifier-{vid}", f"verifier-keys-{vid}"
+        holders = {n for n, s in services.items() if any(str(v).startswith(volume + ":") for v in s.get("volumes", []))}
+        assert holders == {"keygen", name}
+        command = services[name]["command"]
+        key_path = command[command.index("--alert-key") + 1]
+        mount = next(str(v).split(":")[1] for v in services[name]["volumes"] if str(v).startswith(volume + ":"))
+        assert key_path.startswith(mount + "/") and str(services[name]["volumes"]).count(volume) == 1
+        generated = next(str(v).split(":")[1] for v in services["keygen"]["volumes"] if str(v).startswith(volume + ":"))
+        assert f"{generated.rsplit('/', 1)[0]}/$id/verifier-$id.pem" in keygen  # keygen writes the file it mounts
+        assert key_path.rsplit("/", 1)[1] == f"verifier-{vid}.pem"
+        assert f"{vid}=/trust/verifier-{vid}.pub.pem" in trusted
+    assert 'cp "/verifier-keys/$id/verifier-$id.pem.pub" "/trust/verifier-$id.pub.pem"' in keygen
 
 
 def test_two_independent_verifiers(services: dict[str, Any]) -> None:

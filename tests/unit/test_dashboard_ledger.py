@@ -109,3 +109,26 @@ def test_entry_report_states_and_proof(key: mldsa.PrivateKey) -> None:
     assert checks["signature"] == "unknown"
     with pytest.raises(LookupError):
         view.locate(6)
+
+
+def test_alerts_are_marked_and_forged_ones_change_no_genuine_count() -> None:
+    from ledgerstream.core import codec
+    from ledgerstream.core.alert_signature import VerifierKey, sign_alert
+
+    v1, v2 = mldsa.PrivateKey.from_seed(bytes([1]) * 32), mldsa.PrivateKey.from_seed(bytes([2]) * 32)
+    trusted = {k.public_key().key_id: VerifierKey(vid, k.public_key()) for vid, k in (("v1", v1), ("v2", v2))}
+    view = LedgerView(None, trusted)
+    base = {"alert_id": "a", "kind": "fork", "severity": "critical", "seq_from": 7, "seq_to": 7, "agent_id": None,
+            "detail": "two entries claim seq 7", "evidence": {}, "verifier_id": "v1", "time": 1}
+    genuine = view.add_alert_record(0, 0, codec.encode("Alert", sign_alert(base, v1)))
+    assert (genuine["authenticity"], genuine["forged"], genuine["key_id"]) == ("verified", False, v1.public_key().key_id)
+    assert "signature" not in genuine  # the page needs the key id, not 3309 bytes
+    clear = {**base, "alert_id": "b", "kind": "all_clear", "severity": "info", "detail": "all clear"}
+    forged = view.add_alert_record(0, 1, codec.encode("Alert", sign_alert(clear, v2)))  # v2's key claiming v1
+    unsigned = view.add_alert_record(0, 2, codec.encode("Alert", clear))
+    assert (forged["authenticity"], forged["authenticity_reason"], forged["forged"]) == ("forged", "wrong_verifier", True)
+    assert (unsigned["authenticity"], unsigned["forged"]) == ("unsigned", True)
+    assert view.alert_summary() == {"total": 3, "verified": 1, "by_kind": {"fork": 1}, "forged": 2,
+                                    "forged_by_kind": {"all_clear": 2}}
+    assert [a["authenticity"] for a in view.alert_views()] == ["verified", "forged", "unsigned"]
+    assert LedgerView().add_alert_record(0, 0, codec.encode("Alert", sign_alert(base, v1)))["forged"] is True  # no trust

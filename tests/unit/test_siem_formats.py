@@ -68,10 +68,15 @@ def alert(**overrides: Any) -> AlertEvent:
 
 NASTY_ENTRY = entry(agent_id=NASTY, action_type=NASTY, session_id=NASTY, policy_decision="deny",
                     policy_reason=NASTY, producer_host=NASTY, event_id=NASTY)
-NASTY_ALERT = alert(kind=NASTY, detail=NASTY, agent_id=NASTY, verifier_id=NASTY, evidence={NASTY: NASTY})
+NASTY_ALERT = alert(kind=NASTY, detail=NASTY, agent_id=NASTY, verifier_id=NASTY, evidence={NASTY: NASTY},
+                    key_id=NASTY, authenticity="forged", authenticity_reason="unknown_key")
+VERIFIED_ALERT = alert(authenticity="verified", authenticity_reason="signed", key_id="2b" * 32)
+FORGED_ALERT = alert(kind="all_clear", severity="info", detail="all clear", authenticity="forged",
+                     authenticity_reason="wrong_verifier", key_id="3c" * 32)
 SAMPLES = [entry(), alert(), NASTY_ENTRY, NASTY_ALERT,
            entry(session_id=None, trace_id=None, span_id=None, links=(), policy_decision=None, policy_rule=None),
-           alert(seq_from=None, seq_to=None, agent_id=None, evidence={}, severity="info")]
+           alert(seq_from=None, seq_to=None, agent_id=None, evidence={}, severity="info"),
+           VERIFIED_ALERT, FORGED_ALERT]
 
 
 def test_registry_has_the_four_formats() -> None:
@@ -285,7 +290,7 @@ ECS_FIELDS = {
     "event.provider": "keyword", "event.created": "date", "event.outcome": "keyword", "event.hash": "keyword",
     "event.severity": "long", "gen_ai.agent.id": "keyword", "related.hash": "keyword",
     "host.hostname": "keyword", "process.pid": "long", "trace.id": "keyword", "span.id": "keyword",
-    "rule.name": "keyword", "rule.description": "keyword", "rule.ruleset": "keyword",
+    "rule.name": "keyword", "rule.description": "keyword", "rule.ruleset": "keyword", "tags": "keyword",
 }
 #: documented exceptions (docs/siem.md): ECS 'labels' (keyword map), our own namespace, and
 #: the top-level 'hash.sha256' the ledgerstream contract names (ECS nests 'hash' elsewhere)
@@ -356,3 +361,62 @@ def test_ecs_agent_mapping_and_hashes() -> None:
     assert denied["event"]["outcome"] == "failure" and "denied" in denied["event"]["type"]
     found = json.loads(get_format("ecs").render(alert()))
     assert found["event"]["kind"] == "alert" and found["event"]["severity"] == 10
+
+
+# --- authenticity (signed alerts, docs/spec.md section 10) -------------------------------------
+
+AUTHENTICITY = [(VERIFIED_ALERT, "verified", False), (FORGED_ALERT, "forged", True), (alert(), "unsigned", True)]
+
+
+@pytest.mark.parametrize("event,authenticity,forged", AUTHENTICITY, ids=[a for _, a, _ in AUTHENTICITY])
+def test_every_format_marks_the_alerts_authenticity(event: AlertEvent, authenticity: str, forged: bool) -> None:
+    mark = {"verified": "", "forged": "[FORGED] ", "unsigned": "[UNSIGNED] "}[authenticity]
+    header, ext = cef_parse(get_format("cef").render(event))
+    assert (ext["cs4Label"], ext["cs4"]) == ("authenticity", authenticity)
+    assert ext["cs5Label"] == "authenticityReason" and ext["cs5"] == event.authenticity_reason
+    assert header[4].startswith(mark) and ext["msg"] == event.detail  # the headline is marked, msg stays exact
+    if event.key_id:
+        assert (ext["cs6Label"], ext["cs6"]) == ("keyId", event.key_id)
+
+    match = SYSLOG.match(get_format("syslog").render(event))
+    params = dict(re.findall(r' ([!#-<>-\\^-~]+)="((?:[^"\\\]]|\\["\\\]])*)"', match["sd"]))
+    assert params["authenticity"] == authenticity and params["forged"] == str(forged).lower()
+    assert match["msg"].startswith(f"{mark}{event.kind}: ")
+
+    ecs = json.loads(get_format("ecs").render(event))
+    assert ecs["labels"]["authenticity"] == authenticity and ecs["labels"]["forged"] == str(forged).lower()
+    assert ecs["ledgerstream"]["alert"]["authenticity"] == authenticity
+    assert ecs["ledgerstream"]["alert"]["forged"] is forged
+    assert ecs.get("tags") == ([f"alert_{authenticity}"] if forged else None)
+    assert ecs["message"] == mark + event.detail
+
+    ocsf = json.loads(get_format("ocsf").render(event))
+    assert (ocsf["confidence_id"], ocsf["confidence"]) == ((1, "Low") if forged else (3, "High"))
+    assert f"authenticity:{authenticity}" in ocsf["metadata"]["labels"]
+    assert ("forged" in ocsf["metadata"]["labels"]) is forged
+    assert ocsf["unmapped"]["ledgerstream"]["authenticity"] == authenticity
+    assert ocsf["unmapped"]["ledgerstream"]["forged"] is forged
+    assert ocsf["message"] == mark + event.detail
+
+    wrapped = SYSLOG.match(envelope(event, "inner"))
+    assert f'authenticity="{authenticity}"' in wrapped["sd"] and f'forged="{str(forged).lower()}"' in wrapped["sd"]
+
+
+def test_decode_event_checks_the_alert_signature() -> None:
+    from ledgerstream.core import mldsa
+    from ledgerstream.core.alert_signature import VerifierKey, sign_alert
+
+    key = mldsa.PrivateKey.from_seed(bytes([5]) * 32)
+    trusted = {key.public_key().key_id: VerifierKey("v1", key.public_key())}
+    record = {"alert_id": "a", "kind": "gap", "severity": "critical", "seq_from": 1, "seq_to": 2, "agent_id": None,
+              "detail": "d", "evidence": {}, "verifier_id": "v1", "time": 5}
+    origin = Origin("t.alerts", 0, 1)
+    genuine = decode_event(codec.encode("Alert", sign_alert(record, key)), origin, 0, trusted)
+    assert isinstance(genuine, AlertEvent) and (genuine.authenticity, genuine.forged) == ("verified", False)
+    assert genuine.key_id == key.public_key().key_id
+    forged = decode_event(codec.encode("Alert", sign_alert({**record, "verifier_id": "v2"}, key)), origin, 0, trusted)
+    assert (forged.authenticity, forged.authenticity_reason, forged.forged) == ("forged", "wrong_verifier", True)
+    unsigned = decode_event(codec.encode("Alert", record), origin, 0, trusted)
+    assert (unsigned.authenticity, unsigned.forged) == ("unsigned", True)
+    untrusted = decode_event(codec.encode("Alert", sign_alert(record, key)), origin, 0)  # no trusted keys
+    assert (untrusted.authenticity, untrusted.authenticity_reason) == ("forged", "unknown_key")

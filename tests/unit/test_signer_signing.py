@@ -245,7 +245,7 @@ class _Kafka:
         self.aborts += 1
         self.txn, self.txn_offsets = None, None
 
-    def read_partition(self, bootstrap: str, topic: str) -> list[tuple[int, bytes]]:
+    def read_partition(self, bootstrap: str, topic: str, role: str = "reader") -> list[tuple[int, bytes]]:
         return list(enumerate(self.log.get(topic, [])))
 
 

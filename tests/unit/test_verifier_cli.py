@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from ledgerstream.cli.alerts import parse_since
 from ledgerstream.cli.main import cli
-from ledgerstream.core import codec
+from ledgerstream.core import codec, mldsa
+from ledgerstream.core.alert_signature import VerifierKey, check_alert
 from ledgerstream.core.verify import Finding, Kind
 from ledgerstream.verifier_worker.alerting import alert_id, encode_alert
 
@@ -41,13 +42,18 @@ def test_parse_since_rejects_nonsense() -> None:
 def test_alert_record_round_trips_and_its_id_is_stable() -> None:
     f = Finding.make(Kind.FORK, "a different entry claims seq 7", seq=7, agent_id="a", topic="entries", offset=14,
                      expected=b"\x01" * 32)
-    key, value = encode_alert(f, "v1", 123)
+    signing_key = mldsa.PrivateKey.from_seed(bytes(range(32)), "pyca")
+    key, value = encode_alert(f, "v1", 123, signing_key)
     _, alert = codec.decode(value, expect="Alert")
+    # signed with the verifier's key, as published
+    pub = signing_key.public_key()
+    assert alert["key_id"] == pub.key_id and len(alert["signature"]) == mldsa.SIGNATURE_SIZE
+    assert check_alert(alert, {pub.key_id: VerifierKey("v1", pub)}).verdict.value == "verified"
     assert key == b"fork"
     assert (alert["kind"], alert["severity"], alert["seq_from"], alert["seq_to"], alert["verifier_id"]) == \
         ("fork", "critical", 7, 7, "v1")
     assert alert["evidence"]["expected"] == "01" * 32
-    assert alert["alert_id"] == alert_id(f, "v1") == codec.decode(encode_alert(f, "v1", 999)[1])[1]["alert_id"]
+    assert alert["alert_id"] == alert_id(f, "v1") == codec.decode(encode_alert(f, "v1", 999, signing_key)[1])[1]["alert_id"]
     assert alert_id(f, "v2") != alert["alert_id"]
 
 

@@ -28,6 +28,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--public-key", action="append", type=Path, default=None,
                    help="signer public key PEM (repeatable) [HOME/keys/signer.pub.pem]")
     p.add_argument("--tsa-ca", type=Path, default=None, help="TSA CA bundle PEM [HOME/tsa/ca.pem, dev only]")
+    p.add_argument("--trusted-verifier-key", action="append", default=None, metavar="[ID=]PEM",
+                   help="trust this verifier public key for alert signatures (repeatable) "
+                        "[$LEDGERSTREAM_VERIFIER_KEYS, else HOME/keys/verifier-*.pub.pem]")
+    p.add_argument("--tiles-dir", type=Path, default=None,
+                   help="the index's C2SP tiles, served under /tlog/ [HOME/tiles]")
     return p.parse_args(argv)
 
 
@@ -38,10 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         s = dashboard_settings.resolve(home=a.home, host=a.host, port=a.port, token=a.token, bootstrap=a.bootstrap,
                                        topic_prefix=a.topic_prefix, public_keys=tuple(a.public_key or ()),
                                        tsa_ca=a.tsa_ca, token_path=a.token_file, no_token=a.no_token,
-                                       allowed_hosts=tuple(a.allowed_host or ()))
+                                       allowed_hosts=tuple(a.allowed_host or ()),
+                                       verifier_keys=tuple(a.trusted_verifier_key or ()), tiles_dir=a.tiles_dir)
     except (LedgerstreamError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not s.trusted_verifiers:
+        print("warning: no trusted verifier keys: every alert will show as forged or unsigned", file=sys.stderr)
     from ledgerstream.tools.dashboard.app import serve
 
     try:

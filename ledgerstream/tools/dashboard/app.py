@@ -20,7 +20,7 @@ from aiohttp import web
 from ledgerstream.core.config import is_loopback
 from ledgerstream.core.errors import ConfigError, LedgerstreamError
 from ledgerstream.core.topic_reader import read_partition
-from ledgerstream.tools.dashboard import pages, status_files
+from ledgerstream.tools.dashboard import pages, status_files, tlog
 from ledgerstream.tools.dashboard.auth import host_middleware, security_headers, token_middleware
 from ledgerstream.tools.dashboard.checks import EntryChecker, EntryReport
 from ledgerstream.tools.dashboard.follower import Follower
@@ -163,9 +163,10 @@ async def api_alerts(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Public (no token: docker's health check has none), so it tells only whether the
+    followers run, never anything about the ledger."""
     dash = request.app[DASHBOARD]
-    return _json({"ok": True, "follower": dict(dash.follower.state) if dash.follower else {},
-                  "entries": dash.view.size, "listeners": dash.hub.listeners})
+    return _json({"ok": True, "follower": dict(dash.follower.state) if dash.follower else {}})
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -244,7 +245,7 @@ PUSHER = web.AppKey("pusher", asyncio.Task)
 
 def build_app(settings: DashboardSettings) -> web.Application:
     checker = EntryChecker.from_files(list(settings.public_keys), settings.tsa_ca)
-    dash = Dashboard(settings, LedgerView(checker.checkpoint_signature), checker, Hub())
+    dash = Dashboard(settings, LedgerView(checker.checkpoint_signature, settings.trusted_verifiers), checker, Hub())
     app = web.Application(middlewares=[security_headers, host_middleware(settings.host, settings.allowed_hosts),
                                        token_middleware(settings.token)])
     app[DASHBOARD] = dash
@@ -262,6 +263,8 @@ def build_app(settings: DashboardSettings) -> web.Application:
     app.router.add_get("/api/events", events)
     app.router.add_get("/healthz", healthz)
     app.router.add_static("/static", STATIC, show_index=False)
+    if settings.tiles_dir is not None:
+        tlog.add_routes(app, settings.tiles_dir)
     app.on_startup.append(_start)
     app.on_shutdown.append(_shutdown)
     app.on_cleanup.append(_cleanup)

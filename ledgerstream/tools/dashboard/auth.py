@@ -22,12 +22,16 @@ def cookie_value(token: str) -> str:
     return hashlib.sha256(b"ledgerstream-dashboard-session\x00" + token.encode()).hexdigest()
 
 
+#: answered without the token: liveness for container health checks, nothing about the ledger
+PUBLIC_PATHS = frozenset({"/healthz"})
+
+
 def token_middleware(token: str | None) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     expected_cookie = cookie_value(token) if token else ""
 
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not token:
+        if not token or request.path in PUBLIC_PATHS:
             return await handler(request)
         supplied = request.query.get("token")
         if supplied is not None:

@@ -16,6 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from ledgerstream.core.config import Topics
 from ledgerstream.tools.dashboard.ledger import LedgerView
+from ledgerstream.core.kafka_security import kafka_config
 
 AlertCallback = Callable[[dict[str, Any]], None]
 
@@ -60,11 +61,11 @@ class Follower:
             self.on_alert(alert)
 
     def _follow(self, name: str, topics: list[str], handler: Callable[[str, int, int, bytes], None]) -> None:
-        consumer = Consumer({
-            "bootstrap.servers": self.bootstrap, "group.id": f"ledgerstream-dashboard-{uuid.uuid4().hex}",
+        consumer = Consumer(kafka_config(self.bootstrap, "reader", {
+            "group.id": f"ledgerstream-dashboard-{uuid.uuid4().hex}",
             "enable.auto.commit": False, "isolation.level": "read_committed", "enable.partition.eof": True,
             "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        })
+        }))
         try:
             partitions = self._wait_for_topics(name, consumer, topics)
             if partitions is None:

@@ -6,6 +6,11 @@ record for each seq that continues the hash chain and whose hash recomputes, as
 cross-agent call edges, checkpoints with their anchors, recent alerts, and the records
 that did not fit the chain (forks, gaps, undecodable bytes). Thread-safe: the Kafka
 threads write, the web handlers read.
+
+Each alert's signature is checked against the trusted verifier keys
+(core/alert_signature.py): its view says ``authenticity`` and ``forged``, and only verified
+alerts count in the summary's ``by_kind``; forged and unsigned ones are counted apart, so a
+forged record (an ``all_clear``, or any other kind) changes nothing a genuine alert shows.
 """
 from __future__ import annotations
 
@@ -15,9 +20,10 @@ import time
 from array import array
 from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ledgerstream.core import codec, merkle, records
+from ledgerstream.core.alert_signature import VerifierKey, check_alert
 from ledgerstream.core.errors import DecodeError
 
 #: raw entry bytes kept for the entry page; older entries are fetched from Kafka again
@@ -78,9 +84,11 @@ class Foreign:
 
 
 class LedgerView:
-    def __init__(self, verify_checkpoint: Callable[[CheckpointInfo], str] | None = None) -> None:
+    def __init__(self, verify_checkpoint: Callable[[CheckpointInfo], str] | None = None,
+                 trusted_verifiers: Mapping[str, VerifierKey] | None = None) -> None:
         self._lock = threading.RLock()
         self._verify_checkpoint = verify_checkpoint or (lambda cp: "unchecked")
+        self._trusted_verifiers = dict(trusted_verifiers or {})
         self.tree = merkle.MerkleTree()
         self._hashes = bytearray()  # entry hashes of the main chain, 32 bytes each
         self._offsets = array("q")
@@ -99,7 +107,9 @@ class LedgerView:
         self._orphan_anchors: dict[bytes, list[Anchor]] = {}
         self.alerts: deque[dict[str, Any]] = deque(maxlen=MAX_ALERTS)
         self.alert_total = 0
-        self.alert_counts: dict[str, int] = {}
+        self.alert_counts: dict[str, int] = {}  # verified alerts only
+        self.forged_total = 0  # alerts that are not verified (forged or unsigned)
+        self.forged_counts: dict[str, int] = {}
         self.version = 0  # bumps on every change, so pushers can tell
 
     # --- writers (Kafka threads) -------------------------------------------------------------
@@ -204,13 +214,17 @@ class LedgerView:
             _, rec = codec.decode(raw, expect="Alert")
         except DecodeError:
             return None
+        authenticity = check_alert(rec, self._trusted_verifiers)  # outside the lock: a signature check
+        rec.pop("signature", None)  # 3309 bytes the page does not need; key_id stays
         with self._lock:
             self.alert_total += 1
             self.version += 1
             view = {"index": self.alert_total, "partition": partition, "offset": offset, **rec,
-                    "evidence": dict(rec.get("evidence") or {})}
+                    "evidence": dict(rec.get("evidence") or {}), **authenticity.fields()}
             self.alerts.append(view)
-            self.alert_counts[rec["kind"]] = self.alert_counts.get(rec["kind"], 0) + 1
+            counts = self.forged_counts if authenticity.forged else self.alert_counts
+            counts[rec["kind"]] = counts.get(rec["kind"], 0) + 1
+            self.forged_total += authenticity.forged
             return view
 
     # --- readers (web handlers) ------------------------------------------------------------------
@@ -308,8 +322,12 @@ class LedgerView:
             return [a for a in self.alerts if a["index"] > after][-limit:]
 
     def alert_summary(self) -> dict[str, Any]:
+        """``total``: every alert record read; ``verified`` and ``by_kind``: the verified ones;
+        ``forged`` and ``forged_by_kind``: those that are not (forged or unsigned)."""
         with self._lock:
-            return {"total": self.alert_total, "by_kind": dict(self.alert_counts)}
+            return {"total": self.alert_total, "verified": self.alert_total - self.forged_total,
+                    "by_kind": dict(self.alert_counts), "forged": self.forged_total,
+                    "forged_by_kind": dict(self.forged_counts)}
 
     def foreign_views(self, limit: int = 50) -> list[dict[str, Any]]:
         with self._lock:

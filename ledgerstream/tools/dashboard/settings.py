@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from ledgerstream.core import config
+from ledgerstream.core.alert_signature import VerifierKey, trusted_verifier_keys
 from ledgerstream.core.config import Topics, is_loopback
 from ledgerstream.core.errors import ConfigError
+from ledgerstream.index.paths import IndexPaths
 
 TOKEN_ENV = "LEDGERSTREAM_DASHBOARD_TOKEN"
 DEFAULT_PORT = 8765
@@ -28,6 +31,10 @@ class DashboardSettings:
     tsa_ca: Path | None = None
     #: extra ``Host`` header names accepted besides the loopback names and the bound host
     allowed_hosts: tuple[str, ...] = ()
+    #: verifier keys whose alert signatures are trusted, by key_id (core/alert_signature.py)
+    trusted_verifiers: Mapping[str, VerifierKey] = field(default_factory=dict)
+    #: the index's C2SP tiles, served under ``/tlog/`` (docs/index.md); None serves nothing
+    tiles_dir: Path | None = None
 
 
 def token_file(home: Path) -> Path:
@@ -54,10 +61,14 @@ def load_or_create_token(path: Path) -> str:
 def resolve(*, home: Path | None, host: str, port: int, token: str | None, bootstrap: str | None,
             topic_prefix: str | None, public_keys: tuple[Path, ...], tsa_ca: Path | None,
             token_path: Path | None = None, no_token: bool = False,
-            allowed_hosts: tuple[str, ...] = ()) -> DashboardSettings:
+            allowed_hosts: tuple[str, ...] = (), verifier_keys: tuple[str, ...] = (),
+            tiles_dir: Path | None = None) -> DashboardSettings:
     """Fill the gaps: keys and TSA CA from the dev stack's home, and a token from
     ``token_path`` (default HOME/dashboard/token, generated on first start) unless one is given.
-    ``no_token`` is only allowed on a loopback address: anyone reaching the port could read the ledger."""
+    ``no_token`` is only allowed on a loopback address: anyone reaching the port could read the ledger.
+    Trusted verifier keys: ``verifier_keys`` ([ID=]PEM), else $LEDGERSTREAM_VERIFIER_KEYS, else
+    HOME/keys/verifier-*.pub.pem (``alert_signature.trusted_verifier_keys``). Tiles: ``tiles_dir``
+    else the index's HOME/tiles (served once the index has written them)."""
     home_dir = Path(home).expanduser().resolve() if home else config.home()
     topics = Topics.with_prefix(topic_prefix) if topic_prefix is not None else config.resolve_topics(home_dir)
     keys = public_keys or tuple(p for p in [home_dir / "keys" / "signer.pub.pem"] if p.exists())
@@ -80,4 +91,6 @@ def resolve(*, home: Path | None, host: str, port: int, token: str | None, boots
         raise ConfigError(f"port {port} is out of range")
     return DashboardSettings(home=home_dir, bootstrap=config.resolve_bootstrap(bootstrap, home_dir), topics=topics,
                              host=host, port=port, token=token, public_keys=keys, tsa_ca=ca,
-                             allowed_hosts=tuple(allowed_hosts))
+                             allowed_hosts=tuple(allowed_hosts),
+                             trusted_verifiers=trusted_verifier_keys(home_dir, verifier_keys),
+                             tiles_dir=IndexPaths.of(home_dir, tiles_dir=tiles_dir).tiles_dir)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from ledgerstream.core.config import Topics
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.tools import ledger_reader
+from ledgerstream.core.kafka_security import kafka_config
 
 Records = list[tuple[int, bytes]]
 
@@ -60,7 +61,7 @@ def topic_retention(bootstrap: str, topic: str, timeout: float = 15.0) -> Retent
     from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
     resource = ConfigResource(ResourceType.TOPIC, topic)
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 5})  # no info chatter on stderr
+    admin = AdminClient(kafka_config(bootstrap, "reader", {"log_level": 5}))  # no info chatter on stderr
     try:
         configs = admin.describe_configs([resource], request_timeout=timeout)[resource].result(timeout)
     except KafkaException as exc:

@@ -4,6 +4,8 @@ Formats map these views, never the raw Avro dicts, so each format module stays a
 field mapping and the record plumbing (hex hashes, times, severities, the operation an
 action type names) is decided once, here. Raw payloads are never exported: a SIEM gets
 the salted payload commitment, so an erased or secret payload cannot leak through it.
+Every alert carries its authenticity (core/alert_signature.py): ``verified`` when a trusted
+verifier key signed it, else ``unsigned`` or ``forged`` (``forged`` is then true).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from importlib import metadata
 from typing import Any, Literal, Mapping
 
 from ledgerstream.core import codec
+from ledgerstream.core.alert_signature import VerifierKey, check_alert
 from ledgerstream.core.errors import DecodeError
 
 Operation = Literal["create", "read", "update", "delete", "other"]
@@ -116,6 +119,22 @@ class AlertEvent:
     evidence: Mapping[str, str] = field(default_factory=dict)
     verifier_id: str = ""
     time: int = 0  # microseconds
+    #: verified | unsigned | forged (core/alert_signature.py); not verified until checked
+    authenticity: str = "unsigned"
+    #: why: signed | no_signature | no_key_id | unknown_key | wrong_verifier | malformed | bad_signature
+    authenticity_reason: str = "no_signature"
+    key_id: str | None = None
+
+    @property
+    def forged(self) -> bool:
+        """True unless a trusted verifier key signed the alert (every genuine verifier signs)."""
+        return self.authenticity != "verified"
+
+    @property
+    def mark(self) -> str:
+        """``""`` for a verified alert, else ``"[FORGED] "`` / ``"[UNSIGNED] "``: the prefix of
+        the human-facing headline in every format (CEF Name, syslog MSG, ECS/OCSF message)."""
+        return "" if not self.forged else f"[{'UNSIGNED' if self.authenticity == 'unsigned' else 'FORGED'}] "
 
     @property
     def severity_rank(self) -> int:
@@ -175,12 +194,17 @@ def entry_event(record: Mapping[str, Any], origin: Origin) -> EntryEvent:
     )
 
 
-def alert_event(record: Mapping[str, Any], origin: Origin) -> AlertEvent:
+def alert_event(record: Mapping[str, Any], origin: Origin,
+                trusted: Mapping[str, VerifierKey] | None = None) -> AlertEvent:
+    """The event for a decoded alert, its signature checked against ``trusted`` (none: every
+    alert is unsigned or forged)."""
+    verdict = check_alert(record, trusted or {})
     return AlertEvent(
         origin=origin, alert_id=record["alert_id"], kind=record["kind"], severity=record["severity"],
         seq_from=record.get("seq_from"), seq_to=record.get("seq_to"), agent_id=record.get("agent_id"),
         detail=record["detail"], evidence=dict(record.get("evidence") or {}),
         verifier_id=record["verifier_id"], time=record["time"],
+        authenticity=verdict.verdict.value, authenticity_reason=verdict.reason, key_id=record.get("key_id"),
     )
 
 
@@ -192,15 +216,18 @@ def undecodable_event(origin: Origin, error: DecodeError, timestamp_us: int) -> 
         kind=UNDECODABLE, severity="high", seq_from=None, seq_to=None, agent_id=None,
         detail=f"record at {origin.topic}[{origin.partition}]@{origin.offset} is not a valid record: {error}",
         evidence={"reason": error.reason}, verifier_id="ledgerstream-export", time=timestamp_us,
+        authenticity="unsigned", authenticity_reason="not_an_alert",  # the exporter's note, no verifier signed it
     )
 
 
-def decode_event(value: bytes | None, origin: Origin, timestamp_us: int) -> Event:
-    """The event for one Kafka record of the entries or alerts topic."""
+def decode_event(value: bytes | None, origin: Origin, timestamp_us: int,
+                 trusted: Mapping[str, VerifierKey] | None = None) -> Event:
+    """The event for one Kafka record of the entries or alerts topic; alerts are checked
+    against the ``trusted`` verifier keys."""
     try:
         name, record = codec.decode(value or b"", expect=("LedgerEntry", "Alert"))
     except DecodeError as exc:
         return undecodable_event(origin, exc, timestamp_us)
     if name == "LedgerEntry":
         return entry_event(record, origin)
-    return alert_event(record, origin)
+    return alert_event(record, origin, trusted)

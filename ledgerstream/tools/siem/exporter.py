@@ -14,11 +14,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
+from ledgerstream.core.alert_signature import VerifierKey
 from ledgerstream.core.config import Topics
 from ledgerstream.core.errors import ConfigError, LedgerstreamError
 from ledgerstream.tools.siem.events import UNDECODABLE, AlertEvent, EntryEvent, Event, Origin, decode_event
@@ -26,6 +27,7 @@ from ledgerstream.tools.siem.formats import SiemFormat
 from ledgerstream.tools.siem.formats import syslog as syslog_format
 from ledgerstream.tools.siem.pipeline import BoundedBuffer, Item, OffsetTracker, TopicPartition
 from ledgerstream.tools.siem.sinks import Sink, SinkError
+from ledgerstream.core.kafka_security import kafka_config
 
 STREAMS = ("entries", "alerts")
 
@@ -50,6 +52,9 @@ class ExportSettings:
     give_up_after: float | None = None
     #: without --follow: how long to wait for the group to assign partitions
     assignment_timeout: float = 60.0
+    #: verifier keys whose alert signatures are trusted, by key_id (core/alert_signature.py);
+    #: empty: every alert is exported as unsigned or forged
+    trusted_verifiers: Mapping[str, VerifierKey] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.streams or any(s not in STREAMS for s in self.streams):
@@ -67,6 +72,8 @@ class ExportStats:
     entries: int = 0
     alerts: int = 0
     undecodable: int = 0
+    #: alerts not signed by a trusted verifier key (forged or unsigned), exported marked as such
+    forged: int = 0
     retries: int = 0
     pauses: int = 0
     peak_buffer: int = 0
@@ -137,8 +144,7 @@ class Exporter:
         return self.stats
 
     def _consumer_config(self) -> dict[str, object]:
-        return {
-            "bootstrap.servers": self.s.bootstrap,
+        return kafka_config(self.s.bootstrap, "reader", {
             "group.id": self.s.group,
             "client.id": f"ledgerstream-export-{self.fmt.name}",
             "enable.auto.commit": False,
@@ -151,7 +157,7 @@ class Exporter:
             "heartbeat.interval.ms": 2000,
             "max.partition.fetch.bytes": 16 * 1024 * 1024,
             "queued.max.messages.kbytes": 16384,
-        }
+        })
 
     def _check_topics(self, consumer: Consumer) -> None:
         try:
@@ -178,10 +184,12 @@ class Exporter:
             self._eof.discard(tp)
             _, ts_ms = msg.timestamp()
             event = decode_event(msg.value(), Origin(tp[0], tp[1], msg.offset()),
-                                 ts_ms * 1000 if ts_ms > 0 else int(time.time() * 1e6))
+                                 ts_ms * 1000 if ts_ms > 0 else int(time.time() * 1e6), self.s.trusted_verifiers)
             kind = "entry" if isinstance(event, EntryEvent) else "alert"
             if isinstance(event, AlertEvent) and event.kind == UNDECODABLE:
                 self.stats.undecodable += 1
+            elif isinstance(event, AlertEvent) and event.forged:
+                self.stats.forged += 1
             items.append(Item(tp[0], tp[1], msg.offset(), self.render(event), kind))
         return items
 

@@ -149,9 +149,18 @@ function renderForeign(foreign) {
 
 function renderAlertSummary(summary) {
   text("alert-total", summary.total);
+  // by_kind counts verified alerts only: a forged record (an "all_clear" too) changes none of it
   const kinds = Object.entries(summary.by_kind).map(([k, v]) => `${k}: ${v}`).join(" · ");
   text("alert-kinds", kinds || "none");
+  document.getElementById("alert-forged").hidden = !summary.forged;
+  text("alert-forged-count", `${summary.forged || 0} FORGED`);
   document.querySelector(".alerts-card").classList.toggle("raised", summary.total > 0);
+}
+
+function authenticityBadge(alert) {
+  if (!alert.forged) return el("span", { class: "badge ok", title: "signed by a trusted verifier key" }, "verified");
+  const label = alert.authenticity === "unsigned" ? "UNSIGNED" : "FORGED";
+  return el("span", { class: "badge forged", title: `not from a trusted verifier: ${alert.authenticity_reason}` }, label);
 }
 
 function render(overview) {
@@ -173,10 +182,11 @@ function addAlert(alert, fresh) {
   body.querySelector("tr.empty")?.remove();
   const seq = alert.seq_from === null ? "–" : alert.seq_to !== null && alert.seq_to !== alert.seq_from
     ? el("span", {}, entryLink(alert.seq_from), "–", entryLink(alert.seq_to)) : entryLink(alert.seq_from);
-  const row = el("tr", { class: `alert ${fresh ? "fresh" : ""}`, "data-kind": alert.kind, "data-index": alert.index },
+  const row = el("tr", { class: `alert ${fresh ? "fresh" : ""} ${alert.forged ? "forged" : ""}`, "data-kind": alert.kind,
+                         "data-index": alert.index, "data-authenticity": alert.authenticity },
     el("td", {}, when(alert.time)), el("td", {}, el("span", { class: `badge sev-${alert.severity}` }, alert.severity)),
     el("td", { class: "kind" }, alert.kind), el("td", {}, seq), el("td", {}, alert.agent_id || "–"),
-    el("td", {}, alert.verifier_id), el("td", { class: "detail" }, alert.detail));
+    el("td", {}, alert.verifier_id), el("td", {}, authenticityBadge(alert)), el("td", { class: "detail" }, alert.detail));
   const rows = [...body.children];
   const before = rows.find((r) => Number(r.dataset.index) < alert.index);
   body.insertBefore(row, before || null);

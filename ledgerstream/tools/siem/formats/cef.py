@@ -75,6 +75,9 @@ class CefFormat(SiemFormat):
             ("cn1", "seqFrom", a.seq_from), ("cn2", "seqTo", a.seq_to), ("cn3", "kafkaOffset", a.origin.offset),
             ("cs1", "verifierId", a.verifier_id), ("cs2", "severity", a.severity),
             ("cs3", "evidence", ";".join(f"{k}:{v}" for k, v in sorted(a.evidence.items()))),
+            # is it signed by a trusted verifier key (verified | unsigned | forged; docs/spec.md section 10)
+            ("cs4", "authenticity", a.authenticity), ("cs5", "authenticityReason", a.authenticity_reason),
+            ("cs6", "keyId", a.key_id),
         ])
-        return line(f"alert:{a.kind}", a.detail.splitlines()[0] if a.detail else a.kind,
+        return line(f"alert:{a.kind}", a.mark + (a.detail.splitlines()[0] if a.detail else a.kind),
                     SEVERITY_SCORE.get(a.severity, 5), ext)

@@ -79,7 +79,9 @@ class EcsFormat(SiemFormat):
         doc = {
             "@timestamp": iso(a.time),
             **self._common("ledgerstream.alerts"),
-            "message": a.detail,
+            "message": a.mark + a.detail,
+            # not signed by a trusted verifier key: tagged, so SIEM rules can drop or escalate it
+            "tags": [f"alert_{a.authenticity}"] if a.forged else None,
             "event": {
                 "kind": "alert", "category": ["intrusion_detection"], "type": ["info"],
                 "action": a.kind, "id": a.alert_id, "sequence": a.seq_from,
@@ -88,10 +90,13 @@ class EcsFormat(SiemFormat):
             },
             "rule": {"name": a.kind, "ruleset": "ledgerstream-verifier"},
             "gen_ai": {"agent": {"id": a.agent_id}},
-            "labels": {"agent_id": a.agent_id, "severity": a.severity},
+            "labels": {"agent_id": a.agent_id, "severity": a.severity, "authenticity": a.authenticity,
+                       "forged": "true" if a.forged else "false"},
             "ledgerstream": {
                 "alert": {"kind": a.kind, "severity": a.severity, "seq_from": a.seq_from, "seq_to": a.seq_to,
-                          "verifier_id": a.verifier_id, "evidence": dict(a.evidence)},
+                          "verifier_id": a.verifier_id, "evidence": dict(a.evidence),
+                          "authenticity": a.authenticity, "forged": a.forged,
+                          "authenticity_reason": a.authenticity_reason, "key_id": a.key_id},
                 "kafka": {"topic": a.origin.topic, "partition": a.origin.partition, "offset": a.origin.offset},
             },
         }

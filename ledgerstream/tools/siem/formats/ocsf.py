@@ -24,6 +24,9 @@ _ACTIVITY = {"create": (1, "Create"), "read": (2, "Read"), "update": (3, "Update
 #: alert severity -> (severity_id, severity)
 _SEVERITY = {"critical": (5, "Critical"), "high": (4, "High"), "medium": (3, "Medium"), "low": (2, "Low"),
              "info": (1, "Informational")}
+#: alert authenticity -> (confidence_id, confidence) of the finding: only a signature by a
+#: trusted verifier key makes it a finding one can rely on
+_CONFIDENCE = {"verified": (3, "High"), "unsigned": (1, "Low"), "forged": (1, "Low")}
 
 
 def _endpoint(host: str) -> dict[str, str]:
@@ -78,15 +81,18 @@ class OcsfFormat(SiemFormat):
     def alert(self, a: AlertEvent) -> str:
         severity_id, severity = _SEVERITY.get(a.severity, (99, "Other"))
         seq_range = None if a.seq_from is None else f"{a.seq_from}-{a.seq_to if a.seq_to is not None else a.seq_from}"
+        confidence_id, confidence = _CONFIDENCE.get(a.authenticity, (1, "Low"))
         doc = {
             "class_uid": DETECTION_FINDING, "class_name": "Detection Finding",
             "category_uid": 2, "category_name": "Findings",
             "activity_id": 1, "activity_name": "Create",
             "type_uid": DETECTION_FINDING * 100 + 1, "type_name": "Detection Finding: Create",
             "severity_id": severity_id, "severity": severity, "status_id": 1, "status": "New",
+            "confidence_id": confidence_id, "confidence": confidence,
             "time": millis(a.time),
-            "message": a.detail,
-            "metadata": _metadata(a.alert_id, a.origin.topic, a.verifier_id or "ledgerstream-verifier"),
+            "message": a.mark + a.detail,
+            "metadata": _metadata(a.alert_id, a.origin.topic, a.verifier_id or "ledgerstream-verifier",
+                                  labels=[f"authenticity:{a.authenticity}"] + (["forged"] if a.forged else [])),
             "finding_info": {
                 "uid": a.alert_id, "title": a.kind, "desc": a.detail, "types": [a.kind],
                 "created_time": millis(a.time),
@@ -96,6 +102,8 @@ class OcsfFormat(SiemFormat):
             "unmapped": {"ledgerstream": {
                 "kind": a.kind, "severity": a.severity, "seq_from": a.seq_from, "seq_to": a.seq_to,
                 "agent_id": a.agent_id, "verifier_id": a.verifier_id, "evidence": dict(a.evidence),
+                "authenticity": a.authenticity, "forged": a.forged, "authenticity_reason": a.authenticity_reason,
+                "key_id": a.key_id,
                 "kafka": {"partition": a.origin.partition, "offset": a.origin.offset},
             }},
         }

@@ -77,7 +77,13 @@ def entry_params(e: EntryEvent) -> list[tuple[str, object]]:
 def alert_params(a: AlertEvent) -> list[tuple[str, object]]:
     return [("alert_id", a.alert_id), ("kind", a.kind), ("severity", a.severity), ("seq_from", a.seq_from),
             ("seq_to", a.seq_to), ("agent_id", a.agent_id), ("verifier_id", a.verifier_id),
-            ("offset", a.origin.offset)]
+            ("offset", a.origin.offset), *authenticity_params(a)]
+
+
+def authenticity_params(a: AlertEvent) -> list[tuple[str, object]]:
+    """Whether a trusted verifier key signed the alert (docs/spec.md section 10)."""
+    return [("authenticity", a.authenticity), ("forged", "true" if a.forged else "false"),
+            ("authenticity_reason", a.authenticity_reason), ("key_id", a.key_id)]
 
 
 def envelope(event: Event, msg: str) -> str:
@@ -86,7 +92,8 @@ def envelope(event: Event, msg: str) -> str:
         return message(5 if event.denied else 6, event.received_at, "ENTRY",
                        [("seq", event.seq), ("agent_id", event.agent_id)], msg)
     return message(_ALERT_SEVERITY.get(event.severity, 4), event.time, "ALERT",
-                   [("kind", event.kind), ("alert_id", event.alert_id)], msg)
+                   [("kind", event.kind), ("alert_id", event.alert_id), ("authenticity", event.authenticity),
+                    ("forged", "true" if event.forged else "false")], msg)
 
 
 class SyslogFormat(SiemFormat):
@@ -98,4 +105,4 @@ class SyslogFormat(SiemFormat):
 
     def alert(self, a: AlertEvent) -> str:
         return message(_ALERT_SEVERITY.get(a.severity, 4), a.time, "ALERT", alert_params(a),
-                       f"{a.kind}: {a.detail}")
+                       f"{a.mark}{a.kind}: {a.detail}")

@@ -1,0 +1,503 @@
+"""The pure part of the index follower: ledger records in, rows and tiles out (no Kafka).
+
+:class:`IndexCore` owns the core :class:`~ledgerstream.core.verify.Checker`, the SQLite
+database and the :class:`~ledgerstream.core.tiles.TileWriter`. :meth:`IndexCore.process`
+takes one batch of ``(role, offset, raw)`` records as a verifier's reader delivers them
+(both topics, each in offset order, interleaved) and feeds them to the Checker exactly as
+``VerifierRuntime.process`` does: runs of one topic go to ``feed_checked(check_entries(...))``
+(what ``feed_entries`` does, with the checked records observed on the way) or to
+``feed_checkpoints``. What the Checker integrated is read from its journal
+(``drain_journal``), which is also what is saved to resume it.
+
+Which record is entry N? The Checker integrates the *tentative* head (or its fork
+candidate) once the next entry or a checkpoint confirms its place, and journals
+``{"e": [seq, entry_hash], "a": agent, ...}``. The record is the one checked with that
+seq and hash at the lowest offset; every other entries record ends up **foreign**: rejected
+by steps 1-3 (undecodable, hash_mismatch, unknown_key, bad_signature), a replayed copy
+(duplicate), the losing side of a fork, or an out-of-order entry. Foreign records are kept
+in ``foreign_records`` with the kind and offset, never adopted and never given a seq.
+
+Commit order of one batch, so that ``kill -9`` anywhere leaves no gap or duplicate:
+
+1. feed the Checker (memory only);
+2. in one SQLite transaction (not yet committed): the rows, the Checker's journal lines
+   and state, the next offsets;
+3. the tiles, up to each newly verified checkpoint, each with that checkpoint's signed
+   note as the tiles' ``checkpoint`` file (``TileWriter`` writes files atomically and the
+   checkpoint last; re-appending leaves it already holds is a byte-for-byte comparison);
+4. ``on_findings`` (the alerts hook: at least once, like a verifier's alerts);
+5. COMMIT: the commit point. Killed before it, the follower restores the previous state
+   and reads the same records again from Kafka; the tiles written in 3 are found and
+   compared, not rewritten.
+
+Tiles are appended only at the sizes of verified checkpoints (each size separately), so
+the tile files depend on the ledger alone, not on how records were batched: a rebuild
+from Kafka gives the same bytes.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+from ledgerstream.core import records
+from ledgerstream.core.errors import ConfigError, TimestampError
+from ledgerstream.core.tiles import TILE_HEIGHT, TileConflict, TileWriter
+from ledgerstream.core.timestamp import token_gen_time
+from ledgerstream.core.verify import (CHECKPOINTS, ENTRIES, CheckedCheckpoint, CheckedEntry, Checker,
+                                      CheckerConfig, Finding, SignaturePool, check_checkpoint_record,
+                                      check_entries, check_entry)
+from ledgerstream.index.db import get_meta, open_db, set_meta
+from ledgerstream.index.paths import IndexPaths
+from ledgerstream.verifier_worker.alerting import alert_id
+from ledgerstream.verifier_worker.store import journal_line
+
+log = logging.getLogger("ledgerstream.index")
+
+#: the "verifier id" of the index in finding ids (``alert_id``)
+INDEX_ID = "index"
+
+#: (role, offset, raw bytes), role "entries" or "checkpoints": what a batch holds
+Record = tuple[str, int, bytes]
+FindingsHook = Callable[[list[Finding]], None]
+
+
+def log_findings(findings: list[Finding]) -> None:
+    """Log each finding (what ``index/hooks.py``'s ``on_findings`` does for now)."""
+    for f in findings:
+        log.warning("FINDING %s %s: %s", f.severity.value, f.kind.value, f.detail)
+
+
+def trust_fingerprint(config: CheckerConfig) -> dict[str, Any]:
+    """What the Checker's verdicts depend on. An index built under other trust is refused
+    (its foreign / accepted split would differ from a rebuild): reindex instead."""
+    approvers = config.approvers
+    return {
+        "trusted_keys": sorted(config.trusted_keys),
+        "tsa_ca_sha256": hashlib.sha256(config.tsa_ca).hexdigest() if config.tsa_ca else None,
+        "approvers": None if approvers is None else {
+            "m": approvers.m, "keys": {a: k.key_id for a, k in sorted(approvers.approvers.items())}},
+        "link_grace_seconds": config.link_grace_seconds,
+        "link_grace_entries": config.link_grace_entries,
+        "clock_skew_seconds": config.clock_skew_seconds,
+        "origin": config.origin,
+    }
+
+
+@dataclass
+class BatchResult:
+    entries: int = 0                 # entries indexed (given a seq) by this batch
+    foreign: int = 0                 # records found foreign by this batch
+    findings: list[Finding] = field(default_factory=list)
+    tiles_size: int = 0              # tile tree size after the batch
+    indexed_size: int = 0            # entries [0, indexed_size) are indexed
+
+
+def _tap(checked: Iterable[CheckedEntry], into: list[CheckedEntry]) -> Iterator[CheckedEntry]:
+    for c in checked:
+        into.append(c)
+        yield c
+
+
+def _where(f: Finding) -> tuple[str, int] | None:
+    topic, offset = f.evidence.get("topic"), f.evidence.get("offset")
+    if topic is None or offset is None:
+        return None
+    try:
+        return topic, int(offset)
+    except ValueError:
+        return None
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+class IndexCore:
+    """One index: its database, tiles and Checker. Not thread-safe; one per directory
+    (the follower holds a lock file, the TileWriter its own)."""
+
+    def __init__(self, paths: IndexPaths, config: CheckerConfig, *, on_findings: FindingsHook = log_findings,
+                 signatures: SignaturePool | None = None, fsync: bool = True, tile_height: int = TILE_HEIGHT,
+                 topics: Mapping[str, str] | None = None) -> None:
+        self.paths = paths
+        self.config = config
+        self.on_findings = on_findings
+        self._signatures = signatures
+        self._broken = False
+        paths.index_dir.mkdir(parents=True, exist_ok=True)
+        self.conn = open_db(paths.db)
+        try:
+            self._check_identity(trust_fingerprint(config), dict(topics) if topics else None)
+            self.checker = self._restore_checker()
+            # checked, not rejected, not yet integrated nor found foreign: by (seq, entry_hash) the
+            # first one (the candidate to become that entry), and the later copies
+            self._pending: dict[tuple[int, bytes], CheckedEntry] = {}
+            self._copies: list[CheckedEntry] = []
+            for checked in self._restore_pending(self.checker.export_state()):
+                self._hold(checked)
+            self.tiles_size: int = get_meta(self.conn, "tiles_size", 0)
+            self._notes: dict[int, bytes] = {}
+            self.tiles = TileWriter(paths.tiles_dir, checkpoint=self._note, fsync=fsync, height=tile_height)
+        except BaseException:
+            self.conn.close()
+            raise
+        try:
+            self._catch_up_tiles()
+        except BaseException:
+            self.close()
+            raise
+        self.foreign = self.conn.execute("SELECT COUNT(*) FROM foreign_records").fetchone()[0]
+
+    # --- opening ---------------------------------------------------------------------------
+    def _check_identity(self, trust: dict[str, Any], topics: dict[str, str] | None) -> None:
+        saved_trust, saved_topics = get_meta(self.conn, "trust"), get_meta(self.conn, "topics")
+        if saved_trust is not None and saved_trust != trust:
+            raise ConfigError(f"the index in {self.paths.index_dir} was built with other trusted keys / TSA CA / "
+                              f"approvers / link grace than now: reindex (ledgerstream index run --reindex)")
+        if topics is not None and saved_topics is not None and saved_topics != topics:
+            raise ConfigError(f"the index in {self.paths.index_dir} follows topics {saved_topics}, not {topics}: "
+                              "reindex (ledgerstream index run --reindex) or use another --home")
+        self.conn.execute("BEGIN IMMEDIATE")
+        set_meta(self.conn, "trust", trust)
+        if topics is not None:
+            set_meta(self.conn, "topics", topics)
+        self.conn.execute("COMMIT")
+
+    def _restore_checker(self) -> Checker:
+        """The Checker as last committed: ``Checker.restore`` over the journal and state a
+        verifier's ``StateStore`` would hold (same records, same ``journal_line`` text)."""
+        state = get_meta(self.conn, "checker")
+        if state is None:
+            return Checker(self.config)
+        lines = self.conn.execute("SELECT line FROM checker_journal ORDER BY id")
+        try:
+            return Checker.restore(self.config, state, (json.loads(line) for (line,) in lines))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"the index state in {self.paths.db} is unusable: {exc} (reindex)") from exc
+
+    def _restore_pending(self, state: Mapping[str, Any]) -> list[CheckedEntry]:
+        """The records the Checker holds whole (tentative head, fork candidate): one of them
+        becomes the next indexed entry."""
+        out = []
+        for key in ("tentative", "candidate"):
+            item = state.get(key)
+            if item:
+                checked = check_entry((int(item[0]), base64.b64decode(item[1])), self.config)
+                if checked.rejection is None:
+                    out.append(checked)
+        return out
+
+    def _hold(self, c: CheckedEntry) -> None:
+        key = (c.seq, bytes(c.entry_hash))
+        if key in self._pending:
+            self._copies.append(c)
+        else:
+            self._pending[key] = c
+
+    def _catch_up_tiles(self) -> None:
+        """Tiles behind the database (a deleted or restored tiles folder): append them again,
+        checkpoint by checkpoint, exactly as they were first written."""
+        if self.tiles.size >= self.tiles_size:
+            return
+        log.info("tiles in %s are at size %d, the index at %d: rebuilding them from the index",
+                 self.paths.tiles_dir, self.tiles.size, self.tiles_size)
+        rows = self.conn.execute(
+            "SELECT tree_size, origin, key_id, body, signature FROM checkpoints WHERE status = 'verified' "
+            "AND tree_size > ? AND tree_size <= ? ORDER BY tree_size", (self.tiles.size, self.tiles_size)).fetchall()
+        size = self.tiles.size
+        for tree_size, origin, key_id, body, signature in rows:
+            self._append_tiles(size, tree_size, _note(origin, key_id, body, signature))
+            size = tree_size
+        if self.tiles.size != self.tiles_size:
+            raise ConfigError(f"cannot rebuild the tiles in {self.paths.tiles_dir} to size {self.tiles_size} "
+                              "from the index: reindex")
+
+    # --- views -----------------------------------------------------------------------------
+    @property
+    def indexed_size(self) -> int:
+        """Entries [0, indexed_size) are indexed (rows, or ``missing`` rows for a gap)."""
+        return self.checker.tree.size
+
+    @property
+    def next_offset(self) -> dict[str, int]:
+        return dict(self.checker.next_offset)
+
+    def close(self) -> None:
+        self.tiles.close()
+        self.conn.close()
+
+    # --- one batch -------------------------------------------------------------------------
+    def process(self, batch: Sequence[Record]) -> BatchResult:
+        """Feed one batch and commit what it gives (module docstring: commit order). Any
+        exception leaves this object unusable: the process must restart from the commit."""
+        if self._broken:
+            raise RuntimeError("a previous batch failed: restart from the committed state")
+        self._broken = True
+        ch = self.checker
+        entries: list[CheckedEntry] = []
+        checkpoints: list[CheckedCheckpoint] = []
+        findings: list[Finding] = []
+        for role, group in itertools.groupby(batch, key=lambda record: record[0]):
+            run = [(offset, raw) for _, offset, raw in group]
+            if role == ENTRIES:
+                fresh = [r for r in run if r[0] >= ch.next_offset[ENTRIES]]
+                if fresh:  # exactly Checker.feed_entries, with the checked records observed
+                    findings += ch.feed_checked(_tap(check_entries(fresh, ch.config, self._signatures, None,
+                                                                   ch.stats), entries))
+            elif role == CHECKPOINTS:
+                fresh = [r for r in run if r[0] >= ch.next_offset[CHECKPOINTS]]
+                checkpoints += [check_checkpoint_record(r, ch.config) for r in fresh]
+                findings += ch.feed_checkpoints(fresh)
+            else:
+                raise ValueError(f"unknown topic role {role!r}")
+        result = BatchResult(findings=findings)
+        if entries or checkpoints:
+            self._commit(entries, checkpoints, findings, result)
+        result.tiles_size, result.indexed_size = self.tiles_size, self.indexed_size
+        self._broken = False
+        return result
+
+    def _commit(self, entries: list[CheckedEntry], checkpoints: list[CheckedCheckpoint],
+                findings: list[Finding], result: BatchResult) -> None:
+        ch, conn = self.checker, self.conn
+        journal = ch.drain_journal()
+        state = ch.export_state()
+        about: dict[tuple[str, int], Finding] = {}
+        for f in findings:
+            where = _where(f)
+            if where is not None:
+                about.setdefault(where, f)
+        foreign: list[tuple] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for c in entries:
+                if c.rejection is not None:
+                    foreign.append(_foreign_entry(c, c.rejection.kind.value, c.rejection.detail))
+                else:
+                    self._hold(c)
+            self._store_checkpoints(checkpoints, foreign)
+            targets = self._apply_journal(journal, result)
+            self._settle_pending(state, about, foreign)
+            self._settle_checkpoints(state, about)
+            conn.executemany("INSERT OR IGNORE INTO foreign_records VALUES (?,?,?,?,?,?,?,?,?,?,?)", foreign)
+            conn.executemany("INSERT OR IGNORE INTO findings VALUES (?,?,?,?,?,?,?,?,?,?)",
+                             [_finding_row(f) for f in findings])
+            conn.executemany("INSERT INTO checker_journal(line) VALUES (?)", [(journal_line(r),) for r in journal])
+            set_meta(conn, "checker", state)
+            set_meta(conn, "indexed_size", ch.tree.size)
+            set_meta(conn, "next_offset", dict(ch.next_offset))
+            set_meta(conn, "last_checkpoint", ch.last_checkpoint)
+            for size, note in targets:  # write the tiles before the commit point
+                if size > self.tiles_size:
+                    self._append_tiles(self.tiles_size, size, note)
+            set_meta(conn, "tiles_size", self.tiles_size)
+            if findings:
+                self.on_findings(list(findings))  # at least once: before the commit point
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.foreign += len(foreign)
+        result.foreign = len(foreign)
+
+    def _store_checkpoints(self, checkpoints: list[CheckedCheckpoint], foreign: list[tuple]) -> None:
+        cp_rows, anchor_rows = [], []
+        for c in checkpoints:
+            raw = bytes(c.raw)
+            if c.rejection is not None:
+                rec = c.record or {}
+                foreign.append((CHECKPOINTS, c.offset, c.rejection.kind.value, c.rejection.detail, None, None,
+                                rec.get("key_id"), None, None, len(raw), _sha256(raw)))
+            elif c.name == "Checkpoint":
+                r = c.record
+                body = bytes(r["body"])
+                cp_rows.append((c.offset, r["tree_size"], bytes(r["root_hash"]), bytes(r["chain_head"]),
+                                r["created_at"], r["origin"], r["key_id"], body, _sha256(body), bytes(r["signature"]),
+                                "pending", None))
+            else:
+                r = c.record
+                try:
+                    gen = token_gen_time(bytes(r["timestamp"]["token"]))
+                    gen_us = int(gen.timestamp()) * 1_000_000 + gen.microsecond
+                except (TimestampError, ValueError, TypeError, KeyError):
+                    gen_us = None
+                anchor_rows.append((c.offset, r["tree_size"], bytes(r["body_hash"]), r["timestamp"]["tsa"], gen_us,
+                                    r["created_at"], "pending", None))
+        self.conn.executemany("INSERT OR IGNORE INTO checkpoints VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", cp_rows)
+        self.conn.executemany("INSERT OR IGNORE INTO anchors VALUES (?,?,?,?,?,?,?,?)", anchor_rows)
+
+    def _apply_journal(self, journal: list[dict[str, Any]], result: BatchResult) -> list[tuple[int, bytes]]:
+        """Rows for what the Checker integrated; returns (size, signed note) of each newly
+        verified checkpoint, in order."""
+        conn = self.conn
+        entry_rows, link_rows, missing_rows, edges, verified = [], [], [], [], []
+        for rec in journal:
+            if "e" in rec:
+                seq, hex_hash = rec["e"]
+                if "a" not in rec:
+                    missing_rows.append((seq, None if hex_hash is None else bytes.fromhex(hex_hash)))
+                    continue
+                c = self._take(seq, bytes.fromhex(hex_hash))
+                entry_rows.append(_entry_row(c))
+                for position, link in enumerate(c.entry["action"].get("links") or []):
+                    link_rows.append((seq, position, link["agent_id"], link["event_id"],
+                                      link.get("relation") or "caused_by", None))
+            elif "g" in rec:
+                edges.append(rec["g"])
+            elif "c" in rec:
+                verified.append(rec["c"])
+        entry_rows = self._reused_event_ids(entry_rows)
+        conn.executemany("INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", entry_rows)
+        conn.executemany("INSERT INTO links VALUES (?,?,?,?,?,?)", link_rows)
+        conn.executemany("INSERT OR REPLACE INTO missing VALUES (?,?)", missing_rows)
+        conn.executemany(
+            "UPDATE links SET to_seq = ?1 WHERE from_seq = ?2 AND to_agent_id = ?3 AND relation = ?4 "
+            "AND to_seq IS NULL AND to_event_id = (SELECT COALESCE(event_id, event_id_reused) FROM entries "
+            "WHERE seq = ?1)", [(to_seq, from_seq, to_agent, relation)
+                                for from_seq, _from_agent, to_seq, to_agent, relation in edges])
+        result.entries = len(entry_rows)
+        targets = []
+        for size, root_hex, head_hex, created_at in verified:
+            row = conn.execute(
+                "SELECT topic_offset, origin, key_id, body, signature FROM checkpoints WHERE status = 'pending' "
+                "AND tree_size = ? AND root_hash = ? AND chain_head = ? AND created_at = ? ORDER BY topic_offset "
+                "LIMIT 1", (size, bytes.fromhex(root_hex), bytes.fromhex(head_hex), created_at)).fetchone()
+            if row is None:
+                raise RuntimeError(f"the Checker verified a checkpoint of size {size} the index has not stored")
+            offset, origin, key_id, body, signature = row
+            conn.execute("UPDATE checkpoints SET status = 'verified' WHERE topic_offset = ?", (offset,))
+            conn.execute("UPDATE entries SET checkpoint_size = ?, checkpoint_offset = ? "
+                         "WHERE seq < ? AND checkpoint_size IS NULL", (size, offset, size))
+            targets.append((size, _note(origin, key_id, body, signature)))
+        return targets
+
+    def _reused_event_ids(self, entry_rows: list[tuple]) -> list[tuple]:
+        """An event id already indexed (the signer sequences an event again once it is past
+        its dedup horizon) stays with the first entry; the later one keeps it in
+        ``event_id_reused`` (``entries.event_id`` is unique)."""
+        taken: set[str] = set()
+        ids = [row[1] for row in entry_rows]
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            taken.update(e for (e,) in self.conn.execute(
+                f"SELECT event_id FROM entries WHERE event_id IN ({','.join('?' * len(chunk))})", chunk))
+        if not taken and len(set(ids)) == len(ids):
+            return entry_rows
+        out = []
+        for row in entry_rows:
+            event_id = row[1]
+            if event_id in taken:
+                log.warning("entry %d reuses event id %r of an earlier entry (past the signer's dedup horizon): "
+                            "indexed under event_id_reused", row[0], event_id)
+                row = (row[0], None, event_id, *row[3:])
+            taken.add(event_id)
+            out.append(row)
+        return out
+
+    def _take(self, seq: int, entry_hash: bytes) -> CheckedEntry:
+        """The record integrated as ``seq``: checked with that seq and hash, lowest offset."""
+        chosen = self._pending.pop((seq, entry_hash), None)
+        if chosen is None:
+            raise RuntimeError(f"the Checker integrated entry {seq} from a record the index has not seen")
+        return chosen
+
+    def _settle_pending(self, state: Mapping[str, Any], about: Mapping[tuple[str, int], Finding],
+                        foreign: list[tuple]) -> None:
+        """Checked records the Checker neither integrated nor holds (as tentative head or
+        fork candidate) are foreign: it never integrates them later."""
+        keep = {int(state[key][0]) for key in ("tentative", "candidate") if state.get(key)}
+        held = sorted([*self._pending.values(), *self._copies], key=lambda c: c.offset)
+        self._pending, self._copies = {}, []
+        for c in held:
+            if c.offset in keep:
+                self._hold(c)
+                continue
+            f = about.get((ENTRIES, c.offset))
+            if f is not None:
+                foreign.append(_foreign_entry(c, f.kind.value, f.detail))
+            else:  # the side of a fork the chain did not continue from (reported when the fork was seen)
+                foreign.append(_foreign_entry(c, "fork", f"entry {c.seq} lost a fork: the chain continued from "
+                                              "another entry with that seq"))
+
+    def _settle_checkpoints(self, state: Mapping[str, Any], about: Mapping[tuple[str, int], Finding]) -> None:
+        """Checkpoints and anchors the Checker has evaluated (no longer queued) get their status."""
+        conn = self.conn
+        queued = {int(item[0]) for item in state.get("queue") or []}
+        for (offset,) in conn.execute("SELECT topic_offset FROM checkpoints WHERE status = 'pending'").fetchall():
+            if offset in queued:
+                continue
+            f = about.get((CHECKPOINTS, offset))
+            conn.execute("UPDATE checkpoints SET status = ?, finding = ? WHERE topic_offset = ?",
+                         ("failed" if f else "unconfirmed", f.kind.value if f else None, offset))
+        for offset, body_sha256 in conn.execute(
+                "SELECT topic_offset, body_sha256 FROM anchors WHERE status = 'pending'").fetchall():
+            if offset in queued:
+                continue
+            f = about.get((CHECKPOINTS, offset))
+            if f is not None:
+                status = "failed"
+            elif not conn.execute("SELECT 1 FROM checkpoints WHERE body_sha256 = ? AND status != 'pending'",
+                                  (body_sha256,)).fetchone():
+                status = "orphan"
+            else:
+                status = "verified" if self.config.tsa_ca is not None else "unchecked"
+            conn.execute("UPDATE anchors SET status = ?, finding = ? WHERE topic_offset = ?",
+                         (status, f.kind.value if f else None, offset))
+
+    # --- tiles -----------------------------------------------------------------------------
+    def _note(self, size: int, root: bytes, last: bytes) -> bytes:
+        return self._notes.pop(size)
+
+    def _append_tiles(self, start: int, size: int, note: bytes) -> None:
+        """Append leaves [start, size) (``start`` may be below the tiles' durable size after a
+        crash: those are compared) with ``note`` as the checkpoint of ``size``."""
+        rows = self.conn.execute(
+            "SELECT seq, entry_hash FROM entries WHERE seq >= ?1 AND seq < ?2 UNION ALL "
+            "SELECT seq, entry_hash FROM missing WHERE seq >= ?1 AND seq < ?2 ORDER BY seq", (start, size)).fetchall()
+        if len(rows) != size - start or any(h is None for _, h in rows) or (rows and rows[0][0] != start):
+            log.error("tiles stop at %d: entries [%d, %d) of the verified checkpoint %d are not all known",
+                      self.tiles_size, start, size, size)
+            return
+        self._notes[size] = note
+        try:
+            self.tiles.append([h for _, h in rows], start=start)
+        except TileConflict as exc:
+            raise ConfigError(f"the tiles in {self.paths.tiles_dir} hold another log than this index ({exc}): "
+                              "delete them or reindex") from exc
+        finally:
+            self._notes.pop(size, None)
+        self.tiles_size = size
+
+
+def _note(origin: str, key_id: str, body: bytes, signature: bytes) -> bytes:
+    """The checkpoint as a signed note (docs/spec.md section 6): body, blank line, signature line."""
+    return records.signed_note(bytes(body), origin, key_id, bytes(signature)).encode("utf-8")
+
+
+def _entry_row(c: CheckedEntry) -> tuple:
+    e, raw = c.entry, bytes(c.raw)
+    a = e["action"]
+    return (e["seq"], a["event_id"], None, bytes(c.entry_hash), c.offset, len(raw), _sha256(raw), a["agent_id"],
+            e["agent_seq"], a.get("session_id"), a["action_type"], e["received_at"], a["occurred_at"], e["key_id"],
+            int(e.get("signature") is not None), bytes(a["payload_hash"]), None, None)
+
+
+def _foreign_entry(c: CheckedEntry, kind: str, detail: str) -> tuple:
+    raw, e = bytes(c.raw), c.entry
+    action = (e or {}).get("action") or {}
+    claimed = None if e is None else bytes(e["entry_hash"])
+    return (ENTRIES, c.offset, kind, detail, None if e is None else e["seq"], claimed,
+            None if e is None else e.get("key_id"), action.get("agent_id"), action.get("event_id"),
+            len(raw), _sha256(raw))
+
+
+def _finding_row(f: Finding) -> tuple:
+    where = _where(f)
+    return (alert_id(f, INDEX_ID), f.kind.value, f.severity.value, f.seq_from, f.seq_to, f.agent_id,
+            where[0] if where else None, where[1] if where else None, f.detail,
+            json.dumps(dict(f.evidence), sort_keys=True, separators=(",", ":")))

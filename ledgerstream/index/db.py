@@ -1,0 +1,218 @@
+"""The index database: one SQLite file in WAL mode, written by one follower, read by anyone.
+
+Every row is derived from the topics alone (record bytes, their offsets and what the
+Checker concluded about them): no wall-clock time of indexing, no row ids that depend on
+how the records were batched. Deleting the database and indexing again gives the same
+rows. The tables ``meta`` and ``checker_journal`` hold the follower's resume state (the
+Checker's state and journal, serialized exactly as a verifier stores them), which is not
+part of the read model.
+
+Tables (docs/index.md has the column-by-column description):
+
+=================== =========================================================================
+``entries``         one row per entry the Checker integrated as seq N (the genuine ledger)
+``missing``         seqs the Checker integrated as a gap placeholder (no record was seen)
+``links``           the action's links, both directions; ``to_seq`` once the Checker resolved it
+``checkpoints``     signed checkpoints under a trusted key, with their verification status
+``anchors``         RFC 3161 anchors (``TimestampAnchor`` records) of checkpoints
+``foreign_records`` records of either topic that are not part of the ledger (never given a seq)
+``findings``        every finding the Checker raised, keyed by a stable id
+``meta``            key/value: schema version, trust, topics, Checker state, sizes
+``checker_journal`` the Checker's append-only journal (``verifier_worker.store.journal_line``)
+=================== =========================================================================
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS checker_journal (
+    id   INTEGER PRIMARY KEY,
+    line TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS entries (
+    seq               INTEGER PRIMARY KEY,
+    event_id          TEXT UNIQUE,          -- NULL only when an earlier seq holds the same event id
+    event_id_reused   TEXT,                 -- that event id, for such a later entry
+    entry_hash        BLOB NOT NULL,
+    topic_offset      INTEGER NOT NULL UNIQUE,
+    record_size       INTEGER NOT NULL,
+    record_sha256     BLOB NOT NULL,        -- of the raw LedgerEntry record (checks a fetch by offset)
+    agent_id          TEXT NOT NULL,
+    agent_seq         INTEGER NOT NULL,
+    session_id        TEXT,
+    action_type       TEXT NOT NULL,
+    time              INTEGER NOT NULL,     -- received_at: ledger time, µs since the epoch
+    occurred_at       INTEGER NOT NULL,     -- the agent's own clock, µs
+    key_id            TEXT NOT NULL,
+    signed            INTEGER NOT NULL,     -- 1: per-entry signature; 0: covered by checkpoints only
+    payload_hash      BLOB NOT NULL,
+    checkpoint_size   INTEGER,              -- tree size of the first verified checkpoint covering it
+    checkpoint_offset INTEGER               -- that checkpoint's offset on the checkpoints topic
+);
+CREATE INDEX IF NOT EXISTS entries_agent_seq ON entries(agent_id, agent_seq);
+CREATE INDEX IF NOT EXISTS entries_agent ON entries(agent_id, seq);
+CREATE INDEX IF NOT EXISTS entries_session ON entries(session_id, seq);
+CREATE INDEX IF NOT EXISTS entries_action_time ON entries(action_type, time);
+CREATE INDEX IF NOT EXISTS entries_time ON entries(time);
+CREATE INDEX IF NOT EXISTS entries_event_reused ON entries(event_id_reused) WHERE event_id_reused IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_uncovered ON entries(seq) WHERE checkpoint_size IS NULL;
+
+CREATE TABLE IF NOT EXISTS missing (
+    seq        INTEGER PRIMARY KEY,
+    entry_hash BLOB                         -- known from the next entry's prev_hash for a one-entry gap
+);
+
+CREATE TABLE IF NOT EXISTS links (
+    from_seq     INTEGER NOT NULL,
+    position     INTEGER NOT NULL,          -- index in the action's links
+    to_agent_id  TEXT NOT NULL,
+    to_event_id  TEXT NOT NULL,
+    relation     TEXT NOT NULL,
+    to_seq       INTEGER,                   -- set when the Checker resolved the link (its call graph edge)
+    PRIMARY KEY (from_seq, position)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS links_to_seq ON links(to_seq) WHERE to_seq IS NOT NULL;
+CREATE INDEX IF NOT EXISTS links_to_event ON links(to_event_id);
+
+CREATE TABLE IF NOT EXISTS checkpoints (
+    topic_offset INTEGER PRIMARY KEY,
+    tree_size    INTEGER NOT NULL,
+    root_hash    BLOB NOT NULL,
+    chain_head   BLOB NOT NULL,
+    created_at   INTEGER NOT NULL,          -- the signer's time in the signed body, µs
+    origin       TEXT NOT NULL,
+    key_id       TEXT NOT NULL,
+    body         BLOB NOT NULL,
+    body_sha256  BLOB NOT NULL,
+    signature    BLOB NOT NULL,
+    status       TEXT NOT NULL,             -- pending | verified | unconfirmed | failed
+    finding      TEXT                       -- kind of the Checker's finding about it, if any
+);
+CREATE INDEX IF NOT EXISTS checkpoints_verified ON checkpoints(tree_size) WHERE status = 'verified';
+CREATE INDEX IF NOT EXISTS checkpoints_size ON checkpoints(tree_size);
+CREATE INDEX IF NOT EXISTS checkpoints_pending ON checkpoints(topic_offset) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS checkpoints_body ON checkpoints(body_sha256);
+
+CREATE TABLE IF NOT EXISTS anchors (
+    topic_offset INTEGER PRIMARY KEY,
+    tree_size    INTEGER NOT NULL,
+    body_sha256  BLOB NOT NULL,
+    tsa          TEXT NOT NULL,
+    gen_time     INTEGER,                   -- the token's genTime, µs, as read (ordering only)
+    created_at   INTEGER NOT NULL,
+    status       TEXT NOT NULL,             -- pending | verified | unchecked | failed | orphan
+    finding      TEXT
+);
+CREATE INDEX IF NOT EXISTS anchors_body ON anchors(body_sha256);
+CREATE INDEX IF NOT EXISTS anchors_pending ON anchors(topic_offset) WHERE status = 'pending';
+
+CREATE TABLE IF NOT EXISTS foreign_records (
+    topic         TEXT NOT NULL,            -- entries | checkpoints
+    topic_offset  INTEGER NOT NULL,
+    kind          TEXT NOT NULL,            -- the finding kind that made it foreign
+    detail        TEXT NOT NULL,
+    claimed_seq   INTEGER,                  -- what the record claims, if it decodes (never adopted)
+    entry_hash    BLOB,
+    key_id        TEXT,
+    agent_id      TEXT,
+    event_id      TEXT,
+    record_size   INTEGER NOT NULL,
+    record_sha256 BLOB NOT NULL,
+    PRIMARY KEY (topic, topic_offset)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS findings (
+    finding_id   TEXT PRIMARY KEY,          -- verifier_worker.alerting.alert_id(finding, "index")
+    kind         TEXT NOT NULL,
+    severity     TEXT NOT NULL,
+    seq_from     INTEGER,
+    seq_to       INTEGER,
+    agent_id     TEXT,
+    topic        TEXT,
+    topic_offset INTEGER,
+    detail       TEXT NOT NULL,
+    evidence     TEXT NOT NULL              -- JSON object
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS findings_kind ON findings(kind);
+CREATE INDEX IF NOT EXISTS findings_seq ON findings(seq_from);
+"""
+
+#: the read model, for comparisons and exports: table -> ORDER BY of a deterministic dump
+DATA_TABLES: dict[str, str] = {
+    "entries": "seq",
+    "missing": "seq",
+    "links": "from_seq, position",
+    "checkpoints": "topic_offset",
+    "anchors": "topic_offset",
+    "foreign_records": "topic, topic_offset",
+    "findings": "finding_id",
+}
+
+
+def open_db(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """The index database (created with its schema unless ``readonly``).
+
+    Writers use WAL with ``synchronous=NORMAL``: a killed process loses nothing committed
+    (a power loss may lose the newest transactions, which the follower then redoes from
+    Kafka). Readers open it read-only and never block the writer."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA query_only = ON")
+        return conn
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = OFF")
+    conn.execute("BEGIN")
+    _create(conn)
+    version = get_meta(conn, "schema_version")
+    if version is None:
+        set_meta(conn, "schema_version", SCHEMA_VERSION)
+    elif version != SCHEMA_VERSION:
+        conn.execute("ROLLBACK")
+        conn.close()
+        from ledgerstream.core.errors import ConfigError
+
+        raise ConfigError(f"{path} has index schema version {version}, this version writes {SCHEMA_VERSION}: "
+                          "delete the index (index run --reindex) to rebuild it from Kafka")
+    conn.execute("COMMIT")
+    return conn
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    """Each statement of SCHEMA inside the caller's transaction (``executescript`` would commit)."""
+    statement = ""
+    for line in SCHEMA.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            conn.execute(statement)
+            statement = ""
+
+
+def get_meta(conn: sqlite3.Connection, key: str, default: Any = None) -> Any:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return default if row is None else json.loads(row[0])
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: Any) -> None:
+    conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                 (key, json.dumps(value, separators=(",", ":"), sort_keys=True)))
+
+
+def dump(conn: sqlite3.Connection) -> dict[str, list[tuple]]:
+    """Every row of the read model, in a fixed order (for determinism checks and exports)."""
+    return {table: conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()  # noqa: S608 - fixed names
+            for table, order in DATA_TABLES.items()}

@@ -1,0 +1,274 @@
+"""``ledgerstream index run``: follow ``entries`` and ``checkpoints`` and keep the index.
+
+One confluent-kafka consumer (role ``reader``, ``read_committed``, manual assignment, nothing
+committed to Kafka: the index's own database says where it stands) assigned to partition 0
+of both topics at the offsets saved with the Checker's state, like a verifier's
+``LedgerReader``. Each ``consume`` result is one batch for :class:`IndexCore.process`,
+which commits it (core.py, "Commit order"). ``--once`` reads to the end offsets seen at
+start (docs/decisions.md D21) and exits; otherwise it follows until SIGTERM / SIGINT,
+which finish the batch in hand. A watchdog (D23) ends a follower stuck in a Kafka call
+with status 4 for its supervisor to restart it.
+
+Exit status: 0 stopped or done, 2 configuration or environment error (no trusted key, the
+index locked by another follower, other trust than the index was built with, Kafka or a
+topic missing at start, ``--once`` without records or the topics' end for 60 s), 4 watchdog,
+70 a batch could not be indexed (the next start resumes from the last commit).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import time
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from ledgerstream.core import interpreter
+from ledgerstream.core.config import Topics
+from ledgerstream.core.errors import ConfigError
+from ledgerstream.core.kafka_security import kafka_config
+from ledgerstream.core.process_lock import ProcessLock
+from ledgerstream.core.tiles import CHECKPOINT_FILE, LOCK_FILE as TILES_LOCK_FILE
+from ledgerstream.core.verify import CHECKPOINTS, ENTRIES, SWITCH_INTERVAL, CheckerConfig, SignaturePool
+from ledgerstream.core.watchdog import Watchdog
+from ledgerstream.index import hooks
+from ledgerstream.index.core import FindingsHook, IndexCore, Record
+from ledgerstream.index.paths import IndexPaths
+from ledgerstream.verifier_worker.store import write_json_atomic
+
+log = logging.getLogger("ledgerstream.index")
+
+EXIT_OK, EXIT_CONFIG, EXIT_BATCH_FAILED = 0, 2, 70
+MAX_RECORD_BYTES = 8 * 1024 * 1024
+PROGRESS_SECONDS = 5.0
+#: ``--once`` gives up (exit 2) when neither records nor the end of the topics come this long
+ONCE_IDLE_SECONDS = 60.0
+#: consumer group of the index's consumer: under the reader role's ACL prefix (stack/security.py);
+#: nothing is ever committed to it
+GROUP_PREFIX = "ledgerstream-reader-index-"
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    home: Path
+    bootstrap: str
+    topics: Topics
+    checker: CheckerConfig
+    paths: IndexPaths
+    once: bool = False
+    reindex: bool = False
+    batch_size: int = 2000           # records per consume() and per commit at most
+    batch_seconds: float = 0.2       # how long consume() waits for the first record
+    threads: int = 1                 # signature-check threads (core/verify.py SignaturePool)
+    status_seconds: float = 2.0
+    watchdog_seconds: float = 120.0  # 0: no watchdog
+    fsync: bool = True
+    on_findings: FindingsHook = field(default=hooks.on_findings)  # index/hooks.py
+
+
+def reset_index(paths: IndexPaths) -> None:
+    """``--reindex``: delete the database and the tiles (only what the index writes there)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{paths.db}{suffix}").unlink(missing_ok=True)
+    tiles = paths.tiles_dir
+    if tiles.is_dir():
+        unknown = [p.name for p in tiles.iterdir() if p.name not in ("tile", CHECKPOINT_FILE, TILES_LOCK_FILE)
+                   and not p.name.startswith(".")]
+        if unknown:
+            raise ConfigError(f"{tiles} holds files the index did not write ({', '.join(sorted(unknown)[:5])}): "
+                              "not deleting it; remove it by hand or pass another --tiles-dir")
+        shutil.rmtree(tiles / "tile", ignore_errors=True)
+        (tiles / CHECKPOINT_FILE).unlink(missing_ok=True)
+
+
+class IndexFollower:
+    def __init__(self, settings: IndexSettings) -> None:
+        self.s = settings
+        self.stop_requested = False
+        self.core: IndexCore | None = None
+        self.started_at = time.time()
+        self._roles = {settings.topics.entries: ENTRIES, settings.topics.checkpoints: CHECKPOINTS}
+        self._at_eof = {ENTRIES: False, CHECKPOINTS: False}
+        self._rate: deque[tuple[float, int]] = deque(maxlen=30)
+        self._status_at = 0.0
+        self._progress_at = 0.0
+        self._progress_size = 0
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def run(self) -> int:
+        s = self.s
+        lock = ProcessLock(s.paths.lock, "index follower")  # one writer per index
+        lock.acquire()
+        pool = ThreadPoolExecutor(s.threads, thread_name_prefix="sigcheck")
+        consumer: Consumer | None = None
+        watchdog: Watchdog | None = None
+        try:
+            if s.reindex:
+                log.info("reindex: deleting %s and the tiles in %s", s.paths.db, s.paths.tiles_dir)
+                reset_index(s.paths)
+            interpreter.tune(SWITCH_INTERVAL)  # the signature pool's thread gets the GIL back quickly
+            self.core = IndexCore(s.paths, s.checker, on_findings=s.on_findings,
+                                  signatures=SignaturePool(pool, s.threads), fsync=s.fsync,
+                                  topics={ENTRIES: s.topics.entries, CHECKPOINTS: s.topics.checkpoints})
+            core = self.core
+            self._progress_size, self._progress_at = core.indexed_size, time.monotonic()
+            consumer, ends = self._open_consumer(core.next_offset)
+            log.info("index: resuming at seq %d (offsets %s), tiles at %d in %s, database %s%s", core.indexed_size,
+                     core.next_offset, core.tiles_size, s.paths.tiles_dir, s.paths.db,
+                     f", reading to offsets {ends}" if ends else ", following")
+            if s.watchdog_seconds:
+                watchdog = Watchdog(s.watchdog_seconds, "index follower").start()
+            self._write_status(force=True)
+            last_data = time.monotonic()
+            while not self.stop_requested:
+                if watchdog is not None:
+                    watchdog.beat("reading records")
+                batch = self._poll(consumer)
+                if batch or ends is None:
+                    last_data = time.monotonic()
+                elif time.monotonic() - last_data > ONCE_IDLE_SECONDS:
+                    raise ConfigError(f"--once: no record and no end of {s.topics.entries} / {s.topics.checkpoints} "
+                                      f"within {ONCE_IDLE_SECONDS:.0f}s (Kafka unreachable?)")
+                if batch:
+                    if watchdog is not None:
+                        watchdog.beat("indexing a batch")
+                    try:
+                        core.process(batch)
+                    except ConfigError:
+                        raise
+                    except Exception:
+                        log.exception("index: a batch could not be indexed; exiting (the next start resumes "
+                                      "from the last commit)")
+                        return EXIT_BATCH_FAILED
+                self._report()
+                if ends is not None and self._done(consumer, ends):
+                    break
+            self._write_status(force=True, running=False)
+            log.info("index: %s at seq %d, tiles at %d, %d foreign records",
+                     "done" if ends is not None and not self.stop_requested else "stopped",
+                     core.indexed_size, core.tiles_size, core.foreign)
+            return EXIT_OK
+        finally:
+            if watchdog is not None:
+                watchdog.stop()
+            if consumer is not None:
+                consumer.close()
+            if self.core is not None:
+                self.core.close()
+            pool.shutdown(wait=False)
+            lock.release()
+
+    def request_stop(self, *_: Any) -> None:
+        self.stop_requested = True
+
+    # --- Kafka -----------------------------------------------------------------------------
+    def _open_consumer(self, next_offset: dict[str, int]) -> tuple[Consumer, dict[str, int] | None]:
+        s = self.s
+        consumer = Consumer(kafka_config(s.bootstrap, "reader", {
+            "group.id": f"{GROUP_PREFIX}{uuid.uuid4().hex}",
+            "enable.auto.commit": False, "enable.auto.offset.store": False,
+            "isolation.level": "read_committed", "enable.partition.eof": True,
+            "max.partition.fetch.bytes": 2 * MAX_RECORD_BYTES, "fetch.max.bytes": 64 * 1024 * 1024,
+            "fetch.wait.max.ms": 100,
+        }))
+        try:
+            ends: dict[str, int] = {}
+            for topic in (s.topics.checkpoints, s.topics.entries):  # checkpoints first: their entries are older
+                try:
+                    md = consumer.list_topics(topic, timeout=30)
+                except KafkaException as exc:
+                    raise ConfigError(f"cannot reach Kafka at {s.bootstrap}: {exc}") from exc
+                tmd = md.topics.get(topic)
+                if tmd is None or tmd.error is not None:
+                    raise ConfigError(f"topic {topic!r} does not exist on {s.bootstrap}")
+                try:
+                    ends[self._roles[topic]] = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30,
+                                                                              cached=False)[1]
+                except KafkaException as exc:
+                    raise ConfigError(f"cannot read the end of {topic} on {s.bootstrap}: {exc}") from exc
+            consumer.assign([TopicPartition(topic, 0, next_offset[role]) for topic, role in self._roles.items()])
+        except BaseException:
+            consumer.close()
+            raise
+        return consumer, (ends if s.once else None)
+
+    def _poll(self, consumer: Consumer) -> list[Record]:
+        out: list[Record] = []
+        for msg in consumer.consume(self.s.batch_size, self.s.batch_seconds):
+            err = msg.error()
+            role = self._roles.get(msg.topic())
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    if role is not None:
+                        self._at_eof[role] = True
+                else:
+                    log.warning("reading the ledger: %s", err)
+                continue
+            if role is None:
+                continue
+            self._at_eof[role] = False
+            out.append((role, msg.offset(), msg.value() or b""))
+        return out
+
+    def _done(self, consumer: Consumer, ends: dict[str, int]) -> bool:
+        """Every record committed before the end offsets seen at start is indexed."""
+        assert self.core is not None
+        next_offset = self.core.next_offset
+        for topic, role in self._roles.items():
+            if self._at_eof[role] or next_offset[role] >= ends[role]:
+                continue
+            if consumer.position([TopicPartition(topic, 0)])[0].offset >= ends[role]:
+                continue
+            return False
+        return True
+
+    # --- reporting -------------------------------------------------------------------------
+    def _report(self) -> None:
+        now = time.monotonic()
+        if now - self._progress_at >= PROGRESS_SECONDS:
+            core = self.core
+            assert core is not None
+            if core.indexed_size != self._progress_size:
+                rate = (core.indexed_size - self._progress_size) / (now - self._progress_at)
+                log.info("index: seq %d indexed (%.0f entries/s), tiles at %d, %d foreign, offsets %s",
+                         core.indexed_size, rate, core.tiles_size, core.foreign, core.next_offset)
+            self._progress_at, self._progress_size = now, core.indexed_size
+        self._write_status()
+
+    def _write_status(self, *, force: bool = False, running: bool = True) -> None:
+        now = time.monotonic()
+        if not force and now - self._status_at < self.s.status_seconds:
+            return
+        self._status_at = now
+        core = self.core
+        assert core is not None
+        self._rate.append((now, core.indexed_size))
+        first_t, first_n = self._rate[0]
+        rate = (core.indexed_size - first_n) / (now - first_t) if now > first_t else 0.0
+        findings = dict(core.conn.execute("SELECT kind, COUNT(*) FROM findings GROUP BY kind ORDER BY kind"))
+        write_json_atomic(self.s.paths.status, {
+            "pid": os.getpid(), "running": running, "mode": "once" if self.s.once else "follow",
+            "indexed_size": core.indexed_size, "tiles_size": core.tiles_size, "foreign": core.foreign,
+            "findings": findings, "next_offset": core.next_offset, "caught_up": all(self._at_eof.values()),
+            "entries_per_second": round(rate, 1), "started_at": self.started_at, "updated_at": time.time(),
+            "tiles_dir": str(self.s.paths.tiles_dir), "db": str(self.s.paths.db),
+            "topics": {ENTRIES: self.s.topics.entries, CHECKPOINTS: self.s.topics.checkpoints},
+        })
+
+
+def run_follower(settings: IndexSettings) -> int:
+    """Run in the foreground with SIGTERM / SIGINT handlers that stop after the current batch."""
+    follower = IndexFollower(settings)
+    previous = {sig: signal.signal(sig, follower.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return follower.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

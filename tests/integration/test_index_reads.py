@@ -1,0 +1,156 @@
+"""``show`` and ``prove`` answered from the ledger index and its tiles, on the real broker.
+
+The oracle is independent: entry hashes and roots from the ledger built here
+(tests/support/ledger_builder.py), RFC 9162 roots and proof checks from
+tests/support/rfc9162_checker.py (no project Merkle code). The index path must never read
+the whole topic (the full-read fallback is made to fail), must never show a forged record as
+an entry, and must say so, quickly, when the index lags the ledger.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ledgerstream.core import mldsa, records
+from ledgerstream.core.config import Topics
+from ledgerstream.tools import ledger_answers
+from support.ledger_builder import LedgerBuilder, LedgerWriter, enc, entry_bytes
+from support.rfc9162_checker import ProofFailed, hash_leaf, mth_from_leaf_hashes, verify_consistency, verify_inclusion
+
+pytestmark = pytest.mark.integration
+
+KEY = mldsa.PrivateKey.from_seed(bytes(range(1, 33)))
+ROGUE = mldsa.PrivateKey.from_seed(bytes(range(9, 41)))
+GENUINE = 600
+
+
+def prefix(topics: Topics) -> str:
+    return topics.entries[: -len("entries")]
+
+
+def cli(home: Path, topics: Topics, bootstrap: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, LEDGERSTREAM_HOME=str(home), LEDGERSTREAM_BOOTSTRAP=bootstrap,
+               LEDGERSTREAM_TOPIC_PREFIX=prefix(topics), PYTHONUNBUFFERED="1")
+    env.pop("LEDGERSTREAM_KAFKA_CONFIG", None)
+    return subprocess.run([sys.executable, "-m", "ledgerstream.cli.main", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def index_once(home: Path, topics: Topics, bootstrap: str) -> None:
+    proc = cli(home, topics, bootstrap, "index", "run", "--once", "--topic-prefix", prefix(topics), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def leaf_hashes(builder: LedgerBuilder, size: int) -> list[bytes]:
+    return [hash_leaf(records.merkle_leaf_input(bytes(e["entry_hash"]))) for e in builder.entries[:size]]
+
+
+@pytest.fixture()
+def ledger(bootstrap: str, topics: Topics, tmp_path: Path) -> dict:
+    """600 genuine signed entries with checkpoints at 256 and 600, indexed once."""
+    builder = LedgerBuilder(KEY)
+    for i in range(GENUINE):
+        builder.entry(("planner", "coder", "auditor")[i % 3], payload={"i": i})
+    writer = LedgerWriter(bootstrap, topics)
+    landed = writer.commit([entry_bytes(e) for e in builder.entries[:256]], [enc("Checkpoint", builder.checkpoint(size=256))])
+    landed += writer.commit([entry_bytes(e) for e in builder.entries[256:]], [enc("Checkpoint", builder.checkpoint())])
+    offsets = [o for t, o in landed if t == topics.entries]
+    home = tmp_path / "home"
+    (home / "keys").mkdir(parents=True)
+    (home / "keys" / "signer.pub.pem").write_bytes(mldsa.public_key_pem(KEY.public_key()))
+    index_once(home, topics, bootstrap)
+    return {"builder": builder, "writer": writer, "home": home, "offsets": offsets}
+
+
+def test_show_and_proofs_come_from_the_index_and_match_an_independent_oracle(
+        ledger: dict, bootstrap: str, topics: Topics, monkeypatch: pytest.MonkeyPatch) -> None:
+    builder, home = ledger["builder"], ledger["home"]
+
+    def full_read(*_: object, **__: object) -> None:
+        raise AssertionError("the whole topic was read although an index exists")
+
+    monkeypatch.setattr(ledger_answers, "load_ledger", full_read)
+    root = mth_from_leaf_hashes(leaf_hashes(builder, GENUINE))
+    for seq in (0, 255, 256, 599):
+        entry, offset = ledger_answers.entry(home, bootstrap, topics, seq, wait=0)
+        assert bytes(entry["entry_hash"]) == bytes(builder.entries[seq]["entry_hash"])
+        assert offset == ledger["offsets"][seq]
+        proof = ledger_answers.inclusion(home, bootstrap, topics, seq, None, wait=0)
+        assert (proof["tree_size"], bytes.fromhex(proof["root_hash"])) == (GENUINE, root)
+        path = [bytes.fromhex(h) for h in proof["audit_path"]]
+        verify_inclusion(bytes.fromhex(proof["leaf_hash"]), seq, GENUINE, path, root)
+        if path:
+            with pytest.raises(ProofFailed):
+                verify_inclusion(bytes.fromhex(proof["leaf_hash"]), seq, GENUINE, path[:-1] + [bytes(32)], root)
+    older = ledger_answers.inclusion(home, bootstrap, topics, 17, 100, wait=0)  # a size between checkpoints
+    verify_inclusion(bytes.fromhex(older["leaf_hash"]), 17, 100, [bytes.fromhex(h) for h in older["audit_path"]],
+                     mth_from_leaf_hashes(leaf_hashes(builder, 100)))
+    c = ledger_answers.consistency(home, bootstrap, topics, 37, GENUINE, wait=0)
+    assert bytes.fromhex(c["first_root"]) == mth_from_leaf_hashes(leaf_hashes(builder, 37))
+    verify_consistency(37, GENUINE, bytes.fromhex(c["first_root"]), root, [bytes.fromhex(h) for h in c["consistency_path"]])
+    listed = ledger_answers.checkpoints(home, bootstrap, topics)
+    assert [(c["tree_size"], c["root_hash"], c["anchored"]) for c in listed] == [
+        (256, mth_from_leaf_hashes(leaf_hashes(builder, 256)).hex(), False), (GENUINE, root.hex(), False)]
+    # the CLI as a user runs it: same document, key material for an offline check
+    shown = json.loads(cli(home, topics, bootstrap, "show", "--seq", "7", "--json").stdout)
+    assert shown["entry_hash"] == bytes(builder.entries[7]["entry_hash"]).hex() and shown["offset"] == ledger["offsets"][7]
+    mldsa.load_public_key(mldsa.public_key_pem(KEY.public_key())).verify(
+        bytes.fromhex(shown["signature_hex"]), bytes.fromhex(shown["signed_message_hex"]))
+
+
+def test_forged_records_are_never_answered_and_a_lagging_index_says_so(
+        ledger: dict, bootstrap: str, topics: Topics) -> None:
+    builder, home, writer = ledger["builder"], ledger["home"], ledger["writer"]
+    genuine_root = mth_from_leaf_hashes(leaf_hashes(builder, GENUINE))
+    forged = builder.copy()
+    forged.entry("planner", payload={"forged": True}, key=ROGUE)  # continues the chain, other key
+    writer.commit([entry_bytes(forged.entries[-1])], [enc("Checkpoint", forged.checkpoint(key=ROGUE)),
+                                                      enc("Checkpoint", forged.checkpoint(size=256, key=ROGUE))])
+    index_once(home, topics, bootstrap)
+    listed = json.loads(cli(home, topics, bootstrap, "checkpoints", "list", "--json").stdout)
+    assert [c["tree_size"] for c in listed] == [256, GENUINE]
+    assert {c["key_id"] for c in listed} == {KEY.public_key().key_id}
+    proc = cli(home, topics, bootstrap, "checkpoints", "export", "--tree-size", str(GENUINE + 1), "--out",
+               str(home / "forged-export"), "--wait", "0")
+    assert proc.returncode == 1 and not (home / "forged-export").exists(), proc.stderr
+    proc = cli(home, topics, bootstrap, "checkpoints", "export", "--tree-size", "256", "--out", str(home / "cp256"))
+    assert proc.returncode == 0, proc.stderr
+    mldsa.load_public_key((home / "cp256" / "signer.pub.pem").read_bytes()).verify(
+        (home / "cp256" / "checkpoint.sig").read_bytes(), (home / "cp256" / "checkpoint").read_bytes())
+    assert (home / "cp256" / "checkpoint").read_bytes() == bytes(builder.checkpoints[0]["body"])
+    proc = cli(home, topics, bootstrap, "show", "--seq", str(GENUINE), "--json", "--wait", "0")
+    assert proc.returncode == 1 and f"no entry with seq {GENUINE}" in proc.stderr, proc.stderr
+    proof = json.loads(cli(home, topics, bootstrap, "prove", "inclusion", "--seq", "3", "--json").stdout)
+    assert (proof["tree_size"], bytes.fromhex(proof["root_hash"])) == (GENUINE, genuine_root)
+
+    # genuine entries the index has not read yet: refused at once while no follower runs
+    more = [builder.entry("coder", payload={"late": i}) for i in range(40)]
+    writer.commit([entry_bytes(e) for e in more], [enc("Checkpoint", builder.checkpoint())])
+    started = time.monotonic()
+    proc = cli(home, topics, bootstrap, "show", "--seq", str(GENUINE + 5), "--json", "--wait", "60")
+    assert proc.returncode == 1 and "not in the index yet" in proc.stderr and "not running" in proc.stderr, proc.stderr
+    assert time.monotonic() - started < 30  # no waiting for a follower that does not run
+    proc = cli(home, topics, bootstrap, "prove", "consistency", "--from", "10", "--to", str(GENUINE + 40), "--json")
+    assert proc.returncode == 1 and "not in the index yet" in proc.stderr, proc.stderr
+    proc = cli(home, topics, bootstrap, "prove", "consistency", "--from", "10", "--to", "99999", "--json")
+    assert proc.returncode == 1 and f"must be <= {GENUINE + 40} (ledger size)" in proc.stderr, proc.stderr
+
+    # with a follower running, the read waits for it and answers
+    follower = subprocess.Popen([sys.executable, "-m", "ledgerstream.cli.main", "index", "run", "--topic-prefix",
+                                 prefix(topics), "--bootstrap", bootstrap, "--home", str(home)],
+                                env=dict(os.environ, LEDGERSTREAM_HOME=str(home)), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        shown = cli(home, topics, bootstrap, "show", "--seq", str(GENUINE + 39), "--json", "--wait", "90")
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["entry_hash"] == bytes(more[-1]["entry_hash"]).hex()
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        follower.wait(60)
