@@ -70,8 +70,12 @@ def export_bundle(out: Path, redact_payloads: bool, as_json: bool, bootstrap: st
               help="Pin the signer public key PEM (repeatable); without it the bundle's own keys are trusted.")
 @click.option("--tsa-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Pin the TSA CA PEM; without it the bundle's tsa-ca.pem is trusted.")
+@click.option("--require-pinned", is_flag=True,
+              help="Fail unless the signer key is pinned with --trusted-key (a bundle re-signed end to end with "
+                   "another key verifies against its own keys).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-def verify_bundle(bundle: Path, trusted_keys: tuple[Path, ...], tsa_ca: Path | None, as_json: bool) -> None:
+def verify_bundle(bundle: Path, trusted_keys: tuple[Path, ...], tsa_ca: Path | None, require_pinned: bool,
+                  as_json: bool) -> None:
     """Verify an evidence bundle offline (no Kafka): manifest, hashes, signatures, proofs, tokens.
 
     Any modified, missing or added byte fails, with the check and member that failed.
@@ -81,7 +85,7 @@ def verify_bundle(bundle: Path, trusted_keys: tuple[Path, ...], tsa_ca: Path | N
 
     try:
         report = verify(bundle, trusted_keys=[_read_pem(p) for p in trusted_keys] if trusted_keys else None,
-                        tsa_ca_pem=_read_pem(tsa_ca) if tsa_ca else None)
+                        tsa_ca_pem=_read_pem(tsa_ca) if tsa_ca else None, require_pinned=require_pinned)
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc}") from exc
     if as_json:
@@ -113,9 +117,14 @@ def _render(console: Console, doc: dict[str, Any], *, pinned: bool, ca_pinned: b
     if doc["tsa_ca"]:
         console.print(f"TSA CA sha256 {doc['tsa_ca']['sha256']} ({doc['tsa_ca']['source']}): "
                       + "; ".join(doc["tsa_ca"]["subjects"]))
-    if not pinned or not ca_pinned:
-        console.print("[yellow]trust comes from the bundle itself: pin the signer key with --trusted-key and the "
-                      "TSA CA with --tsa-ca[/]")
+    if pinned:
+        console.print("signer key: PINNED (--trusted-key)")
+    else:
+        console.print("[bold yellow]signer key: NOT PINNED[/] — trusted because the bundle carries it; compare the "
+                      "key id above with one obtained independently, or pass --trusted-key (--require-pinned "
+                      "makes this an error)")
+    if not ca_pinned:
+        console.print("[yellow]TSA CA: not pinned, taken from the bundle (pin it with --tsa-ca)[/]")
     for name, counts in doc["checks"].items():
         if counts["passed"] or counts["failed"]:
             style = "bold red" if counts["failed"] else "green"

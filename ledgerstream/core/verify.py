@@ -662,6 +662,36 @@ def _settled(pre: list[_Prechecked], verdicts: Callable[[], list[bool]]) -> Iter
             yield settle_signature(checked, signature, next(valid) if known is None else known)
 
 
+def links_answer_problem(entry: Mapping[str, Any]) -> str | None:
+    """The signer answers an action's links one by one, in order: ``resolved_links[i]`` names
+    the same agent and event as ``action.links[i]``. The message if not."""
+    links = list(entry["action"].get("links") or [])
+    resolved = list(entry.get("resolved_links") or [])
+    if [(l["agent_id"], l["event_id"]) for l in links] != [(r["agent_id"], r["event_id"]) for r in resolved]:
+        return f"resolved_links {len(resolved)} do not answer the action's links {len(links)} one by one"
+    return None
+
+
+def names_earlier_entry(seq: int, r: Mapping[str, Any]) -> bool:
+    """A resolved link of entry ``seq`` names an entry (seq and hash) before it."""
+    return r["seq"] is not None and r["entry_hash"] is not None and 0 <= r["seq"] < seq
+
+
+def resolved_link_problem(seq: int, r: Mapping[str, Any], target: tuple[int, bytes | None] | None) -> str | None:
+    """The rule for one ``resolved`` link ``r`` of entry ``seq``: it names an earlier entry,
+    which holds the linked event, with that entry's hash. ``target``: (seq, entry_hash) of the
+    entry holding the linked agent/event, None if no known entry does. The message if broken."""
+    to = f"{r['agent_id']}/{r['event_id']}"
+    if not names_earlier_entry(seq, r):
+        return f"resolved link to {to} names no earlier entry (seq {r['seq']})"
+    if target is None or target[0] != r["seq"]:
+        return f"resolved link to {to} names seq {r['seq']}, but that event is " + (
+            "not in the ledger" if target is None else f"at seq {target[0]}")
+    if bytes(r["entry_hash"]) != target[1]:
+        return f"resolved link to {to} names a different entry_hash than entry {r['seq']}"
+    return None
+
+
 class Checker:
     """Holds the chain state of one replay and turns records into findings.
 
@@ -904,9 +934,9 @@ class Checker:
         resolved = list(e.get("resolved_links") or [])
         if not links and not resolved:
             return [], [], []
-        named = [(l["agent_id"], l["event_id"]) for l in links]
-        if named != [(r["agent_id"], r["event_id"]) for r in resolved]:
-            return [], [], [f"resolved_links {len(resolved)} do not answer the action's links {len(links)} one by one"]
+        mismatch = links_answer_problem(e)
+        if mismatch:
+            return [], [], [mismatch]
         edges, pending, problems = [], [], []
         for link, r in zip(links, resolved):
             relation = link.get("relation", "caused_by")
@@ -929,17 +959,9 @@ class Checker:
         return edges, pending, problems
 
     def _resolved_problem(self, seq: int, r: Mapping[str, Any], target: tuple[int, str] | None) -> str | None:
-        to = f"{r['agent_id']}/{r['event_id']}"
-        if r["seq"] is None or r["entry_hash"] is None or not 0 <= r["seq"] < seq:
-            return f"resolved link to {to} names no earlier entry (seq {r['seq']})"
-        if self._in_hole(r["seq"]):
+        if names_earlier_entry(seq, r) and self._in_hole(r["seq"]):
             return None  # the target is in a reported gap: nothing to compare
-        if target is None or target[0] != r["seq"]:
-            return f"resolved link to {to} names seq {r['seq']}, but that event is " + (
-                "not in the ledger" if target is None else f"at seq {target[0]}")
-        if bytes(r["entry_hash"]) != self._hash_at(r["seq"]):
-            return f"resolved link to {to} names a different entry_hash than entry {r['seq']}"
-        return None
+        return resolved_link_problem(seq, r, None if target is None else (target[0], self._hash_at(target[0])))
 
     def _finalize_tentative(self) -> None:
         """Integrate the tentative entry: Merkle leaf, agent head, event index, links."""

@@ -169,13 +169,17 @@ class IndexedLedger:
         raise LookupError(f"no checkpoint with tree size {tree_size}; known sizes: {known}")
 
 
-def open_for(home: Path, bootstrap: str, topics: Topics) -> IndexedLedger | None:
-    """The index under ``home`` (HOME/index, HOME/tiles) for this ledger, if there is one; its
-    end is judged under the verifier's trust of ``home`` (or the newest decodable entry)."""
+def trust_of(home: Path) -> CheckerConfig | None:
+    """The verifier's trust for ``home`` (HOME/keys, TSA CA, policy); None without a trusted key."""
     from ledgerstream.verifier_worker.trust import checker_config
 
     try:
-        trust: CheckerConfig | None = checker_config(home)
+        return checker_config(home)
     except ConfigError:
-        trust = None
-    return IndexedLedger.open(IndexPaths.of(home), bootstrap, topics, trust)
+        return None
+
+
+def open_for(home: Path, bootstrap: str, topics: Topics) -> IndexedLedger | None:
+    """The index under ``home`` (HOME/index, HOME/tiles) for this ledger, if there is one; its
+    end is judged under :func:`trust_of` ``home`` (or by the newest decodable entry)."""
+    return IndexedLedger.open(IndexPaths.of(home), bootstrap, topics, trust_of(home))

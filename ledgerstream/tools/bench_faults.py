@@ -36,7 +36,7 @@ Log = Callable[[str], None]
 
 def components(state: dict[str, Any]) -> dict[str, str]:
     """Health of every supervised component of a ``dev status`` document."""
-    out = {name: (state.get(name) or {}).get("health", "down") for name in ("kafka", "tsa", "signer", "dashboard")}
+    out = {name: (state.get(name) or {}).get("health", "down") for name in ("kafka", "tsa", "signer", "index", "dashboard")}
     out.update({f"verifier:{v['id']}": v.get("health", "down") for v in state.get("verifiers") or []})
     return out
 
@@ -151,6 +151,8 @@ def run(home: Path, *, agents: int = 4, rate: float = 200.0, broker_kills: int =
                 + ["verifier_kill"] * verifier_kills + ["broker_pause"] * broker_pauses)
     rng.shuffle(schedule)
     log(f"starting a fresh dev stack in {home}")
+    # this process's own Kafka clients (load, checks) find the stack's SASL credentials by home
+    os.environ["LEDGERSTREAM_HOME"] = str(home.resolve())
     devstack.up(home, fresh=True)
     started = time.monotonic()
     try:

@@ -194,8 +194,8 @@ class _Tail:
             msgs = self._consumer.consume(10_000, timeout=0.05)
             now = time.time()
             good = [m for m in msgs if m.error() is None]
+            self.offsets.extend(m.offset() for m in good)  # first: wait() counts arrivals, then reads offsets
             self.arrivals.extend((now, m.value()) for m in good)
-            self.offsets.extend(m.offset() for m in good)
 
     def wait(self, count: int, timeout: float, alive: Callable[[], bool]) -> None:
         deadline = time.monotonic() + timeout

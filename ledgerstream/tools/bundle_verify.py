@@ -20,13 +20,17 @@ from cryptography import x509
 from ledgerstream.core import merkle, mldsa, records
 from ledgerstream.core.errors import ConfigError, DecodeError, VerificationError
 from ledgerstream.core.timestamp import verify_timestamp
+from ledgerstream.core.verify import links_answer_problem, names_earlier_entry, resolved_link_problem
 from ledgerstream.tools import bundle_format as bf
 from ledgerstream.tools.bundle_zip import UNREADABLE, ZipLimitError, ZipLimits, ZipMembers, read_members
 
 
 #: check names, in the order they run (the JSON contract's "checks" keys)
 CHECKS = ("zip", "manifest", "structure", "schema", "key", "checkpoint", "timestamp", "consistency",
-          "decode", "entry_hash", "signature", "payload", "inclusion", "chain", "render")
+          "decode", "entry_hash", "signature", "payload", "inclusion", "chain", "render", "links", "selection")
+#: selection.json's fields, and those of its "selection" object (tools/replay.py Selection.describe)
+SELECTION_FIELDS = {"selection", "redacted_payloads", "entries", "origin", "exported_at", "exporter"}
+FILTER_FIELDS = {"agents", "sessions", "action_types", "since", "until", "seq_from", "seq_to", "follow_links"}
 
 
 @dataclass
@@ -42,6 +46,7 @@ class BundleReport:
     keys: list[dict[str, Any]] = field(default_factory=list)
     tsa_ca: dict[str, Any] | None = None
     checkpoint: dict[str, Any] | None = None
+    signer_key_pinned: bool = False
 
     @property
     def ok(self) -> bool:
@@ -59,7 +64,7 @@ class BundleReport:
                 "checks": {c: {"passed": self.passed[c], "failed": self.failed[c]} for c in CHECKS},
                 "errors": self.errors, "manifest_sha256": self.manifest_sha256,
                 "bundle_sha256": self.bundle_sha256, "keys": self.keys, "tsa_ca": self.tsa_ca,
-                "checkpoint": self.checkpoint}
+                "checkpoint": self.checkpoint, "signer_key_pinned": self.signer_key_pinned}
 
 
 @dataclass
@@ -72,11 +77,16 @@ class _Checkpoint:
 
 
 def verify_bundle(source: Path | bytes, *, trusted_keys: list[bytes] | None = None,
-                  tsa_ca_pem: bytes | None = None, limits: ZipLimits = ZipLimits()) -> BundleReport:
+                  tsa_ca_pem: bytes | None = None, limits: ZipLimits = ZipLimits(),
+                  require_pinned: bool = False) -> BundleReport:
     """Verify a bundle (path or bytes). ``trusted_keys`` (PEMs) pin the signer keys and
-    ``tsa_ca_pem`` the TSA CA; without them the bundle's own are used (and reported).
+    ``tsa_ca_pem`` the TSA CA; without them the bundle's own are used (and reported as
+    ``signer_key_pinned: false``, an error with ``require_pinned``).
     ``limits`` bound what an untrusted ZIP may cost (docs/bundle-format.md "Limits")."""
-    report = BundleReport()
+    report = BundleReport(signer_key_pinned=trusted_keys is not None)
+    if require_pinned and trusted_keys is None:
+        report.bad("key", "keys/", "no signer key pinned (--require-pinned): a bundle re-signed end to end "
+                                   "with another key would verify against its own keys")
     with (io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else open(source, "rb")) as fh:
         size = fh.seek(0, io.SEEK_END)
         if size <= limits.bundle_bytes:
@@ -189,7 +199,7 @@ class _Verifier:
         self.r.checkpoint = {"origin": main.origin, "tree_size": main.size, "root": main.root.hex(),
                              "timestamps": main.timestamps}
         self._earlier(main)  # 8
-        self._entries(main)  # 9
+        self._entries(main)  # 9, 10, 11, 12
 
     # 3 -----------------------------------------------------------------------------------------
     def _structure(self) -> bool:
@@ -404,6 +414,8 @@ class _Verifier:
                 decoded[seq] = rec
         self.r.entries = len(self._seqs())
         self._chain(decoded, main)
+        follow = self._selection(main)
+        self._links(decoded, follow)
 
     def _entry(self, seq: int, main: _Checkpoint) -> dict[str, Any] | None:
         name = bf.entry_avro(seq)
@@ -497,6 +509,12 @@ class _Verifier:
                     self.r.bad("chain", bf.entry_avro(seq), "entry_hash is not the checkpoint's chain-head")
                 else:
                     self.r.good("chain")
+        for seq, rec in decoded.items():  # where the chains start, their links are zero
+            if seq == 0 and bytes(rec["prev_hash"]) != records.ZERO_HASH:
+                self.r.bad("chain", bf.entry_avro(seq), "prev_hash of seq 0 is not 32 zero bytes")
+            if rec["agent_seq"] == 0 and bytes(rec["agent_prev_hash"]) != records.ZERO_HASH:
+                self.r.bad("chain", bf.entry_avro(seq), f"agent_prev_hash of {rec['action']['agent_id']}'s first entry "
+                                                       "is not 32 zero bytes")
         by_agent = {(r["action"]["agent_id"], r["agent_seq"]): r for r in decoded.values()}
         for (agent, agent_seq), rec in by_agent.items():
             prev = by_agent.get((agent, agent_seq - 1))
@@ -506,6 +524,62 @@ class _Verifier:
                 self.r.bad("chain", bf.entry_avro(rec["seq"]), f"agent chain of {agent} broken after seq {prev['seq']}")
             else:
                 self.r.good("chain")
+
+    # 11 ----------------------------------------------------------------------------------------
+    def _selection(self, main: _Checkpoint) -> bool:
+        """selection.json has exactly its fields, lists exactly the bundled seqs and the main
+        checkpoint's origin; returns its follow_links (False if unreadable)."""
+        doc = self._json(bf.SELECTION, "selection", SELECTION_FIELDS)
+        if doc is None:
+            return False
+        problems = []
+        if not isinstance(doc["selection"], dict) or set(doc["selection"]) != FILTER_FIELDS:
+            problems.append(f"'selection' must have exactly the fields {sorted(FILTER_FIELDS)}")
+        if doc["entries"] != self._seqs():
+            problems.append("'entries' is not the list of bundled seqs")
+        if doc["origin"] != main.origin:
+            problems.append(f"'origin' {doc['origin']!r} is not the checkpoint's {main.origin!r}")
+        if not isinstance(doc["redacted_payloads"], bool):
+            problems.append("'redacted_payloads' is not a boolean")
+        follow = isinstance(doc["selection"], dict) and doc["selection"].get("follow_links")
+        if not problems and not isinstance(follow, bool):
+            problems.append("'follow_links' is not a boolean")
+        for problem in problems:
+            self.r.bad("selection", bf.SELECTION, problem)
+        if not problems:
+            self.r.good("selection")
+        return follow is True
+
+    # 12 ----------------------------------------------------------------------------------------
+    def _links(self, decoded: dict[int, dict[str, Any]], follow_links: bool) -> None:
+        """Cross-agent links, by the core's rule (core/verify.py), wherever their target is
+        bundled; with ``follow_links`` every resolved target must be bundled."""
+        events = {(r["action"]["agent_id"], r["action"]["event_id"]): (seq, bytes(r["entry_hash"]))
+                  for seq, r in decoded.items()}
+        for seq, rec in sorted(decoded.items()):
+            problems = [p for p in [links_answer_problem(rec)] if p]
+            for r in ([] if problems else rec.get("resolved_links") or []):
+                if r["status"] == "pending":
+                    continue  # allowed within the grace period; nothing in the bundle to compare
+                if r["status"] != "resolved":
+                    problems.append(f"link to {r['agent_id']}/{r['event_id']} has unknown status {r['status']!r}")
+                    continue
+                target = events.get((r["agent_id"], r["event_id"]))
+                if target is None and r["seq"] not in decoded:
+                    if follow_links:
+                        problems.append(f"link target {r['agent_id']}/{r['event_id']} (seq {r['seq']}) is not in "
+                                        "this --follow-links bundle")
+                    elif not names_earlier_entry(seq, r):
+                        problems.append(f"resolved link to {r['agent_id']}/{r['event_id']} names no earlier "
+                                        f"entry (seq {r['seq']})")
+                    continue
+                problem = resolved_link_problem(seq, r, target)
+                if problem:
+                    problems.append(problem.replace("not in the ledger", "not in the bundle"))
+            for problem in problems:
+                self.r.bad("links", bf.entry_avro(seq), problem)
+            if not problems and rec.get("resolved_links"):
+                self.r.good("links")
 
     def _json(self, name: str, check: str, keys: set[str]) -> dict[str, Any] | None:
         data = self.m[name]

@@ -1,6 +1,6 @@
 """``show`` and ``prove`` answers for the CLI and the MCP server: from the ledger index when
 HOME has one (O(log n), ``index/reads.py``), else from a full read of the topics
-(``ledger_snapshot.py``). One function per question, so both front ends answer alike."""
+(``ledger_snapshot.py``, records checked under HOME's trusted keys). One function per question, so both front ends answer alike."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ledgerstream.core.config import Topics
-from ledgerstream.index.reads import IndexedLedger, open_for
+from ledgerstream.index.reads import IndexedLedger, open_for, trust_of
 from ledgerstream.index import query
 from ledgerstream.tools.ledger_snapshot import LedgerSnapshot, checkpoint_json, inclusion_json, load_ledger
 
@@ -38,7 +38,7 @@ def entry(home: Path, bootstrap: str, topics: Topics, seq: int, *, wait: float =
         if ledger is not None:
             row, record = ledger.entry(seq, wait)
             return record, row.topic_offset
-    snap = load_ledger(bootstrap, topics)
+    snap = load_ledger(bootstrap, topics, trust_of(home))
     return snap.entry(seq), snap.offsets[seq]
 
 
@@ -48,7 +48,7 @@ def inclusion(home: Path, bootstrap: str, topics: Topics, seq: int, tree_size: i
     with _index(home, bootstrap, topics, note) as ledger:
         if ledger is not None:
             return ledger.inclusion(seq, tree_size, wait)
-    return inclusion_json(load_ledger(bootstrap, topics), seq, tree_size)
+    return inclusion_json(load_ledger(bootstrap, topics, trust_of(home)), seq, tree_size)
 
 
 def consistency(home: Path, bootstrap: str, topics: Topics, first: int, second: int, *,
@@ -57,7 +57,7 @@ def consistency(home: Path, bootstrap: str, topics: Topics, first: int, second: 
     with _index(home, bootstrap, topics, note) as ledger:
         if ledger is not None:
             return ledger.consistency(first, second, wait)
-    return _snapshot_consistency(load_ledger(bootstrap, topics), first, second)
+    return _snapshot_consistency(load_ledger(bootstrap, topics, trust_of(home)), first, second)
 
 
 def _snapshot_consistency(snap: LedgerSnapshot, first: int, second: int) -> dict[str, Any]:
@@ -81,7 +81,7 @@ def checkpoints(home: Path, bootstrap: str, topics: Topics, *, note: Note | None
     with _index(home, bootstrap, topics, note) as ledger:
         if ledger is not None:
             return [checkpoint_json(_record(c), ledger.anchor_records(c)) for c in ledger.checkpoints()]
-    snap = load_ledger(bootstrap, topics)
+    snap = load_ledger(bootstrap, topics, trust_of(home))
     return [checkpoint_json(c, snap.anchors_for(c)) for c in snap.checkpoints]
 
 
@@ -93,6 +93,6 @@ def checkpoint(home: Path, bootstrap: str, topics: Topics, tree_size: int, *, wa
         if ledger is not None:
             found = ledger.checkpoint(tree_size, wait)
             return _record(found), ledger.anchor_records(found)
-    snap = load_ledger(bootstrap, topics)
+    snap = load_ledger(bootstrap, topics, trust_of(home))
     c = snap.checkpoint_for(tree_size=tree_size)
     return c, snap.anchors_for(c)

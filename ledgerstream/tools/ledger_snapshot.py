@@ -15,6 +15,7 @@ from ledgerstream.core import codec, merkle, records
 from ledgerstream.core.config import Topics
 from ledgerstream.core.errors import DecodeError
 from ledgerstream.core.topic_reader import read_partition
+from ledgerstream.core.verify import CheckerConfig, check_checkpoint_record, check_entry
 
 
 @dataclass
@@ -51,35 +52,42 @@ class LedgerSnapshot:
         return self.anchors.get(hashlib.sha256(bytes(checkpoint["body"])).digest(), [])
 
 
-def load_ledger(bootstrap: str, topics: Topics, *, progress: Callable[[int], None] | None = None) -> LedgerSnapshot:
+def load_ledger(bootstrap: str, topics: Topics, config: CheckerConfig | None = None, *,
+                progress: Callable[[int], None] | None = None) -> LedgerSnapshot:
+    """Read both topics whole (the fallback when there is no ledger index). With ``config``
+    (the trusted keys), each record first passes the core's stateless checks
+    (``core.verify.check_entry`` / ``check_checkpoint_record``: decodes, hash recomputes,
+    signed by a trusted key), so a record signed by another key is never adopted."""
     snap = LedgerSnapshot()
     head = records.ZERO_HASH
     for offset, raw in read_partition(bootstrap, topics.entries):
         if progress is not None:
             progress(1)
-        try:
-            _, entry = codec.decode(raw, expect="LedgerEntry")
-        except DecodeError as exc:
-            snap.foreign.append((offset, f"undecodable: {exc}"))
+        entry, why = _checked_entry(offset, raw, config)
+        if entry is None:
+            snap.foreign.append((offset, why))
             continue
         if entry["seq"] != len(snap.entries) or bytes(entry["prev_hash"]) != head:
             snap.foreign.append((offset, f"seq {entry['seq']} does not continue the chain"))
             continue
-        h = records.entry_hash(entry)
-        if h != bytes(entry["entry_hash"]):
-            snap.foreign.append((offset, f"seq {entry['seq']}: entry_hash does not recompute"))
-            continue
         snap.entries.append(entry)
         snap.raw.append(raw)
         snap.offsets.append(offset)
-        snap.tree.append(merkle.leaf_hash(records.merkle_leaf_input(h)))
-        head = h
+        head = bytes(entry["entry_hash"])
+        snap.tree.append(merkle.leaf_hash(records.merkle_leaf_input(head)))
     for offset, raw in read_partition(bootstrap, topics.checkpoints):
-        try:
-            name, rec = codec.decode(raw, expect=("Checkpoint", "TimestampAnchor"))
-        except DecodeError as exc:
-            snap.foreign.append((offset, f"checkpoints topic: {exc}"))
-            continue
+        if config is not None:
+            checked = check_checkpoint_record((offset, raw), config)
+            if checked.rejection is not None:
+                snap.foreign.append((offset, f"checkpoints topic: {checked.rejection.detail}"))
+                continue
+            name, rec = checked.name, dict(checked.record or {})
+        else:
+            try:
+                name, rec = codec.decode(raw, expect=("Checkpoint", "TimestampAnchor"))
+            except DecodeError as exc:
+                snap.foreign.append((offset, f"checkpoints topic: {exc}"))
+                continue
         if name == "Checkpoint":
             rec["_raw"] = raw
             snap.checkpoints.append(rec)
@@ -87,6 +95,22 @@ def load_ledger(bootstrap: str, topics: Topics, *, progress: Callable[[int], Non
             snap.anchors.setdefault(bytes(rec["body_hash"]), []).append(rec)
     snap.checkpoints.sort(key=lambda c: c["tree_size"])
     return snap
+
+
+def _checked_entry(offset: int, raw: bytes, config: CheckerConfig | None) -> tuple[dict[str, Any] | None, str]:
+    """The decoded entry if it passes the stateless checks, else (None, why)."""
+    if config is not None:
+        checked = check_entry((offset, raw), config)
+        if checked.rejection is not None:
+            return None, checked.rejection.detail
+        return checked.entry, ""
+    try:
+        _, entry = codec.decode(raw, expect="LedgerEntry")
+    except DecodeError as exc:
+        return None, f"undecodable: {exc}"
+    if records.entry_hash(entry) != bytes(entry["entry_hash"]):
+        return None, f"seq {entry['seq']}: entry_hash does not recompute"
+    return entry, ""
 
 
 def inclusion_json(snap: LedgerSnapshot, seq: int, tree_size: int | None = None) -> dict[str, Any]:

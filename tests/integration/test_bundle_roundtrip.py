@@ -169,8 +169,25 @@ def test_bundle_layout(ledger, bundle):
 def test_default_trust_is_the_bundle_and_is_reported(ledger, bundle):
     doc = verify_bundle(bundle).to_json()
     assert doc["ok"] and doc["keys"][0]["source"] == "bundle" and doc["tsa_ca"]["source"] == "bundle"
+    assert doc["signer_key_pinned"] is False
     result = CliRunner().invoke(cli, ["verify-bundle", str(bundle)])
-    assert result.exit_code == 0 and "pin the signer key" in result.output
+    assert result.exit_code == 0 and "signer key: NOT PINNED" in result.output
+    result = CliRunner().invoke(cli, ["verify-bundle", str(bundle), "--require-pinned", "--json"])
+    assert result.exit_code == 1
+    assert [e["check"] for e in json.loads(result.output)["errors"]] == ["key"]
+    result = CliRunner().invoke(cli, ["verify-bundle", str(bundle), "--require-pinned", "--trusted-key",
+                                      str(ledger["pub"])])
+    assert result.exit_code == 0 and "signer key: PINNED" in result.output
+    assert verify_bundle(bundle, trusted_keys=[ledger["pub"].read_bytes()]).to_json()["signer_key_pinned"] is True
+
+
+def test_a_tampered_selection_json_fails_even_behind_a_rewritten_manifest(ledger, bundle):
+    members = members_of(bundle)
+    selection = json.loads(members[bf.SELECTION])
+    selection["entries"] = selection["entries"][:-1]
+    members[bf.SELECTION] = bf.canonical(selection)
+    doc = verify(rezip(members, remanifest=True), ledger)
+    assert not doc["ok"] and {e["check"] for e in doc["errors"]} == {"selection"}
 
 
 def test_pinning_another_key_or_ca_fails(ledger, bundle, dev_tsa, tmp_path):

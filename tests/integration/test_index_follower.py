@@ -22,7 +22,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -32,6 +32,7 @@ from ledgerstream.core.topic_reader import read_partition
 from ledgerstream.stack.topics import ensure_topics
 from support.ledger_builder import LedgerBuilder, LedgerWriter, RogueProducer, enc, entry_bytes, flip_inside, other_entry
 from support.rfc9162_checker import hash_leaf, mth_from_leaf_hashes
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -150,16 +151,6 @@ def rows(home: Path) -> dict[str, list[tuple]]:
 def tile_files(tiles: Path) -> dict[str, bytes]:
     return {str(p.relative_to(tiles)): p.read_bytes() for p in sorted(tiles.rglob("*"))
             if p.is_file() and p.name != ".tiles.lock"}
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def read_status_file(home: Path) -> dict[str, Any]:

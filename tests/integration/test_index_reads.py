@@ -154,3 +154,22 @@ def test_forged_records_are_never_answered_and_a_lagging_index_says_so(
     finally:
         follower.send_signal(signal.SIGTERM)
         follower.wait(60)
+
+
+def test_without_an_index_the_full_read_still_refuses_forged_records(
+        ledger: dict, bootstrap: str, topics: Topics, tmp_path: Path) -> None:
+    builder, writer = ledger["builder"], ledger["writer"]
+    forged = builder.copy()
+    forged.entry("planner", payload={"forged": True}, key=ROGUE)
+    writer.commit([entry_bytes(forged.entries[-1])], [enc("Checkpoint", forged.checkpoint(key=ROGUE))])
+    bare = tmp_path / "bare"  # trusted key, no index
+    (bare / "keys").mkdir(parents=True)
+    (bare / "keys" / "signer.pub.pem").write_bytes(mldsa.public_key_pem(KEY.public_key()))
+    notes: list[str] = []
+    with pytest.raises(LookupError, match=f"no entry with seq {GENUINE}"):
+        ledger_answers.entry(bare, bootstrap, topics, GENUINE, note=notes.append)
+    assert notes and "no ledger index" in notes[0]
+    assert [c["tree_size"] for c in ledger_answers.checkpoints(bare, bootstrap, topics)] == [256, GENUINE]
+    proof = ledger_answers.inclusion(bare, bootstrap, topics, 5, None)
+    assert (proof["tree_size"], bytes.fromhex(proof["root_hash"])) == (
+        GENUINE, mth_from_leaf_hashes(leaf_hashes(builder, GENUINE)))

@@ -32,6 +32,7 @@ from ledgerstream.tools.siem.exporter import ExportSettings, Exporter
 from ledgerstream.tools.siem.formats import get_format
 from ledgerstream.tools.siem.sinks.http import HttpSink
 from tests.support.actions import encode_action
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -94,15 +95,6 @@ def committed(bootstrap: str, group: str, topic: str) -> int:
         return consumer.committed([TopicPartition(topic, 0)], timeout=15)[0].offset
     finally:
         consumer.close()
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class SyslogCollector:

@@ -50,7 +50,7 @@ def _kill_storm(bootstrap: str, topics: Any, start_signer: Any, *, total: int, k
         signer = signers[-1]
         # the killed one must have got as far as committing something of this chunk
         wait_until(lambda: tail.poll(0.05) > before, 60, f"progress of signer #{len(signers)}",
-                   step=0.0, on_timeout=signer.log)
+                   poll=0.0, on_timeout=signer.log)
         time.sleep(rng.uniform(0.0, 0.25))
         signer.kill9()
         kill_log.append((i, tail.poll(0) - before))

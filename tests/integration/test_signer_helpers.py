@@ -6,7 +6,6 @@ read_committed consumer, and checking a committed ledger from first principles
 """
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any, Callable, Iterable, Iterator
 
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import mldsa as pyca_mldsa
 from ledgerstream.core import codec, records
 from ledgerstream.core.mldsa import PublicKey
 from support import rfc9162_checker as rfc9162
+from support.waiting import wait_until  # noqa: F401 - re-exported to the signer tests
 
 
 def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes | None]],
@@ -100,19 +100,6 @@ class TopicTail:
         if not self._closed:
             self._closed = True
             self._consumer.close()
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, *, step: float = 0.1,
-               on_timeout: Callable[[], str] | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            extra = on_timeout() if on_timeout else ""
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{extra}")
-        time.sleep(step)
 
 
 # --- checking a committed ledger ----------------------------------------------------------

@@ -154,7 +154,9 @@ def test_an_8mb_record_on_an_older_actions_topic_is_dead_lettered_and_the_ledger
     assert letter["reason"] == "oversized"
     assert letter["original"] == poison[:65536] and letter["original_size"] == POISON_SIZE
     assert letter["original_sha256"] == hashlib.sha256(poison).digest()
-    assert signer.status()["next_seq"] == 6 and signer.status()["dead_letters"] == 1
+    # the status file is written every few seconds: it catches up with what the topics show
+    wait_until(lambda: signer.status().get("next_seq") == 6 and signer.status().get("dead_letters") == 1, 30,
+               "the signer's status to show 6 entries and 1 dead letter", on_timeout=lambda: str(signer.status()))
 
 
 def _accepts(bootstrap: str, topic: str, items: list) -> bool:

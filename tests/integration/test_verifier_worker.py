@@ -10,10 +10,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -25,6 +24,7 @@ from ledgerstream.core.config import Topics
 from ledgerstream.tools.ledger_reader import read_topic
 from support.actions import encode_action
 from support.ledger_builder import LedgerBuilder, LedgerWriter, RogueProducer, enc, entry_bytes
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -45,16 +45,6 @@ def verifier_home(root: Path, key: mldsa.PrivateKey, tsa_ca: Path | None = None,
         (root / "tsa").mkdir(exist_ok=True)
         shutil.copy(tsa_ca, root / "tsa" / "ca.pem")
     return root
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, on_timeout: Callable[[], str] = str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{on_timeout()}")
 
 
 class WorkerProcess:
