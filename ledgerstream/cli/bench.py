@@ -129,6 +129,46 @@ def verifier(entries: int, threads: int | None, signer_json: Path | None, bootst
 
 
 @bench.command()
+@click.option("--entries", default=100_000, show_default=True, type=click.IntRange(5000),
+              help="Entries in the benchmark ledger; reads are measured at a fifth of it and at all of it.")
+@click.option("--signing-mode", type=click.Choice(["checkpoint", "entry"]), default="checkpoint", show_default=True,
+              help="How the benchmark ledger is signed (entry: an ML-DSA-65 signature per entry, slower to build "
+                   "and to follow).")
+@bootstrap_option
+@out_option
+@json_option
+def index(entries: int, signing_mode: str, bootstrap: str | None, out: Path | None, as_json: bool) -> None:
+    """The ledger index at two sizes (a fifth of --entries, then all): follow rate and peak
+    RSS of a real follower, show and prove inclusion latency p50/p99 in-process, replay of
+    one agent's k entries for k = 10, 100, 1000, index and tile bytes per entry, and the
+    baseline (show by a full read) at the small size. Flat reads mean the ``flat`` ratios
+    stay near 1. Private topics (deleted afterwards); without a configured Kafka it starts a
+    private embedded broker. See docs/benchmarks.md."""
+    from ledgerstream.core import config
+    from ledgerstream.core.errors import ConfigError
+    from ledgerstream.tools.bench_index import run
+
+    try:
+        bootstrap = config.resolve_bootstrap(bootstrap)
+    except ConfigError:
+        bootstrap = None
+    result = run(entries, bootstrap, signing_mode, log=info)
+    if out is not None or as_json:
+        report(result, as_json, out)
+    if not as_json:
+        for size, point in result["points"].items():
+            click.echo(f"{int(size):>10,} entries: follow {point['follow']['entries_per_s']} entries/s, "
+                       f"peak RSS {point['follow']['peak_rss_mb']} MB; show p50/p99 {point['show']['p50_ms']}/"
+                       f"{point['show']['p99_ms']} ms; prove p50/p99 {point['prove_inclusion']['p50_ms']}/"
+                       f"{point['prove_inclusion']['p99_ms']} ms; replay k=10/100/1000: "
+                       + "/".join(f"{r['seconds']}s" for r in point["replay_agent"].values())
+                       + f"; {point['index_bytes_per_entry']} + {point['tile_bytes_per_entry']} bytes/entry"
+                       + (f"; baseline full-read show {point['baseline_full_read_show_s']} s"
+                          if "baseline_full_read_show_s" in point else ""))
+        click.echo(f"flat: {result['flat']}")
+
+
+@bench.command()
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the campaign's own dev stack; must be new or empty [a temporary folder].")
 @click.option("--agents", default=4, show_default=True, type=click.IntRange(1, 64), help="Agents recording actions.")

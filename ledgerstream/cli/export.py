@@ -57,8 +57,13 @@ def siem(fmt_name: str, output: str, follow: bool, only: str | None, group: str 
     files, TCP ACK for syslog, 2xx for HTTPS), so a restart resumes where the last
     acknowledged record was; a dead sink is retried with backoff and loses nothing.
     Without --follow, exports what exists now and exits. Every alert is marked with its
-    authenticity (verified | unsigned | forged) under the trusted verifier keys (docs/spec.md section 10).
+    authenticity (verified | unsigned | forged) under the trusted verifier keys (docs/spec.md section 10),
+    every entry with its authenticity under HOME's trusted signer keys: verified (its signature
+    verifies), unsigned (checkpoint signing mode), forged (rejected by the core's checks: another
+    key, a bad signature, tampered bytes) or unchecked (no trusted signer key); only a verified
+    entry has signed=true.
     """
+    from ledgerstream.index.reads import trust_of
     from ledgerstream.tools.siem.exporter import ExportSettings, Exporter, default_group
     from ledgerstream.tools.siem.formats import get_format
     from ledgerstream.tools.siem.sinks import open_sink
@@ -66,6 +71,10 @@ def siem(fmt_name: str, output: str, follow: bool, only: str | None, group: str 
     home_dir = resolve_home(home)
     topics = config.Topics.with_prefix(topic_prefix) if topic_prefix is not None else config.resolve_topics(home_dir)
     trusted = resolve_trusted_verifiers(home_dir, trusted_verifier_keys) if only != "entries" else {}
+    signers = trust_of(home_dir) if only != "alerts" else None
+    if signers is None and only != "alerts":
+        info(f"warning: no trusted signer key in {home_dir / 'keys'}: entries are exported with "
+             "authenticity 'unchecked' (none is called signed)")
     fmt = get_format(fmt_name)
     if headers and not output.startswith(("https://", "http://")):
         raise click.BadParameter("--header only applies to https:// outputs", param_hint="--header")
@@ -79,7 +88,7 @@ def siem(fmt_name: str, output: str, follow: bool, only: str | None, group: str 
         bootstrap=config.resolve_bootstrap(bootstrap, home_dir), topics=topics,
         group=group or default_group(topics, fmt_name), streams=(only,) if only else ("entries", "alerts"),
         follow=follow, from_beginning=from_beginning, batch_size=batch_size, buffer_size=buffer_size,
-        give_up_after=give_up_after, trusted_verifiers=trusted)
+        give_up_after=give_up_after, trusted_verifiers=trusted, trusted_signers=signers)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -89,6 +98,8 @@ def siem(fmt_name: str, output: str, follow: bool, only: str | None, group: str 
     info(f"exported {stats.entries} entries and {stats.alerts} alerts"
          + (f" ({stats.undecodable} undecodable records as alerts)" if stats.undecodable else "")
          + (f"; {stats.forged} alert(s) NOT from a trusted verifier, marked forged/unsigned" if stats.forged else "")
+         + (f"; {stats.forged_entries} entr(y/ies) rejected by the core (another key, bad signature, tampered), "
+            "marked forged" if stats.forged_entries else "")
          + f"; committed {stats.committed or 'nothing new'}")
 
 

@@ -80,7 +80,8 @@ def summary(ledger: Ledger, reports: list[EntryReport], result: dict[str, Any]) 
         # undecodable records and bad checkpoints cannot be ruled out of any selection
         "ok": failed == 0 and not ledger.undecodable and not any(cp.problems for cp in ledger.checkpoints),
         "selection": result["selection"].describe(),
-        "ledger": {"entries": ledger.size, "records": len(ledger.rows) + len(ledger.undecodable),
+        "ledger": {"source": result.get("source", "topics"), "entries": ledger.size,
+                   "records": len(ledger.rows) + len(ledger.undecodable),
                    "checkpoints": len(ledger.checkpoints),
                    "latest_checkpoint": None if latest is None else {
                        "tree_size": latest.tree_size, "root": latest.root.hex() if latest.root else None,

@@ -14,7 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ledgerstream.core import config
+from ledgerstream.index.reads import open_for
 from ledgerstream.tools import replay as rp
+from ledgerstream.tools.ledger_answers import DEFAULT_WAIT
+from ledgerstream.tools.replay_index import indexed_ledger
 
 
 def selection_options(f: Callable) -> Callable:
@@ -36,6 +39,10 @@ def selection_options(f: Callable) -> Callable:
                      help="TSA CA certificate(s) PEM [HOME/tsa/ca.pem]."),
         click.option("--topic-prefix", default=None,
                      help="Topic name prefix [the dev stack's, or $LEDGERSTREAM_TOPIC_PREFIX]."),
+        click.option("--wait", type=click.FloatRange(min=0), default=DEFAULT_WAIT, show_default=True,
+                     metavar="SECONDS",
+                     help="With a ledger index: how long to wait for it to reach the ledger's newest entry "
+                          "(it never answers from a lagging index)."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -62,33 +69,55 @@ def progress_bar(console: Console) -> Progress:
                     console=console, transient=True, disable=not console.is_terminal)
 
 
-def load_selection(opts: dict[str, Any], home: Path | None, bootstrap: str | None) -> dict[str, Any]:
-    """Read and index the ledger, select, fetch closure members, and re-verify them.
+def read_selection(opts: dict[str, Any], home: Path | None, bootstrap: str | None,
+                   console: Console | None = None) -> dict[str, Any]:
+    """Select entries (with their link closure, ordered by offset): from the ledger index
+    when HOME has one that trusts at least these keys (O(log n + k), ``replay_index.py``),
+    else from one read of both topics through the core's rule (``replay.read_ledger``).
 
-    Returns ``ledger``, ``reports`` (EntryReport per shown entry, by seq/offset),
-    ``selection``, ``keys``, ``tsa_ca`` and ``bootstrap``/``topics`` for the caller.
+    Returns ``ledger``, ``rows``, ``selection``, ``keys``, ``tsa_ca``, ``bootstrap``,
+    ``topics``, ``home`` and ``source`` ("index" or "topics").
     """
     home_dir = Path(home).expanduser().resolve() if home else config.home()
     selection = build_selection(opts["agents"], opts["sessions"], opts["action_types"], opts["since"],
                                 opts["until"], opts["seq_range"], opts["follow_links"])
+    server = config.resolve_bootstrap(bootstrap, home_dir)
     keys = rp.TrustedKeys.load(home_dir, opts["trusted_keys"])
     ca = rp.tsa_ca(home_dir, opts["tsa_ca"])
-    server = config.resolve_bootstrap(bootstrap, home_dir)
     topics = (config.Topics.with_prefix(opts["topic_prefix"]) if opts["topic_prefix"] is not None
               else config.resolve_topics(home_dir))
-    console = stderr()
-    with progress_bar(console) as bar:
-        total = rp.end_offset(server, topics.entries)
-        task = bar.add_task("reading ledger", total=total)
-        ledger = rp.read_ledger(server, topics, selection, keys, progress=lambda n: bar.advance(task, n),
-                                workers=rp.decode_workers(total))
+    console = console or stderr()
+    ix = open_for(home_dir, server, topics)
+    if ix is not None and not set(keys.by_id) <= set(ix.config.trusted_keys if ix.config else ()):
+        console.print(f"the ledger index in {home_dir / 'index'} does not trust every key given: reading the topics")
+        ix.close()
+        ix = None
+    if ix is not None:
+        try:
+            ledger, rows = indexed_ledger(ix, selection, wait=float(opts.get("wait", DEFAULT_WAIT)))
+        finally:
+            ix.close()
+    else:
+        with progress_bar(console) as bar:
+            task = bar.add_task("reading ledger", total=rp.end_offset(server, topics.entries))
+            ledger = rp.read_ledger(server, topics, selection, keys, progress=lambda n: bar.advance(task, n))
         rows = rp.select(ledger, selection)
-        rp.ensure_raw(ledger, rows, rp.kafka_fetch(server, topics.entries))
+    return {"ledger": ledger, "rows": rows, "selection": selection, "keys": keys, "tsa_ca": ca,
+            "bootstrap": server, "topics": topics, "home": home_dir, "source": "topics" if ix is None else "index"}
+
+
+def load_selection(opts: dict[str, Any], home: Path | None, bootstrap: str | None) -> dict[str, Any]:
+    """:func:`read_selection`, then every selected entry re-verified: adds ``reports``
+    (an EntryReport per shown entry, ordered by offset)."""
+    console = stderr()
+    result = read_selection(opts, home, bootstrap, console)
+    ledger, rows = result["ledger"], result["rows"]
+    rp.ensure_raw(ledger, rows, rp.kafka_fetch(result["bootstrap"], result["topics"].entries))
+    with progress_bar(console) as bar:
         task = bar.add_task("verifying", total=len(rows))
-        checker = rp.EntryChecker(ledger, keys, ca)
-        reports = list(rp.check_all(checker, rows, progress=lambda n: bar.advance(task, n)))
-    return {"ledger": ledger, "reports": reports, "selection": selection, "keys": keys, "tsa_ca": ca,
-            "bootstrap": server, "topics": topics, "home": home_dir}
+        checker = rp.EntryChecker(ledger, result["keys"], result["tsa_ca"])
+        result["reports"] = list(rp.check_all(checker, rows, progress=lambda n: bar.advance(task, n)))
+    return result
 
 
 def exit_code(ok: bool) -> None:

@@ -700,8 +700,11 @@ class Checker:
     already processed are skipped, so redelivery after a restart is harmless.
     """
 
-    def __init__(self, config: CheckerConfig) -> None:
+    def __init__(self, config: CheckerConfig, on_adopt: Callable[[CheckedEntry], None] | None = None) -> None:
+        """``on_adopt``: called with each record as it becomes entry ``seq`` of the ledger
+        (in seq order), for readers that need to know which record that is (``core/adoption.py``)."""
         self.config = config
+        self.on_adopt = on_adopt
         self.stats = Stats()
         self.graph = CallGraph()
         self.next_offset = {ENTRIES: 0, CHECKPOINTS: 0}
@@ -741,6 +744,15 @@ class Checker:
         if self._tentative:
             return self._tentative.checked.entry_hash
         return self._hash_at(self._tree.size - 1) or records.ZERO_HASH
+
+    @property
+    def held_offsets(self) -> set[int]:
+        """Offsets of the entries records held whole and not integrated yet (the tentative
+        head and a fork candidate): any other record fed and not integrated never will be."""
+        held = {self._tentative.checked.offset} if self._tentative else set()
+        if self._candidate is not None:
+            held.add(self._candidate.offset)
+        return held
 
     @property
     def pending_links(self) -> int:
@@ -986,6 +998,8 @@ class Checker:
             p = _PendingLink(seq, agent, to_agent, to_event, relation, int(e["received_at"]))
             self._pending.append(p)
             self._pending_by_target.setdefault((to_agent, to_event), []).append(p)
+        if self.on_adopt is not None:
+            self.on_adopt(c)
 
     def _append(self, seq: int, entry_hash: bytes | None) -> None:
         assert seq == self._tree.size, (seq, self._tree.size)
@@ -997,6 +1011,10 @@ class Checker:
     def _edge(self, edge: Edge) -> None:
         self.graph.add(edge)
         self._journal.append({"g": [edge.from_seq, edge.from_agent, edge.to_seq, edge.to_agent, edge.relation]})
+
+    def hash_at(self, seq: int) -> bytes | None:
+        """entry_hash of integrated entry ``seq`` (None: unknown, inside a gap)."""
+        return self._hash_at(seq)
 
     def _hash_at(self, seq: int) -> bytes | None:
         if not 0 <= seq < self._tree.size or self._in_hole(seq):

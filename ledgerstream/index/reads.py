@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -63,8 +63,19 @@ class IndexedLedger:
             return None
         return cls(conn, paths, bootstrap, topics, config)
 
+    _fetcher: query.RecordFetcher | None = field(default=None, init=False, repr=False)
+
     def close(self) -> None:
+        if self._fetcher is not None:
+            self._fetcher.close()
+            self._fetcher = None
         self.conn.close()
+
+    def records(self) -> query.RecordFetcher:
+        """The entries topic's records by offset, over one consumer for this view's life."""
+        if self._fetcher is None:
+            self._fetcher = query.RecordFetcher(self.bootstrap, self.topics.entries)
+        return self._fetcher
 
     # --- waiting for a lagging index -----------------------------------------------------
     def require(self, ready: Callable[[], bool], what: str, needed_seq: int, wait: float,
@@ -93,13 +104,18 @@ class IndexedLedger:
                          f"{running}): start 'ledgerstream index run' or pass a longer --wait")
 
     # --- reads ---------------------------------------------------------------------------
-    def entry(self, seq: int, wait: float) -> tuple[query.Entry, dict[str, Any]]:
-        """Indexed entry ``seq`` and its decoded LedgerEntry record (fetched by offset)."""
+    def row(self, seq: int, wait: float) -> query.Entry:
+        """Indexed entry ``seq`` (its row only: hashes, offset, ids)."""
         self.require(lambda: query.indexed_size(self.conn) > seq, f"entry {seq}", seq, wait)
         row = query.entry_by_seq(self.conn, seq)
         if row is None:  # a gap the Checker reported: seq is indexed as missing
             raise LookupError(f"entry {seq} is missing from the ledger (the index recorded a gap there)")
-        raw = query.raw_entries(self.conn, [row], self.bootstrap, self.topics.entries)[seq]
+        return row
+
+    def entry(self, seq: int, wait: float) -> tuple[query.Entry, dict[str, Any]]:
+        """Indexed entry ``seq`` and its decoded LedgerEntry record (fetched by offset)."""
+        row = self.row(seq, wait)
+        raw = query.raw_entries(self.conn, [row], self.bootstrap, self.topics.entries, fetcher=self.records())[seq]
         return row, codec.decode(raw, expect="LedgerEntry")[1]
 
     def _tiles(self, size: int, wait: float) -> TileReader:
@@ -113,7 +129,7 @@ class IndexedLedger:
     def inclusion(self, seq: int, tree_size: int | None, wait: float) -> dict[str, Any]:
         """``prove inclusion --json``: entry ``seq`` in the tree of ``tree_size`` (default:
         the newest verified checkpoint)."""
-        row, _ = self.entry(seq, wait)
+        row = self.row(seq, wait)  # the proof needs the indexed entry hash, not the record
         if tree_size is None:
             self.require(lambda: query.tiles_size(self.conn) > seq, f"a verified checkpoint covering seq {seq}",
                          seq, wait)

@@ -11,6 +11,7 @@ from pathlib import Path
 from ledgerstream.core import config
 from ledgerstream.core.config import Topics
 from ledgerstream.core.verify import CheckerConfig
+from ledgerstream.tools.ledger_answers import DEFAULT_WAIT
 from ledgerstream.verifier_worker.trust import checker_config
 
 
@@ -39,4 +40,4 @@ class ServeConfig:
         """The option dict ``cli.selection.load_selection`` takes, as ``replay`` builds it."""
         return {"agents": (), "sessions": (), "action_types": (), "since": None, "until": None, "seq_range": None,
                 "follow_links": False, "trusted_keys": self.trusted_keys, "tsa_ca": self.tsa_ca,
-                "topic_prefix": None, **filters}
+                "topic_prefix": None, "wait": DEFAULT_WAIT, **filters}

@@ -15,7 +15,7 @@ from typing import Any
 
 from ledgerstream.cli.alerts import alert_rows
 from ledgerstream.cli.replay import entry_json, summary
-from ledgerstream.cli.selection import build_selection, load_selection
+from ledgerstream.cli.selection import load_selection, read_selection
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.mcp.server_config import ServeConfig
 from ledgerstream.tools import ledger_answers
@@ -23,8 +23,9 @@ from ledgerstream.tools import replay as rp
 from ledgerstream.tools.bundle_export import export_bundle as build_bundle
 from ledgerstream.verifier_worker.oneshot import verify_ledger
 
-#: what ``search`` reads until the ledger index (issue 17) lands
-SEARCH_SOURCE = "entries topic, read from its beginning (no ledger index yet)"
+#: where ``search`` read the entries from, by ``read_selection``'s source
+SEARCH_SOURCE = {"index": "the ledger index (O(log n + k))",
+                 "topics": "entries topic, read from its beginning (no ledger index in HOME)"}
 
 
 def verify(cfg: ServeConfig) -> dict[str, Any]:
@@ -37,24 +38,20 @@ def search(cfg: ServeConfig, *, agent_id: str | None = None, session_id: str | N
            limit: int = 50) -> dict[str, Any]:
     """Entries matching every given filter (``replay``'s selection), the newest ``limit`` of
     them in ledger order; no re-verification, so it stays cheap (``replay`` re-verifies)."""
-    selection = build_selection(_one(agent_id), _one(session_id), _one(action_type), since, until, None, False)
-    bootstrap = cfg.bootstrap()
-    keys = rp.TrustedKeys.load(cfg.home, cfg.trusted_keys)
-    ledger = rp.read_ledger(bootstrap, cfg.topics(), selection, keys)
-    rows = rp.select(ledger, selection)
+    opts = cfg.selection_options(agents=_one(agent_id), sessions=_one(session_id), action_types=_one(action_type),
+                                 since=since, until=until)
+    result = read_selection(opts, cfg.home, cfg.bootstrap_option)
+    ledger, rows = result["ledger"], result["rows"]
     shown = rows[-limit:]
-    return {"source": SEARCH_SOURCE, "selection": selection.describe(), "ledger_entries": ledger.size,
-            "matched": len(rows), "returned": len(shown), "truncated": len(shown) < len(rows),
-            "entries": [_row_json(ledger, row) for row in shown]}
+    return {"source": SEARCH_SOURCE[result["source"]], "selection": result["selection"].describe(),
+            "ledger_entries": ledger.size, "matched": len(rows), "returned": len(shown),
+            "truncated": len(shown) < len(rows), "entries": [_row_json(row) for row in shown]}
 
 
-def _row_json(ledger: rp.Ledger, row: rp.Row) -> dict[str, Any]:
-    # rows off the hash chain have no stored hash in the index; their bytes were kept (they matched)
-    view = None if row.on_chain else rp.index_view(ledger.raw[row.offset])
-    entry_hash = ledger.stored_hash(row.seq) if view is None else view.entry_hash
+def _row_json(row: rp.Row) -> dict[str, Any]:
     return {"seq": row.seq, "offset": row.offset, "event_id": row.event_id, "agent_id": row.agent_id,
             "session_id": row.session_id, "action_type": row.action_type, "occurred_at": row.occurred_at,
-            "received_at": row.received_at, "time": rp.iso_time(row.received_at), "entry_hash": entry_hash.hex(),
+            "received_at": row.received_at, "time": rp.iso_time(row.received_at), "entry_hash": row.entry_hash.hex(),
             "on_chain": row.on_chain}
 
 

@@ -1,20 +1,21 @@
 """Per-agent summary of the ledger: how many entries, seq range, last activity, chain head.
 
-Reads the single-partition ``entries`` topic from its beginning (assign + seek, a fresh
-random group, read_committed: the signer writes in transactions) and folds every
-``LedgerEntry`` into one row per agent.
+Only entries of the ledger count: from the ledger index when there is one (one index seek
+per agent and per figure, :func:`from_index`), else from one read of both topics through
+the core Checker (``core/adoption.py``), so a record signed by another key, a fork or a
+replayed copy never shows up as an agent's action.
 """
 from __future__ import annotations
 
 import datetime as dt
-import logging
+import sqlite3
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from ledgerstream.core import codec
-from ledgerstream.core.errors import DecodeError
-
-log = logging.getLogger("ledgerstream.tools.agents")
+from ledgerstream.core.adoption import adopt
+from ledgerstream.core.config import Topics
+from ledgerstream.core.topic_reader import read_partition
+from ledgerstream.core.verify import CheckerConfig
 
 
 @dataclass
@@ -39,7 +40,8 @@ def iso_time(micros: int) -> str:
 def summarize(entries: Iterable[dict[str, Any]]) -> list[AgentRow]:
     """Fold LedgerEntry records (in ledger order) into one row per agent, sorted by agent id.
 
-    ``last_activity`` is when the agent's latest entry happened (the action's occurred_at).
+    ``last_activity`` is when the agent's latest entry (highest seq) happened: its action's
+    ``occurred_at``, the agent's own clock.
     """
     rows: dict[str, AgentRow] = {}
     for entry in entries:
@@ -55,19 +57,37 @@ def summarize(entries: Iterable[dict[str, Any]]) -> list[AgentRow]:
         if entry["seq"] >= row.last_seq:
             row.last_seq = entry["seq"]
             row.chain_head = bytes(entry["entry_hash"]).hex()
-        row.last_activity_us = max(row.last_activity_us, action["occurred_at"])
+            row.last_activity_us = action["occurred_at"]
     return [rows[k] for k in sorted(rows)]
 
 
-def read_entries(bootstrap: str, topic: str, timeout: float = 60.0) -> tuple[list[dict[str, Any]], int]:
-    """Every decodable LedgerEntry of ``topic`` and the number of records that were not."""
-    from ledgerstream.producers.topic_reader import read_all
+def ledger_entries(bootstrap: str, topics: Topics, config: CheckerConfig, *, with_checkpoints: bool = True
+                   ) -> tuple[list[dict[str, Any]], int]:
+    """The ledger's entries (the records the core adopts), in seq order, and how many other
+    records the entries topic holds (forks, copies, other keys, undecodable)."""
+    entries: list[dict[str, Any]] = []
+    checkpoints = list(read_partition(bootstrap, topics.checkpoints)) if with_checkpoints else []
+    run = adopt(read_partition(bootstrap, topics.entries), checkpoints, config, lambda c: entries.append(c.entry))
+    return entries, len(run.foreign)
 
-    entries, bad = [], 0
-    for msg in read_all(bootstrap, topic, timeout=timeout):
-        try:
-            entries.append(codec.decode(msg.value(), expect="LedgerEntry")[1])
-        except DecodeError as exc:
-            bad += 1
-            log.warning("%s@%d is not a LedgerEntry: %s", topic, msg.offset(), exc)
-    return entries, bad
+
+def from_index(conn: sqlite3.Connection) -> list[AgentRow]:
+    """The same rows from the ledger index: the distinct agents by a loose scan of the
+    ``entries_agent`` index, then per agent its first and latest entry (index seeks) and its
+    entry count (an index-only count): O(A log n + n_index) at worst, never the topic."""
+    rows: list[AgentRow] = []
+    agent = ""
+    while True:
+        found = conn.execute("SELECT agent_id FROM entries INDEXED BY entries_agent WHERE agent_id > ? "
+                             "ORDER BY agent_id LIMIT 1", (agent,)).fetchone()
+        if found is None:
+            return rows
+        agent = found[0]
+        first = conn.execute("SELECT seq FROM entries INDEXED BY entries_agent WHERE agent_id = ? ORDER BY seq "
+                             "LIMIT 1", (agent,)).fetchone()[0]
+        last, occurred, head = conn.execute(
+            "SELECT seq, occurred_at, entry_hash FROM entries INDEXED BY entries_agent WHERE agent_id = ? "
+            "ORDER BY seq DESC LIMIT 1", (agent,)).fetchone()
+        count = conn.execute("SELECT COUNT(*) FROM entries INDEXED BY entries_agent WHERE agent_id = ?",
+                             (agent,)).fetchone()[0]
+        rows.append(AgentRow(agent, count, first, last, occurred, bytes(head).hex()))

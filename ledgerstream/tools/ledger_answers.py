@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ledgerstream.core.config import Topics
+from ledgerstream.core.errors import ConfigError
+from ledgerstream.core.verify import CheckerConfig
 from ledgerstream.index.reads import IndexedLedger, open_for, trust_of
 from ledgerstream.index import query
 from ledgerstream.tools.ledger_snapshot import LedgerSnapshot, checkpoint_json, inclusion_json, load_ledger
@@ -15,6 +17,15 @@ from ledgerstream.tools.ledger_snapshot import LedgerSnapshot, checkpoint_json, 
 #: default seconds a read waits for a running index follower to reach what it asks for
 DEFAULT_WAIT = 30.0
 Note = Callable[[str], None]
+
+
+def _trust(home: Path) -> CheckerConfig:
+    """HOME's trust, without which a full read cannot tell entries from forged records."""
+    config = trust_of(home)
+    if config is None:
+        raise ConfigError(f"no trusted signer key in {home / 'keys'} (signer.pub.pem or trusted/*.pem): "
+                          "cannot tell the ledger's entries from forged records")
+    return config
 
 
 @contextmanager
@@ -38,7 +49,7 @@ def entry(home: Path, bootstrap: str, topics: Topics, seq: int, *, wait: float =
         if ledger is not None:
             row, record = ledger.entry(seq, wait)
             return record, row.topic_offset
-    snap = load_ledger(bootstrap, topics, trust_of(home))
+    snap = load_ledger(bootstrap, topics, _trust(home))
     return snap.entry(seq), snap.offsets[seq]
 
 
@@ -48,7 +59,7 @@ def inclusion(home: Path, bootstrap: str, topics: Topics, seq: int, tree_size: i
     with _index(home, bootstrap, topics, note) as ledger:
         if ledger is not None:
             return ledger.inclusion(seq, tree_size, wait)
-    return inclusion_json(load_ledger(bootstrap, topics, trust_of(home)), seq, tree_size)
+    return inclusion_json(load_ledger(bootstrap, topics, _trust(home)), seq, tree_size)
 
 
 def consistency(home: Path, bootstrap: str, topics: Topics, first: int, second: int, *,
@@ -57,7 +68,7 @@ def consistency(home: Path, bootstrap: str, topics: Topics, first: int, second: 
     with _index(home, bootstrap, topics, note) as ledger:
         if ledger is not None:
             return ledger.consistency(first, second, wait)
-    return _snapshot_consistency(load_ledger(bootstrap, topics, trust_of(home)), first, second)
+    return _snapshot_consistency(load_ledger(bootstrap, topics, _trust(home)), first, second)
 
 
 def _snapshot_consistency(snap: LedgerSnapshot, first: int, second: int) -> dict[str, Any]:
@@ -76,12 +87,12 @@ def _record(c: query.Checkpoint) -> dict[str, Any]:
 
 
 def checkpoints(home: Path, bootstrap: str, topics: Topics, *, note: Note | None = None) -> list[dict[str, Any]]:
-    """``checkpoints list --json``: with an index, the verified checkpoints only (a forged or
-    failed checkpoint record is never listed); without, every record on the topic."""
+    """``checkpoints list --json``: the verified checkpoints only (a forged or failed
+    checkpoint record is never listed), from the index or from a full read."""
     with _index(home, bootstrap, topics, note) as ledger:
         if ledger is not None:
             return [checkpoint_json(_record(c), ledger.anchor_records(c)) for c in ledger.checkpoints()]
-    snap = load_ledger(bootstrap, topics, trust_of(home))
+    snap = load_ledger(bootstrap, topics, _trust(home))
     return [checkpoint_json(c, snap.anchors_for(c)) for c in snap.checkpoints]
 
 
@@ -93,6 +104,6 @@ def checkpoint(home: Path, bootstrap: str, topics: Topics, tree_size: int, *, wa
         if ledger is not None:
             found = ledger.checkpoint(tree_size, wait)
             return _record(found), ledger.anchor_records(found)
-    snap = load_ledger(bootstrap, topics, trust_of(home))
+    snap = load_ledger(bootstrap, topics, _trust(home))
     c = snap.checkpoint_for(tree_size=tree_size)
     return c, snap.anchors_for(c)

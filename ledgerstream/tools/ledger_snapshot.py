@@ -1,9 +1,9 @@
-"""A read-only snapshot of the ledger as committed in Kafka, for the CLI tools.
+"""A read-only snapshot of the ledger as committed in Kafka, for the CLI tools without a
+ledger index.
 
-Loads ``entries`` and ``checkpoints`` once and keeps the main chain (the first record
-for each seq that continues the hash chain and whose hash recomputes), the Merkle tree
-over it, checkpoints and their timestamp anchors. Records that do not fit are kept
-aside as ``foreign`` so tools can show them instead of hiding them.
+Loads ``entries`` and ``checkpoints`` once through the core's rule (``core/adoption.py``):
+the entries are the records the core adopts, the checkpoints those it verifies; every other
+record is kept aside as ``foreign`` (with why) so tools can show it instead of hiding it.
 """
 from __future__ import annotations
 
@@ -11,31 +11,32 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ledgerstream.core import codec, merkle, records
+from ledgerstream.core import merkle, records
+from ledgerstream.core.adoption import adopt
 from ledgerstream.core.config import Topics
-from ledgerstream.core.errors import DecodeError
 from ledgerstream.core.topic_reader import read_partition
-from ledgerstream.core.verify import CheckerConfig, check_checkpoint_record, check_entry
+from ledgerstream.core.verify import CheckedEntry, CheckerConfig
 
 
 @dataclass
 class LedgerSnapshot:
-    entries: list[dict[str, Any]] = field(default_factory=list)   # main chain, index == seq
-    raw: list[bytes] = field(default_factory=list)                 # their bytes as on the topic
-    offsets: list[int] = field(default_factory=list)
-    foreign: list[tuple[int, str]] = field(default_factory=list)   # (offset, why) of records not adopted
-    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    entries: dict[int, dict[str, Any]] = field(default_factory=dict)  # seq -> entry (gaps: absent)
+    raw: dict[int, bytes] = field(default_factory=dict)                # seq -> its bytes as on the topic
+    offsets: dict[int, int] = field(default_factory=dict)              # seq -> its offset
+    foreign: list[tuple[int, str]] = field(default_factory=list)       # (offset, why) of records not adopted
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)    # verified Checkpoint records
     anchors: dict[bytes, list[dict[str, Any]]] = field(default_factory=dict)  # body hash -> anchors
     tree: merkle.MerkleTree = field(default_factory=merkle.MerkleTree)
 
     def entry(self, seq: int) -> dict[str, Any]:
-        if not 0 <= seq < len(self.entries):
-            raise LookupError(f"no entry with seq {seq} (ledger has {len(self.entries)} entries)")
+        if seq not in self.entries:
+            missing = " and this one is missing from the topic" if 0 <= seq < self.tree.size else ""
+            raise LookupError(f"no entry with seq {seq} (ledger has {self.tree.size} entries{missing})")
         return self.entries[seq]
 
     def checkpoint_for(self, tree_size: int | None = None, covering: int | None = None) -> dict[str, Any]:
         """The checkpoint of exactly ``tree_size``, or the latest one covering seq ``covering``."""
-        cps = [c for c in self.checkpoints if c["tree_size"] <= self.tree.size]
+        cps = self.checkpoints
         if tree_size is not None:
             for c in cps:
                 if c["tree_size"] == tree_size:
@@ -52,65 +53,31 @@ class LedgerSnapshot:
         return self.anchors.get(hashlib.sha256(bytes(checkpoint["body"])).digest(), [])
 
 
-def load_ledger(bootstrap: str, topics: Topics, config: CheckerConfig | None = None, *,
+def load_ledger(bootstrap: str, topics: Topics, config: CheckerConfig, *,
                 progress: Callable[[int], None] | None = None) -> LedgerSnapshot:
-    """Read both topics whole (the fallback when there is no ledger index). With ``config``
-    (the trusted keys), each record first passes the core's stateless checks
-    (``core.verify.check_entry`` / ``check_checkpoint_record``: decodes, hash recomputes,
-    signed by a trusted key), so a record signed by another key is never adopted."""
+    """Read both topics whole (the fallback when there is no ledger index) under ``config``'s
+    trusted keys: a record signed by another key, a fork or a tampered record is never
+    adopted, and a checkpoint is kept only if it verifies against the adopted entries."""
     snap = LedgerSnapshot()
-    head = records.ZERO_HASH
-    for offset, raw in read_partition(bootstrap, topics.entries):
-        if progress is not None:
-            progress(1)
-        entry, why = _checked_entry(offset, raw, config)
-        if entry is None:
-            snap.foreign.append((offset, why))
-            continue
-        if entry["seq"] != len(snap.entries) or bytes(entry["prev_hash"]) != head:
-            snap.foreign.append((offset, f"seq {entry['seq']} does not continue the chain"))
-            continue
-        snap.entries.append(entry)
-        snap.raw.append(raw)
-        snap.offsets.append(offset)
-        head = bytes(entry["entry_hash"])
-        snap.tree.append(merkle.leaf_hash(records.merkle_leaf_input(head)))
-    for offset, raw in read_partition(bootstrap, topics.checkpoints):
-        if config is not None:
-            checked = check_checkpoint_record((offset, raw), config)
-            if checked.rejection is not None:
-                snap.foreign.append((offset, f"checkpoints topic: {checked.rejection.detail}"))
-                continue
-            name, rec = checked.name, dict(checked.record or {})
-        else:
-            try:
-                name, rec = codec.decode(raw, expect=("Checkpoint", "TimestampAnchor"))
-            except DecodeError as exc:
-                snap.foreign.append((offset, f"checkpoints topic: {exc}"))
-                continue
-        if name == "Checkpoint":
-            rec["_raw"] = raw
-            snap.checkpoints.append(rec)
-        else:
-            snap.anchors.setdefault(bytes(rec["body_hash"]), []).append(rec)
+
+    def adopted(c: CheckedEntry) -> None:
+        snap.entries[c.seq], snap.raw[c.seq], snap.offsets[c.seq] = c.entry, c.raw, c.offset
+
+    checkpoints = list(read_partition(bootstrap, topics.checkpoints))  # first: see replay.build_ledger
+    run = adopt(read_partition(bootstrap, topics.entries), checkpoints, config, adopted, progress=progress)
+    snap.tree = run.checker.tree
+    snap.foreign = [(f.offset, f"{f.kind}: {f.detail}") for f in run.foreign]
+    problems = run.checkpoint_findings()
+    snap.foreign += [(offset, f"checkpoints topic: {fs[0].kind.value}: {fs[0].detail}")
+                     for offset, fs in sorted(problems.items())]
+    for c in run.checkpoints:
+        if c.offset not in problems and c.record["tree_size"] <= snap.tree.size:
+            snap.checkpoints.append(dict(c.record, _raw=c.raw))
+    for a in run.anchors:
+        if a.offset not in problems:
+            snap.anchors.setdefault(bytes(a.record["body_hash"]), []).append(dict(a.record))
     snap.checkpoints.sort(key=lambda c: c["tree_size"])
     return snap
-
-
-def _checked_entry(offset: int, raw: bytes, config: CheckerConfig | None) -> tuple[dict[str, Any] | None, str]:
-    """The decoded entry if it passes the stateless checks, else (None, why)."""
-    if config is not None:
-        checked = check_entry((offset, raw), config)
-        if checked.rejection is not None:
-            return None, checked.rejection.detail
-        return checked.entry, ""
-    try:
-        _, entry = codec.decode(raw, expect="LedgerEntry")
-    except DecodeError as exc:
-        return None, f"undecodable: {exc}"
-    if records.entry_hash(entry) != bytes(entry["entry_hash"]):
-        return None, f"seq {entry['seq']}: entry_hash does not recompute"
-    return entry, ""
 
 
 def inclusion_json(snap: LedgerSnapshot, seq: int, tree_size: int | None = None) -> dict[str, Any]:

@@ -1,34 +1,33 @@
 """Replay the ledger for forensics: index it once, select entries, re-verify what is shown.
 
-Why this shape: a ledger can hold millions of entries, but a responder looks at a few.
-So one streaming pass decodes each record once and keeps only what selection, link
-closure and proofs need (a small row, the stored entry hash as a Merkle leaf, chain
-flags); the expensive checks (RFC 8785 re-hash, ML-DSA, proofs, RFC 3161) run only on
-entries that are shown. I/O is injected (iterables of ``(offset, bytes)`` and a fetch
-function), so the index and the checks are pure and testable without Kafka.
+Why this shape: a responder looks at a few entries of a large ledger. One streaming pass
+runs every record through the core's rule (``core/adoption.py``: which record is entry N)
+and keeps only what selection, link closure and proofs need (a small row, the Merkle tree,
+the core's findings); the per-entry report (re-hash, ML-DSA, payload, proofs, RFC 3161) is
+made only for entries that are shown. I/O is injected (iterables of ``(offset, bytes)`` and
+a fetch function), so the index and the checks are pure and testable without Kafka.
 """
 from __future__ import annotations
 
 import datetime as dt
 import fnmatch
 import hashlib
-import multiprocessing
-import os
 import re
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from ledgerstream.core import codec, merkle, mldsa, records
+from ledgerstream.core.adoption import Adoption, adopt
 from ledgerstream.core.config import Topics
 from ledgerstream.core.errors import ConfigError, DecodeError, TimestampError, VerificationError
 from ledgerstream.core.timestamp import verify_timestamp
 from ledgerstream.core.topic_reader import read_partition
 from ledgerstream.core.kafka_security import kafka_config
+from ledgerstream.core.verify import ENTRIES, CheckedEntry, CheckerConfig, Kind
 
 Stream = Iterable[tuple[int, bytes]]
 Fetch = Callable[[list[int]], dict[int, bytes]]  # offsets -> their bytes on the entries topic
@@ -138,21 +137,22 @@ class Row:
     occurred_at: int
     received_at: int
     links: tuple[tuple[str, str, str], ...]  # (agent_id, event_id, relation)
-    on_chain: bool  # continued the hash chain, so it is leaf ``seq`` of the tree
-    issues: dict[str, str] | None = None  # failures found while indexing: chain, agent_chain, links
+    entry_hash: bytes  # as stored in the record
+    on_chain: bool  # the core adopted it as entry ``seq`` (leaf ``seq`` of the tree)
+    issues: dict[str, str] | None = None  # findings of the core about it: chain, agent_chain, links
 
 
 @dataclass
 class CheckpointInfo:
-    """One Checkpoint record and what was established about it."""
+    """One Checkpoint record and what the core established about it."""
 
     offset: int
     raw: bytes
     record: dict[str, Any]
     body: bytes
     tree_size: int
-    root: bytes | None  # from the signed body (None if the body does not parse)
-    signed: bool  # body parses, agrees with the record, key trusted, signature verifies
+    root: bytes | None  # the signed root (None unless ``signed``)
+    signed: bool  # key trusted, signature verifies, body agrees with the record
     problems: list[str] = field(default_factory=list)
     tokens: list[tuple[str, bytes]] = field(default_factory=list)  # (tsa, DER TimeStampResp)
 
@@ -165,18 +165,17 @@ class Ledger:
     undecodable: list[tuple[int, str]] = field(default_factory=list)  # (offset, reason)
     by_event: dict[str, int] = field(default_factory=dict)  # event_id -> row index (on chain)
     linked_from: dict[str, list[int]] = field(default_factory=dict)  # event_id -> rows linking to it
-    hashes: bytearray = field(default_factory=bytearray)  # seq -> stored entry_hash (32 bytes each)
     tree: merkle.MerkleTree = field(default_factory=merkle.MerkleTree)
     raw: dict[int, bytes] = field(default_factory=dict)  # offset -> bytes, for kept records
     checkpoints: list[CheckpointInfo] = field(default_factory=list)  # by tree_size
     findings: list[str] = field(default_factory=list)  # ledger-level problems
+    #: from the ledger index: entries it holds (its tree, from the tiles, ends at the newest
+    #: verified checkpoint); None for a full read, whose tree holds every entry
+    indexed_size: int | None = None
 
     @property
     def size(self) -> int:
-        return self.tree.size
-
-    def stored_hash(self, seq: int) -> bytes:
-        return bytes(self.hashes[32 * seq:32 * seq + 32])
+        return self.tree.size if self.indexed_size is None else self.indexed_size
 
     def latest_signed(self, covering: int) -> CheckpointInfo | None:
         """The latest checkpoint whose signature verifies and whose tree holds seq ``covering``."""
@@ -198,21 +197,11 @@ class Ledger:
 
 
 class View(NamedTuple):
-    """The fields of a LedgerEntry the index needs: small, so decoding workers can send it back."""
+    """The fields of a LedgerEntry that identify it (cheap to decode)."""
 
     seq: int
-    prev_hash: bytes
     entry_hash: bytes
-    received_at: int
-    agent_seq: int
-    agent_prev_hash: bytes
-    resolved_links: tuple[tuple[str, str, str, int | None, bytes | None], ...]
     event_id: str
-    agent_id: str
-    session_id: str | None
-    action_type: str
-    occurred_at: int
-    links: tuple[tuple[str, str, str], ...]
 
 
 def index_view(raw: bytes) -> View | str:
@@ -221,211 +210,107 @@ def index_view(raw: bytes) -> View | str:
         _, e = codec.decode(raw, expect="LedgerEntry")
     except DecodeError as exc:
         return str(exc)
-    a = e["action"]
-    return View(e["seq"], bytes(e["prev_hash"]), bytes(e["entry_hash"]), e["received_at"], e["agent_seq"],
-                bytes(e["agent_prev_hash"]),
-                tuple((r["agent_id"], r["event_id"], r["status"], r.get("seq"),
-                       None if r.get("entry_hash") is None else bytes(r["entry_hash"]))
-                      for r in e.get("resolved_links") or []),
-                a["event_id"], a["agent_id"], a.get("session_id"), a["action_type"], a["occurred_at"],
-                tuple((l["agent_id"], l["event_id"], l.get("relation", "caused_by")) for l in a.get("links") or []))
+    return View(e["seq"], bytes(e["entry_hash"]), e["action"]["event_id"])
 
 
-def _index_views(raws: list[bytes]) -> list[View | str]:
-    return [index_view(raw) for raw in raws]
-
-
-def decoded(stream: Stream, workers: int = 0, batch: int = 2000) -> Iterator[tuple[int, bytes, View | str]]:
-    """``(offset, bytes, view)`` in topic order; with ``workers`` > 1 the Avro decoding (the
-    bulk of indexing) runs in that many processes while this one keeps the chain in order."""
-    if workers <= 1:
-        for offset, raw in stream:
-            yield offset, raw, index_view(raw)
-        return
-    # spawn, not fork: the caller holds librdkafka threads, which must not be forked
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending: deque[tuple[list[tuple[int, bytes]], Future[list[View | str]]]] = deque()
-        chunk: list[tuple[int, bytes]] = []
-        for item in stream:
-            chunk.append(item)
-            if len(chunk) == batch:
-                pending.append((chunk, pool.submit(_index_views, [raw for _, raw in chunk])))
-                chunk = []
-                while len(pending) > 2 * workers:
-                    yield from _drain(pending.popleft())
-        if chunk:
-            pending.append((chunk, pool.submit(_index_views, [raw for _, raw in chunk])))
-        while pending:
-            yield from _drain(pending.popleft())
-
-
-def _drain(item: tuple[list[tuple[int, bytes]], Future[list[View | str]]]) -> Iterator[tuple[int, bytes, View | str]]:
-    chunk, future = item
-    for (offset, raw), view in zip(chunk, future.result()):
-        yield offset, raw, view
-
-
-def decode_workers(records_count: int) -> int:
-    """Decoding processes worth starting for ``records_count`` records: none below 50,000
-    (spawning costs about a second) or on fewer than 4 CPUs, where the main process, Kafka's
-    threads and the workers only compete (measured: no gain on 2 CPUs)."""
-    cpus = os.cpu_count() or 1
-    return min(8, cpus - 1) if cpus >= 4 and records_count >= 50_000 else 0
+#: which replay check a finding of the core about an adopted entry fails, by finding kind (a
+#: gap before it is a finding about the ledger, not about the entry continuing the chain)
+CHECK_OF_KIND = {Kind.CHAIN_BREAK.value: "chain", Kind.AGENT_CHAIN_BREAK.value: "agent_chain",
+                 Kind.LINK_MISMATCH.value: "links"}
 
 
 class Indexer:
-    """Builds a :class:`Ledger` from the entries topic in one pass (checkpoints added after).
-
-    The main chain is the sequence of records that continue it (``seq`` is the next one and
-    ``prev_hash`` is the stored hash of the previous one), as the signer itself rebuilds
-    it; any other record (fork, replay, gap) stays visible as a row that is not on chain.
-    """
+    """Builds a :class:`Ledger` from both topics with the core's rule (``core/adoption.py``):
+    the records the core adopts are the rows on chain; every other record (fork, replayed
+    record, another key, tampered bytes) stays visible as a row off chain, with the finding
+    that kept it out. Replay never decides by itself which record is entry N."""
 
     def __init__(self, keep: Callable[[Row], bool]) -> None:
         """``keep``: rows whose bytes to hold on to (the selection), so they need no second read."""
         self.ledger = Ledger()
         self._keep = keep
-        self._head = records.ZERO_HASH
-        self._agents: dict[str, tuple[int, bytes]] = {}
         self._strings: dict[str, str] = {}
 
     def _intern(self, value: str | None) -> str | None:
         return None if value is None else self._strings.setdefault(value, value)
 
-    def add(self, offset: int, raw: bytes, view: View | str | None = None) -> None:
-        """Index one record; ``view`` is its :func:`index_view` if a worker already decoded it."""
-        led = self.ledger
-        view = index_view(raw) if view is None else view
-        if isinstance(view, str):
-            led.undecodable.append((offset, view))
-            return
-        seq, stored = view.seq, view.entry_hash
-        row = Row(offset, seq, view.event_id, self._intern(view.agent_id), self._intern(view.session_id),
-                  self._intern(view.action_type), view.occurred_at, view.received_at, view.links, False)
-        index = len(led.rows)
-        led.rows.append(row)
-        expected = led.size
-        if len(stored) != records.HASH_LEN:
-            row.issues = {"chain": f"entry_hash has {len(stored)} bytes, not {records.HASH_LEN}"}
-        elif seq != expected or view.prev_hash != self._head:
-            row.issues = {"chain": self._chain_break(view, expected)}
-        elif view.event_id in led.by_event:
-            row.issues = {"chain": f"event_id {view.event_id} is already on the ledger at seq "
-                                   f"{led.rows[led.by_event[view.event_id]].seq}"}
-        else:
-            self._integrate(row, index, view)
-        for link in row.links:
-            led.linked_from.setdefault(link[1], []).append(index)
+    def _row(self, offset: int, raw: bytes, entry: Mapping[str, Any], on_chain: bool) -> Row:
+        a = entry["action"]
+        row = Row(offset, entry["seq"], a["event_id"], self._intern(a["agent_id"]), self._intern(a.get("session_id")),
+                  self._intern(a["action_type"]), a["occurred_at"], entry["received_at"],
+                  tuple((l["agent_id"], l["event_id"], l.get("relation") or "caused_by") for l in a.get("links") or []),
+                  bytes(entry["entry_hash"]), on_chain)
         if self._keep(row):
-            led.raw[offset] = raw
+            self.ledger.raw[offset] = raw
+        return row
 
-    def _chain_break(self, view: View, expected: int) -> str:
-        if view.seq < expected:
-            return f"seq {view.seq} is already on the ledger (fork or replayed record)"
-        if view.seq > expected:
-            return f"gap: expected seq {expected}, found {view.seq}"
-        return (f"prev_hash {view.prev_hash.hex()[:16]} is not the hash of seq {view.seq - 1} "
-                f"({self._head.hex()[:16]})")
+    def adopted(self, c: CheckedEntry) -> None:
+        """The core's ``on_entry`` hook: ``c`` is entry ``c.seq``."""
+        self.ledger.rows.append(self._row(c.offset, c.raw, c.entry, True))
 
-    def _integrate(self, row: Row, index: int, view: View) -> None:
+    def finish(self, run: Adoption) -> Ledger:
+        """The ledger once ``run`` has read both topics: rows, findings, tree, checkpoints."""
         led = self.ledger
-        row.on_chain = True
-        stored = view.entry_hash
-        led.tree.append(merkle.leaf_hash(records.merkle_leaf_input(stored)))
-        led.hashes += stored
-        led.by_event[row.event_id] = index
-        self._head = stored
-        issues: dict[str, str] = {}
-        want_seq, want_prev = self._agents.get(row.agent_id, (0, records.ZERO_HASH))
-        if view.agent_seq != want_seq or view.agent_prev_hash != want_prev:
-            issues["agent_chain"] = (f"agent {row.agent_id}: agent_seq {view.agent_seq} / agent_prev_hash "
-                                     f"{view.agent_prev_hash.hex()[:16]}, expected {want_seq} / {want_prev.hex()[:16]}")
-        self._agents[row.agent_id] = (view.agent_seq + 1, stored)
-        problem = self._links_problem(row, view)
-        if problem:
-            issues["links"] = problem
-        row.issues = issues or None
-
-    def _links_problem(self, row: Row, view: View) -> str | None:
-        led = self.ledger
-        if [(r[0], r[1]) for r in view.resolved_links] != [(l[0], l[1]) for l in row.links]:
-            return "resolved_links do not mirror action.links"
-        for agent_id, event_id, status, seq, entry_hash in view.resolved_links:
-            if status != "resolved":
-                continue
-            target = led.by_event.get(event_id)
-            if target is None:
-                return f"link to {agent_id}/{event_id} is marked resolved but that event is not on the ledger"
-            t = led.rows[target]
-            if t.agent_id != agent_id or t.seq != seq or led.stored_hash(t.seq) != (entry_hash or b""):
-                return (f"resolved link to {event_id} names seq {seq} / agent {agent_id}, "
-                        f"but the ledger has it at seq {t.seq} / agent {t.agent_id} with another hash")
-        return None
-
-    def finish(self, checkpoints: Stream, keys: TrustedKeys) -> Ledger:
-        """Attach the checkpoints topic (Checkpoint and TimestampAnchor records)."""
-        led = self.ledger
-        anchors: dict[bytes, list[tuple[str, bytes]]] = {}
-        for offset, raw in checkpoints:
-            try:
-                name, rec = codec.decode(raw, expect=("Checkpoint", "TimestampAnchor"))
-            except DecodeError as exc:
-                led.findings.append(f"checkpoints topic offset {offset}: {exc}")
-                continue
-            if name == "TimestampAnchor":
-                token = (rec["timestamp"]["tsa"], bytes(rec["timestamp"]["token"]))
-                anchors.setdefault(bytes(rec["body_hash"]), []).append(token)
+        foreign = [self._row(f.offset, f.raw, f.entry, False) for f in run.foreign if f.entry is not None]
+        issues = self._issues(run)
+        for f in run.foreign:
+            if f.entry is None:
+                led.undecodable.append((f.offset, f.detail))
+        led.rows = sorted(led.rows + foreign, key=lambda r: r.offset)
+        reasons = {f.offset: f"{f.kind}: {f.detail}" for f in run.foreign}
+        for index, row in enumerate(led.rows):
+            if row.on_chain:
+                led.by_event.setdefault(row.event_id, index)
+                row.issues = issues.get(row.offset)
             else:
-                led.checkpoints.append(_checkpoint_info(offset, raw, rec, keys))
-        led.checkpoints.sort(key=lambda c: (c.tree_size, c.offset))
-        for cp in led.checkpoints:
-            cp.tokens = anchors.get(hashlib.sha256(cp.body).digest(), [])
-            if cp.tree_size > led.size:
-                cp.problems.append(f"claims {cp.tree_size} entries but the chain has {led.size}")
-            elif cp.root is not None and not led.matches_tree(cp):
-                cp.problems.append(f"root does not match the entries 0..{cp.tree_size - 1} on the topic")
-            led.findings.extend(f"checkpoint {cp.tree_size} (offset {cp.offset}): {p}" for p in cp.problems)
-        breaks = sum(1 for r in led.rows if not r.on_chain)
-        if breaks:
-            led.findings.append(f"{breaks} record(s) on the entries topic do not continue the chain")
-        led.findings.extend(f"entries topic offset {o}: {why}" for o, why in led.undecodable)
+                row.issues = {"chain": f"not an entry of this ledger ({reasons[row.offset]})"}
+            for link in row.links:
+                led.linked_from.setdefault(link[1], []).append(index)
+        led.tree = run.checker.tree
+        self._attach_checkpoints(run)
+        led.findings.extend(f"{f.kind.value}: {f.detail}" for f in run.findings)
+        off_chain = sum(1 for r in led.rows if not r.on_chain)
+        if off_chain:
+            led.findings.append(f"{off_chain} record(s) on the entries topic are not entries of this ledger")
         return led
 
+    @staticmethod
+    def _issues(run: Adoption) -> dict[int, dict[str, str]]:
+        """The core's findings about adopted entries, by offset, as replay's check names."""
+        out: dict[int, dict[str, str]] = {}
+        for f in run.findings:
+            check = CHECK_OF_KIND.get(f.kind.value)
+            if check and f.evidence.get("topic") == ENTRIES and "offset" in f.evidence:
+                out.setdefault(int(f.evidence["offset"]), {}).setdefault(check, f.detail)
+        return out
 
-def _checkpoint_info(offset: int, raw: bytes, rec: dict[str, Any], keys: TrustedKeys) -> CheckpointInfo:
-    body = bytes(rec["body"])
-    cp = CheckpointInfo(offset, raw, rec, body, rec["tree_size"], None, False)
-    try:
-        parsed = records.parse_checkpoint_body(body)
-    except ValueError as exc:
-        cp.problems.append(f"body does not parse: {exc}")
-        return cp
-    cp.root = parsed["root_hash"]
-    fields = {"origin": rec["origin"], "tree_size": rec["tree_size"], "root_hash": bytes(rec["root_hash"]),
-              "chain_head": bytes(rec["chain_head"]), "created_at": rec["created_at"]}
-    differing = [k for k, v in fields.items() if parsed[k] != v]
-    if differing:
-        cp.problems.append(f"record fields {differing} differ from the signed body")
-        cp.tree_size = parsed["tree_size"]
-        return cp
-    try:
-        keys.get(rec["key_id"]).verify(bytes(rec["signature"]), body)
-    except VerificationError as exc:
-        cp.problems.append(str(exc))
-        return cp
-    cp.signed = True
-    return cp
+    def _attach_checkpoints(self, run: Adoption) -> None:
+        led = self.ledger
+        anchors: dict[bytes, list[tuple[str, bytes]]] = {}
+        for a in run.anchors:
+            anchors.setdefault(bytes(a.record["body_hash"]), []).append(
+                (a.record["timestamp"]["tsa"], bytes(a.record["timestamp"]["token"])))
+        about = run.checkpoint_findings()
+        infos = []
+        for c in run.checkpoints:
+            rec = dict(c.record)
+            body = bytes(rec["body"])
+            signed = c.rejection is None
+            cp = CheckpointInfo(c.offset, c.raw, rec, body, rec["tree_size"], bytes(rec["root_hash"]) if signed else None,
+                                signed, [f.detail for f in about.get(c.offset, [])])
+            cp.tokens = anchors.get(hashlib.sha256(body).digest(), [])
+            infos.append(cp)
+        led.checkpoints = sorted(infos, key=lambda c: (c.tree_size, c.offset))
 
 
 def build_ledger(entries: Stream, checkpoints: Stream, selection: Selection, keys: TrustedKeys, *,
-                 workers: int = 0) -> Ledger:
+                 progress: Callable[[int], None] | None = None) -> Ledger:
     """Index ``entries``, then attach ``checkpoints``. Read the checkpoints topic *before*
     the entries topic when both are live: a checkpoint is committed with its entries, so
     every checkpoint read first must then be covered by the entries read after it."""
     indexer = Indexer(selection.matches)
-    for offset, raw, view in decoded(entries, workers):
-        indexer.add(offset, raw, view)
-    return indexer.finish(checkpoints, keys)
+    config = CheckerConfig(trusted_keys=dict(keys.by_id))
+    return indexer.finish(adopt(entries, checkpoints, config, indexer.adopted, progress=progress))
 
 
 # --- reading from Kafka ---------------------------------------------------------------------
@@ -442,17 +327,10 @@ def end_offset(bootstrap: str, topic: str) -> int:
 
 
 def read_ledger(bootstrap: str, topics: Topics, selection: Selection, keys: TrustedKeys, *,
-                progress: Callable[[int], None] | None = None, workers: int = 0) -> Ledger:
+                progress: Callable[[int], None] | None = None) -> Ledger:
     """Replay ``entries`` and ``checkpoints`` from Kafka (checkpoints first, see build_ledger)."""
     checkpoints = list(read_partition(bootstrap, topics.checkpoints))
-    indexer = Indexer(selection.matches)
-    last = 0
-    for offset, raw, view in decoded(read_partition(bootstrap, topics.entries), workers):
-        indexer.add(offset, raw, view)
-        if progress is not None:
-            progress(offset + 1 - last)
-            last = offset + 1
-    return indexer.finish(checkpoints, keys)
+    return build_ledger(read_partition(bootstrap, topics.entries), checkpoints, selection, keys, progress=progress)
 
 
 def kafka_fetch(bootstrap: str, topic: str) -> Fetch:

@@ -128,8 +128,9 @@ def test_down_leaves_nothing_and_up_resumes_the_same_ledger(tmp_path: Path, monk
         assert wait_entries(s2, 4) == 4  # the restarted signer continued the same chain
         from ledgerstream.tools.ledger_snapshot import load_ledger
         from ledgerstream.core.config import Topics
+        from ledgerstream.index.reads import trust_of
 
-        snap = load_ledger(s2["kafka"]["bootstrap"], Topics(**s2["topics"]))
+        snap = load_ledger(s2["kafka"]["bootstrap"], Topics(**s2["topics"]), trust_of(tmp_path / "home"))
         assert len(snap.entries) == 4 and not snap.foreign
     finally:
         run(["dev", "down"], env, check=False)

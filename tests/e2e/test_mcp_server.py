@@ -49,13 +49,15 @@ def settle(stack: dict, timeout: float = 90.0) -> None:
     (Waiting only: the assertions compare against the CLI, not against this read.)"""
     from conftest import stack_home
     from ledgerstream.core.config import Topics
+    from ledgerstream.core.config import home
+    from ledgerstream.index.reads import trust_of
     from ledgerstream.tools.ledger_snapshot import load_ledger
 
     topics = Topics(**stack["topics"])
     deadline = time.monotonic() + timeout
     while True:
         with stack_home(stack):
-            snap = load_ledger(stack["kafka"]["bootstrap"], topics)
+            snap = load_ledger(stack["kafka"]["bootstrap"], topics, trust_of(home()))
         last = snap.checkpoints[-1] if snap.checkpoints else None
         if last is not None and last["tree_size"] == snap.tree.size and snap.anchors_for(last):
             return

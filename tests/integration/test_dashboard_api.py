@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pytest
 from confluent_kafka import Producer
 
-from ledgerstream.core import codec, merkle, mldsa
+from ledgerstream.core import codec, merkle, mldsa, records
 from ledgerstream.core.config import Topics
 from ledgerstream.core.topic_reader import read_partition
 from tests.support.actions import make_action
@@ -190,4 +190,18 @@ def test_alerts_are_pushed_and_tampered_records_kept_aside(dashboard, bootstrap:
     head = wait_for(lambda: (h := get(f"{dash.url}/api/head")[1])["foreign_records"] == 1 and h, 30, "the rogue copy")
     assert head["size"] == 12
     report = get(f"{dash.url}/api/entry/3")[1]
-    assert report["verified"] and report["other_records"][0]["reason"].startswith("second record for seq 3")
+    assert report["verified"] and report["other_records"][0]["reason"].startswith("bad_signature:")
+
+    # a forged entry 12 that continues the chain exactly, signed by another key (issue 17's attack):
+    # the core never adopts it, so the head, the root and entry pages stay on the genuine ledger
+    _, last = codec.decode(entries_on_topic(bootstrap, topics)[11][1], expect="LedgerEntry")
+    attacker = mldsa.PrivateKey.generate()
+    forged = dict(last, seq=12, prev_hash=bytes(last["entry_hash"]), key_id=attacker.public_key().key_id,
+                  action=dict(last["action"], event_id=str(uuid.uuid4()), action_type="data:delete:everything"))
+    forged["entry_hash"] = records.entry_hash(forged)
+    forged["signature"] = attacker.sign(records.entry_signing_message(forged["entry_hash"]))
+    produce(bootstrap, topics.entries, [(None, codec.encode("LedgerEntry", forged))])
+    after = wait_for(lambda: (h := get(f"{dash.url}/api/head")[1])["foreign_records"] == 2 and h, 30, "the forgery")
+    assert (after["size"], after["entry_hash"], after["root"]) == (12, head["entry_hash"], head["root"])
+    assert bytes.fromhex(after["entry_hash"]) == bytes(last["entry_hash"])
+    assert get(f"{dash.url}/api/entry/12")[0] == 404

@@ -54,12 +54,16 @@ def test_signer_dead_letters_unclean_ids_and_non_canonical_payloads(bootstrap, t
 
 
 def test_agents_human_output_escapes_old_unclean_ids(bootstrap, topics, ls_home) -> None:
-    builder = LedgerBuilder(mldsa.PrivateKey.generate())
+    key = mldsa.PrivateKey.generate()
+    builder = LedgerBuilder(key)
     for agent in [*BAD_AGENTS, "[red]markup", "base-agent"]:
         builder.entry(agent_id=agent)
+    builder.entry(agent_id="last")  # confirms the previous entry (the core adopts an entry once it is continued)
     LedgerWriter(bootstrap, topics).commit([entry_bytes(e) for e in builder.entries])
+    pem = ls_home / "signer-under-test.pub.pem"
+    pem.write_bytes(mldsa.public_key_pem(key.public_key()))
     env = {**os.environ, "LEDGERSTREAM_HOME": str(ls_home), "COLUMNS": "200"}
-    run = subprocess.run(CLI + ["agents", "--bootstrap", bootstrap, "--topic", topics.entries],
+    run = subprocess.run(CLI + ["agents", "--bootstrap", bootstrap, "--topic", topics.entries, "--trusted-key", str(pem)],
                          env=env, capture_output=True, timeout=120)
     assert run.returncode == 0, run.stderr
     out = run.stdout.decode("utf-8")

@@ -20,8 +20,11 @@ import pytest
 
 from ledgerstream.core import mldsa, records
 from ledgerstream.core.config import Topics
+from ledgerstream.index.paths import IndexPaths
+from ledgerstream.index.status import follower_alive
 from ledgerstream.tools import ledger_answers
 from support.ledger_builder import LedgerBuilder, LedgerWriter, enc, entry_bytes
+from support.waiting import wait_until
 from support.rfc9162_checker import ProofFailed, hash_leaf, mth_from_leaf_hashes, verify_consistency, verify_inclusion
 
 pytestmark = pytest.mark.integration
@@ -147,7 +150,8 @@ def test_forged_records_are_never_answered_and_a_lagging_index_says_so(
                                  prefix(topics), "--bootstrap", bootstrap, "--home", str(home)],
                                 env=dict(os.environ, LEDGERSTREAM_HOME=str(home)), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-    try:
+    try:  # a read waits only while a follower runs: let it start first (its status file names its pid)
+        wait_until(lambda: follower_alive(IndexPaths.of(home)), 60, "the index follower to start")
         shown = cli(home, topics, bootstrap, "show", "--seq", str(GENUINE + 39), "--json", "--wait", "90")
         assert shown.returncode == 0, shown.stderr
         assert json.loads(shown.stdout)["entry_hash"] == bytes(more[-1]["entry_hash"]).hex()
@@ -173,3 +177,67 @@ def test_without_an_index_the_full_read_still_refuses_forged_records(
     proof = ledger_answers.inclusion(bare, bootstrap, topics, 5, None)
     assert (proof["tree_size"], bytes.fromhex(proof["root_hash"])) == (
         GENUINE, mth_from_leaf_hashes(leaf_hashes(builder, GENUINE)))
+
+
+def test_replay_from_the_index_equals_the_full_read_and_reads_k_entries(
+        bootstrap: str, topics: Topics, tmp_path: Path) -> None:
+    """``replay`` (agent filter, --follow-links across three agents, a forged record under
+    another key) from the index gives the same entries and verdicts as the full read through
+    the core (a second path), and both match the ledger built here."""
+    builder = LedgerBuilder(KEY)
+    linked: list[int] = []
+    for i in range(300):
+        if i % 50 == 10:  # planner -> researcher -> writer, each linked to its cause
+            plan = builder.entry("planner", action_type="llm:plan")
+            research = builder.entry("researcher", action_type="tool:search",
+                                     links=[("planner", plan["action"]["event_id"])])
+            write = builder.entry("writer", action_type="data:write:report",
+                                  links=[("researcher", research["action"]["event_id"])])
+            linked += [plan["seq"], research["seq"], write["seq"]]
+        else:
+            builder.entry(("noise-a", "noise-b")[i % 2], action_type="tool:ping")
+    forged = builder.copy()
+    forged.entry("researcher", action_type="data:delete:everything", key=ROGUE)  # continues the chain, other key
+    writer = LedgerWriter(bootstrap, topics)
+    half = len(builder.entries) // 2
+    writer.commit([entry_bytes(e) for e in builder.entries[:half]], [enc("Checkpoint", builder.checkpoint(size=half))])
+    writer.commit([entry_bytes(forged.entries[-1])])
+    writer.commit([entry_bytes(e) for e in builder.entries[half:]], [enc("Checkpoint", builder.checkpoint())])
+    home, bare = tmp_path / "home", tmp_path / "bare"
+    for h in (home, bare):
+        (h / "keys").mkdir(parents=True)
+        (h / "keys" / "signer.pub.pem").write_bytes(mldsa.public_key_pem(KEY.public_key()))
+    index_once(home, topics, bootstrap)
+
+    def replay(h: Path, *args: str) -> dict:
+        proc = cli(h, topics, bootstrap, "replay", *args, "--json", "--wait", "0")
+        assert proc.returncode in (0, 1), proc.stderr
+        return json.loads(proc.stdout)
+
+    for args in (["--agent", "researcher", "--follow-links"], ["--action-type", "data:*"], ["--seq", "40..80"],
+                 ["--session", "nope"]):
+        fast, full = replay(home, *args), replay(bare, *args)
+        assert (fast["ledger"]["source"], full["ledger"]["source"]) == ("index", "topics")
+        assert fast["entries"] == full["entries"], args
+        assert fast["summary"] == full["summary"] and fast["ok"] == full["ok"], args
+    chained = replay(home, "--agent", "researcher", "--follow-links")
+    on_chain = [e for e in chained["entries"] if e["checks"]["chain"]["status"] == "ok"]
+    assert sorted(e["seq"] for e in on_chain) == linked  # the closure: every planner, researcher, writer entry
+    assert all(e["ok"] for e in on_chain) and {e["checks"]["inclusion"]["status"] for e in on_chain} == {"ok"}
+    rogue = [e for e in chained["entries"] if e["action_type"] == "data:delete:everything"]
+    assert len(rogue) == 1 and not rogue[0]["ok"] and "unknown_key" in rogue[0]["checks"]["chain"]["detail"]
+    assert chained["ledger"]["entries"] == len(builder.entries)
+    # agents: the same rows from the index and from the full read, the forged record not counted
+    want = {}
+    for e in builder.entries:
+        agent = e["action"]["agent_id"]
+        n, first = want.get(agent, (0, e["seq"]))
+        want[agent] = (n + 1, first)
+    for h in (home, bare):
+        proc = cli(h, topics, bootstrap, "agents", "--json", "--wait", "0")
+        assert proc.returncode == 0, proc.stderr
+        assert "1 record(s) on the entries topic are not entries of this ledger" in proc.stderr
+        rows = json.loads(proc.stdout)
+        assert {r["agent_id"]: (r["entries"], r["first_seq"]) for r in rows} == want
+        assert next(r for r in rows if r["agent_id"] == "researcher")["chain_head"] == \
+            bytes([e for e in builder.entries if e["action"]["agent_id"] == "researcher"][-1]["entry_hash"]).hex()

@@ -17,7 +17,9 @@ def key() -> mldsa.PrivateKey:
 
 
 def fed(builder: LedgerBuilder, checker: EntryChecker | None = None) -> LedgerView:
-    view = LedgerView(checker.checkpoint_signature if checker else None)
+    """A view fed the builder's entries (trusting the builder's key unless ``checker`` says)."""
+    checker = checker or EntryChecker([builder.key.public_key()], None)
+    view = LedgerView(checker.config, checker.checkpoint_signature)
     for offset, entry in enumerate(builder.entries):
         view.add_entry_record(offset, entry_bytes(entry))
     return view
@@ -29,6 +31,9 @@ def test_main_chain_head_agents_and_calls(key: mldsa.PrivateKey) -> None:
     b.entry("coder", links=[("planner", caller["action"]["event_id"])])
     b.many(4)
     view = fed(b)
+    # the core confirms the newest entry once its successor or a checkpoint arrives, as on the verifiers
+    assert view.head(now_us=b.now_us)["size"] == 5
+    view.add_checkpoint_record(0, enc("Checkpoint", b.checkpoint()))
     head = view.head(now_us=b.now_us)
     assert (head["size"], head["seq"], head["foreign_records"]) == (6, 5, 0)
     assert head["root"] == b.tree.root().hex() and head["entry_hash"] == b.hashes[-1].hex()
@@ -49,21 +54,28 @@ def test_main_chain_head_agents_and_calls(key: mldsa.PrivateKey) -> None:
 
 def test_forks_copies_and_gaps_stay_outside_the_chain(key: mldsa.PrivateKey) -> None:
     b = LedgerBuilder(key)
-    b.many(3)
-    view = fed(b)
+    b.many(4)
+    view = fed(b)  # entries 0..2 confirmed, 3 tentative
     raw = entry_bytes(b.entries[1])
     view.add_entry_record(10, raw)  # an identical replay
     view.add_entry_record(11, flip_inside(raw, bytes(b.entries[1]["signature"])[:32]))  # flipped bit
     view.add_entry_record(12, entry_bytes(other_entry(b.entries[2], key)))  # a validly signed fork
+    view.add_entry_record(13, entry_bytes(other_entry(b.entries[1], mldsa.PrivateKey.generate())))  # another key
     b.skip()
-    view.add_entry_record(13, entry_bytes(b.entry("agent-a")))  # after a gap
-    view.add_entry_record(14, b"\xc3\x01not avro")
+    view.add_entry_record(14, entry_bytes(b.entry("agent-a")))  # after a gap: the core adopts it, reports the gap
+    view.add_entry_record(15, b"\xc3\x01not avro")
+    view.add_checkpoint_record(0, enc("Checkpoint", b.checkpoint()))
     reasons = [f["reason"] for f in view.foreign_views()]
-    assert view.size == 3 and view.head()["foreign_records"] == 5
-    assert reasons[0] == "identical copy of an adopted entry"
-    assert reasons[1].startswith("second record for seq 1") and reasons[2].startswith("second record for seq 2")
-    assert reasons[3] == "gap: expected seq 3" and reasons[4].startswith("undecodable")
-    assert [f.offset for f in view.other_records(1)] == [10, 11]
+    assert view.head()["foreign_records"] == 5 and len(reasons) == 5
+    assert reasons[0].startswith("duplicate: entry 1 appears again")
+    assert reasons[1].startswith(("bad_signature:", "hash_mismatch:"))
+    assert reasons[2].startswith("fork: a different entry under a trusted key claims seq 2")
+    assert reasons[3].startswith("unknown_key:") and reasons[4].startswith("undecodable:")
+    assert [f.offset for f in view.other_records(1)] == [10, 11, 13]
+    assert view.size == 6 and view.head()["root"] == b.tree.root().hex()  # entry 4 is missing, 5 adopted
+    with pytest.raises(LookupError, match="missing"):
+        view.locate(4)
+    assert view.locate(5)[0] == 14
 
 
 def test_checkpoints_are_verified_and_compared_with_the_entries(key: mldsa.PrivateKey) -> None:
@@ -83,7 +95,8 @@ def test_checkpoints_are_verified_and_compared_with_the_entries(key: mldsa.Priva
     assert [(c["tree_size"], c["signature"], c["root"]) for c in views] == [
         (9, "valid", "pending"), (5, "valid", "mismatch"), (5, "valid", "match")]
     assert views[2]["anchors"] == [{"tsa": "dev-tsa", "offset": 1}]
-    unknown = LedgerView(EntryChecker([], None).checkpoint_signature)
+    nobody = EntryChecker([], None)
+    unknown = LedgerView(nobody.config, nobody.checkpoint_signature)
     unknown.add_checkpoint_record(0, enc("Checkpoint", good))
     assert unknown.checkpoint_views()[0]["signature"] == "unknown_key"
 
@@ -117,7 +130,7 @@ def test_alerts_are_marked_and_forged_ones_change_no_genuine_count() -> None:
 
     v1, v2 = mldsa.PrivateKey.from_seed(bytes([1]) * 32), mldsa.PrivateKey.from_seed(bytes([2]) * 32)
     trusted = {k.public_key().key_id: VerifierKey(vid, k.public_key()) for vid, k in (("v1", v1), ("v2", v2))}
-    view = LedgerView(None, trusted)
+    view = LedgerView(EntryChecker([], None).config, None, trusted)
     base = {"alert_id": "a", "kind": "fork", "severity": "critical", "seq_from": 7, "seq_to": 7, "agent_id": None,
             "detail": "two entries claim seq 7", "evidence": {}, "verifier_id": "v1", "time": 1}
     genuine = view.add_alert_record(0, 0, codec.encode("Alert", sign_alert(base, v1)))
@@ -131,4 +144,4 @@ def test_alerts_are_marked_and_forged_ones_change_no_genuine_count() -> None:
     assert view.alert_summary() == {"total": 3, "verified": 1, "by_kind": {"fork": 1}, "forged": 2,
                                     "forged_by_kind": {"all_clear": 2}}
     assert [a["authenticity"] for a in view.alert_views()] == ["verified", "forged", "unsigned"]
-    assert LedgerView().add_alert_record(0, 0, codec.encode("Alert", sign_alert(base, v1)))["forged"] is True  # no trust
+    assert LedgerView(EntryChecker([], None).config).add_alert_record(0, 0, codec.encode("Alert", sign_alert(base, v1)))["forged"] is True  # no trust

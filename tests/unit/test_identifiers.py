@@ -297,7 +297,8 @@ def test_replay_views_escape_old_unclean_ids(view: str) -> None:
 
     def report(seq: int, agent: str, links: tuple = ()) -> EntryReport:
         row = Row(offset=seq, seq=seq, event_id=f"e{seq}", agent_id=agent, session_id="s\u202e[red]",
-                  action_type="tool:x\x1b", occurred_at=1, received_at=1, links=links, on_chain=True)
+                  action_type="tool:x\x1b", occurred_at=1, received_at=1, links=links, entry_hash=bytes(32),
+                  on_chain=True)
         return EntryReport(row, {}, {name: Check(FAIL if seq == 1 else OK, "bad \x00") for name in CHECKS}, None, None)
 
     agents = ["a\x1b[2J", "[bold]b\u200b"] + ([f"x{i}" for i in range(20)] if view == "lanes_many" else [])

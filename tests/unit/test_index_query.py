@@ -141,3 +141,17 @@ def test_open_index_without_an_index(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="index run"):
         query.open_index(tmp_path)
+
+
+def test_replay_drivers_seq_range_action_types_and_entry_findings(index) -> None:
+    b, conn = index
+    got, lines = plans(conn, lambda: query.entries_in_range(conn, 40, 60, limit=15))
+    assert_indexed(lines)
+    assert [x.seq for x in got] == list(range(40, 55))
+    types, lines = plans(conn, lambda: query.action_types(conn))
+    assert_indexed(lines)
+    assert types == sorted(TYPES) and len(lines) == len(TYPES) + 1  # one seek per type, then one past the last
+    first, lines = plans(conn, lambda: query.first_anchored_checkpoint(conn, 10, ("verified", "unchecked")))
+    assert_indexed(lines)
+    assert first is None  # no checkpoint here has an RFC 3161 anchor
+    assert query.entry_findings(conn, 5) == [] and query.finding_counts(conn) == {}

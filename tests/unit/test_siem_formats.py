@@ -52,7 +52,7 @@ def entry(**overrides: Any) -> EntryEvent:
         links=(Link("researcher", "0190c0de-0000-7000-8000-000000000000", "resolved", 39),),
         trace_id="4bf92f3577b34da6a3ce929d0e0e4736", span_id="00f067aa0ba902b7", producer_host="agent-host-1",
         producer_pid=4242, producer_library="ledgerstream", producer_adapter="langchain", key_id="9f" * 32,
-        signed=True, offline=False)
+        authenticity="verified", offline=False)
     values.update(overrides)
     return EntryEvent(**values)
 
@@ -108,9 +108,40 @@ def test_decode_event_maps_a_real_record_and_flags_garbage() -> None:
               "resolved_links": [], "key_id": "aa" * 32, "signature": b"\x01" * 3309, "timestamp_token": None}
     event = decode_event(codec.encode("LedgerEntry", record), Origin("t.entries", 0, 12), 0)
     assert isinstance(event, EntryEvent)
-    assert (event.seq, event.agent_id, event.entry_hash, event.signed) == (3, "coder", "11" * 32, True)
+    # no trusted signer key: a signature field proves nothing, so the entry is not called signed
+    assert (event.seq, event.agent_id, event.entry_hash, event.signed) == (3, "coder", "11" * 32, False)
+    assert event.authenticity == "unchecked"
     bad = decode_event(b"\xc3\x01garbage", Origin("t.entries", 0, 13), 1_000_000)
     assert isinstance(bad, AlertEvent) and bad.kind == "undecodable" and bad.severity == "high"
+
+
+def test_entry_authenticity_is_the_cores_verdict_under_the_trusted_signer_keys() -> None:
+    """Issue 17: the ECS export marked forged entries signed. Only an entry whose signature
+    verifies under a trusted signer key is signed; the oracle is who sealed each record."""
+    from ledgerstream.core import mldsa
+    from ledgerstream.core.verify import CheckerConfig
+    from tests.support.ledger_builder import LedgerBuilder, entry_bytes, flip_inside, seal
+
+    signer, attacker = mldsa.PrivateKey.generate(), mldsa.PrivateKey.generate()
+    trust = CheckerConfig.from_keys([signer.public_key()])
+    genuine = LedgerBuilder(signer).entry("coder")
+    origin = Origin("t.entries", 0, 5)
+    cases = {
+        "genuine": (entry_bytes(genuine), ("verified", None)),
+        "another key": (entry_bytes(seal(dict(genuine), attacker)), ("forged", "unknown_key")),
+        "bit flip": (flip_inside(entry_bytes(genuine), bytes(genuine["signature"])[:64]), ("forged", "bad_signature")),
+        "unsigned, trusted key": (entry_bytes(seal(dict(genuine), signer, signed=False)), ("unsigned", None)),
+    }
+    for name, (raw, want) in cases.items():
+        event = decode_event(raw, origin, 0, None, trust)
+        assert (event.authenticity, event.authenticity_reason) == want, name
+        assert event.signed is (want[0] == "verified"), name
+        for fmt in ("ecs", "ocsf"):
+            doc = json.loads(get_format(fmt).render(event))
+            fields = doc["ledgerstream"] if fmt == "ecs" else doc["unmapped"]["ledgerstream"]
+            assert (fields["signed"], fields["authenticity"]) == (want[0] == "verified", want[0]), (name, fmt)
+    forged = decode_event(cases["another key"][0], origin, 0, None, trust)
+    assert "[FORGED]" in get_format("cef").render(forged) and "ledgerstreamAuthenticity=forged" in get_format("cef").render(forged)
 
 
 # --- CEF ------------------------------------------------------------------------------------

@@ -245,7 +245,7 @@ PUSHER = web.AppKey("pusher", asyncio.Task)
 
 def build_app(settings: DashboardSettings) -> web.Application:
     checker = EntryChecker.from_files(list(settings.public_keys), settings.tsa_ca)
-    dash = Dashboard(settings, LedgerView(checker.checkpoint_signature, settings.trusted_verifiers), checker, Hub())
+    dash = Dashboard(settings, LedgerView(checker.config, checker.checkpoint_signature, settings.trusted_verifiers), checker, Hub())
     app = web.Application(middlewares=[security_headers, host_middleware(settings.host, settings.allowed_hosts),
                                        token_middleware(settings.token)])
     app[DASHBOARD] = dash

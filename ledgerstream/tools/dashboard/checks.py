@@ -4,7 +4,8 @@ The steps are the spec's (docs/spec.md, "Verifying"), one entry at a time; 1 and
 ``ledgerstream.core.verify.check_entry``, the very check every verifier runs:
   1. its entry hash recomputes (and a present payload matches its commitment);
   2. its ML-DSA-65 signature verifies under a known signer key (entry signing mode);
-  3. it continues the chain (prev_hash) and its agent's chain (agent_prev_hash);
+  3. it continues the chain (prev_hash), its agent's chain (agent_prev_hash) and its links
+     name the right entries: the core's verdict when it adopted the entry (LedgerView.issues);
   4. it is included in the latest signed checkpoint covering it (RFC 9162 proof, checked
      here against the checkpoint's root) - the entry is then *published*;
   5. that checkpoint carries RFC 3161 tokens over its body - *timestamped*.
@@ -80,7 +81,8 @@ class EntryChecker:
         if checked.entry is None:
             raise LedgerstreamError(f"the record at offset {offset} is not a ledger entry")
         entry, h = checked.entry, bytes(checked.entry["entry_hash"])
-        checks = [*self._record_checks(checked), self._chain(view, seq, entry), self._agent_chain(view, agent_prev, entry)]
+        issues = view.issues(seq)
+        checks = [*self._record_checks(checked), *self._chain_checks(seq, agent_prev, entry, issues)]
         inclusion, proof, cp = self._inclusion(view, seq, h)
         checks.append(inclusion)
         state = "published" if inclusion.status == OK else "sequenced"
@@ -118,20 +120,14 @@ class EntryChecker:
         return checks
 
     @staticmethod
-    def _chain(view: LedgerView, seq: int, entry: dict[str, Any]) -> Check:
-        expected = view.hash_at(seq - 1) if seq else records.ZERO_HASH
-        if bytes(entry["prev_hash"]) == expected:
-            return Check("chain", OK, "prev_hash is the entry hash of seq "
-                         + (str(seq - 1) if seq else "-1 (genesis: zeros)"))
-        return Check("chain", FAILED, f"prev_hash {bytes(entry['prev_hash']).hex()} != {expected.hex()}")
-
-    @staticmethod
-    def _agent_chain(view: LedgerView, agent_prev: int, entry: dict[str, Any]) -> Check:
-        expected = view.hash_at(agent_prev) if agent_prev >= 0 else records.ZERO_HASH
+    def _chain_checks(seq: int, agent_prev: int, entry: dict[str, Any], issues: dict[str, str]) -> list[Check]:
+        """What the core found when it adopted the entry (no finding: the chains continue)."""
         where = f"seq {agent_prev}" if agent_prev >= 0 else "none (the agent's first entry)"
-        if bytes(entry["agent_prev_hash"]) == expected:
-            return Check("agent chain", OK, f"agent_prev_hash links to the agent's previous entry: {where}")
-        return Check("agent chain", FAILED, f"agent_prev_hash does not match the agent's previous entry ({where})")
+        ok = {"chain": "prev_hash is the entry hash of seq " + (str(seq - 1) if seq else "-1 (genesis: zeros)"),
+              "agent chain": f"agent_prev_hash links to the agent's previous entry: {where}",
+              "links": "each resolved link names the entry that carries its event"}
+        names = ["chain", "agent chain"] + (["links"] if entry["action"].get("links") else [])
+        return [Check(name, FAILED, issues[name]) if name in issues else Check(name, OK, ok[name]) for name in names]
 
     @staticmethod
     def _inclusion(view: LedgerView, seq: int, h: bytes) -> tuple[Check, dict[str, Any] | None, CheckpointInfo | None]:

@@ -1,11 +1,13 @@
 """The dashboard's in-memory picture of the ledger, fed record by record from Kafka.
 
-It keeps what the pages show without holding whole entries: the main chain (the first
-record for each seq that continues the hash chain and whose hash recomputes, as
-``ledger_snapshot`` does), its Merkle tree for inclusion proofs, per-agent heads, the
-cross-agent call edges, checkpoints with their anchors, recent alerts, and the records
-that did not fit the chain (forks, gaps, undecodable bytes). Thread-safe: the Kafka
-threads write, the web handlers read.
+It keeps what the pages show without holding whole entries: the main chain (the records
+the core Checker adopts, ``core/adoption.py``: the same rule every verifier runs, so a
+record signed by another key or a fork is never shown as an entry), its Merkle tree for
+inclusion proofs, the core's findings about each entry, per-agent heads, the cross-agent
+call edges, checkpoints with their anchors, recent alerts, and the records that are not
+entries (with the finding that kept them out). The newest entry shows once the core
+confirms it (its successor or a checkpoint arrives), as on the verifiers. Thread-safe:
+the Kafka threads write, the web handlers read.
 
 Each alert's signature is checked against the trusted verifier keys
 (core/alert_signature.py): its view says ``authenticity`` and ``forged``, and only verified
@@ -22,9 +24,14 @@ from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
-from ledgerstream.core import codec, merkle, records
+from ledgerstream.core import codec, merkle
+from ledgerstream.core.adoption import Adoption, Foreign as ForeignRecord
 from ledgerstream.core.alert_signature import VerifierKey, check_alert
 from ledgerstream.core.errors import DecodeError
+from ledgerstream.core.verify import CheckedEntry, CheckerConfig, Kind
+
+#: the core's findings about an adopted entry, by the entry page's check name
+ENTRY_CHECK_OF_KIND = {Kind.CHAIN_BREAK: "chain", Kind.AGENT_CHAIN_BREAK: "agent chain", Kind.LINK_MISMATCH: "links"}
 
 #: raw entry bytes kept for the entry page; older entries are fetched from Kafka again
 RECENT_ENTRIES = 2000
@@ -84,14 +91,17 @@ class Foreign:
 
 
 class LedgerView:
-    def __init__(self, verify_checkpoint: Callable[[CheckpointInfo], str] | None = None,
+    def __init__(self, config: CheckerConfig, verify_checkpoint: Callable[[CheckpointInfo], str] | None = None,
                  trusted_verifiers: Mapping[str, VerifierKey] | None = None) -> None:
+        """``config``: the signer keys the core trusts (no key: no record is an entry)."""
         self._lock = threading.RLock()
         self._verify_checkpoint = verify_checkpoint or (lambda cp: "unchecked")
         self._trusted_verifiers = dict(trusted_verifiers or {})
-        self.tree = merkle.MerkleTree()
-        self._hashes = bytearray()  # entry hashes of the main chain, 32 bytes each
-        self._offsets = array("q")
+        self._core = Adoption(config, self._adopt, on_foreign=self._foreign, keep=False)
+        self.tree = self._core.checker.tree
+        self._hashes = bytearray()  # entry hashes of the main chain, 32 bytes each (zeros: missing)
+        self._offsets = array("q")  # -1: missing (a gap the core reported)
+        self._issues: dict[int, dict[str, str]] = {}  # seq -> entry check -> the core's finding
         self._agent_of: list[str] = []
         self._agent_prev = array("q")  # seq of the same agent's previous entry, -1 for its first
         self._recent: OrderedDict[int, bytes] = OrderedDict()
@@ -117,47 +127,33 @@ class LedgerView:
         with self._lock:
             self.records_seen += 1
             self.version += 1
-            try:
-                _, entry = codec.decode(raw, expect="LedgerEntry")
-            except DecodeError as exc:
-                self._reject(offset, None, f"undecodable: {exc}")
-                return
-            seq, size = entry["seq"], self.size
-            if seq < size:
-                same = self._recent.get(seq) == raw
-                self._reject(offset, seq, "identical copy of an adopted entry" if same
-                             else f"second record for seq {seq} (fork or tampered copy)")
-                return
-            if seq > size:
-                self._reject(offset, seq, f"gap: expected seq {size}")
-                return
-            head = self._hash_at(size - 1) if size else records.ZERO_HASH
-            if bytes(entry["prev_hash"]) != head:
-                self._reject(offset, seq, "prev_hash does not continue the chain")
-                return
-            try:
-                computed = records.entry_hash(entry)
-            except (KeyError, TypeError, ValueError) as exc:
-                self._reject(offset, seq, f"cannot recompute entry hash: {exc}")
-                return
-            if computed != bytes(entry["entry_hash"]):
-                self._reject(offset, seq, "entry_hash does not recompute")
-                return
-            self._adopt(offset, raw, entry)
+            self._note(self._core.feed_entries([(offset, raw)]))
 
-    def _adopt(self, offset: int, raw: bytes, entry: dict[str, Any]) -> None:
+    def _note(self, findings: list) -> None:
+        """Keep the core's findings about adopted entries for their entry pages."""
+        for f in findings:
+            check = ENTRY_CHECK_OF_KIND.get(f.kind)
+            if check is not None and f.seq_from is not None:
+                self._issues.setdefault(f.seq_from, {}).setdefault(check, f.detail)
+                if f.kind == Kind.AGENT_CHAIN_BREAK and f.agent_id in self.agents:
+                    self.agents[f.agent_id].chain_breaks += 1
+
+    def _adopt(self, c: CheckedEntry) -> None:
+        """The core's ``on_entry`` hook: ``c`` is entry ``c.seq`` (after any gap it reported)."""
+        offset, raw, entry = c.offset, c.raw, c.entry
         seq, h = entry["seq"], bytes(entry["entry_hash"])
+        while len(self._offsets) < seq:  # the missing entries of a gap
+            self._hashes += bytes(32)
+            self._offsets.append(-1)
+            self._agent_of.append("")
+            self._agent_prev.append(-1)
         action = entry["action"]
         agent_id = action["agent_id"]
-        self.tree.append(merkle.leaf_hash(records.merkle_leaf_input(h)))
         self._hashes += h
         self._offsets.append(offset)
         self._agent_of.append(agent_id)
         stats = self.agents.get(agent_id) or self.agents.setdefault(agent_id, AgentStats(agent_id, first_seen=entry["received_at"]))
         self._agent_prev.append(stats.head_seq)
-        expected_prev = self._hash_at(stats.head_seq) if stats.head_seq >= 0 else records.ZERO_HASH
-        if bytes(entry["agent_prev_hash"]) != expected_prev or entry["agent_seq"] != stats.count:
-            stats.chain_breaks += 1
         stats.count += 1
         stats.head_seq, stats.head_hash = seq, h.hex()
         stats.last_action, stats.last_seen = action["action_type"], entry["received_at"]
@@ -180,17 +176,20 @@ class LedgerView:
         self.edges[(caller, callee)] = self.edges.get((caller, callee), 0) + 1
         self.recent_edges.append({"caller_seq": caller_seq, "caller": caller, "callee_seq": callee_seq, "callee": callee})
 
-    def _reject(self, offset: int, seq: int | None, reason: str) -> None:
-        self.foreign.append(Foreign(offset, seq, reason))
+    def _foreign(self, f: ForeignRecord) -> None:
+        """The core's ``on_foreign`` hook: a record that is not an entry, and why."""
+        self.foreign.append(Foreign(f.offset, f.seq, f"{f.kind}: {f.detail}"))
         self.foreign_total += 1
 
     def add_checkpoint_record(self, offset: int, raw: bytes) -> None:
+        with self._lock:  # the core confirms the newest entry once a checkpoint covers it
+            self.version += 1
+            self._note(self._core.feed_checkpoints([(offset, raw)]))
         try:
             name, rec = codec.decode(raw, expect=("Checkpoint", "TimestampAnchor"))
         except DecodeError:
             return
         with self._lock:
-            self.version += 1
             if name == "TimestampAnchor":
                 anchor = Anchor(rec["timestamp"]["tsa"], bytes(rec["timestamp"]["token"]), offset)
                 body_hash = bytes(rec["body_hash"])
@@ -244,7 +243,14 @@ class LedgerView:
         with self._lock:
             if not 0 <= seq < self.size:
                 raise LookupError(f"no entry with seq {seq} (the ledger has {self.size} entries)")
+            if self._offsets[seq] < 0:
+                raise LookupError(f"entry {seq} is missing from the entries topic (a gap)")
             return self._offsets[seq], self._recent.get(seq), self._agent_prev[seq]
+
+    def issues(self, seq: int) -> dict[str, str]:
+        """The core's findings about adopted entry ``seq``, by entry check name."""
+        with self._lock:
+            return dict(self._issues.get(seq, {}))
 
     def other_records(self, seq: int) -> list[Foreign]:
         with self._lock:
@@ -260,7 +266,7 @@ class LedgerView:
             return {
                 "size": size, "seq": size - 1 if size else None,
                 "entry_hash": _hex(self._hash_at(size - 1)) if size else None,
-                "root": self.tree.root().hex(), "last_received_at": self.last_received_at or None,
+                "root": self.tree.root(size).hex(), "last_received_at": self.last_received_at or None,
                 "records_on_topic": self.records_seen, "foreign_records": self.foreign_total,
                 "throughput": {"per_second_10s": round(last_10s / 10, 2), "per_second_1m": round(last_1m / 60, 2)},
             }

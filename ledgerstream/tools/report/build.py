@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ledgerstream.core import codec, mldsa
+from ledgerstream.core import mldsa
 from ledgerstream.core.config import Topics
-from ledgerstream.core.errors import DecodeError
+from ledgerstream.core.adoption import adopt
 from ledgerstream.core.verify import CheckerConfig
 from ledgerstream.tools.agents import summarize
 from ledgerstream.tools.replay import TrustedKeys
@@ -26,7 +25,6 @@ from ledgerstream.tools.report import eu_ai_act, source
 from ledgerstream.tools.report.evidence import Evidence, Period, fold, iso, summarize_alerts, timeline
 from ledgerstream.verifier_worker.oneshot import verify_records
 
-log = logging.getLogger("ledgerstream.tools.report")
 Step = Callable[[str], None]          # announces a phase (stderr)
 Advance = Callable[[int], None]       # records read so far (progress bar)
 
@@ -51,7 +49,7 @@ def gather(req: Request, step: Step, advance: Advance | None = None) -> Evidence
     snap = source.read_snapshot(req.bootstrap, req.topics, advance)
     step(f"verifying {len(snap.entries)} entries and {len(snap.checkpoints)} checkpoint records")
     verification = verify_records(req.checker, snap.checkpoints, snap.entries).to_json()
-    decoded = _decode_entries(snap.entries)
+    decoded = _ledger_entries(snap, req.checker)
     in_period = [e for e in decoded if req.period.contains(e)]
     step("reading the alerts and the entries topic's retention")
     alerts = summarize_alerts(source.read_alerts(req.bootstrap, req.topics.alerts, req.period.start_us),
@@ -100,15 +98,11 @@ def document(ev: Evidence) -> dict[str, Any]:
     }
 
 
-def _decode_entries(records: list[tuple[int, bytes]]) -> list[dict[str, Any]]:
-    """Every decodable LedgerEntry (as ``ledgerstream agents`` reads them; the verifier
-    reports the others as ``undecodable``)."""
-    out = []
-    for offset, raw in records:
-        try:
-            out.append(codec.decode(raw, expect="LedgerEntry")[1])
-        except DecodeError as exc:
-            log.warning("entries offset %d is not a LedgerEntry: %s", offset, exc)
+def _ledger_entries(snap: source.Snapshot, checker: CheckerConfig) -> list[dict[str, Any]]:
+    """The ledger's entries, in seq order: the records the core Checker adopts (forged,
+    forked or replayed records are not the ledger's activity; ``verification`` reports them)."""
+    out: list[dict[str, Any]] = []
+    adopt(snap.entries, snap.checkpoints, checker, lambda c: out.append(c.entry))
     return out
 
 

@@ -18,6 +18,7 @@ from typing import Any, Literal, Mapping
 from ledgerstream.core import codec
 from ledgerstream.core.alert_signature import VerifierKey, check_alert
 from ledgerstream.core.errors import DecodeError
+from ledgerstream.core.verify import CheckerConfig, check_entry
 
 Operation = Literal["create", "read", "update", "delete", "other"]
 
@@ -92,8 +93,18 @@ class EntryEvent:
     producer_library: str
     producer_adapter: str | None
     key_id: str
-    signed: bool
+    #: verified (its ML-DSA signature verifies under a trusted signer key) | unsigned
+    #: (checkpoint signing mode: trusted key, no per-entry signature) | forged (the core's
+    #: stateless checks reject it: see ``authenticity_reason``) | unchecked (no trusted signer key)
+    authenticity: str
     offline: bool
+    #: the core's finding kind for a forged entry (unknown_key, bad_signature, hash_mismatch)
+    authenticity_reason: str | None = None
+
+    @property
+    def signed(self) -> bool:
+        """True only when the entry's own signature verifies under a trusted signer key."""
+        return self.authenticity == "verified"
 
     @property
     def denied(self) -> bool:
@@ -168,7 +179,18 @@ def _hex(value: bytes | None) -> str:
     return bytes(value).hex() if value else ""
 
 
-def entry_event(record: Mapping[str, Any], origin: Origin) -> EntryEvent:
+def entry_authenticity(raw: bytes, origin: Origin, signers: CheckerConfig | None) -> tuple[str, str | None]:
+    """(authenticity, reason) of an entries record under the core's stateless checks."""
+    if signers is None:
+        return "unchecked", None
+    checked = check_entry((origin.offset, raw), signers)
+    if checked.rejection is not None:
+        return "forged", checked.rejection.kind.value
+    return ("verified" if checked.signed else "unsigned"), None
+
+
+def entry_event(record: Mapping[str, Any], origin: Origin, authenticity: tuple[str, str | None] = ("unchecked", None)
+                ) -> EntryEvent:
     action = record["action"]
     policy = action.get("policy") or {}
     trace = action.get("trace") or {}
@@ -190,7 +212,8 @@ def entry_event(record: Mapping[str, Any], origin: Origin) -> EntryEvent:
         trace_id=trace.get("trace_id"), span_id=trace.get("span_id"),
         producer_host=producer["host"], producer_pid=producer["pid"],
         producer_library=producer.get("library", "ledgerstream"), producer_adapter=producer.get("adapter"),
-        key_id=record["key_id"], signed=record.get("signature") is not None, offline=bool(action.get("offline")),
+        key_id=record["key_id"], authenticity=authenticity[0], offline=bool(action.get("offline")),
+        authenticity_reason=authenticity[1],
     )
 
 
@@ -221,13 +244,14 @@ def undecodable_event(origin: Origin, error: DecodeError, timestamp_us: int) -> 
 
 
 def decode_event(value: bytes | None, origin: Origin, timestamp_us: int,
-                 trusted: Mapping[str, VerifierKey] | None = None) -> Event:
+                 trusted: Mapping[str, VerifierKey] | None = None, signers: CheckerConfig | None = None) -> Event:
     """The event for one Kafka record of the entries or alerts topic; alerts are checked
-    against the ``trusted`` verifier keys."""
+    against the ``trusted`` verifier keys, entries by the core's stateless checks under the
+    ``signers`` trust (so an entry signed by another key is never called signed)."""
     try:
         name, record = codec.decode(value or b"", expect=("LedgerEntry", "Alert"))
     except DecodeError as exc:
         return undecodable_event(origin, exc, timestamp_us)
     if name == "LedgerEntry":
-        return entry_event(record, origin)
+        return entry_event(record, origin, entry_authenticity(value or b"", origin, signers))
     return alert_event(record, origin, trusted)

@@ -22,6 +22,7 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 from ledgerstream.core.alert_signature import VerifierKey
 from ledgerstream.core.config import Topics
 from ledgerstream.core.errors import ConfigError, LedgerstreamError
+from ledgerstream.core.verify import CheckerConfig
 from ledgerstream.tools.siem.events import UNDECODABLE, AlertEvent, EntryEvent, Event, Origin, decode_event
 from ledgerstream.tools.siem.formats import SiemFormat
 from ledgerstream.tools.siem.formats import syslog as syslog_format
@@ -55,6 +56,8 @@ class ExportSettings:
     #: verifier keys whose alert signatures are trusted, by key_id (core/alert_signature.py);
     #: empty: every alert is exported as unsigned or forged
     trusted_verifiers: Mapping[str, VerifierKey] = field(default_factory=dict)
+    #: the signer keys the core trusts (ledger entries' ``authenticity``); None: "unchecked"
+    trusted_signers: CheckerConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.streams or any(s not in STREAMS for s in self.streams):
@@ -74,6 +77,8 @@ class ExportStats:
     undecodable: int = 0
     #: alerts not signed by a trusted verifier key (forged or unsigned), exported marked as such
     forged: int = 0
+    #: entries the core's stateless checks reject (another key, bad signature, tampered), marked forged
+    forged_entries: int = 0
     retries: int = 0
     pauses: int = 0
     peak_buffer: int = 0
@@ -184,12 +189,15 @@ class Exporter:
             self._eof.discard(tp)
             _, ts_ms = msg.timestamp()
             event = decode_event(msg.value(), Origin(tp[0], tp[1], msg.offset()),
-                                 ts_ms * 1000 if ts_ms > 0 else int(time.time() * 1e6), self.s.trusted_verifiers)
+                                 ts_ms * 1000 if ts_ms > 0 else int(time.time() * 1e6), self.s.trusted_verifiers,
+                                 self.s.trusted_signers)
             kind = "entry" if isinstance(event, EntryEvent) else "alert"
             if isinstance(event, AlertEvent) and event.kind == UNDECODABLE:
                 self.stats.undecodable += 1
             elif isinstance(event, AlertEvent) and event.forged:
                 self.stats.forged += 1
+            elif isinstance(event, EntryEvent) and event.authenticity == "forged":
+                self.stats.forged_entries += 1
             items.append(Item(tp[0], tp[1], msg.offset(), self.render(event), kind))
         return items
 

@@ -63,8 +63,11 @@ class CefFormat(SiemFormat):
             ("cs3", "sessionId", e.session_id), ("cs4", "keyId", e.key_id),
             ("cs5", "payloadHash", e.payload_hash), ("cs6", "policyDecision", e.policy_decision),
         ])
-        severity = 5 if e.denied else 1
-        return line(f"entry:{e.action_type}", f"Agent action {e.action_type}", severity, ext)
+        ext += [("ledgerstreamAuthenticity", e.authenticity)]  # verified | unsigned | forged | unchecked
+        forged = e.authenticity == "forged"
+        severity = 8 if forged else 5 if e.denied else 1
+        return line(f"entry:{e.action_type}", ("[FORGED] " if forged else "") + f"Agent action {e.action_type}",
+                    severity, ext)
 
     def alert(self, a: AlertEvent) -> str:
         ext: list[tuple[str, object]] = [

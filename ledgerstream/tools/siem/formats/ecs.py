@@ -66,7 +66,8 @@ class EcsFormat(SiemFormat):
                 "agent_seq": e.agent_seq, "agent_prev_hash": e.agent_prev_hash,
                 "payload_hash": e.payload_hash, "payload_erased": e.payload_erased,
                 "policy_decision": e.policy_decision, "approvals": e.approvals,
-                "key_id": e.key_id, "signed": e.signed, "offline": e.offline,
+                "key_id": e.key_id, "signed": e.signed, "authenticity": e.authenticity,
+                "authenticity_reason": e.authenticity_reason, "offline": e.offline,
                 "producer": {"library": e.producer_library, "adapter": e.producer_adapter},
                 "links": [{"agent_id": l.agent_id, "event_id": l.event_id, "status": l.status, "seq": l.seq}
                           for l in e.links],

@@ -69,6 +69,7 @@ class OcsfFormat(SiemFormat):
                 "agent_prev_hash": e.agent_prev_hash, "payload_hash": e.payload_hash,
                 "payload_erased": e.payload_erased, "policy_decision": e.policy_decision,
                 "policy_rule": e.policy_rule, "approvals": e.approvals, "key_id": e.key_id, "signed": e.signed,
+                "authenticity": e.authenticity, "authenticity_reason": e.authenticity_reason,
                 "offline": e.offline, "trace_id": e.trace_id, "span_id": e.span_id,
                 "producer_pid": e.producer_pid,
                 "links": [{"agent_id": l.agent_id, "event_id": l.event_id, "status": l.status, "seq": l.seq}

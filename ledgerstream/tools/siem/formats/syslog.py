@@ -71,7 +71,8 @@ def entry_params(e: EntryEvent) -> list[tuple[str, object]]:
     return [("seq", e.seq), ("agent_id", e.agent_id), ("action", e.action_type), ("event_id", e.event_id),
             ("session_id", e.session_id), ("agent_seq", e.agent_seq), ("entry_hash", e.entry_hash),
             ("prev_hash", e.prev_hash), ("payload_hash", e.payload_hash), ("decision", e.policy_decision),
-            ("key_id", e.key_id), ("offset", e.origin.offset)]
+            ("key_id", e.key_id), ("offset", e.origin.offset), ("authenticity", e.authenticity),
+            ("authenticity_reason", e.authenticity_reason)]
 
 
 def alert_params(a: AlertEvent) -> list[tuple[str, object]]:

@@ -1,0 +1,235 @@
+"""``ledgerstream bench index``: what the ledger index costs and what it buys, at two sizes.
+
+One run, one machine, private topics on a private embedded broker (or the given one):
+
+1. a ledger of ``entries`` entries is written by the signer's own sequencer (checkpoint
+   signing mode by default: entries carry no ML-DSA signature, each 1,000-entry transaction
+   ends with a signed checkpoint, so building millions of entries is affordable) in two
+   parts, up to ``small`` (a fifth) and then to ``entries``;
+2. after each part a real follower (``python -m ledgerstream.index run --once``) indexes it:
+   its wall time, follow rate (entries/s from its own status file) and peak RSS (sampled from
+   /proc every 50 ms) are recorded;
+3. at each size, in this process: ``show`` (one index row + one Kafka fetch by offset +
+   decode) and ``prove inclusion`` (row + tiles) latency p50/p99 over random entries, replay
+   of one agent's k entries for several k, and index + tile bytes per entry;
+4. the obvious baseline at the small size: ``show`` by a full read of the topics through
+   the core (what every read cost before the index).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from ledgerstream.core import codec, mldsa, records
+from ledgerstream.core.kafka_security import kafka_config, role_env
+
+CHECKPOINT_EVERY = 1000
+#: agents with a known number of entries, for replay time against k
+RARE = {"rare-10": 10, "rare-100": 100, "rare-1000": 1000}
+SAMPLES = 200
+
+
+def _action(i: int, agent: str) -> bytes:
+    return codec.encode("ActionEvent", {
+        "event_id": str(uuid.uuid4()), "agent_id": agent, "session_id": f"s-{i // 100}", "action_type": "tool:search",
+        "payload": None, "payload_salt": None, "payload_hash": records.sha256(str(i).encode()),
+        "occurred_at": time.time_ns() // 1000, "links": [], "policy": None, "approvals": [], "trace": None,
+        "producer": {"library": "ledgerstream", "version": "bench", "host": "bench", "pid": os.getpid(),
+                     "adapter": None}, "offline": False})
+
+
+class _Writer:
+    """The signer's sequencer writing straight to the topics, one transaction per checkpoint."""
+
+    def __init__(self, key: mldsa.PrivateKey, total: int, bootstrap: str, topics: Any, signing_mode: str) -> None:
+        from confluent_kafka import Producer
+
+        from ledgerstream.signer_worker.sequencer import Sequencer
+        from ledgerstream.signer_worker.state import LedgerState
+
+        self.key, self.topics, self.total = key, topics, total
+        self.state = LedgerState()
+        self.seq = Sequencer(self.state, key, signing_mode=signing_mode)
+        rng = random.Random(7)  # the rare agents' entries, spread over the whole ledger
+        self.rare = {i: agent for agent, k in RARE.items() for i in rng.sample(range(total), k)}
+        self.producer = Producer(kafka_config(bootstrap, "admin", {
+            "transactional.id": f"bench-index-{uuid.uuid4().hex}", "message.max.bytes": 8 * 1024 * 1024,
+            "linger.ms": 20, "batch.size": 1 << 20}))
+        self.producer.init_transactions(60)
+
+    def write_to(self, size: int, log: Callable[[str], None]) -> float:
+        """Entries up to ``size``; returns the entries/s of the sequencer plus Kafka writes."""
+        from ledgerstream.signer_worker.sequencer import Source
+
+        start, first = time.perf_counter(), self.state.tree.size
+        while self.state.tree.size < size:
+            self.producer.begin_transaction()
+            for _ in range(min(CHECKPOINT_EVERY, size - self.state.tree.size)):
+                i = self.state.tree.size
+                out = self.seq.process(_action(i, self.rare.get(i, f"agent-{i % 50}")), Source("bench.actions", 0, i))
+                self.producer.produce(self.topics.entries, codec.encode("LedgerEntry", out.entry))
+                self.producer.poll(0)
+            st, now = self.state, time.time_ns() // 1000
+            body = records.checkpoint_body("bench", st.tree.size, st.tree.root(), st.head, now)
+            self.producer.produce(self.topics.checkpoints, codec.encode("Checkpoint", {
+                "spec_version": 1, "origin": "bench", "tree_size": st.tree.size, "root_hash": st.tree.root(),
+                "chain_head": st.head, "created_at": now, "body": body, "key_id": self.key.public_key().key_id,
+                "signature": self.key.sign(body)}))
+            self.producer.commit_transaction(120)
+            if st.tree.size % 100_000 == 0:
+                log(f"  {st.tree.size:,} entries written")
+        return (self.state.tree.size - first) / (time.perf_counter() - start)
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _follow(home: Path, bootstrap: str, prefix: str) -> dict[str, Any]:
+    """A real follower indexing to the topics' end: wall, rate, peak RSS."""
+    from ledgerstream.index.paths import IndexPaths
+
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "ledgerstream.index", "--once", "--home", str(home),
+                             "--bootstrap", bootstrap, "--topic-prefix", prefix],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=dict(os.environ, **role_env(bootstrap, "admin")))
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _rss_kb(proc.pid))
+        time.sleep(0.05)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"the index follower exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+    import json
+
+    status = json.loads(IndexPaths.of(home).status.read_text())
+    return {"wall_s": round(wall, 1), "entries_per_s": status.get("entries_per_second"), "peak_rss_mb": round(peak / 1024, 1)}
+
+
+def _pcts(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {"p50_ms": round(statistics.median(ordered) * 1000, 2),
+            "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2), "n": len(ordered)}
+
+
+def _reads(home: Path, bootstrap: str, topics: Any, size: int) -> dict[str, Any]:
+    """show / prove inclusion latency in-process, replay against k, bytes per entry."""
+    from ledgerstream.index import query
+    from ledgerstream.index.paths import IndexPaths
+    from ledgerstream.index.reads import open_for
+    from ledgerstream.tools.replay import Selection
+    from ledgerstream.tools.replay_index import indexed_ledger
+
+    ix = open_for(home, bootstrap, topics)
+    assert ix is not None
+    rng = random.Random(size)
+    try:
+        if query.indexed_size(ix.conn) < size - 1:
+            raise RuntimeError(f"the index holds {query.indexed_size(ix.conn)} entries, not {size}")
+        seqs = [rng.randrange(query.tiles_size(ix.conn)) for _ in range(SAMPLES)]
+        ix.entry(seqs[0], 0)  # warm the Kafka connection once
+        show, prove = [], []
+        for seq in seqs:
+            t = time.perf_counter()
+            ix.entry(seq, 0)
+            show.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            ix.inclusion(seq, None, 0)
+            prove.append(time.perf_counter() - t)
+        replay = {}
+        for agent, k in RARE.items():
+            t = time.perf_counter()
+            _, rows = indexed_ledger(ix, Selection(agents=(agent,)), wait=0)
+            replay[agent] = {"k": len(rows), "seconds": round(time.perf_counter() - t, 3)}
+    finally:
+        ix.close()
+    paths = IndexPaths.of(home)
+    db_bytes = sum(p.stat().st_size for p in paths.db.parent.glob(paths.db.name + "*"))
+    tile_bytes = sum(p.stat().st_size for p in paths.tiles_dir.rglob("*") if p.is_file())
+    return {"show": _pcts(show), "prove_inclusion": _pcts(prove), "replay_agent": replay,
+            "index_bytes_per_entry": round(db_bytes / size, 1), "tile_bytes_per_entry": round(tile_bytes / size, 1)}
+
+
+def _full_read_show(bootstrap: str, topics: Any, key: mldsa.PrivateKey) -> float:
+    from ledgerstream.core.verify import CheckerConfig
+    from ledgerstream.tools.ledger_snapshot import load_ledger
+
+    start = time.perf_counter()
+    load_ledger(bootstrap, topics, CheckerConfig.from_keys([key.public_key()])).entry(0)
+    return round(time.perf_counter() - start, 2)
+
+
+def run(entries: int = 100_000, bootstrap: str | None = None, signing_mode: str = "checkpoint",
+        log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
+    from ledgerstream.core.config import Topics
+    from ledgerstream.stack.kafka import KafkaBroker
+    from ledgerstream.stack.topics import delete_topics, ensure_topics
+
+    if entries < 5 * max(RARE.values()):
+        raise ValueError(f"need at least {5 * max(RARE.values())} entries")
+    small = entries // 5
+    key = mldsa.PrivateKey.generate()
+    tmp = tempfile.TemporaryDirectory(prefix="ledgerstream-bench-index-")
+    broker = None
+    results: dict[str, Any] = {}
+    try:
+        if bootstrap is None:
+            log("no Kafka configured: starting a private embedded broker ...")
+            broker = KafkaBroker(Path(tmp.name) / "kafka")
+            broker.start()
+            bootstrap = broker.bootstrap
+        prefix = f"benchi-{uuid.uuid4().hex[:8]}."
+        topics = Topics.with_prefix(prefix)
+        ensure_topics(bootstrap, topics)
+        home = Path(tmp.name) / "home"
+        (home / "keys").mkdir(parents=True)
+        (home / "keys" / "signer.pub.pem").write_bytes(mldsa.public_key_pem(key.public_key()))
+        os.environ.update(role_env(bootstrap, "admin"))  # this process's reads, as the bench's own admin
+        try:
+            writer = _Writer(key, entries, bootstrap, topics, signing_mode)
+            for size in (small, entries):
+                log(f"writing the ledger up to {size:,} entries ({signing_mode} signing) ...")
+                write_rate = writer.write_to(size, log)
+                log(f"indexing up to {size:,} entries with a real follower ...")
+                follow = _follow(home, bootstrap, prefix)
+                log(f"reads at {size:,} entries ...")
+                point = {"entries": size, "write_entries_per_s": round(write_rate), "follow": follow,
+                         **_reads(home, bootstrap, topics, size)}
+                if size == small:
+                    log("baseline: show by a full read of the topics through the core ...")
+                    point["baseline_full_read_show_s"] = _full_read_show(bootstrap, topics, key)
+                results[str(size)] = point
+        finally:
+            delete_topics(bootstrap, topics)
+    finally:
+        if broker is not None:
+            broker.stop()
+        tmp.cleanup()
+    a, b = results[str(small)], results[str(entries)]
+    return {
+        "benchmark": "index", "entries": entries, "signing_mode": signing_mode,
+        "bootstrap": "embedded" if broker else bootstrap,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "points": results,
+        "flat": {"show_p99_ratio": round(b["show"]["p99_ms"] / max(a["show"]["p99_ms"], 1e-9), 2),
+                 "prove_p99_ratio": round(b["prove_inclusion"]["p99_ms"] / max(a["prove_inclusion"]["p99_ms"], 1e-9), 2),
+                 "follower_peak_rss_ratio": round(b["follow"]["peak_rss_mb"] / max(a["follow"]["peak_rss_mb"], 1e-9), 2)},
+    }
