@@ -32,8 +32,11 @@ def ensure_topics(bootstrap: str, topics: Topics, timeout: float = 30.0) -> list
 
 
 def delete_topics(bootstrap: str, topics: Topics, timeout: float = 30.0) -> None:
-    """Best-effort removal of a set of topics (benchmarks clean up their private topics)."""
-    for future in AdminClient(kafka_config(bootstrap, "admin")).delete_topics(list(topics.as_dict().values())).values():
+    """Best-effort removal of a set of topics (benchmarks clean up their private topics).
+    The client is held until every future settles: a temporary one is destroyed first and
+    the deletions fail with "Broker handle destroyed" (the topics stayed)."""
+    admin = AdminClient(kafka_config(bootstrap, "admin"))
+    for future in admin.delete_topics(list(topics.as_dict().values())).values():
         try:
             future.result(timeout)
         except Exception:  # cleanup only: a leftover topic is harmless

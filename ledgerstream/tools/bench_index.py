@@ -23,8 +23,6 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any, Callable
 
 from ledgerstream.core import codec, mldsa, records
 from ledgerstream.core.kafka_security import kafka_config, role_env
+from ledgerstream.tools.bench_kafka import private_kafka
 
 CHECKPOINT_EVERY = 1000
 #: agents with a known number of entries, for replay time against k
@@ -178,54 +177,35 @@ def _full_read_show(bootstrap: str, topics: Any, key: mldsa.PrivateKey) -> float
 
 def run(entries: int = 100_000, bootstrap: str | None = None, signing_mode: str = "checkpoint",
         log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
-    from ledgerstream.core.config import Topics
-    from ledgerstream.stack.kafka import KafkaBroker
-    from ledgerstream.stack.topics import delete_topics, ensure_topics
-
     if entries < 5 * max(RARE.values()):
         raise ValueError(f"need at least {5 * max(RARE.values())} entries")
     small = entries // 5
     key = mldsa.PrivateKey.generate()
-    tmp = tempfile.TemporaryDirectory(prefix="ledgerstream-bench-index-")
-    broker = None
     results: dict[str, Any] = {}
-    try:
-        if bootstrap is None:
-            log("no Kafka configured: starting a private embedded broker ...")
-            broker = KafkaBroker(Path(tmp.name) / "kafka")
-            broker.start()
-            bootstrap = broker.bootstrap
-        prefix = f"benchi-{uuid.uuid4().hex[:8]}."
-        topics = Topics.with_prefix(prefix)
-        ensure_topics(bootstrap, topics)
-        home = Path(tmp.name) / "home"
+    with private_kafka(bootstrap, "benchi", log) as kafka:
+        bootstrap, topics = kafka.bootstrap, kafka.topics
+        home = kafka.scratch / "home"
         (home / "keys").mkdir(parents=True)
         (home / "keys" / "signer.pub.pem").write_bytes(mldsa.public_key_pem(key.public_key()))
         os.environ.update(role_env(bootstrap, "admin"))  # this process's reads, as the bench's own admin
-        try:
-            writer = _Writer(key, entries, bootstrap, topics, signing_mode)
-            for size in (small, entries):
-                log(f"writing the ledger up to {size:,} entries ({signing_mode} signing) ...")
-                write_rate = writer.write_to(size, log)
-                log(f"indexing up to {size:,} entries with a real follower ...")
-                follow = _follow(home, bootstrap, prefix)
-                log(f"reads at {size:,} entries ...")
-                point = {"entries": size, "write_entries_per_s": round(write_rate), "follow": follow,
-                         **_reads(home, bootstrap, topics, size)}
-                if size == small:
-                    log("baseline: show by a full read of the topics through the core ...")
-                    point["baseline_full_read_show_s"] = _full_read_show(bootstrap, topics, key)
-                results[str(size)] = point
-        finally:
-            delete_topics(bootstrap, topics)
-    finally:
-        if broker is not None:
-            broker.stop()
-        tmp.cleanup()
+        writer = _Writer(key, entries, bootstrap, topics, signing_mode)
+        for size in (small, entries):
+            log(f"writing the ledger up to {size:,} entries ({signing_mode} signing) ...")
+            write_rate = writer.write_to(size, log)
+            log(f"indexing up to {size:,} entries with a real follower ...")
+            follow = _follow(home, bootstrap, topics.entries[: -len("entries")])
+            log(f"reads at {size:,} entries ...")
+            point = {"entries": size, "write_entries_per_s": round(write_rate), "follow": follow,
+                     **_reads(home, bootstrap, topics, size)}
+            if size == small:
+                log("baseline: show by a full read of the topics through the core ...")
+                point["baseline_full_read_show_s"] = _full_read_show(bootstrap, topics, key)
+            results[str(size)] = point
+        embedded = kafka.embedded
     a, b = results[str(small)], results[str(entries)]
     return {
         "benchmark": "index", "entries": entries, "signing_mode": signing_mode,
-        "bootstrap": "embedded" if broker else bootstrap,
+        "bootstrap": "embedded" if embedded else bootstrap,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_avg_1m": round(os.getloadavg()[0], 2)},
         "points": results,

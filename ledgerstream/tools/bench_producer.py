@@ -19,8 +19,8 @@ or journaled to the spool when the broker is down).
 """
 from __future__ import annotations
 
-from ledgerstream.stack.topics import delete_topics
 from ledgerstream.core.kafka_security import kafka_config
+from ledgerstream.tools.bench_kafka import private_kafka
 
 import os
 import platform
@@ -143,21 +143,11 @@ def _wait(cond: Callable[[], bool], timeout: float) -> bool:
 def run(events: int = 20_000, bootstrap: str | None = None,
         log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
     """Run every scenario; starts a private embedded Kafka when no bootstrap is given."""
-    from ledgerstream.core.config import Topics
-    from ledgerstream.stack.kafka import KafkaBroker, free_port
-    from ledgerstream.stack.topics import ensure_topics
+    from ledgerstream.stack.kafka import free_port
 
-    broker = None
-    tmp = tempfile.TemporaryDirectory(prefix="ledgerstream-bench-")
-    try:
-        if bootstrap is None:
-            log("no Kafka configured: starting a private embedded broker ...")
-            broker = KafkaBroker(Path(tmp.name) / "kafka")
-            broker.start()
-            bootstrap = broker.bootstrap
-        topics = Topics.with_prefix(f"bench-{uuid.uuid4().hex[:8]}.")
-        ensure_topics(bootstrap, topics)
-        results: dict[str, Any] = {}
+    results: dict[str, Any] = {}
+    with private_kafka(bootstrap, "bench", log) as kafka:
+        bootstrap, topics, embedded = kafka.bootstrap, kafka.topics, kafka.embedded
         log(f"noise floor: emit's CPU work alone x {events} ...")
         results["noise_floor"] = bench_floor(events)
         log(f"baseline: bare confluent-kafka produce() x {events} ...")
@@ -170,14 +160,9 @@ def run(events: int = 20_000, bootstrap: str | None = None,
         log(f"emit at {PACED_RATE}/s x {paced} ...")
         results["emit_paced"] = {**bench_emit(bootstrap, topics, paced, pace=1 / PACED_RATE),
                                  "offered_per_s": PACED_RATE}
-        delete_topics(bootstrap, topics)
-    finally:
-        if broker is not None:
-            broker.stop()
-        tmp.cleanup()
     worst = max(results["emit_broker_up"]["p99_us"], results["emit_broker_down"]["p99_us"])
     return {
-        "benchmark": "producer", "events": events, "bootstrap": "embedded" if broker else bootstrap,
+        "benchmark": "producer", "events": events, "bootstrap": "embedded" if embedded else bootstrap,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_avg_1m": round(os.getloadavg()[0], 2)},
         "scenarios": results,

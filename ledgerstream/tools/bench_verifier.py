@@ -24,15 +24,12 @@ bare pyca sign rate (the signer's ceiling without liboqs).
 """
 from __future__ import annotations
 
-from ledgerstream.stack.topics import delete_topics
-
 import bisect
 import json
 import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +39,7 @@ from typing import Any, Callable
 from ledgerstream.core import avro_fast, codec, mldsa, records
 from ledgerstream.tools.proc_cpu import cpu_seconds, tree_cpu_seconds
 from ledgerstream.core.kafka_security import kafka_config, role_env
+from ledgerstream.tools.bench_kafka import private_kafka
 
 CHECKPOINT_EVERY = 1000
 BATCH = 1000  # entries per feed_entries call (the worker's default batch)
@@ -232,10 +230,6 @@ def run(entries: int = 60_000, bootstrap: str | None = None, threads: int | None
     """Every scenario; starts a private embedded Kafka when no bootstrap is given. The goal
     compares with ``signer_report`` (a ``bench signer`` result: the real signer's rate) when
     given, else with the ``signer_sequencer`` scenario of this run."""
-    from ledgerstream.core.config import Topics
-    from ledgerstream.stack.kafka import KafkaBroker
-    from ledgerstream.stack.topics import ensure_topics
-
     threads = threads or max(1, (os.cpu_count() or 2) - 1)
     backend = mldsa.default_backend()
     measured_signer = signer_rate_from(signer_report, backend) if signer_report is not None else None
@@ -253,25 +247,10 @@ def run(entries: int = 60_000, bootstrap: str | None = None, threads: int | None
     log("pure checker ...")
     results["checker_1_thread"] = bench_checker(key, ledger, checkpoints, 0)
     results["checker_threads"] = bench_checker(key, ledger, checkpoints, threads)
-    broker = None
-    tmp = tempfile.TemporaryDirectory(prefix="ledgerstream-bench-verifier-")
-    try:
-        if bootstrap is None:
-            log("no Kafka configured: starting a private embedded broker ...")
-            broker = KafkaBroker(Path(tmp.name) / "kafka")
-            broker.start()
-            bootstrap = broker.bootstrap
-        topics = Topics.with_prefix(f"benchv-{uuid.uuid4().hex[:8]}.")
-        ensure_topics(bootstrap, topics)
-        try:
-            results["worker_end_to_end"] = bench_worker(key, ledger, checkpoints, bootstrap, topics,
-                                                        Path(tmp.name) / "home", log, broker.pid if broker else None)
-        finally:
-            delete_topics(bootstrap, topics)
-    finally:
-        if broker is not None:
-            broker.stop()
-        tmp.cleanup()
+    with private_kafka(bootstrap, "benchv", log) as kafka:
+        results["worker_end_to_end"] = bench_worker(key, ledger, checkpoints, kafka.bootstrap, kafka.topics,
+                                                    kafka.scratch / "home", log, kafka.broker_pid)
+        bootstrap_used = "embedded" if kafka.embedded else kafka.bootstrap
     signer_rate = measured_signer or results["signer_sequencer"]["per_s"]
     target = GOAL_FACTOR * signer_rate
     pyca_target = GOAL_FACTOR * results["raw"].get("pyca", {}).get("sign_per_s", float("inf"))
@@ -279,7 +258,7 @@ def run(entries: int = 60_000, bootstrap: str | None = None, threads: int | None
     worker = results["worker_end_to_end"]["steady_per_s"]
     return {
         "benchmark": "verifier", "entries": entries, "backend": backend,
-        "bootstrap": "embedded" if broker else bootstrap,
+        "bootstrap": bootstrap_used,
         # the compiled LedgerEntry reader (setup.py): without it every entry goes through fastavro
         "compiled_entry_reader": avro_fast.compiled(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
