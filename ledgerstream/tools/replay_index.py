@@ -141,6 +141,22 @@ def _checkpoint_info(ix: IndexedLedger, c: query.Checkpoint) -> CheckpointInfo:
     return info
 
 
+def _first_anchored(conn: Any, entries: list[query.Entry]) -> list[query.Checkpoint]:
+    """Per entry, the first verified checkpoint covering it that has an accepted RFC 3161
+    anchor (the tightest time bound): usually the checkpoint that first covered it (its row
+    names it: one lookup), else the next anchored one (one index query per distinct
+    covering checkpoint)."""
+    found: dict[int | None, query.Checkpoint | None] = {}
+    for e in entries:
+        if e.checkpoint_size in found:
+            continue
+        first = query.checkpoint_at(conn, e.checkpoint_size) if e.checkpoint_size is not None else None
+        if first is None or not any(a.status in ACCEPTED_ANCHORS for a in query.anchors_of(conn, first)):
+            first = query.first_anchored_checkpoint(conn, e.seq, ACCEPTED_ANCHORS)
+        found[e.checkpoint_size] = first
+    return [c for c in found.values() if c is not None]
+
+
 def indexed_ledger(ix: IndexedLedger, selection: Selection, *, wait: float) -> tuple[Ledger, list[Row]]:
     """The replay of ``selection`` from the index: the :class:`Ledger` (only the rows shown,
     the checkpoints they need, proofs from the tiles) and the rows, ordered by offset.
@@ -164,10 +180,8 @@ def indexed_ledger(ix: IndexedLedger, selection: Selection, *, wait: float) -> t
     tiles = TileReader(ix.paths.tiles_dir, query.tiles_size(conn))
     led.tree = tiles.tree()
     needed = {c.topic_offset: c for c in [query.latest_checkpoint(conn)] if c is not None}
-    for e in entries:
-        first = query.first_anchored_checkpoint(conn, e.seq, ACCEPTED_ANCHORS)
-        if first is not None:
-            needed.setdefault(first.topic_offset, first)
+    for first in _first_anchored(conn, entries):
+        needed.setdefault(first.topic_offset, first)
     led.checkpoints = sorted((_checkpoint_info(ix, c) for c in needed.values()), key=lambda c: (c.tree_size, c.offset))
     counts = query.finding_counts(conn)
     led.findings += [f"{kind}: {n} finding(s) recorded by the ledger index" for kind, n in counts.items()]
