@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from ledgerstream.core import codec
 from ledgerstream.core.config import Topics
+from ledgerstream.core.errors import ConfigError
 from ledgerstream.stack import devstack
 from ledgerstream.stack.kafka import pid_alive
 
@@ -122,10 +123,15 @@ def _fault(home: Path, kind: str, rng: random.Random, pause_seconds: float) -> N
         time.sleep(0.01)
 
 
-def _ledger_event_ids(bootstrap: str, topic: str) -> Counter[str]:
-    from ledgerstream.tools.agents import read_entries
+def _ledger_event_ids(bootstrap: str, topics: Topics, home: Path) -> Counter[str]:
+    """Event ids of the ledger's entries: the records the core adopts under HOME's keys."""
+    from ledgerstream.index.reads import trust_of
+    from ledgerstream.tools.agents import ledger_entries
 
-    entries, _ = read_entries(bootstrap, topic, timeout=120)
+    trust = trust_of(home)
+    if trust is None:
+        raise ConfigError(f"no trusted signer key in {home / 'keys'}")
+    entries, _ = ledger_entries(bootstrap, topics, trust)
     return Counter(e["action"]["event_id"] for e in entries)
 
 
@@ -182,7 +188,7 @@ def run(home: Path, *, agents: int = 4, rate: float = 200.0, broker_kills: int =
         in_ledger: Counter[str] = Counter()
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            in_ledger = _ledger_event_ids(bootstrap, topics.entries)
+            in_ledger = _ledger_event_ids(bootstrap, topics, home)
             if all(in_ledger[e] for e in emitted):
                 break
             time.sleep(2)
