@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ledgerstream.core import codec, records
+from ledgerstream.core import codec
 from ledgerstream.producers.topic_reader import read_all
 from ledgerstream.stack.kafka import free_port
 
@@ -75,47 +75,41 @@ def test_emit_rejects_bad_input(env):
     run(env, "emit", "tool:x", "--agent", "x", "--payload", "{nope", ok=2)
 
 
-def entry(seq: int, agent: str, agent_seq: int, prev: bytes) -> dict:
-    """A hand-made LedgerEntry (the signer's output shape; hashes computed as the spec says)."""
-    salt = bytes(32)
-    payload = records.canonical_json({"seq": seq})
-    rec = {
-        "spec_version": 1, "seq": seq, "prev_hash": prev, "entry_hash": b"", "received_at": 1_700_000_000_000_000 + seq,
-        "source": {"topic": "actions", "partition": 0, "offset": seq}, "agent_seq": agent_seq,
-        "agent_prev_hash": bytes(32), "resolved_links": [], "key_id": "00" * 32, "signature": None,
-        "timestamp_token": None,
-        "action": {"event_id": f"e{seq}", "agent_id": agent, "session_id": None, "action_type": "tool:x",
-                   "payload": payload, "payload_salt": salt, "payload_hash": records.payload_commitment(salt, payload),
-                   "occurred_at": 1_700_000_000_000_000 + seq * 1000, "links": [], "policy": None, "approvals": [],
-                   "trace": None, "producer": {"library": "ledgerstream", "version": "t", "host": "h", "pid": 1,
-                                               "adapter": None}, "offline": False},
-    }
-    rec["entry_hash"] = records.entry_hash(rec)
-    return rec
+def test_agents_summarises_the_ledger(env, bootstrap, topics, ls_home):
+    """Only the ledger's entries count (signed by a trusted key, continuing the chain): a
+    record under another key and garbage bytes are counted apart, on stderr."""
+    import datetime as dt
 
-
-def test_agents_summarises_the_ledger(env, bootstrap, topics):
     from confluent_kafka import Producer
 
+    from ledgerstream.core import mldsa
+    from support.ledger_builder import LedgerBuilder, entry_bytes
+
+    key = mldsa.PrivateKey.generate()
+    builder = LedgerBuilder(key)
+    for agent in ["alpha", "beta", "alpha", "alpha", "gamma", "beta"]:
+        builder.entry(agent)
+    forged = builder.copy().entry("alpha", key=mldsa.PrivateKey.generate())  # continues the chain, other key
     producer = Producer({"bootstrap.servers": bootstrap})
-    prev, per_agent, heads = bytes(32), {}, {}
-    for seq, agent in enumerate(["alpha", "beta", "alpha", "alpha", "gamma", "beta"]):
-        rec = entry(seq, agent, per_agent.get(agent, 0), prev)
-        per_agent[agent] = per_agent.get(agent, 0) + 1
-        prev = heads[agent] = rec["entry_hash"]
-        producer.produce(topics.entries, codec.encode("LedgerEntry", rec))
+    for e in [*builder.entries, forged]:
+        producer.produce(topics.entries, entry_bytes(e))
     producer.produce(topics.entries, b"not avro")
     assert producer.flush(30) == 0
-    proc = run(env, "agents", "--json")
+    pem = ls_home / "test-signer.pub.pem"
+    pem.write_bytes(mldsa.public_key_pem(key.public_key()))
+    proc = run(env, "agents", "--json", "--trusted-key", str(pem))
     rows = json.loads(proc.stdout)
     assert [r["agent_id"] for r in rows] == ["alpha", "beta", "gamma"]
     alpha = rows[0]
     assert (alpha["entries"], alpha["first_seq"], alpha["last_seq"]) == (3, 0, 3)
-    assert alpha["chain_head"] == heads["alpha"].hex()
-    assert alpha["last_activity"].startswith("2023-11-14T22:13:20.003")
+    assert alpha["chain_head"] == bytes(builder.entries[3]["entry_hash"]).hex()
+    when = dt.datetime.fromtimestamp(builder.entries[3]["action"]["occurred_at"] / 1e6, tz=dt.timezone.utc)
+    assert alpha["last_activity"] == when.isoformat(timespec="milliseconds")
     assert (rows[1]["entries"], rows[1]["last_seq"], rows[2]["entries"]) == (2, 5, 1)
-    assert "skipped 1" in proc.stderr
-    assert "alpha" in run(env, "agents").stdout  # the table form
+    assert "2 record(s) on the entries topic are not entries of this ledger" in proc.stderr
+    assert "alpha" in run(env, "agents", "--trusted-key", str(pem)).stdout  # the table form
+    refused = run(env, "agents", "--json", ok=2)  # no trusted key: it does not guess
+    assert "no trusted signer keys" in refused.stderr
 
 
 @pytest.mark.slow
