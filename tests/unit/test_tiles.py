@@ -590,7 +590,9 @@ def test_kill_9_while_appending_then_resume(tmp_path, height, target):
             out, _ = child.communicate(timeout=60)
             assert child.returncode in (-signal.SIGKILL, 0), out  # 0: it finished first
             kills += child.returncode == -signal.SIGKILL
-            sizes = [int(line.split()[1]) for line in out.splitlines() if line.startswith(("size", "done"))]
+            # the kill can cut the last line short ("size" without its number): whole lines only
+            sizes = [int(parts[1]) for parts in map(str.split, out.splitlines())
+                     if len(parts) == 2 and parts[0] in ("size", "done") and parts[1].isdigit()]
             if sizes:
                 durable = sizes[-1]
             # The directory is consistent right after the kill: a writer opens it at a
