@@ -15,7 +15,7 @@ from ledgerstream.core.alert_signature import load_alert_key, verifier_key_path
 from ledgerstream.core.errors import LedgerstreamError
 from ledgerstream.core.verify import SWITCH_INTERVAL
 from ledgerstream.verifier_worker.settings import VerifierSettings
-from ledgerstream.verifier_worker.trust import checker_config
+from ledgerstream.core.verify import checker_config
 
 log = logging.getLogger("ledgerstream.verifier")
 

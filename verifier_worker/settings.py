@@ -23,7 +23,7 @@ class VerifierSettings:
     #: records per batch handed to the checker, and how long to wait for the first
     batch_size: int = 1000
     batch_seconds: float = 0.2
-    threads: int = 1  # signature-check threads (core/verify.py SignaturePool)
+    threads: int = 1  # signature-check threads (core/verify/ SignaturePool)
     metrics_port: int = 0  # 0: any free port (the URL is in status.json)
     status_seconds: float = 2.0
     #: seconds without progress (reading records, or an observation + status round trip

@@ -45,7 +45,7 @@ def agents(topic: str | None, trusted_keys: tuple[Path, ...], wait: float, timeo
     from ledgerstream.index.reads import NotIndexed, open_for
     from ledgerstream.index.status import newest_seq
     from ledgerstream.tools.agents import from_index, ledger_entries, summarize
-    from ledgerstream.tools.replay import TrustedKeys
+    from ledgerstream.core.verify import TrustedKeys
 
     del timeout  # reads end at the topic's end; the option stays for scripts that pass it
     home_dir = resolve_home(home)

@@ -61,7 +61,7 @@ def run(once: bool, reindex: bool, batch_size: int, threads: int, watchdog_secon
     from ledgerstream.core import config
     from ledgerstream.index.follower import IndexSettings, run_follower
     from ledgerstream.index.paths import IndexPaths
-    from ledgerstream.verifier_worker.trust import checker_config
+    from ledgerstream.core.verify import checker_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     home_dir = resolve_home(home)
@@ -92,7 +92,7 @@ def status(index_dir: Path | None, tiles_dir: Path | None, topic_prefix: str | N
     from ledgerstream.core.errors import ConfigError
     from ledgerstream.index.paths import IndexPaths
     from ledgerstream.index.status import index_status, served_tlog_url
-    from ledgerstream.verifier_worker.trust import checker_config
+    from ledgerstream.core.verify import checker_config
 
     home_dir = resolve_home(home)
     try:

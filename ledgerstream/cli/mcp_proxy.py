@@ -57,7 +57,7 @@ def proxy(command: tuple[str, ...], agent_id: str, server_name: str | None, sess
     from ledgerstream.mcp.proxy_calls import ToolCallLedger
     from ledgerstream.producers.ledger import connect
     from ledgerstream.producers.uuid7 import uuid7
-    from ledgerstream.verifier_worker.trust import find_policy
+    from ledgerstream.core.verify import find_policy
 
     logging.basicConfig(format="ledgerstream mcp proxy: %(levelname)s %(message)s", level=logging.WARNING)
     logging.getLogger("ledgerstream.mcp").setLevel(logging.INFO)

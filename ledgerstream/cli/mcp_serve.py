@@ -39,7 +39,7 @@ def serve(transport: str, host: str, port: int, allow_remote: bool, log_level: s
     """
     from ledgerstream.mcp.server import serve as run
     from ledgerstream.mcp.server_config import ServeConfig
-    from ledgerstream.verifier_worker.trust import find_policy
+    from ledgerstream.core.verify import find_policy
 
     if transport == "http" and not is_loopback(host) and not allow_remote:
         fail(f"--host {host} is not a loopback address: anyone who reaches it could record actions into the "

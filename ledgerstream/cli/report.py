@@ -79,10 +79,10 @@ def report(framework: str, since: str | None, until: str | None, agents: tuple[s
     from ledgerstream.core import config
     from ledgerstream.core.errors import ConfigError
     from ledgerstream.tools.ledger_reader import end_offsets
-    from ledgerstream.tools.replay import TrustedKeys, tsa_ca as find_tsa_ca
+    from ledgerstream.core.verify import TrustedKeys, tsa_ca as find_tsa_ca
     from ledgerstream.tools.report import build, render
     from ledgerstream.tools.report.evidence import Period
-    from ledgerstream.verifier_worker.trust import checker_config
+    from ledgerstream.core.verify import checker_config
 
     try:
         period = Period(_time(since, "--from"), _time(until, "--to"), agents)

@@ -51,7 +51,7 @@ def verify(trusted_keys: tuple[Path, ...], tsa_ca: Path | None, policy: Path | N
     from ledgerstream.core import config
     from ledgerstream.tools.ledger_reader import end_offsets
     from ledgerstream.verifier_worker.oneshot import verify_ledger
-    from ledgerstream.verifier_worker.trust import checker_config
+    from ledgerstream.core.verify import checker_config
 
     home_dir = resolve_home(home)
     cfg = checker_config(home_dir, trusted_keys=trusted_keys, tsa_ca_path=tsa_ca, policy=policy,

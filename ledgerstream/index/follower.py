@@ -66,7 +66,7 @@ class IndexSettings:
     reindex: bool = False
     batch_size: int = 2000           # records per consume() and per commit at most
     batch_seconds: float = 0.2       # how long consume() waits for the first record
-    threads: int = 1                 # signature-check threads (core/verify.py SignaturePool)
+    threads: int = 1                 # signature-check threads (core/verify/ SignaturePool)
     status_seconds: float = 2.0
     watchdog_seconds: float = 120.0  # 0: no watchdog
     fsync: bool = True

@@ -187,7 +187,7 @@ class IndexedLedger:
 
 def trust_of(home: Path) -> CheckerConfig | None:
     """The verifier's trust for ``home`` (HOME/keys, TSA CA, policy); None without a trusted key."""
-    from ledgerstream.verifier_worker.trust import checker_config
+    from ledgerstream.core.verify import checker_config
 
     try:
         return checker_config(home)

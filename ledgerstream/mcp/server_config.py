@@ -12,7 +12,7 @@ from ledgerstream.core import config
 from ledgerstream.core.config import Topics
 from ledgerstream.core.verify import CheckerConfig
 from ledgerstream.tools.ledger_answers import DEFAULT_WAIT
-from ledgerstream.verifier_worker.trust import checker_config
+from ledgerstream.core.verify import checker_config
 
 
 @dataclass(frozen=True)

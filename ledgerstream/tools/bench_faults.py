@@ -150,7 +150,7 @@ def run(home: Path, *, agents: int = 4, rate: float = 200.0, broker_kills: int =
     """Run the campaign on a fresh dev stack in ``home`` (stopped afterwards)."""
     from ledgerstream.core import config
     from ledgerstream.verifier_worker.oneshot import verify_ledger
-    from ledgerstream.verifier_worker.trust import checker_config
+    from ledgerstream.core.verify import checker_config
 
     rng = random.Random(seed)
     schedule = (["broker_kill"] * broker_kills + ["signer_kill"] * signer_kills

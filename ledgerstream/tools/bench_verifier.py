@@ -4,7 +4,7 @@ Scenarios, one run, one machine:
 
 * ``raw_sign`` / ``raw_verify``: bare ML-DSA-65 sign and verify per second on one thread,
   for every available backend (the signer's ceiling is its sign rate).
-* ``checker_1_thread``: the pure checker (core/verify.py) over N pre-built entries (entry
+* ``checker_1_thread``: the pure checker (core/verify/) over N pre-built entries (entry
   signing mode, a checkpoint every 1,000): decode, re-hash, verify the signature, chain,
   per-agent chain, Merkle tree, checkpoints.
 * ``checker_threads``: the same with signature checks on ``--threads`` background threads

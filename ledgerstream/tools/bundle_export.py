@@ -26,7 +26,8 @@ from ledgerstream.core.timestamp import verify_timestamp
 from ledgerstream.tools import bundle_format as bf
 from ledgerstream.tools.bundle_readme import render_readme
 from ledgerstream.tools.bundle_verify import verify_bundle
-from ledgerstream.tools.replay import CheckpointInfo, EntryReport, Ledger, Selection, TrustedKeys
+from ledgerstream.core.verify import TrustedKeys
+from ledgerstream.tools.replay import CheckpointInfo, EntryReport, Ledger, Selection
 
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same evidence gives the same bundle bytes
 

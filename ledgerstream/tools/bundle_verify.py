@@ -552,7 +552,7 @@ class _Verifier:
 
     # 12 ----------------------------------------------------------------------------------------
     def _links(self, decoded: dict[int, dict[str, Any]], follow_links: bool) -> None:
-        """Cross-agent links, by the core's rule (core/verify.py), wherever their target is
+        """Cross-agent links, by the core's rule (core/verify/), wherever their target is
         bundled; with ``follow_links`` every resolved target must be bundled."""
         events = {(r["action"]["agent_id"], r["action"]["event_id"]): (seq, bytes(r["entry_hash"]))
                   for seq, r in decoded.items()}

@@ -15,19 +15,18 @@ import hashlib
 import re
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from ledgerstream.core import codec, merkle, mldsa, records
+from ledgerstream.core import codec, merkle, records
 from ledgerstream.core.adoption import Adoption, adopt
 from ledgerstream.core.config import Topics
 from ledgerstream.core.errors import ConfigError, DecodeError, TimestampError, VerificationError
 from ledgerstream.core.timestamp import verify_timestamp
 from ledgerstream.core.topic_reader import read_partition
 from ledgerstream.core.kafka_security import kafka_config
-from ledgerstream.core.verify import ENTRIES, CheckedEntry, CheckerConfig, Kind
+from ledgerstream.core.verify import ENTRIES, CheckedEntry, CheckerConfig, Kind, TrustedKeys
 
 Stream = Iterable[tuple[int, bytes]]
 Fetch = Callable[[list[int]], dict[int, bytes]]  # offsets -> their bytes on the entries topic
@@ -385,59 +384,6 @@ def ensure_raw(ledger: Ledger, rows: list[Row], fetch: Fetch) -> None:
         if lost:
             raise ConfigError(f"could not re-read entries topic offsets {lost[:10]}")
         ledger.raw.update(got)
-
-
-# --- keys and trust ---------------------------------------------------------------------------
-
-class TrustedKeys:
-    """Signer public keys by key_id, with where each came from (evidence for reports)."""
-
-    def __init__(self) -> None:
-        self.by_id: dict[str, mldsa.PublicKey] = {}
-        self.sources: dict[str, str] = {}
-
-    def add_pem(self, path: Path) -> None:
-        try:
-            key = mldsa.load_public_key(path.read_bytes())
-        except OSError as exc:
-            raise ConfigError(f"cannot read trusted key {path}: {exc.strerror or exc}") from exc
-        self.by_id[key.key_id] = key
-        self.sources.setdefault(key.key_id, str(path))
-
-    def get(self, key_id: str) -> mldsa.PublicKey:
-        try:
-            return self.by_id[key_id]
-        except KeyError:
-            raise VerificationError(f"key_id {key_id[:16]} is not a trusted signer key", kind="unknown_key",
-                                    key_id=key_id, trusted=sorted(self.by_id)) from None
-
-    @classmethod
-    def load(cls, home: Path, extra: Iterable[Path] = ()) -> TrustedKeys:
-        """HOME/keys/signer.pub.pem and HOME/keys/trusted/*.pem if present, and each ``extra`` PEM."""
-        keys = cls()
-        keys_dir = home / "keys"
-        for path in [keys_dir / "signer.pub.pem", *sorted((keys_dir / "trusted").glob("*.pem"))]:
-            if path.exists():
-                keys.add_pem(path)
-        for path in extra:
-            keys.add_pem(Path(path))
-        if not keys.by_id:
-            raise ConfigError(f"no trusted signer keys: none in {keys_dir}/signer.pub.pem or "
-                              f"{keys_dir}/trusted/*.pem; pass --trusted-key PEM")
-        return keys
-
-
-def tsa_ca(home: Path, explicit: Path | None) -> bytes | None:
-    """The TSA CA bundle: --tsa-ca, else HOME/tsa/ca.pem (dev stack), else None."""
-    path = explicit or home / "tsa" / "ca.pem"
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        if explicit:
-            raise ConfigError(f"TSA CA {explicit} does not exist") from None
-        return None
-    except OSError as exc:
-        raise ConfigError(f"cannot read TSA CA {path}: {exc.strerror or exc}") from exc
 
 
 # --- per-entry checks -------------------------------------------------------------------------

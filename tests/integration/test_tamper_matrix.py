@@ -30,7 +30,7 @@ from ledgerstream.core.verify import CHECKPOINTS, ENTRIES
 from ledgerstream.stack.topics import ensure_topics
 from ledgerstream.tools.ledger_reader import read_topic
 from ledgerstream.verifier_worker.oneshot import verify_ledger
-from ledgerstream.verifier_worker.trust import checker_config
+from ledgerstream.core.verify import checker_config
 from support.ledger_builder import (LedgerBuilder, LedgerWriter, RogueProducer, enc, entry_bytes, flip_inside,
                                     other_entry, random_bytes, seal, timestamp_token)
 from test_verifier_worker import WorkerProcess, verifier_home, wait_until

@@ -1,5 +1,5 @@
 """verify-bundle's rules for what a sparse selection of entries can still prove: chain starts,
-cross-agent links (the core's rule, core/verify.py) and selection.json.
+cross-agent links (the core's rule, core/verify/) and selection.json.
 
 Entries come from tests/support/ledger_builder.py, each tampered one re-hashed and re-signed
 (``mutate``) as an attacker who re-signs a whole bundle with a fresh, unpinned key would: only

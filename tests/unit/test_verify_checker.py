@@ -16,7 +16,7 @@ import pytest
 
 from ledgerstream.core import records
 from ledgerstream.core.mldsa import PrivateKey
-from ledgerstream.core import verify
+from ledgerstream.core.verify import signatures as verify_signatures
 from ledgerstream.core.verify import (CHECKPOINTS, ENTRIES, REJECTING, SEVERITY, Checker, CheckerConfig, Kind,
                                       LivenessSample, SignaturePool, StallMonitor, check_entries,
                                       check_raw_signatures)
@@ -473,7 +473,7 @@ def test_pipelined_signature_checks_find_exactly_what_one_by_one_finds(name: str
     """Background signature checks (SignaturePool, small chunks so that a batch spans
     several) and verdicts made before the batch (as the worker process makes them) change
     nothing: same findings, same chain, same Merkle tree."""
-    monkeypatch.setattr(verify, "PIPELINE_CHUNK", 3)
+    monkeypatch.setattr(verify_signatures, "PIPELINE_CHUNK", 3)
     inject, expected = FAULTS[name]
     ledger = clean_prefix()
     inject(ledger)

@@ -19,7 +19,7 @@ from ledgerstream.core.config import Topics
 from ledgerstream.core.adoption import adopt
 from ledgerstream.core.verify import CheckerConfig
 from ledgerstream.tools.agents import summarize
-from ledgerstream.tools.replay import TrustedKeys
+from ledgerstream.core.verify import TrustedKeys
 from ledgerstream.tools.report import bundle as bundles
 from ledgerstream.tools.report import eu_ai_act, source
 from ledgerstream.tools.report.evidence import Evidence, Period, fold, iso, summarize_alerts, timeline

@@ -1,0 +1,600 @@
+"""The incremental Checker: chain and agent-chain continuation (steps [4], [5]), links
+[8], checkpoints and anchors ([6], [7]) over records fed in topic order."""
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from ledgerstream.core import merkle, records
+from ledgerstream.core.errors import ProofError, TimestampError
+from ledgerstream.core.timestamp import verify_timestamp
+from ledgerstream.core.verify.checkpoints import CheckedCheckpoint, check_checkpoint_record
+from ledgerstream.core.verify.entries import CheckedEntry, check_entry, entry_located
+from ledgerstream.core.verify.findings import CHECKPOINTS, ENTRIES, Finding, Kind, Stats, at_offset
+from ledgerstream.core.verify.links import (CallGraph, Edge, PendingLink, links_answer_problem, names_earlier_entry,
+                                            resolved_link_problem)
+from ledgerstream.core.verify.signatures import SignaturePool, check_entries
+from ledgerstream.core.verify.trust import CheckerConfig
+
+STATE_VERSION = 1
+
+
+@dataclass
+class _Tentative:
+    """The newest entry: verified, waiting for the next entry to confirm its place."""
+
+    checked: CheckedEntry
+    edges: list[tuple[int, str, str]]          # (to_seq, to_agent, relation) of its resolved links
+    pending: list[tuple[str, str, str]]        # (to_agent, to_event, relation) still unresolved
+
+
+@dataclass
+class _CheckpointHead:
+    tree_size: int
+    root: bytes
+    chain_head: bytes
+    created_at: int
+
+
+
+
+class Checker:
+    """Holds the chain state of one replay and turns records into findings.
+
+    Feed each topic in its own order (``feed_entries`` / ``feed_checkpoints``, any
+    interleaving); call :meth:`finish` at the end of a finite replay. Records at offsets
+    already processed are skipped, so redelivery after a restart is harmless.
+    """
+
+    def __init__(self, config: CheckerConfig, on_adopt: Callable[[CheckedEntry], None] | None = None) -> None:
+        """``on_adopt``: called with each record as it becomes entry ``seq`` of the ledger
+        (in seq order), for readers that need to know which record that is (``core/adoption.py``)."""
+        self.config = config
+        self.on_adopt = on_adopt
+        self.stats = Stats()
+        self.graph = CallGraph()
+        self.next_offset = {ENTRIES: 0, CHECKPOINTS: 0}
+        self._hashes = bytearray()                     # entry_hash of every integrated seq (zeros: unknown)
+        self._gaps: list[tuple[int, int]] = []         # missing seq ranges [first, last]; last's hash is known
+        self._tree = merkle.MerkleTree()
+        self._agents: dict[str, tuple[int, bytes, int]] = {}   # agent -> (next agent_seq, head hash, last seq)
+        self._events: dict[str, tuple[int, str]] = {}          # event_id -> (seq, agent_id)
+        self._tentative: _Tentative | None = None
+        self._candidate: CheckedEntry | None = None
+        self._pending: deque[PendingLink] = deque()
+        self._pending_by_target: dict[tuple[str, str], list[PendingLink]] = {}
+        self._ledger_time = 0
+        self._queue: deque[CheckedCheckpoint] = deque()        # checkpoint-topic records in arrival order
+        self._last_cp: _CheckpointHead | None = None
+        self._bodies: dict[bytes, tuple[int, bytes, int]] = {}  # body hash -> (tree_size, body, created_at)
+        self._rejected_bodies: set[bytes] = set()
+        self._last_gen: dict[str, float] = {}                   # TSA subject -> newest genTime (epoch s)
+        self._last_rejection: dict[str, Kind | None] = {ENTRIES: None, CHECKPOINTS: None}
+        self._journal: list[dict[str, Any]] = []
+
+    # --- public views -------------------------------------------------------------------------
+    @property
+    def position(self) -> int:
+        """Next seq expected: entries [0, position) are verified (the newest still tentative)."""
+        return self._tree.size + (1 if self._tentative else 0)
+
+    @property
+    def last_checkpoint(self) -> dict[str, Any] | None:
+        cp = self._last_cp
+        return None if cp is None else {"tree_size": cp.tree_size, "root_hash": cp.root.hex(),
+                                        "chain_head": cp.chain_head.hex(), "created_at": cp.created_at}
+
+    @property
+    def head_hash(self) -> bytes:
+        """entry_hash of the newest verified entry (zeros before the first)."""
+        if self._tentative:
+            return self._tentative.checked.entry_hash
+        return self._hash_at(self._tree.size - 1) or records.ZERO_HASH
+
+    @property
+    def held_offsets(self) -> set[int]:
+        """Offsets of the entries records held whole and not integrated yet (the tentative
+        head and a fork candidate): any other record fed and not integrated never will be."""
+        held = {self._tentative.checked.offset} if self._tentative else set()
+        if self._candidate is not None:
+            held.add(self._candidate.offset)
+        return held
+
+    @property
+    def pending_links(self) -> int:
+        return sum(1 for p in self._pending if not p.done)
+
+    @property
+    def tree(self) -> merkle.MerkleTree:
+        """The Merkle tree over integrated entries (for proofs; do not append to it)."""
+        return self._tree
+
+    # --- feeding ------------------------------------------------------------------------------
+    def feed_entries(self, batch: Sequence[tuple[int, bytes]], signatures: SignaturePool | None = None,
+                     verdicts: Mapping[int, bool] | None = None) -> list[Finding]:
+        """Verify a run of consecutive ``entries`` records; with ``signatures``, step [3]'s
+        signature checks run in the background, and ``verdicts`` may bring some already
+        made (see :func:`check_entries`)."""
+        fresh = [r for r in batch if r[0] >= self.next_offset[ENTRIES]]
+        return self.feed_checked(check_entries(fresh, self.config, signatures, verdicts, self.stats)) if fresh else []
+
+    def feed_checked(self, checked: Iterable[CheckedEntry]) -> list[Finding]:
+        """Integrate consecutive ``entries`` records that :func:`check_entries` checked
+        with this checker's config (the stateless steps may run anywhere, e.g. on other
+        threads or in another process); records at offsets already processed are skipped."""
+        out: list[Finding] = []
+        fed = False
+        for c in checked:
+            if c.offset < self.next_offset[ENTRIES]:
+                continue
+            fed = True
+            self.next_offset[ENTRIES] = c.offset + 1
+            out += self._integrate(c)
+        if not fed:
+            return []
+        out += self._drain_queue()
+        return self._record(out)
+
+    def feed_checkpoints(self, batch: Sequence[tuple[int, bytes]]) -> list[Finding]:
+        out: list[Finding] = []
+        for record in batch:
+            if record[0] < self.next_offset[CHECKPOINTS]:
+                continue
+            self.next_offset[CHECKPOINTS] = record[0] + 1
+            c = check_checkpoint_record(record, self.config)
+            if c.rejection is not None:
+                out += self._reject(CHECKPOINTS, c.rejection)
+                if c.record is not None and c.name == "Checkpoint":
+                    self._rejected_bodies.add(c.body_hash)
+                continue
+            self._last_rejection[CHECKPOINTS] = None
+            self._queue.append(c)
+        out += self._drain_queue()
+        return self._record(out)
+
+    def feed(self, topic: str, offset: int, raw: bytes) -> list[Finding]:
+        """One record of ``topic`` ("entries" or "checkpoints")."""
+        if topic == ENTRIES:
+            return self.feed_entries([(offset, raw)])
+        if topic == CHECKPOINTS:
+            return self.feed_checkpoints([(offset, raw)])
+        raise ValueError(f"unknown topic role {topic!r}")
+
+    def finish(self) -> list[Finding]:
+        """End of a finite replay: integrate the newest entry and settle every checkpoint."""
+        self._finalize_tentative()
+        return self._record(self._drain_queue() + self._expire())
+
+    def expire_checkpoints(self, before_offset: int | None = None) -> list[Finding]:
+        """Call when every entry committed before the checkpoints at offsets below
+        ``before_offset`` (all queued ones when None) has been fed: those still waiting for
+        entries claim more entries than the ledger has. Checkpoints read later stay pending:
+        a checkpoint may be read before the entries it covers, and that is no finding."""
+        return self._record(self._expire(before_offset))
+
+    def _expire(self, before_offset: int | None = None) -> list[Finding]:
+        out = []
+        while self._queue and (before_offset is None or self._queue[0].offset < before_offset):
+            item = self._queue.popleft()
+            if item.name == "Checkpoint" and item.record["tree_size"] > self.position:
+                rec = item.record
+                self._rejected_bodies.add(item.body_hash)
+                out.append(Finding.make(
+                    Kind.CHECKPOINT_ROOT_MISMATCH,
+                    f"checkpoint claims {rec['tree_size']} entries but the ledger has {self.position}",
+                    seq=self.position, seq_to=rec["tree_size"] - 1, tree_size=rec["tree_size"],
+                    ledger_size=self.position, **at_offset(item.offset, CHECKPOINTS)))
+            else:
+                out += self._evaluate(item)
+        return out
+
+    # --- entries -------------------------------------------------------------------------------
+    def _integrate(self, c: CheckedEntry) -> list[Finding]:
+        self.stats.entries_seen += 1
+        if c.rejection is not None:
+            self.stats.entries_rejected += 1
+            return self._reject(ENTRIES, c.rejection)
+        self._last_rejection[ENTRIES] = None
+        self.stats.signatures_verified += c.signed
+        self.stats.unsigned_entries += not c.signed
+        self.stats.approvals_checked += c.approvals_checked
+        out = list(c.notes)
+        e, seq, h = c.entry, c.seq, c.entry_hash
+        t = self._tentative
+        # [4] an entry for a seq we already have
+        if seq < self._tree.size:
+            known = self._hash_at(seq)
+            if known is None:
+                out.append(Finding.make(Kind.CHAIN_BREAK, f"entry {seq} arrives after entry {self.position - 1}: "
+                                        "out of order", got=h, **entry_located(c)))
+            else:
+                out.append(self._same_seq(c, known))
+            return out
+        if t is not None and seq == t.checked.seq:
+            cand = self._candidate
+            if h == t.checked.entry_hash or (cand is not None and h == cand.entry_hash):
+                out.append(self._same_seq(c, h))
+            else:
+                out.append(self._same_seq(c, t.checked.entry_hash))
+                self._candidate = c
+            return out
+        prev = bytes(e["prev_hash"])
+        if seq == self.position:
+            if t is None:
+                parent = self._hash_at(seq - 1) if seq else records.ZERO_HASH
+                if prev != parent:
+                    out.append(self._chain_break(c, parent))
+            elif prev == t.checked.entry_hash:
+                self._finalize_tentative()
+            elif self._candidate is not None and prev == self._candidate.entry_hash:
+                cand = self._candidate
+                self._tentative = None
+                out += self._make_tentative(cand)  # its own [5]/[8] checks, now that it is adopted
+                self._finalize_tentative()
+            else:
+                out.append(self._chain_break(c, t.checked.entry_hash))
+                self._finalize_tentative()
+        else:  # seq > position: entries are missing
+            first = self.position
+            out.append(Finding.make(Kind.GAP, f"entries {first}..{seq - 1} are missing (next entry is {seq})",
+                                    seq=first, seq_to=seq - 1, missing=seq - first, **at_offset(c.offset, ENTRIES)))
+            self._finalize_tentative()
+            self._fill_gap(first, seq, prev)
+        self._candidate = None
+        out += self._make_tentative(c)
+        self._ledger_time = max(self._ledger_time, int(e["received_at"]))
+        out += self._dangling(seq)
+        return out
+
+    def _same_seq(self, c: CheckedEntry, known: bytes) -> Finding:
+        seq, h = c.seq, c.entry_hash
+        where = entry_located(c)
+        if h == known:
+            return Finding.make(Kind.DUPLICATE, f"entry {seq} appears again (replayed record)", entry_hash=h, **where)
+        return Finding.make(Kind.FORK, f"a different entry under a trusted key claims seq {seq}",
+                            expected=known, got=h, key_id=c.entry["key_id"], **where)
+
+    def _chain_break(self, c: CheckedEntry, parent: bytes) -> Finding:
+        return Finding.make(Kind.CHAIN_BREAK, f"entry {c.seq}: prev_hash does not link to entry {c.seq - 1}",
+                            seq=c.seq, agent_id=c.agent_id, expected=parent, got=bytes(c.entry["prev_hash"]),
+                            **at_offset(c.offset, ENTRIES))
+
+    def _fill_gap(self, first: int, seq: int, prev: bytes) -> None:
+        """Integrate placeholders for missing entries; the last one's hash is known from
+        prev_hash (signed by its successor), so a one-entry gap keeps the tree exact."""
+        self._gaps.append((first, seq - 1))
+        self._journal.append({"gap": [first, seq - 1]})
+        for missing in range(first, seq):
+            self._append(missing, prev if missing == seq - 1 else None)
+
+    def _make_tentative(self, c: CheckedEntry) -> list[Finding]:
+        """Steps [5] and [8] for the new head, against the integrated state."""
+        out: list[Finding] = []
+        e, seq, agent = c.entry, c.seq, c.agent_id
+        head = self._agents.get(agent)
+        want_seq, want_prev = (head[0], head[1]) if head else (0, records.ZERO_HASH)
+        got_seq, got_prev = int(e["agent_seq"]), bytes(e["agent_prev_hash"])
+        if (got_seq, got_prev) != (want_seq, want_prev):
+            explained = got_seq > want_seq and self._gap_after(head[2] if head else -1)
+            if not explained:
+                out.append(Finding.make(Kind.AGENT_CHAIN_BREAK, f"entry {seq}: the chain of agent {agent} does not "
+                                        f"continue (agent_seq {got_seq}, expected {want_seq})",
+                                        expected_agent_seq=want_seq, got_agent_seq=got_seq,
+                                        expected=want_prev, got=got_prev, **entry_located(c)))
+        edges, pending, problems = self._check_links(e)
+        if problems:
+            out.append(Finding.make(Kind.LINK_MISMATCH, f"entry {seq}: " + "; ".join(problems), **entry_located(c)))
+        self._tentative = _Tentative(c, edges, pending)
+        return out
+
+    def _check_links(self, e: Mapping[str, Any]) -> tuple[list, list, list[str]]:
+        links = list(e["action"].get("links") or [])
+        resolved = list(e.get("resolved_links") or [])
+        if not links and not resolved:
+            return [], [], []
+        mismatch = links_answer_problem(e)
+        if mismatch:
+            return [], [], [mismatch]
+        edges, pending, problems = [], [], []
+        for link, r in zip(links, resolved):
+            relation = link.get("relation", "caused_by")
+            target = self._events.get(r["event_id"])
+            if target is not None and target[1] != r["agent_id"]:
+                target = None
+            if r["status"] == "resolved":
+                problem = self._resolved_problem(e["seq"], r, target)
+                if problem:
+                    problems.append(problem)
+                elif r["seq"] is not None and not self._in_hole(r["seq"]):
+                    edges.append((int(r["seq"]), r["agent_id"], relation))
+            elif r["status"] == "pending":
+                if target is not None:  # the signer's index forgot it (dedup horizon): resolved now
+                    edges.append((target[0], r["agent_id"], relation))
+                else:
+                    pending.append((r["agent_id"], r["event_id"], relation))
+            else:
+                problems.append(f"link to {r['agent_id']}/{r['event_id']} has unknown status {r['status']!r}")
+        return edges, pending, problems
+
+    def _resolved_problem(self, seq: int, r: Mapping[str, Any], target: tuple[int, str] | None) -> str | None:
+        if names_earlier_entry(seq, r) and self._in_hole(r["seq"]):
+            return None  # the target is in a reported gap: nothing to compare
+        return resolved_link_problem(seq, r, None if target is None else (target[0], self._hash_at(target[0])))
+
+    def _finalize_tentative(self) -> None:
+        """Integrate the tentative entry: Merkle leaf, agent head, event index, links."""
+        t = self._tentative
+        if t is None:
+            return
+        self._tentative = None
+        self._candidate = None
+        c = t.checked
+        e, seq, agent = c.entry, c.seq, c.agent_id
+        self._append(seq, c.entry_hash)
+        self._agents[agent] = (int(e["agent_seq"]) + 1, c.entry_hash, seq)
+        event_id = e["action"]["event_id"]
+        self._events[event_id] = (seq, agent)
+        self._journal[-1].update(a=agent, ev=event_id, as_=int(e["agent_seq"]))
+        for to_seq, to_agent, relation in t.edges:
+            self._edge(Edge(seq, agent, to_seq, to_agent, relation))
+        for p in self._pending_by_target.pop((agent, event_id), []):
+            p.done = True
+            self._edge(Edge(p.from_seq, p.from_agent, seq, agent, p.relation))
+        for to_agent, to_event, relation in t.pending:
+            p = PendingLink(seq, agent, to_agent, to_event, relation, int(e["received_at"]))
+            self._pending.append(p)
+            self._pending_by_target.setdefault((to_agent, to_event), []).append(p)
+        if self.on_adopt is not None:
+            self.on_adopt(c)
+
+    def _append(self, seq: int, entry_hash: bytes | None) -> None:
+        assert seq == self._tree.size, (seq, self._tree.size)
+        value = entry_hash or records.ZERO_HASH
+        self._hashes += value
+        self._tree.append(merkle.leaf_hash(records.merkle_leaf_input(value)))
+        self._journal.append({"e": [seq, None if entry_hash is None else entry_hash.hex()]})
+
+    def _edge(self, edge: Edge) -> None:
+        self.graph.add(edge)
+        self._journal.append({"g": [edge.from_seq, edge.from_agent, edge.to_seq, edge.to_agent, edge.relation]})
+
+    def hash_at(self, seq: int) -> bytes | None:
+        """entry_hash of integrated entry ``seq`` (None: unknown, inside a gap)."""
+        return self._hash_at(seq)
+
+    def _hash_at(self, seq: int) -> bytes | None:
+        if not 0 <= seq < self._tree.size or self._in_hole(seq):
+            return None
+        return bytes(self._hashes[seq * 32:(seq + 1) * 32])
+
+    def _in_hole(self, seq: int) -> bool:
+        """True for a missing entry whose hash is unknown."""
+        return any(first <= seq < last for first, last in self._gaps)
+
+    def _gap_after(self, seq: int) -> bool:
+        return any(last > seq for _, last in self._gaps)
+
+    def _dangling(self, now_seq: int) -> list[Finding]:
+        """[8] pending links whose grace period (ledger time and/or entries) has run out."""
+        out = []
+        cfg = self.config
+        while self._pending:
+            p = self._pending[0]
+            if p.done:
+                self._pending.popleft()
+                continue
+            late_s = cfg.link_grace_seconds is None or (self._ledger_time - p.since_us) / 1e6 > cfg.link_grace_seconds
+            late_n = cfg.link_grace_entries is None or now_seq - p.from_seq > cfg.link_grace_entries
+            if not (late_s and late_n):
+                break
+            self._pending.popleft()
+            p.done = True
+            waiting = self._pending_by_target.get((p.to_agent, p.to_event), [])
+            if p in waiting:
+                waiting.remove(p)
+                if not waiting:
+                    del self._pending_by_target[(p.to_agent, p.to_event)]
+            out.append(Finding.make(
+                Kind.LINK_DANGLING, f"entry {p.from_seq}: link to {p.to_agent}/{p.to_event} is still unresolved "
+                f"after {now_seq - p.from_seq} entries and {(self._ledger_time - p.since_us) / 1e6:.0f}s",
+                seq=p.from_seq, agent_id=p.from_agent, to_agent=p.to_agent, to_event=p.to_event))
+        return out
+
+    # --- checkpoints and anchors ---------------------------------------------------------------------
+    def _drain_queue(self) -> list[Finding]:
+        out: list[Finding] = []
+        while self._queue:
+            item = self._queue[0]
+            if item.name == "Checkpoint":
+                size = item.record["tree_size"]
+                if size > self.position:
+                    break  # waits for its entries; later records wait behind it (arrival order)
+                if size > self._tree.size:
+                    self._finalize_tentative()
+            self._queue.popleft()
+            out += self._evaluate(item)
+        return out
+
+    def _evaluate(self, item: CheckedCheckpoint) -> list[Finding]:
+        if item.name == "TimestampAnchor":
+            return self._evaluate_anchor(item)
+        self.stats.checkpoints_seen += 1
+        rec = item.record
+        size, root, head = rec["tree_size"], bytes(rec["root_hash"]), bytes(rec["chain_head"])
+        where = {"seq": size - 1 if size else None, "tree_size": size, **at_offset(item.offset, CHECKPOINTS)}
+        self._bodies[item.body_hash] = (size, bytes(rec["body"]), rec["created_at"])
+        self._journal.append({"b": [size, rec["created_at"], base64.b64encode(bytes(rec["body"])).decode()]})
+        last = self._last_cp
+        unverifiable = any(first < size and first < last for first, last in self._gaps)
+        ours = None if unverifiable else (self._tree.root(size), self._hash_at(size - 1) if size else records.ZERO_HASH)
+        if last is not None and size <= last.tree_size:  # [6] tree sizes never shrink, roots never change
+            if (size == last.tree_size and (root, head) == (last.root, last.chain_head)) or (ours == (root, head)):
+                return []
+            if unverifiable:
+                self.stats.checkpoints_unverifiable += 1
+                return []
+            return [Finding.make(Kind.CHECKPOINT_INCONSISTENT,
+                                 f"checkpoint of size {size} contradicts the verified checkpoint of size {last.tree_size}",
+                                 root=root, verified_size=last.tree_size, verified_root=last.root,
+                                 computed_root=ours[0] if ours else None, **where)]
+        if unverifiable:
+            self.stats.checkpoints_unverifiable += 1
+            return []
+        if ours != (root, head):
+            return [Finding.make(Kind.CHECKPOINT_ROOT_MISMATCH,
+                                 f"checkpoint of size {size} does not match the entries "
+                                 f"({'root' if ours[0] != root else 'chain head'} differs)",
+                                 expected_root=ours[0], got_root=root, expected_head=ours[1], got_head=head, **where)]
+        if last is not None:
+            try:
+                merkle.verify_consistency(last.tree_size, size, last.root, root,
+                                          self._tree.consistency_proof(last.tree_size, size))
+            except ProofError as exc:
+                return [Finding.from_error(Kind.CHECKPOINT_INCONSISTENT, exc, **where)]
+        self._last_cp = _CheckpointHead(size, root, head, rec["created_at"])
+        self.stats.checkpoints_verified += 1
+        self._journal.append({"c": [size, root.hex(), head.hex(), rec["created_at"]]})
+        return []
+
+    def _evaluate_anchor(self, item: CheckedCheckpoint) -> list[Finding]:
+        rec = item.record
+        body_hash = bytes(rec["body_hash"])
+        known = self._bodies.get(body_hash)
+        where = {"tree_size": rec["tree_size"], "tsa": rec["timestamp"]["tsa"], **at_offset(item.offset, CHECKPOINTS)}
+        if known is None:
+            if body_hash in self._rejected_bodies:
+                return []  # the checkpoint itself was reported
+            return [Finding.make(Kind.TIMESTAMP_INVALID, "timestamp anchor for a checkpoint this ledger does not have",
+                                 body_hash=body_hash, **where)]
+        size, body, created_at = known
+        if size != rec["tree_size"]:
+            return [Finding.make(Kind.TIMESTAMP_INVALID, f"anchor names tree size {rec['tree_size']}, "
+                                 f"its checkpoint has {size}", checkpoint_size=size, **where)]
+        if self.config.tsa_ca is None:
+            self.stats.timestamps_unverified += 1
+            return []
+        try:
+            info = verify_timestamp(bytes(rec["timestamp"]["token"]), body, self.config.tsa_ca)
+        except TimestampError as exc:
+            return [Finding.from_error(Kind.TIMESTAMP_INVALID, exc, **where)]
+        self.stats.timestamps_verified += 1
+        gen = info.gen_time.timestamp()
+        where["gen_time"] = info.gen_time.isoformat()
+        if gen < created_at / 1e6 - self.config.clock_skew_seconds:
+            return [Finding.make(Kind.TIMESTAMP_OUT_OF_ORDER, f"token for checkpoint {size} predates the checkpoint",
+                                 created_at=created_at, **where)]
+        newest = self._last_gen.get(info.tsa_subject)
+        self._last_gen[info.tsa_subject] = max(gen, newest or gen)
+        if newest is not None and gen < newest:
+            return [Finding.make(Kind.TIMESTAMP_OUT_OF_ORDER, f"token for checkpoint {size} is older than an earlier "
+                                 f"token from the same TSA ({newest - gen:.0f}s back)",
+                                 previous_gen_time=newest, tsa_subject=info.tsa_subject, **where)]
+        return []
+
+    # --- incidents ---------------------------------------------------------------------------------
+    def _reject(self, topic: str, finding: Finding) -> list[Finding]:
+        """A run of rejected records of one kind on one topic is one incident."""
+        if self._last_rejection[topic] == finding.kind:
+            self.stats.suppressed += 1
+            return []
+        self._last_rejection[topic] = finding.kind
+        return [finding]
+
+    def _record(self, findings: list[Finding]) -> list[Finding]:
+        for f in findings:
+            self.stats.findings[f.kind.value] += 1
+        return findings
+
+    # --- persistence (pure: the caller stores what these return) -----------------------------------
+    def drain_journal(self) -> list[dict[str, Any]]:
+        """Append-only records of what was integrated since the last call (entries, holes,
+        graph edges, verified checkpoints). Replayed by :meth:`restore`."""
+        out, self._journal = self._journal, []
+        return out
+
+    def export_state(self) -> dict[str, Any]:
+        """Everything else, small: offsets, the tentative head, pending work, counters.
+
+        Valid together with every journal record drained so far (drain first)."""
+        def raw(c: CheckedEntry | CheckedCheckpoint | None) -> list | None:
+            return None if c is None else [c.offset, base64.b64encode(c.raw).decode()]
+
+        return {
+            "version": STATE_VERSION,
+            "next_offset": dict(self.next_offset),
+            "integrated": self._tree.size,
+            "tentative": raw(self._tentative.checked if self._tentative else None),
+            "candidate": raw(self._candidate),
+            "queue": [raw(c) for c in self._queue],
+            "pending_links": [[p.from_seq, p.from_agent, p.to_agent, p.to_event, p.relation, p.since_us]
+                              for p in self._pending if not p.done],
+            "ledger_time": self._ledger_time,
+            "last_gen": self._last_gen,
+            "rejected_bodies": sorted(b.hex() for b in self._rejected_bodies)[-1000:],
+            "last_rejection": {k: (v.value if v else None) for k, v in self._last_rejection.items()},
+            "stats": self.stats.to_dict(),
+        }
+
+    @classmethod
+    def restore(cls, config: CheckerConfig, state: Mapping[str, Any], journal: Iterable[Mapping[str, Any]]) -> "Checker":
+        """Rebuild a checker from its journal and state, re-checking only the few records
+        kept whole (tentative head, fork candidate, queued checkpoints)."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"verifier state version {state.get('version')} is not {STATE_VERSION}")
+        ch = cls(config)
+        for rec in journal:
+            ch._replay(rec)
+        ch._journal = []
+        if ch._tree.size != state["integrated"]:
+            raise ValueError(f"journal holds {ch._tree.size} entries, state expects {state['integrated']}")
+        ch.next_offset = {k: int(v) for k, v in state["next_offset"].items()}
+        ch._ledger_time = int(state["ledger_time"])
+        ch._last_gen = {k: float(v) for k, v in state["last_gen"].items()}
+        ch._rejected_bodies = {bytes.fromhex(b) for b in state["rejected_bodies"]}
+        ch._last_rejection = {k: (Kind(v) if v else None) for k, v in state["last_rejection"].items()}
+        stats = dict(state["stats"])
+        findings = Counter(stats.pop("findings", {}))
+        ch.stats = Stats(**stats, findings=findings)
+        for p in state["pending_links"]:
+            link = PendingLink(*p)
+            ch._pending.append(link)
+            ch._pending_by_target.setdefault((link.to_agent, link.to_event), []).append(link)
+
+        def unpack(item: list) -> tuple[int, bytes]:
+            return int(item[0]), base64.b64decode(item[1])
+
+        if state["tentative"]:
+            checked = check_entry(unpack(state["tentative"]), config)
+            if checked.rejection is None:
+                t = _Tentative(checked, [], [])
+                t.edges, t.pending, _ = ch._check_links(checked.entry)
+                ch._tentative = t
+        if state["candidate"]:
+            checked = check_entry(unpack(state["candidate"]), config)
+            ch._candidate = checked if checked.rejection is None else None
+        for item in state["queue"]:
+            ch._queue.append(check_checkpoint_record(unpack(item), config))
+        return ch
+
+    def _replay(self, rec: Mapping[str, Any]) -> None:
+        if "e" in rec:
+            seq, hex_hash = rec["e"]
+            h = None if hex_hash is None else bytes.fromhex(hex_hash)
+            self._append(seq, h)
+            if "a" in rec:
+                self._agents[rec["a"]] = (rec["as_"] + 1, h, seq)
+                self._events[rec["ev"]] = (seq, rec["a"])
+        elif "gap" in rec:
+            self._gaps.append((rec["gap"][0], rec["gap"][1]))
+        elif "g" in rec:
+            self.graph.add(Edge(*rec["g"]))
+        elif "b" in rec:
+            size, created, body = rec["b"]
+            body_bytes = base64.b64decode(body)
+            self._bodies[hashlib.sha256(body_bytes).digest()] = (size, body_bytes, created)
+        elif "c" in rec:
+            size, root, head, created = rec["c"]
+            self._last_cp = _CheckpointHead(size, bytes.fromhex(root), bytes.fromhex(head), created)

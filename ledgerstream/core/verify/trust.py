@@ -1,0 +1,134 @@
+"""What a verifier trusts (signer keys, the TSA CA, the approvers) and how patient it is:
+found the same way by every verifier (workers, ``ledgerstream verify``, the index, the
+benchmarks) as by the read tools, from HOME and the command line."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from ledgerstream.core import avro_fast, mldsa
+from ledgerstream.core.errors import ConfigError, VerificationError
+from ledgerstream.core.mldsa import PublicKey
+
+@dataclass(frozen=True)
+class CheckerConfig:
+    """What a verifier trusts and how patient it is.
+
+    ``link_grace_seconds`` (ledger time, from ``received_at``) and ``link_grace_entries``
+    bound how long a pending link may wait for its target; a link dangles once every
+    bound that is set has passed, so set one to None to use only the other.
+    """
+
+    trusted_keys: Mapping[str, PublicKey]
+    tsa_ca: bytes | None = None
+    approvers: Any = None  # ledgerstream.core.approvals.ApproverSet
+    link_grace_seconds: float | None = 300.0
+    link_grace_entries: int | None = 10_000
+    clock_skew_seconds: float = 300.0
+    origin: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.link_grace_seconds is None and self.link_grace_entries is None:
+            raise ValueError("set link_grace_seconds, link_grace_entries or both")
+
+    @classmethod
+    def from_keys(cls, keys: Iterable[PublicKey], **options: Any) -> "CheckerConfig":
+        return cls(trusted_keys={k.key_id: k for k in keys}, **options)
+
+    @cached_property
+    def encoded_key_ids(self) -> tuple[tuple[bytes, PublicKey], ...]:
+        """Each trusted key with its key_id as Avro writes it (for :func:`raw_signature_check`)."""
+        return tuple((avro_fast.write_str(key_id), key) for key_id, key in self.trusted_keys.items())
+
+
+class TrustedKeys:
+    """Signer public keys by key_id, with where each came from (evidence for reports)."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, mldsa.PublicKey] = {}
+        self.sources: dict[str, str] = {}
+
+    def add_pem(self, path: Path) -> None:
+        try:
+            key = mldsa.load_public_key(path.read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"cannot read trusted key {path}: {exc.strerror or exc}") from exc
+        self.by_id[key.key_id] = key
+        self.sources.setdefault(key.key_id, str(path))
+
+    def get(self, key_id: str) -> mldsa.PublicKey:
+        try:
+            return self.by_id[key_id]
+        except KeyError:
+            raise VerificationError(f"key_id {key_id[:16]} is not a trusted signer key", kind="unknown_key",
+                                    key_id=key_id, trusted=sorted(self.by_id)) from None
+
+    @classmethod
+    def load(cls, home: Path, extra: Iterable[Path] = ()) -> TrustedKeys:
+        """HOME/keys/signer.pub.pem and HOME/keys/trusted/*.pem if present, and each ``extra`` PEM."""
+        keys = cls()
+        keys_dir = home / "keys"
+        for path in [keys_dir / "signer.pub.pem", *sorted((keys_dir / "trusted").glob("*.pem"))]:
+            if path.exists():
+                keys.add_pem(path)
+        for path in extra:
+            keys.add_pem(Path(path))
+        if not keys.by_id:
+            raise ConfigError(f"no trusted signer keys: none in {keys_dir}/signer.pub.pem or "
+                              f"{keys_dir}/trusted/*.pem; pass --trusted-key PEM")
+        return keys
+
+
+def tsa_ca(home: Path, explicit: Path | None) -> bytes | None:
+    """The TSA CA bundle: --tsa-ca, else HOME/tsa/ca.pem (dev stack), else None."""
+    path = explicit or home / "tsa" / "ca.pem"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"TSA CA {explicit} does not exist") from None
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read TSA CA {path}: {exc.strerror or exc}") from exc
+
+
+POLICY_NAMES = ("policy.yaml", "policy.yml", "policy.json")
+
+
+def find_policy(home: Path, explicit: Path | None = None) -> Path | None:
+    """--policy, else HOME/policy.yaml|yml|json if one exists (its ``approvals`` section)."""
+    if explicit is not None:
+        if not explicit.exists():
+            raise ConfigError(f"policy file {explicit} does not exist")
+        return explicit
+    return next((home / name for name in POLICY_NAMES if (home / name).exists()), None)
+
+
+def checker_config(home: Path, *, trusted_keys: Iterable[Path] = (), tsa_ca_path: Path | None = None,
+                   policy: Path | None = None, **options: Any) -> CheckerConfig:
+    """Trusted keys (HOME/keys/signer.pub.pem, HOME/keys/trusted/*.pem, ``trusted_keys``),
+    TSA CA (``tsa_ca_path`` or HOME/tsa/ca.pem), approvers (``find_policy``); ConfigError if
+    no signer key is trusted at all."""
+    keys = TrustedKeys.load(home, trusted_keys)
+    approvers = None
+    policy_path = find_policy(home, policy)
+    if policy_path is not None:
+        from ledgerstream.producers.policy import Policy
+
+        approvers = Policy.from_file(policy_path).approvers
+    ca = tsa_ca(home, tsa_ca_path)
+    if ca is not None:
+        _check_ca(ca)
+    return CheckerConfig(trusted_keys=dict(keys.by_id), tsa_ca=ca, approvers=approvers, **options)
+
+
+def _check_ca(ca_pem: bytes) -> None:
+    """A broken CA file is a setup error, found at start rather than at the first token."""
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(ca_pem)
+    except ValueError as exc:
+        raise ConfigError(f"the TSA CA is not a PEM certificate bundle: {exc}") from exc
