@@ -9,7 +9,7 @@ if [ ! -f /keys/signer.pem ]; then
 fi
 cp /keys/signer.pem.pub /trust/signer.pub.pem
 echo "signer public key published to /trust/signer.pub.pem"
-for id in v1 v2; do
+for id in v1 v2 index; do  # the index publishes its findings as alerts too
   if [ ! -f "/verifier-keys/$id/verifier-$id.pem" ]; then
     ledgerstream keys generate --out "/verifier-keys/$id/verifier-$id.pem"
   fi

@@ -42,12 +42,17 @@ def index() -> None:
               help="Exit with status 4 after this long without progress (0: never).")
 @click.option("--status-seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
               help="How often the status file is written.")
+@click.option("--alert-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The index's own ML-DSA-65 private key PEM, that signs the alerts it publishes "
+                   "[default: HOME/keys/verifier-index.pem if it exists; else findings are only logged].")
+@click.option("--no-alerts", is_flag=True, help="Only log findings; do not publish them to the alerts topic.")
 @link_grace_options
 @_paths_options
 @trust_options
 @bootstrap_option
 @home_option
 def run(once: bool, reindex: bool, batch_size: int, threads: int, watchdog_seconds: float, status_seconds: float,
+        alert_key: Path | None, no_alerts: bool,
         link_grace_seconds: float, link_grace_entries: int, index_dir: Path | None, tiles_dir: Path | None,
         topic_prefix: str | None, trusted_keys: tuple[Path, ...], tsa_ca: Path | None, policy: Path | None,
         bootstrap: str | None, home: Path | None) -> None:
@@ -56,17 +61,23 @@ def run(once: bool, reindex: bool, batch_size: int, threads: int, watchdog_secon
     resumes without gaps or duplicates. Trust defaults to the verifier's: HOME/keys/signer.pub.pem,
     HOME/keys/trusted/*.pem, HOME/tsa/ca.pem.
 
+    Findings (foreign records, chain breaks, bad checkpoints) go to the alerts topic like a
+    verifier's, signed with the index's key (verifier id "index"; Kafka role verifier).
+
     Exit status: 0 done or stopped, 2 configuration or environment, 4 watchdog, 70 a batch
     could not be indexed."""
     from ledgerstream.core import config
+    from ledgerstream.index.alerts import findings_hook
     from ledgerstream.index.follower import IndexSettings, run_follower
     from ledgerstream.index.paths import IndexPaths
     from ledgerstream.core.verify import checker_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     home_dir = resolve_home(home)
+    server, topics = config.resolve_bootstrap(bootstrap, home_dir), _topics(home_dir, topic_prefix)
+    on_findings, alerts_topic = findings_hook(home_dir, server, topics.alerts, alert_key, not no_alerts)
     settings = IndexSettings(
-        home=home_dir, bootstrap=config.resolve_bootstrap(bootstrap, home_dir), topics=_topics(home_dir, topic_prefix),
+        home=home_dir, bootstrap=server, topics=topics, on_findings=on_findings, alerts_topic=alerts_topic,
         checker=checker_config(home_dir, trusted_keys=trusted_keys, tsa_ca_path=tsa_ca, policy=policy,
                                link_grace_seconds=link_grace_seconds, link_grace_entries=link_grace_entries),
         paths=IndexPaths.of(home_dir, index_dir=index_dir, tiles_dir=tiles_dir), once=once, reindex=reindex,

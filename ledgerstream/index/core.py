@@ -67,7 +67,7 @@ FindingsHook = Callable[[list[Finding]], None]
 
 
 def log_findings(findings: list[Finding]) -> None:
-    """Log each finding (what ``index/hooks.py``'s ``on_findings`` does for now)."""
+    """Log each finding (also done by ``index/alerts.py``'s publisher before it signs them)."""
     for f in findings:
         log.warning("FINDING %s %s: %s", f.severity.value, f.kind.value, f.detail)
 

@@ -38,8 +38,7 @@ from ledgerstream.core.process_lock import ProcessLock
 from ledgerstream.core.tiles import CHECKPOINT_FILE, LOCK_FILE as TILES_LOCK_FILE
 from ledgerstream.core.verify import CHECKPOINTS, ENTRIES, SWITCH_INTERVAL, CheckerConfig, SignaturePool
 from ledgerstream.core.watchdog import Watchdog
-from ledgerstream.index import hooks
-from ledgerstream.index.core import FindingsHook, IndexCore, Record
+from ledgerstream.index.core import FindingsHook, IndexCore, Record, log_findings
 from ledgerstream.index.paths import IndexPaths
 from ledgerstream.verifier_worker.store import write_json_atomic
 
@@ -70,7 +69,8 @@ class IndexSettings:
     status_seconds: float = 2.0
     watchdog_seconds: float = 120.0  # 0: no watchdog
     fsync: bool = True
-    on_findings: FindingsHook = field(default=hooks.on_findings)  # index/hooks.py
+    on_findings: FindingsHook = field(default=log_findings)  # index/alerts.py: findings_hook
+    alerts_topic: str | None = None  # where on_findings publishes (None: only logged)
 
 
 def reset_index(paths: IndexPaths) -> None:
@@ -260,6 +260,7 @@ class IndexFollower:
             "entries_per_second": round(rate, 1), "started_at": self.started_at, "updated_at": time.time(),
             "tiles_dir": str(self.s.paths.tiles_dir), "db": str(self.s.paths.db),
             "topics": {ENTRIES: self.s.topics.entries, CHECKPOINTS: self.s.topics.checkpoints},
+            "alerts_topic": self.s.alerts_topic,
         })
 
 

@@ -154,12 +154,14 @@ class Supervisor:
         pub.write_bytes(mldsa.public_key_pem(key.public_key()))
 
     def _ensure_verifier_keys(self) -> None:
-        """Each verifier's own alert signing key (keys/verifier-<id>.pem, 0600) and its public
+        """Each verifier's (and the index's) own alert signing key (keys/verifier-<id>.pem, 0600) and its public
         half (keys/verifier-<id>.pub.pem, what readers trust by default)."""
         from ledgerstream.core import mldsa
         from ledgerstream.core.alert_signature import verifier_key_path, verifier_public_key_path
 
-        for vid in VERIFIER_IDS:
+        from ledgerstream.index.core import INDEX_ID
+
+        for vid in (*VERIFIER_IDS, INDEX_ID):  # the index publishes its findings as alerts too
             path = verifier_key_path(self.home, vid)
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from ledgerstream.core import codec, mldsa, records
+from ledgerstream.core.alert_signature import Authenticity, VerifierKey, check_alert
 from ledgerstream.core.config import Topics
 from ledgerstream.core.topic_reader import read_partition
 from ledgerstream.stack.topics import ensure_topics
@@ -259,6 +260,8 @@ def test_forged_and_bit_flipped_records_are_foreign_and_indexing_goes_on(
         bootstrap: str, ledger: Ledger, tampered: tuple[Topics, dict[str, int]], tmp_path: Path) -> None:
     topics, where = tampered
     home = make_home(tmp_path / "home")
+    index_key = mldsa.PrivateKey.generate()  # where dev up puts the index's alert key
+    mldsa.save_private_key(index_key, home / "keys" / "verifier-index.pem")
     tiles = tmp_path / "served" / "tiles"
     run_once(bootstrap, topics, home, "--tiles-dir", str(tiles))
     got = rows(home)
@@ -273,6 +276,15 @@ def test_forged_and_bit_flipped_records_are_foreign_and_indexing_goes_on(
     assert (doc["indexed_size"], doc["lag"], doc["foreign"], doc["tiles_size"]) == (2000, 0, 2, 2000)
     assert doc["tiles_dir"] == str(tiles) and not (home / "tiles").exists()
     assert doc["findings"] == {"hash_mismatch": 1, "unknown_key": 1}
+    assert doc["follower"]["alerts_topic"] == topics.alerts
+    # the same two findings were published as alerts, signed with the index's key
+    alerts = [codec.decode(value, expect="Alert")[1] for partition in range(3)
+              for _, value in read_partition(bootstrap, topics.alerts, partition)]
+    assert sorted((a["verifier_id"], a["kind"], a["evidence"]["offset"]) for a in alerts) == sorted(
+        [("index", "unknown_key", str(where["forged"])), ("index", "hash_mismatch", str(where["flipped"]))])
+    trusted = {index_key.public_key().key_id: VerifierKey("index", index_key.public_key())}
+    assert [check_alert(a, trusted).verdict for a in alerts] == [Authenticity.VERIFIED] * 2
+    assert {a["alert_id"] for a in alerts} == {r[0] for r in got["findings"]}
     assert (tiles / "checkpoint").read_bytes().split(b"\n")[2] == base64.b64encode(
         mth_from_leaf_hashes([hash_leaf(e["entry_hash"]) for e in ledger.builder.entries[:2000]]))
 

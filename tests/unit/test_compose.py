@@ -26,7 +26,7 @@ LEDGERSTREAM_SERVICES = {"secrets-init", "topics", "keygen", "signer", "signer-s
                          "index", "dashboard", "dev-tsa"}
 #: the Kafka role each service's clients authenticate as (volume creds-<role>)
 KAFKA_ROLES = {"topics": "admin", "signer": "signer", "signer-standby": "signer", "verifier-v1": "verifier",
-               "verifier-v2": "verifier", "index": "reader", "dashboard": "reader"}
+               "verifier-v2": "verifier", "index": "verifier", "dashboard": "reader"}
 
 
 @pytest.fixture(scope="module")
@@ -138,11 +138,12 @@ def test_private_key_reaches_only_the_signers(services: dict[str, Any]) -> None:
 
 def test_each_verifier_alert_key_reaches_only_that_verifier(services: dict[str, Any]) -> None:
     """Alerts are signed per verifier (issue 19): a verifier that holds another's key could forge
-    its alerts, and a compose verifier without ``--alert-key`` material would exit 2."""
+    its alerts, and a compose verifier without ``--alert-key`` material would exit 2. The index
+    publishes its findings too (issue 17), under its own key."""
     keygen = (ROOT / "docker" / "keygen.sh").read_text()
     trusted = services["dashboard"]["command"]
-    for vid in ("v1", "v2"):
-        name, volume = f"verifier-{vid}", f"verifier-keys-{vid}"
+    for vid, name in (("v1", "verifier-v1"), ("v2", "verifier-v2"), ("index", "index")):
+        volume = f"verifier-keys-{vid}"
         holders = {n for n, s in services.items() if any(str(v).startswith(volume + ":") for v in s.get("volumes", []))}
         assert holders == {"keygen", name}
         command = services[name]["command"]
