@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ledgerstream.core import config
+from ledgerstream.core.verify import TrustedKeys, tsa_ca
 from ledgerstream.index.reads import open_for
 from ledgerstream.tools import replay as rp
 from ledgerstream.tools.ledger_answers import DEFAULT_WAIT
@@ -82,8 +83,8 @@ def read_selection(opts: dict[str, Any], home: Path | None, bootstrap: str | Non
     selection = build_selection(opts["agents"], opts["sessions"], opts["action_types"], opts["since"],
                                 opts["until"], opts["seq_range"], opts["follow_links"])
     server = config.resolve_bootstrap(bootstrap, home_dir)
-    keys = rp.TrustedKeys.load(home_dir, opts["trusted_keys"])
-    ca = rp.tsa_ca(home_dir, opts["tsa_ca"])
+    keys = TrustedKeys.load(home_dir, opts["trusted_keys"])
+    ca = tsa_ca(home_dir, opts["tsa_ca"])
     topics = (config.Topics.with_prefix(opts["topic_prefix"]) if opts["topic_prefix"] is not None
               else config.resolve_topics(home_dir))
     console = console or stderr()

@@ -57,10 +57,14 @@ class MerkleTree:
             pair = levels[level][-2 * HASH_SIZE:]
             level += 1
             if level == len(levels):
-                levels.append(bytearray())
+                levels.append(self._new_level(level))
             levels[level] += sha256(b"\x01" + pair).digest()
             count >>= 1
         return index
+
+    def _new_level(self, level: int) -> bytearray:
+        """Storage for a new level (subclasses may keep it elsewhere, e.g. in a file)."""
+        return bytearray()
 
     def leaf(self, index: int) -> bytes:
         """The leaf hash stored at ``index``."""

@@ -52,6 +52,7 @@ from ledgerstream.core.verify import (CHECKPOINTS, ENTRIES, CheckedCheckpoint, C
                                       CheckerConfig, Finding, SignaturePool, check_checkpoint_record,
                                       check_entries, check_entry)
 from ledgerstream.index.db import get_meta, open_db, set_meta
+from ledgerstream.index.history import IndexHistory
 from ledgerstream.index.paths import IndexPaths
 from ledgerstream.verifier_worker.alerting import alert_id
 from ledgerstream.verifier_worker.store import journal_line
@@ -133,7 +134,7 @@ class IndexCore:
         self.conn = open_db(paths.db)
         try:
             self._check_identity(trust_fingerprint(config), dict(topics) if topics else None)
-            self.checker = self._restore_checker()
+            self.checker = self._restore_checker(fsync)
             # checked, not rejected, not yet integrated nor found foreign: by (seq, entry_hash) the
             # first one (the candidate to become that entry), and the later copies
             self._pending: dict[tuple[int, bytes], CheckedEntry] = {}
@@ -144,6 +145,8 @@ class IndexCore:
             self._notes: dict[int, bytes] = {}
             self.tiles = TileWriter(paths.tiles_dir, checkpoint=self._note, fsync=fsync, height=tile_height)
         except BaseException:
+            if hasattr(self, "history"):
+                self.history.close()
             self.conn.close()
             raise
         try:
@@ -168,15 +171,18 @@ class IndexCore:
             set_meta(self.conn, "topics", topics)
         self.conn.execute("COMMIT")
 
-    def _restore_checker(self) -> Checker:
-        """The Checker as last committed: ``Checker.restore`` over the journal and state a
-        verifier's ``StateStore`` would hold (same records, same ``journal_line`` text)."""
+    def _restore_checker(self, fsync: bool) -> Checker:
+        """The Checker as last committed: its :class:`IndexHistory` cut back to the committed
+        size, then ``Checker.restore`` over the state and the journal records that are not
+        per entry (holes, checkpoint bodies, verified checkpoints: a few per checkpoint)."""
         state = get_meta(self.conn, "checker")
+        self.history = IndexHistory(self.conn, self.paths.history_dir, state["integrated"] if state else 0,
+                                    fsync=fsync)
         if state is None:
-            return Checker(self.config)
+            return Checker(self.config, history=self.history)
         lines = self.conn.execute("SELECT line FROM checker_journal ORDER BY id")
         try:
-            return Checker.restore(self.config, state, (json.loads(line) for (line,) in lines))
+            return Checker.restore(self.config, state, (json.loads(line) for (line,) in lines), history=self.history)
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"the index state in {self.paths.db} is unusable: {exc} (reindex)") from exc
 
@@ -229,6 +235,7 @@ class IndexCore:
 
     def close(self) -> None:
         self.tiles.close()
+        self.history.close()
         self.conn.close()
 
     # --- one batch -------------------------------------------------------------------------
@@ -287,7 +294,8 @@ class IndexCore:
             conn.executemany("INSERT OR IGNORE INTO foreign_records VALUES (?,?,?,?,?,?,?,?,?,?,?)", foreign)
             conn.executemany("INSERT OR IGNORE INTO findings VALUES (?,?,?,?,?,?,?,?,?,?)",
                              [_finding_row(f) for f in findings])
-            conn.executemany("INSERT INTO checker_journal(line) VALUES (?)", [(journal_line(r),) for r in journal])
+            conn.executemany("INSERT INTO checker_journal(line) VALUES (?)",  # the history keeps the rest
+                             [(journal_line(r),) for r in journal if "e" not in r and "g" not in r])
             set_meta(conn, "checker", state)
             set_meta(conn, "indexed_size", ch.tree.size)
             set_meta(conn, "next_offset", dict(ch.next_offset))
@@ -298,10 +306,12 @@ class IndexCore:
             set_meta(conn, "tiles_size", self.tiles_size)
             if findings:
                 self.on_findings(list(findings))  # at least once: before the commit point
+            self.history.sync()  # its files never fall behind the state the commit records
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        self.history.committed()
         self.foreign += len(foreign)
         result.foreign = len(foreign)
 

@@ -28,7 +28,16 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from ledgerstream.core.errors import ConfigError
+
+
+class IndexOutdated(ConfigError):
+    """The index on disk cannot be continued (an older layout, files missing): it is a derived
+    view, so ``index run`` rebuilds it from Kafka (``--reindex``) instead of stopping."""
+
+
+#: 2: the Checker's per-entry state lives in index/history.py's files, not in checker_journal
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -186,10 +195,8 @@ def open_db(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     elif version != SCHEMA_VERSION:
         conn.execute("ROLLBACK")
         conn.close()
-        from ledgerstream.core.errors import ConfigError
-
-        raise ConfigError(f"{path} has index schema version {version}, this version writes {SCHEMA_VERSION}: "
-                          "delete the index (index run --reindex) to rebuild it from Kafka")
+        raise IndexOutdated(f"{path} has index schema version {version}, this version writes {SCHEMA_VERSION}: "
+                            "delete the index (index run --reindex) to rebuild it from Kafka")
     conn.execute("COMMIT")
     return conn
 

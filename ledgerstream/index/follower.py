@@ -39,6 +39,7 @@ from ledgerstream.core.tiles import CHECKPOINT_FILE, LOCK_FILE as TILES_LOCK_FIL
 from ledgerstream.core.verify import CHECKPOINTS, ENTRIES, SWITCH_INTERVAL, CheckerConfig, SignaturePool
 from ledgerstream.core.watchdog import Watchdog
 from ledgerstream.index.core import FindingsHook, IndexCore, Record, log_findings
+from ledgerstream.index.db import IndexOutdated
 from ledgerstream.index.paths import IndexPaths
 from ledgerstream.verifier_worker.store import write_json_atomic
 
@@ -77,6 +78,7 @@ def reset_index(paths: IndexPaths) -> None:
     """``--reindex``: delete the database and the tiles (only what the index writes there)."""
     for suffix in ("", "-wal", "-shm"):
         Path(f"{paths.db}{suffix}").unlink(missing_ok=True)
+    shutil.rmtree(paths.history_dir, ignore_errors=True)
     tiles = paths.tiles_dir
     if tiles.is_dir():
         unknown = [p.name for p in tiles.iterdir() if p.name not in ("tile", CHECKPOINT_FILE, TILES_LOCK_FILE)
@@ -114,9 +116,12 @@ class IndexFollower:
                 log.info("reindex: deleting %s and the tiles in %s", s.paths.db, s.paths.tiles_dir)
                 reset_index(s.paths)
             interpreter.tune(SWITCH_INTERVAL)  # the signature pool's thread gets the GIL back quickly
-            self.core = IndexCore(s.paths, s.checker, on_findings=s.on_findings,
-                                  signatures=SignaturePool(pool, s.threads), fsync=s.fsync,
-                                  topics={ENTRIES: s.topics.entries, CHECKPOINTS: s.topics.checkpoints})
+            try:
+                self.core = self._open_core(pool)
+            except IndexOutdated as exc:  # a derived view: rebuild it rather than stop
+                log.warning("rebuilding the index from Kafka: %s", exc)
+                reset_index(s.paths)
+                self.core = self._open_core(pool)
             core = self.core
             self._progress_size, self._progress_at = core.indexed_size, time.monotonic()
             consumer, ends = self._open_consumer(core.next_offset)
@@ -241,6 +246,11 @@ class IndexFollower:
                          core.indexed_size, rate, core.tiles_size, core.foreign, core.next_offset)
             self._progress_at, self._progress_size = now, core.indexed_size
         self._write_status()
+
+    def _open_core(self, pool: ThreadPoolExecutor) -> IndexCore:
+        s = self.s
+        return IndexCore(s.paths, s.checker, on_findings=s.on_findings, signatures=SignaturePool(pool, s.threads),
+                         fsync=s.fsync, topics={ENTRIES: s.topics.entries, CHECKPOINTS: s.topics.checkpoints})
 
     def _write_status(self, *, force: bool = False, running: bool = True) -> None:
         now = time.monotonic()

@@ -7,6 +7,7 @@ from pathlib import Path
 INDEX_DIR = "index"
 TILES_DIR = "tiles"
 DB_FILE = "index.sqlite"
+HISTORY_DIR = "history"
 STATUS_FILE = "status.json"
 LOCK_FILE = "lock"
 
@@ -22,6 +23,11 @@ class IndexPaths:
     @classmethod
     def of(cls, home: Path, *, index_dir: Path | None = None, tiles_dir: Path | None = None) -> "IndexPaths":
         return cls(Path(index_dir or home / INDEX_DIR).resolve(), Path(tiles_dir or home / TILES_DIR).resolve())
+
+    @property
+    def history_dir(self) -> Path:
+        """The Checker's per-entry hashes and Merkle levels (index/history.py)."""
+        return self.index_dir / HISTORY_DIR
 
     @property
     def db(self) -> Path:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ledgerstream.core import codec, mldsa, records
+from ledgerstream.core.verify import TrustedKeys
 from ledgerstream.signer_worker.sequencer import Sequencer, Source
 from ledgerstream.signer_worker.state import LedgerState
 from ledgerstream.tools import replay as rp
@@ -59,8 +60,8 @@ def key() -> mldsa.PrivateKey:
 
 
 @pytest.fixture(scope="module")
-def keys(key: mldsa.PrivateKey) -> rp.TrustedKeys:
-    trusted = rp.TrustedKeys()
+def keys(key: mldsa.PrivateKey) -> TrustedKeys:
+    trusted = TrustedKeys()
     trusted.by_id[key.public_key().key_id] = key.public_key()
     trusted.sources[key.public_key().key_id] = "test"
     return trusted
@@ -84,7 +85,7 @@ def three_agent_ledger(key: mldsa.PrivateKey) -> tuple[SyntheticLedger, dict[str
     return led, ids
 
 
-def replay(led: SyntheticLedger, keys: rp.TrustedKeys, selection: rp.Selection,
+def replay(led: SyntheticLedger, keys: TrustedKeys, selection: rp.Selection,
            entries: list[tuple[int, bytes]] | None = None) -> tuple[rp.Ledger, list[rp.EntryReport]]:
     stream = entries if entries is not None else led.entries
     ledger = rp.build_ledger(stream, led.checkpoints, selection, keys)

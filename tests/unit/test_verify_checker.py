@@ -527,3 +527,37 @@ def test_checked_entries_can_be_integrated_by_another_checker() -> None:
     assert [f.kind.value for f in direct.feed_entries(entries)] == ["bad_signature"]
     assert (integrating.position, integrating.tree.root()) == (direct.position, direct.tree.root())
     assert integrating.position == ledger.b.seq
+
+
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_the_index_checker_on_disk_finds_what_the_in_memory_one_finds(name: str, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ledger index runs the Checker over index/history.py (hashes and Merkle levels in
+    files, events and agent heads in SQLite) and reopens it from disk after every batch of 3
+    records, as after a crash: the same findings, in order, as one in-memory Checker, and the
+    same tree."""
+    from ledgerstream.index import history
+    from ledgerstream.index.core import IndexCore
+    from ledgerstream.index.paths import IndexPaths
+
+    monkeypatch.setattr(history, "TAIL_BYTES", 3 * 32)  # most reads come from the files
+    inject, _ = FAULTS[name]
+    ledger = clean_prefix()
+    inject(ledger)
+    continue_honestly(ledger)
+    memory = Checker(config())
+    want = [f.kind.value for topic, offset, raw in ledger.records for f in memory.feed(topic, offset, raw)]
+    got: list[str] = []
+    for start in range(0, len(ledger.records), 3):
+        core = IndexCore(IndexPaths.of(tmp_path), config(), fsync=False)
+        try:
+            got += [f.kind.value for f in core.process(ledger.records[start:start + 3]).findings]
+        finally:
+            core.close()
+    core = IndexCore(IndexPaths.of(tmp_path), config(), fsync=False)
+    try:
+        assert got == want and got
+        assert core.checker.tree.size == memory.tree.size and core.checker.tree.root() == memory.tree.root()
+        assert core.checker.head_hash == memory.head_hash
+    finally:
+        core.close()

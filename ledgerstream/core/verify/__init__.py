@@ -27,14 +27,15 @@ integrated) until the next entry confirms its place.
 
 Modules, one concern each: ``findings`` (taxonomy, Finding, Stats), ``trust`` (keys, TSA CA,
 approvers), ``entries`` (the per-entry rule), ``signatures`` (batched step [3]),
-``checkpoints`` (one checkpoint record), ``links`` (step [8]'s rule), ``checker`` (chain
-state), ``liveness``. Import from here: these names are the public surface.
+``checkpoints`` (one checkpoint record), ``links`` (step [8]'s rule), ``history`` (what is
+remembered per entry), ``checker`` (chain state), ``liveness``. Import from here: these names are the public surface.
 """
 from __future__ import annotations
 from ledgerstream.core.verify.checker import STATE_VERSION, Checker
 from ledgerstream.core.verify.checkpoints import CheckedCheckpoint, check_checkpoint_record
 from ledgerstream.core.verify.entries import CheckedEntry, SignatureCheck, check_entry, precheck_entry, settle_signature
 from ledgerstream.core.verify.findings import CHECKPOINTS, ENTRIES, REJECTING, SEVERITY, Finding, Kind, Severity, Stats
+from ledgerstream.core.verify.history import AgentHead, History, MemoryHistory
 from ledgerstream.core.verify.links import (CallGraph, Edge, links_answer_problem, names_earlier_entry,
                                             resolved_link_problem)
 from ledgerstream.core.verify.liveness import LivenessSample, StallMonitor
@@ -43,7 +44,7 @@ from ledgerstream.core.verify.signatures import (PIPELINE_CHUNK, SWITCH_INTERVAL
 from ledgerstream.core.verify.trust import CheckerConfig, TrustedKeys, checker_config, find_policy, tsa_ca
 
 __all__ = [
-    "CHECKPOINTS", "ENTRIES", "PIPELINE_CHUNK", "REJECTING", "SEVERITY", "STATE_VERSION", "SWITCH_INTERVAL",
+    "AgentHead", "History", "MemoryHistory", "CHECKPOINTS", "ENTRIES", "PIPELINE_CHUNK", "REJECTING", "SEVERITY", "STATE_VERSION", "SWITCH_INTERVAL",
     "CallGraph", "CheckedCheckpoint", "CheckedEntry", "Checker", "CheckerConfig", "Edge", "Finding", "Kind",
     "LivenessSample", "Severity", "SignatureCheck", "SignaturePool", "StallMonitor", "Stats", "TrustedKeys",
     "check_checkpoint_record", "check_entries", "check_entry", "check_raw_signatures", "checker_config",

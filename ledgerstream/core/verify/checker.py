@@ -14,6 +14,7 @@ from ledgerstream.core.timestamp import verify_timestamp
 from ledgerstream.core.verify.checkpoints import CheckedCheckpoint, check_checkpoint_record
 from ledgerstream.core.verify.entries import CheckedEntry, check_entry, entry_located
 from ledgerstream.core.verify.findings import CHECKPOINTS, ENTRIES, Finding, Kind, Stats, at_offset
+from ledgerstream.core.verify.history import History, MemoryHistory
 from ledgerstream.core.verify.links import (CallGraph, Edge, PendingLink, links_answer_problem, names_earlier_entry,
                                             resolved_link_problem)
 from ledgerstream.core.verify.signatures import SignaturePool, check_entries
@@ -49,19 +50,20 @@ class Checker:
     already processed are skipped, so redelivery after a restart is harmless.
     """
 
-    def __init__(self, config: CheckerConfig, on_adopt: Callable[[CheckedEntry], None] | None = None) -> None:
+    def __init__(self, config: CheckerConfig, on_adopt: Callable[[CheckedEntry], None] | None = None,
+                 history: History | None = None) -> None:
         """``on_adopt``: called with each record as it becomes entry ``seq`` of the ledger
-        (in seq order), for readers that need to know which record that is (``core/adoption.py``)."""
+        (in seq order), for readers that need to know which record that is (``core/adoption.py``).
+        ``history``: where per-entry state lives (default: memory); a persistent one also
+        keeps the call graph's edges out of memory (only their counts are kept)."""
         self.config = config
         self.on_adopt = on_adopt
         self.stats = Stats()
-        self.graph = CallGraph()
+        self._history: History = history or MemoryHistory()
+        self.graph = CallGraph(keep_edges=not self._history.persistent)
         self.next_offset = {ENTRIES: 0, CHECKPOINTS: 0}
-        self._hashes = bytearray()                     # entry_hash of every integrated seq (zeros: unknown)
         self._gaps: list[tuple[int, int]] = []         # missing seq ranges [first, last]; last's hash is known
-        self._tree = merkle.MerkleTree()
-        self._agents: dict[str, tuple[int, bytes, int]] = {}   # agent -> (next agent_seq, head hash, last seq)
-        self._events: dict[str, tuple[int, str]] = {}          # event_id -> (seq, agent_id)
+        self._tree = self._history.tree
         self._tentative: _Tentative | None = None
         self._candidate: CheckedEntry | None = None
         self._pending: deque[PendingLink] = deque()
@@ -274,7 +276,7 @@ class Checker:
         """Steps [5] and [8] for the new head, against the integrated state."""
         out: list[Finding] = []
         e, seq, agent = c.entry, c.seq, c.agent_id
-        head = self._agents.get(agent)
+        head = self._history.agent(agent)
         want_seq, want_prev = (head[0], head[1]) if head else (0, records.ZERO_HASH)
         got_seq, got_prev = int(e["agent_seq"]), bytes(e["agent_prev_hash"])
         if (got_seq, got_prev) != (want_seq, want_prev):
@@ -301,7 +303,7 @@ class Checker:
         edges, pending, problems = [], [], []
         for link, r in zip(links, resolved):
             relation = link.get("relation", "caused_by")
-            target = self._events.get(r["event_id"])
+            target = self._history.event(r["event_id"])
             if target is not None and target[1] != r["agent_id"]:
                 target = None
             if r["status"] == "resolved":
@@ -334,9 +336,9 @@ class Checker:
         c = t.checked
         e, seq, agent = c.entry, c.seq, c.agent_id
         self._append(seq, c.entry_hash)
-        self._agents[agent] = (int(e["agent_seq"]) + 1, c.entry_hash, seq)
+        self._history.set_agent(agent, (int(e["agent_seq"]) + 1, c.entry_hash, seq))
         event_id = e["action"]["event_id"]
-        self._events[event_id] = (seq, agent)
+        self._history.add_event(event_id, seq, agent)
         self._journal[-1].update(a=agent, ev=event_id, as_=int(e["agent_seq"]))
         for to_seq, to_agent, relation in t.edges:
             self._edge(Edge(seq, agent, to_seq, to_agent, relation))
@@ -352,9 +354,7 @@ class Checker:
 
     def _append(self, seq: int, entry_hash: bytes | None) -> None:
         assert seq == self._tree.size, (seq, self._tree.size)
-        value = entry_hash or records.ZERO_HASH
-        self._hashes += value
-        self._tree.append(merkle.leaf_hash(records.merkle_leaf_input(value)))
+        self._history.append(entry_hash or records.ZERO_HASH)
         self._journal.append({"e": [seq, None if entry_hash is None else entry_hash.hex()]})
 
     def _edge(self, edge: Edge) -> None:
@@ -368,7 +368,7 @@ class Checker:
     def _hash_at(self, seq: int) -> bytes | None:
         if not 0 <= seq < self._tree.size or self._in_hole(seq):
             return None
-        return bytes(self._hashes[seq * 32:(seq + 1) * 32])
+        return self._history.hash_at(seq)
 
     def _in_hole(self, seq: int) -> bool:
         """True for a missing entry whose hash is unknown."""
@@ -539,12 +539,15 @@ class Checker:
         }
 
     @classmethod
-    def restore(cls, config: CheckerConfig, state: Mapping[str, Any], journal: Iterable[Mapping[str, Any]]) -> "Checker":
+    def restore(cls, config: CheckerConfig, state: Mapping[str, Any], journal: Iterable[Mapping[str, Any]],
+                history: History | None = None) -> "Checker":
         """Rebuild a checker from its journal and state, re-checking only the few records
-        kept whole (tentative head, fork candidate, queued checkpoints)."""
+        kept whole (tentative head, fork candidate, queued checkpoints). With a persistent
+        ``history`` (already at the state's size), the journal's per-entry records are not
+        needed: give it only the others (holes, checkpoint bodies, verified checkpoints)."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"verifier state version {state.get('version')} is not {STATE_VERSION}")
-        ch = cls(config)
+        ch = cls(config, history=history)
         for rec in journal:
             ch._replay(rec)
         ch._journal = []
@@ -581,15 +584,17 @@ class Checker:
 
     def _replay(self, rec: Mapping[str, Any]) -> None:
         if "e" in rec:
+            if self._history.persistent:
+                raise ValueError("per-entry journal records given to a checker with a persistent history")
             seq, hex_hash = rec["e"]
             h = None if hex_hash is None else bytes.fromhex(hex_hash)
             self._append(seq, h)
             if "a" in rec:
-                self._agents[rec["a"]] = (rec["as_"] + 1, h, seq)
-                self._events[rec["ev"]] = (seq, rec["a"])
+                self._history.set_agent(rec["a"], (rec["as_"] + 1, h, seq))
+                self._history.add_event(rec["ev"], seq, rec["a"])
         elif "gap" in rec:
             self._gaps.append((rec["gap"][0], rec["gap"][1]))
-        elif "g" in rec:
+        elif "g" in rec and not self._history.persistent:
             self.graph.add(Edge(*rec["g"]))
         elif "b" in rec:
             size, created, body = rec["b"]

@@ -23,12 +23,18 @@ class Edge:
 class CallGraph:
     """The cross-agent call graph built from resolved links; answers who called whom."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_edges: bool = True) -> None:
+        """``keep_edges`` False: count edges by agent pair only (memory independent of the
+        ledger's size; the ledger index stores the edges in its database instead)."""
         self.edges: list[Edge] = []
+        self.keep_edges = keep_edges
+        self.total_edges = 0
         self._pairs: Counter[tuple[str, str]] = Counter()
 
     def add(self, edge: Edge) -> None:
-        self.edges.append(edge)
+        if self.keep_edges:
+            self.edges.append(edge)
+        self.total_edges += 1
         self._pairs[(edge.from_agent, edge.to_agent)] += 1
 
     def edges_of(self, agent_id: str) -> list[Edge]:
@@ -44,7 +50,7 @@ class CallGraph:
     def to_dict(self, limit: int | None = None) -> dict[str, Any]:
         edges = self.edges if limit is None else self.edges[-limit:]
         return {"edges": [e.to_dict() for e in edges], "agents": self.agent_pairs(),
-                "total_edges": len(self.edges)}
+                "total_edges": self.total_edges}
 
 
 @dataclass

@@ -13,13 +13,14 @@ from typing import Any
 
 from ledgerstream.core.errors import ConfigError, TimestampError
 from ledgerstream.core.timestamp import verify_timestamp
+from ledgerstream.core.verify import TrustedKeys
 from ledgerstream.tools import replay as rp
 from ledgerstream.tools.bundle_export import ExportError, export_bundle
 from ledgerstream.tools.report.evidence import WITNESSES_NONE, Period, iso
 from ledgerstream.tools.report.source import Snapshot
 
 
-def index(snapshot: Snapshot, period: Period, keys: rp.TrustedKeys) -> rp.Ledger:
+def index(snapshot: Snapshot, period: Period, keys: TrustedKeys) -> rp.Ledger:
     """The replay index of the snapshot, keeping the bytes of the period's entries."""
     selection = rp.Selection(agents=period.agents, since_us=period.start_us, until_us=period.end_us)
     return rp.build_ledger(snapshot.entries, snapshot.checkpoints, selection, keys)
@@ -47,7 +48,7 @@ def covering_checkpoint(ledger: rp.Ledger, ca_pem: bytes | None) -> dict[str, An
     return None
 
 
-def export_period(ledger: rp.Ledger, period: Period, covering: dict[str, Any] | None, keys: rp.TrustedKeys,
+def export_period(ledger: rp.Ledger, period: Period, covering: dict[str, Any] | None, keys: TrustedKeys,
                   ca_pem: bytes | None, out: Path) -> dict[str, Any]:
     """Write the period's bundle to ``out``; a dict with its path and SHA-256, or with the
     reason there is none (``refused``: entries failed verification)."""
