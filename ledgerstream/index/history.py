@@ -20,8 +20,8 @@ import os
 import sqlite3
 from pathlib import Path
 
-from ledgerstream.core import merkle, records
-from ledgerstream.core.verify import AgentHead
+from ledgerstream.core import merkle
+from ledgerstream.core.verify import AgentHead, MemoryHistory
 from ledgerstream.index.db import IndexOutdated
 
 HASH = 32
@@ -104,34 +104,25 @@ class SpilledTree(merkle.MerkleTree):
         return self._levels  # type: ignore[return-value]
 
 
-class IndexHistory:
-    """The :class:`~ledgerstream.core.verify.History` of the index's Checker."""
+class IndexHistory(MemoryHistory):
+    """The :class:`~ledgerstream.core.verify.History` of the index's Checker: MemoryHistory's
+    rules over files and the database."""
 
     persistent = True
 
     def __init__(self, conn: sqlite3.Connection, directory: Path, size: int, *, fsync: bool = True) -> None:
+        super().__init__()
         directory.mkdir(parents=True, exist_ok=True)
         self._conn = conn
-        self._hashes = SpilledHashes(directory / "hashes", size, fsync=fsync)
+        self._spilled = SpilledHashes(directory / "hashes", size, fsync=fsync)
         try:
-            self._tree = SpilledTree(directory, size, fsync=fsync)
+            self._spilled_tree = SpilledTree(directory, size, fsync=fsync)
         except BaseException:
-            self._hashes.close()
+            self._spilled.close()
             raise
-        self._events: dict[str, tuple[int, str]] = {}   # integrated since the last commit
-        self._agents: dict[str, AgentHead] = {}         # cache; authoritative for uncommitted heads
-        self._uncommitted_agents: set[str] = set()
-
-    @property
-    def tree(self) -> merkle.MerkleTree:
-        return self._tree
-
-    def append(self, entry_hash: bytes) -> None:
-        self._hashes += entry_hash
-        self._tree.append(merkle.leaf_hash(records.merkle_leaf_input(entry_hash)))
-
-    def hash_at(self, seq: int) -> bytes:
-        return self._hashes[seq * HASH:(seq + 1) * HASH]
+        self._hashes, self._tree = self._spilled, self._spilled_tree  # type: ignore[assignment]
+        # self._events: events integrated since the last commit (not yet rows);
+        # self._agents: a cache of agent heads, authoritative for those not yet committed
 
     def event(self, event_id: str) -> tuple[int, str] | None:
         known = self._events.get(event_id)
@@ -141,9 +132,6 @@ class IndexHistory:
             "SELECT seq, agent_id FROM entries WHERE event_id = ?1 OR event_id_reused = ?1 ORDER BY seq DESC LIMIT 1",
             (event_id,)).fetchone()
         return None if row is None else (int(row[0]), row[1])
-
-    def add_event(self, event_id: str, seq: int, agent_id: str) -> None:
-        self._events[event_id] = (seq, agent_id)
 
     def agent(self, agent_id: str) -> AgentHead | None:
         head = self._agents.get(agent_id)
@@ -155,25 +143,20 @@ class IndexHistory:
             head = self._agents[agent_id] = (int(row[0]) + 1, bytes(row[1]), int(row[2]))
         return head
 
-    def set_agent(self, agent_id: str, head: AgentHead) -> None:
-        self._agents[agent_id] = head
-        self._uncommitted_agents.add(agent_id)
-
     # --- commit protocol (index/core.py) ------------------------------------------------------------
     def sync(self) -> None:
         """Make every appended hash durable: called before the database commit."""
-        self._hashes.sync()
-        for level in self._tree.spilled_levels():
+        self._spilled.sync()
+        for level in self._spilled_tree.spilled_levels():
             level.sync()
 
     def committed(self) -> None:
         """The batch's rows are in the database now: drop what they answer."""
         self._events.clear()
-        self._uncommitted_agents.clear()
         if len(self._agents) > AGENT_CACHE:
             self._agents.clear()
 
     def close(self) -> None:
-        self._hashes.close()
-        for level in self._tree.spilled_levels():
+        self._spilled.close()
+        for level in self._spilled_tree.spilled_levels():
             level.close()

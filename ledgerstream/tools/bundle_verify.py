@@ -20,7 +20,7 @@ from cryptography import x509
 from ledgerstream.core import merkle, mldsa, records
 from ledgerstream.core.errors import ConfigError, DecodeError, VerificationError
 from ledgerstream.core.timestamp import verify_timestamp
-from ledgerstream.core.verify import links_answer_problem, names_earlier_entry, resolved_link_problem
+from ledgerstream.core.verify import CheckedEntry, Checker, CheckerConfig, Finding, Kind
 from ledgerstream.tools import bundle_format as bf
 from ledgerstream.tools.bundle_zip import UNREADABLE, ZipLimitError, ZipLimits, ZipMembers, read_members
 
@@ -31,6 +31,8 @@ CHECKS = ("zip", "manifest", "structure", "schema", "key", "checkpoint", "timest
 #: selection.json's fields, and those of its "selection" object (tools/replay.py Selection.describe)
 SELECTION_FIELDS = {"selection", "redacted_payloads", "entries", "origin", "exported_at", "exporter"}
 FILTER_FIELDS = {"agents", "sessions", "action_types", "since", "until", "seq_from", "seq_to", "follow_links"}
+#: the report check a core finding about the bundled entries counts against (others: "chain")
+_CORE_CHECK = {Kind.LINK_MISMATCH: "links", Kind.LINK_DANGLING: "links"}
 
 
 @dataclass
@@ -496,34 +498,24 @@ class _Verifier:
         self.r.good("inclusion")
 
     def _chain(self, decoded: dict[int, dict[str, Any]], main: _Checkpoint) -> None:
-        """Where neighbours are both bundled, their links must hold (and the head must match)."""
-        for seq, rec in decoded.items():
-            prev = decoded.get(seq - 1)
-            if prev is not None:
-                if bytes(rec["prev_hash"]) != bytes(prev["entry_hash"]):
-                    self.r.bad("chain", bf.entry_avro(seq), f"prev_hash is not the entry_hash of seq {seq - 1}")
-                else:
-                    self.r.good("chain")
-            if seq == main.size - 1:
-                if bytes(rec["entry_hash"]) != main.chain_head:
-                    self.r.bad("chain", bf.entry_avro(seq), "entry_hash is not the checkpoint's chain-head")
-                else:
-                    self.r.good("chain")
-        for seq, rec in decoded.items():  # where the chains start, their links are zero
-            if seq == 0 and bytes(rec["prev_hash"]) != records.ZERO_HASH:
-                self.r.bad("chain", bf.entry_avro(seq), "prev_hash of seq 0 is not 32 zero bytes")
-            if rec["agent_seq"] == 0 and bytes(rec["agent_prev_hash"]) != records.ZERO_HASH:
-                self.r.bad("chain", bf.entry_avro(seq), f"agent_prev_hash of {rec['action']['agent_id']}'s first entry "
-                                                       "is not 32 zero bytes")
-        by_agent = {(r["action"]["agent_id"], r["agent_seq"]): r for r in decoded.values()}
-        for (agent, agent_seq), rec in by_agent.items():
-            prev = by_agent.get((agent, agent_seq - 1))
-            if prev is None:
-                continue
-            if prev["seq"] >= rec["seq"] or bytes(rec["agent_prev_hash"]) != bytes(prev["entry_hash"]):
-                self.r.bad("chain", bf.entry_avro(rec["seq"]), f"agent chain of {agent} broken after seq {prev['seq']}")
-            else:
-                self.r.good("chain")
+        """The core's chain rule (core/verify/ steps [4], [5], [8]) over the bundled entries, a
+        ledger with gaps where the selection is sparse: chains and agent chains must hold where
+        neighbours are bundled and start from zero, resolved links must name the entry (and,
+        for a target its successor's ``prev_hash`` names, its hash); and the entry at the
+        checkpoint's head must be its chain head."""
+        findings: list[Finding] = []
+        checker = Checker(CheckerConfig(trusted_keys={}, link_grace_seconds=None, link_grace_entries=2 ** 62))
+        for seq, rec in sorted(decoded.items()):
+            checked = CheckedEntry(seq, b"", rec, bytes(rec["entry_hash"]))
+            findings += [f for f in checker.feed_checked([checked]) if f.kind is not Kind.GAP]
+        for f in findings:
+            self.r.bad(_CORE_CHECK.get(f.kind, "chain"), bf.entry_avro(f.seq_from), f.detail)
+        broken = {f.seq_from for f in findings}
+        self.r.good("chain", sum(seq not in broken for seq in decoded))
+        self.r.good("links", sum(1 for seq, r in decoded.items() if r.get("resolved_links") and seq not in broken))
+        head = decoded.get(main.size - 1)
+        if head is not None and bytes(head["entry_hash"]) != main.chain_head:
+            self.r.bad("chain", bf.entry_avro(main.size - 1), "entry_hash is not the checkpoint's chain-head")
 
     # 11 ----------------------------------------------------------------------------------------
     def _selection(self, main: _Checkpoint) -> bool:
@@ -552,34 +544,15 @@ class _Verifier:
 
     # 12 ----------------------------------------------------------------------------------------
     def _links(self, decoded: dict[int, dict[str, Any]], follow_links: bool) -> None:
-        """Cross-agent links, by the core's rule (core/verify/), wherever their target is
-        bundled; with ``follow_links`` every resolved target must be bundled."""
-        events = {(r["action"]["agent_id"], r["action"]["event_id"]): (seq, bytes(r["entry_hash"]))
-                  for seq, r in decoded.items()}
+        """A ``--follow-links`` bundle holds every resolved link's target (the links themselves
+        are checked by the core's rule in :meth:`_chain`)."""
+        if not follow_links:
+            return
         for seq, rec in sorted(decoded.items()):
-            problems = [p for p in [links_answer_problem(rec)] if p]
-            for r in ([] if problems else rec.get("resolved_links") or []):
-                if r["status"] == "pending":
-                    continue  # allowed within the grace period; nothing in the bundle to compare
-                if r["status"] != "resolved":
-                    problems.append(f"link to {r['agent_id']}/{r['event_id']} has unknown status {r['status']!r}")
-                    continue
-                target = events.get((r["agent_id"], r["event_id"]))
-                if target is None and r["seq"] not in decoded:
-                    if follow_links:
-                        problems.append(f"link target {r['agent_id']}/{r['event_id']} (seq {r['seq']}) is not in "
-                                        "this --follow-links bundle")
-                    elif not names_earlier_entry(seq, r):
-                        problems.append(f"resolved link to {r['agent_id']}/{r['event_id']} names no earlier "
-                                        f"entry (seq {r['seq']})")
-                    continue
-                problem = resolved_link_problem(seq, r, target)
-                if problem:
-                    problems.append(problem.replace("not in the ledger", "not in the bundle"))
-            for problem in problems:
-                self.r.bad("links", bf.entry_avro(seq), problem)
-            if not problems and rec.get("resolved_links"):
-                self.r.good("links")
+            for r in rec.get("resolved_links") or []:
+                if r["status"] == "resolved" and r["seq"] is not None and r["seq"] not in decoded:
+                    self.r.bad("links", bf.entry_avro(seq), f"link target {r['agent_id']}/{r['event_id']} "
+                                                            f"(seq {r['seq']}) is not in this --follow-links bundle")
 
     def _json(self, name: str, check: str, keys: set[str]) -> dict[str, Any] | None:
         data = self.m[name]

@@ -39,8 +39,8 @@ def errors(decoded: dict[int, dict[str, Any]], keep: list[int], *, follow: bool 
         members[bf.SELECTION] = bf.canonical(selection)
     v = _Verifier(members, report, None, None)
     part = {s: decoded[s] for s in keep}
-    v._chain(part, MAIN)
-    v._links(part, follow)
+    v._chain(part, MAIN)  # the core's rule
+    v._links(part, follow)  # completeness of a --follow-links bundle
     if selection is not None:
         v._selection(MAIN)
     return report.errors
@@ -82,7 +82,7 @@ def test_a_follow_links_bundle_must_hold_every_link_target() -> None:
 def test_chain_starts_must_be_zero() -> None:
     decoded = chain(mutate_first=lambda e: e.update(prev_hash=b"\x01" * 32, agent_prev_hash=b"\x02" * 32))
     details = [e["detail"] for e in errors(decoded, [0])]
-    assert any("prev_hash of seq 0" in d for d in details)
+    assert any("entry 0: prev_hash is not 32 zero bytes" in d for d in details)
     assert any("agent_prev_hash of planner's first entry" in d for d in details)
 
 
@@ -107,3 +107,13 @@ def test_selection_json_is_exact(change, expected: str) -> None:
     found = [e for e in errors(decoded, [0, 1, 2], selection=doc) if e["check"] == "selection"]
     assert found and expected in found[0]["detail"], found
 
+
+
+def test_a_link_into_a_one_entry_gap_is_checked_against_the_hash_its_successor_names() -> None:
+    """Bundle [0, 2]: seq 1 (the writer's link target) is missing, but seq 2's prev_hash names
+    its hash, so the link's entry_hash is still compared (the core once called every such link
+    a link_mismatch, which kept verify-bundle on its own copy of the rule)."""
+    assert errors(chain(), [0, 2]) == []
+    decoded = chain(mutate_link=_link("entry_hash", bytes(32)))
+    found = errors(decoded, [0, 2])
+    assert [e["check"] for e in found] == ["links"] and "different entry_hash" in found[0]["detail"], found

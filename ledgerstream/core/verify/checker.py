@@ -260,7 +260,9 @@ class Checker:
                             expected=known, got=h, key_id=c.entry["key_id"], **where)
 
     def _chain_break(self, c: CheckedEntry, parent: bytes) -> Finding:
-        return Finding.make(Kind.CHAIN_BREAK, f"entry {c.seq}: prev_hash does not link to entry {c.seq - 1}",
+        detail = (f"entry {c.seq}: prev_hash does not link to entry {c.seq - 1}" if c.seq else
+                  "entry 0: prev_hash is not 32 zero bytes (the chain starts from zero)")
+        return Finding.make(Kind.CHAIN_BREAK, detail,
                             seq=c.seq, agent_id=c.agent_id, expected=parent, got=bytes(c.entry["prev_hash"]),
                             **at_offset(c.offset, ENTRIES))
 
@@ -282,8 +284,10 @@ class Checker:
         if (got_seq, got_prev) != (want_seq, want_prev):
             explained = got_seq > want_seq and self._gap_after(head[2] if head else -1)
             if not explained:
-                out.append(Finding.make(Kind.AGENT_CHAIN_BREAK, f"entry {seq}: the chain of agent {agent} does not "
-                                        f"continue (agent_seq {got_seq}, expected {want_seq})",
+                detail = (f"entry {seq}: the chain of agent {agent} does not continue (agent_seq {got_seq}, "
+                          f"expected {want_seq})" if (got_seq, want_seq) != (0, 0) else
+                          f"entry {seq}: agent_prev_hash of {agent}'s first entry is not 32 zero bytes")
+                out.append(Finding.make(Kind.AGENT_CHAIN_BREAK, detail,
                                         expected_agent_seq=want_seq, got_agent_seq=got_seq,
                                         expected=want_prev, got=got_prev, **entry_located(c)))
         edges, pending, problems = self._check_links(e)
@@ -322,8 +326,10 @@ class Checker:
         return edges, pending, problems
 
     def _resolved_problem(self, seq: int, r: Mapping[str, Any], target: tuple[int, str] | None) -> str | None:
-        if names_earlier_entry(seq, r) and self._in_hole(r["seq"]):
-            return None  # the target is in a reported gap: nothing to compare
+        if names_earlier_entry(seq, r) and self._in_gap(r["seq"]):
+            # the target is missing (a reported gap): only its hash may be known, from its successor
+            known = self._hash_at(r["seq"])
+            return None if known is None else resolved_link_problem(seq, r, (r["seq"], known))
         return resolved_link_problem(seq, r, None if target is None else (target[0], self._hash_at(target[0])))
 
     def _finalize_tentative(self) -> None:
@@ -369,6 +375,10 @@ class Checker:
         if not 0 <= seq < self._tree.size or self._in_hole(seq):
             return None
         return self._history.hash_at(seq)
+
+    def _in_gap(self, seq: int) -> bool:
+        """True for a missing entry (a placeholder), whether its hash is known or not."""
+        return any(first <= seq <= last for first, last in self._gaps)
 
     def _in_hole(self, seq: int) -> bool:
         """True for a missing entry whose hash is unknown."""
