@@ -23,18 +23,23 @@ from ledgerstream.core.errors import ConfigError
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="ZIP file to write.")
 @click.option("--redact-payloads", is_flag=True,
               help="Keep payload_hash but drop payload and salt (everything still verifies).")
+@click.option("--policy", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Policy file whose approvals section names the approvers, bundled when entries carry "
+                   "approvals [default: HOME/policy.yaml|yml|json if present].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @bootstrap_option
 @home_option
-def export_bundle(out: Path, redact_payloads: bool, as_json: bool, bootstrap: str | None, home: Path | None,
-                  **opts: Any) -> None:
+def export_bundle(out: Path, redact_payloads: bool, policy: Path | None, as_json: bool, bootstrap: str | None,
+                  home: Path | None, **opts: Any) -> None:
     """Write a self-contained, offline-verifiable evidence bundle of the selected entries.
 
     The ZIP holds the entries as written (plus JSON renderings), the signed checkpoint that
     covers them with its RFC 3161 token(s), an inclusion proof per entry, consistency
-    proofs from the checkpoints that first published them, the signer key(s), the TSA CA
-    and the Avro schemas (docs/bundle-format.md). Entries failing verification are refused.
+    proofs from the checkpoints that first published them, the signer key(s), the TSA CA,
+    the Avro schemas and, when entries carry approvals, the approver keys (docs/bundle-format.md).
+    Entries failing verification are refused.
     """
+    from ledgerstream.core.verify import load_approvers
     from ledgerstream.tools.bundle_export import ExportError, export_bundle as build
 
     result = load_selection(opts, home, bootstrap)
@@ -42,7 +47,7 @@ def export_bundle(out: Path, redact_payloads: bool, as_json: bool, bootstrap: st
         raise ConfigError("a bundle needs the TSA CA: pass --tsa-ca PEM (dev stack: HOME/tsa/ca.pem)")
     try:
         done = build(result["ledger"], result["reports"], result["keys"], result["tsa_ca"], result["selection"],
-                     out, redact=redact_payloads)
+                     out, redact=redact_payloads, approvers=load_approvers(result["home"], policy))
     except ExportError as exc:
         info(f"error: {exc}")
         for problem in exc.problems:
@@ -73,19 +78,27 @@ def export_bundle(out: Path, redact_payloads: bool, as_json: bool, bootstrap: st
 @click.option("--require-pinned", is_flag=True,
               help="Fail unless the signer key is pinned with --trusted-key (a bundle re-signed end to end with "
                    "another key verifies against its own keys).")
+@click.option("--policy", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Pin the approvers (this policy file's approvals section); without it the bundle's "
+                   "approvers.json is trusted.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def verify_bundle(bundle: Path, trusted_keys: tuple[Path, ...], tsa_ca: Path | None, require_pinned: bool,
-                  as_json: bool) -> None:
+                  policy: Path | None, as_json: bool) -> None:
     """Verify an evidence bundle offline (no Kafka): manifest, hashes, signatures, proofs, tokens.
 
     Any modified, missing or added byte fails, with the check and member that failed.
     Exit status: 0 the bundle verifies, 1 it does not, 2 usage error.
     """
+    from ledgerstream.producers.policy import Policy
     from ledgerstream.tools.bundle_verify import verify_bundle as verify
 
+    approvers = Policy.from_file(policy).approvers if policy else None
+    if policy and approvers is None:
+        raise ConfigError(f"{policy} has no approvals section: nothing to pin")
     try:
         report = verify(bundle, trusted_keys=[_read_pem(p) for p in trusted_keys] if trusted_keys else None,
-                        tsa_ca_pem=_read_pem(tsa_ca) if tsa_ca else None, require_pinned=require_pinned)
+                        tsa_ca_pem=_read_pem(tsa_ca) if tsa_ca else None, require_pinned=require_pinned,
+                        approvers=approvers)
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc}") from exc
     if as_json:
@@ -114,6 +127,9 @@ def _render(console: Console, doc: dict[str, Any], *, pinned: bool, ca_pinned: b
                       + ", ".join(f"timestamped {t['gen_time']} by {t['tsa']}" for t in cp.get("timestamps", [])))
     for k in doc["keys"]:
         console.print(f"signer key {k['key_id']} ({k['source']})")
+    if doc.get("approvers"):
+        a = doc["approvers"]
+        console.print(f"approvers: {a['m']} of {', '.join(a['approvers'])} ({a['source']})")
     if doc["tsa_ca"]:
         console.print(f"TSA CA sha256 {doc['tsa_ca']['sha256']} ({doc['tsa_ca']['source']}): "
                       + "; ".join(doc["tsa_ca"]["subjects"]))

@@ -17,6 +17,7 @@ from ledgerstream.cli.alerts import alert_rows
 from ledgerstream.cli.replay import entry_json, summary
 from ledgerstream.cli.selection import load_selection, read_selection
 from ledgerstream.core.errors import ConfigError
+from ledgerstream.core.verify import load_approvers
 from ledgerstream.mcp.server_config import ServeConfig
 from ledgerstream.tools import ledger_answers
 from ledgerstream.tools import replay as rp
@@ -93,7 +94,7 @@ def export_bundle(cfg: ServeConfig, out_path: str, *, agent_id: str | None = Non
     if result["tsa_ca"] is None:
         raise ConfigError("a bundle needs the TSA CA: start the server with --tsa-ca PEM (dev stack: HOME/tsa/ca.pem)")
     done = build_bundle(result["ledger"], result["reports"], result["keys"], result["tsa_ca"], result["selection"],
-                        out, redact=redact_payloads)
+                        out, redact=redact_payloads, approvers=load_approvers(cfg.home, cfg.policy))
     return jsonable({"ok": True, **dataclasses.asdict(done), "redacted_payloads": redact_payloads})
 
 

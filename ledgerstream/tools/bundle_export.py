@@ -26,7 +26,8 @@ from ledgerstream.core.timestamp import verify_timestamp
 from ledgerstream.tools import bundle_format as bf
 from ledgerstream.tools.bundle_readme import render_readme
 from ledgerstream.tools.bundle_verify import verify_bundle
-from ledgerstream.core.verify import TrustedKeys
+from ledgerstream.core.approvals import ApproverSet
+from ledgerstream.core.verify import TrustedKeys, carries_approvals
 from ledgerstream.tools.replay import CheckpointInfo, EntryReport, Ledger, Selection
 
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same evidence gives the same bundle bytes
@@ -53,8 +54,12 @@ class ExportResult:
 
 
 def export_bundle(ledger: Ledger, reports: list[EntryReport], keys: TrustedKeys, tsa_ca_pem: bytes,
-                  selection: Selection, out: Path, *, redact: bool = False) -> ExportResult:
-    """Build, self-verify and atomically write the bundle; ExportError if it cannot be evidence."""
+                  selection: Selection, out: Path, *, redact: bool = False,
+                  approvers: ApproverSet | None = None) -> ExportResult:
+    """Build, self-verify and atomically write the bundle; ExportError if it cannot be evidence.
+
+    ``approvers``: the approver set (HOME's policy), bundled when a selected entry carries
+    approvals so that they can be checked offline; such a selection without one is refused."""
     if not reports:
         raise ConfigError("nothing to export: no entry matches the filters")
     failing = [f"seq {r.row.seq} (offset {r.row.offset}): {name}: {r.checks[name].detail}"
@@ -82,6 +87,7 @@ def export_bundle(ledger: Ledger, reports: list[EntryReport], keys: TrustedKeys,
         _add_entry(members, ledger, r.row.seq, raw, main, redact)
     for key_id in sorted(key_ids):
         members[bf.key_name(key_id)] = mldsa.public_key_pem(keys.get(key_id))
+    _add_approvers(members, reports, approvers)
     members.update(_schemas(fingerprints))
     members[bf.TSA_CA] = bf.canonical_pem(x509.load_pem_x509_certificates(tsa_ca_pem))
     seqs = [r.row.seq for r in sorted(reports, key=lambda r: r.row.seq)]
@@ -107,6 +113,20 @@ def export_bundle(ledger: Ledger, reports: list[EntryReport], keys: TrustedKeys,
     _write_atomic(out, blob)
     return ExportResult(out, hashlib.sha256(manifest).hexdigest(), hashlib.sha256(blob).hexdigest(), len(seqs),
                         len(members), main.tree_size, [size for size, _ in earlier], sorted(key_ids))
+
+
+def _add_approvers(members: dict[str, bytes], reports: list[EntryReport], approvers: ApproverSet | None) -> None:
+    approved = [r.row.seq for r in reports if carries_approvals(r.entry["action"])]
+    if not approved:
+        return
+    if approvers is None:
+        raise ConfigError(f"entries {approved[:10]} carry approvals, and a bundle must carry the approver keys to "
+                          "check them offline: put the policy with its approvals section in HOME/policy.yaml "
+                          "or pass --policy FILE")
+    members[bf.APPROVERS] = bf.canonical({"m": approvers.m, "approvers": {
+        approver: key.key_id for approver, key in sorted(approvers.approvers.items())}})
+    for key in approvers.approvers.values():
+        members[bf.approver_key_name(key.key_id)] = mldsa.public_key_pem(key)
 
 
 def _main_checkpoint(ledger: Ledger, last_seq: int, tsa_ca_pem: bytes) -> CheckpointInfo:

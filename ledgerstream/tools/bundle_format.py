@@ -37,6 +37,8 @@ ENTRY_RE = re.compile(rf"^entries/{_N}\.(avro|json)$")
 INCLUSION_RE = re.compile(rf"^proofs/inclusion/{_N}\.json$")
 CONSISTENCY_RE = re.compile(rf"^proofs/consistency/{_N}-{_N}\.json$")
 KEY_RE = re.compile(r"^keys/([0-9a-f]{64})\.pem$")
+APPROVERS = "approvers.json"  # the approver set that entries' approvals are checked against
+APPROVER_KEY_RE = re.compile(r"^approvers/([0-9a-f]{64})\.pem$")
 SCHEMA_RE = re.compile(r"^schemas/([A-Za-z_][A-Za-z0-9_]*)\.([0-9a-f]{16})\.avsc$")
 
 
@@ -68,6 +70,10 @@ def consistency_name(size1: int, size2: int) -> str:
 
 def key_name(key_id: str) -> str:
     return f"keys/{key_id}.pem"
+
+
+def approver_key_name(key_id: str) -> str:
+    return f"approvers/{key_id}.pem"
 
 
 def schema_name(record_name: str, fp: bytes) -> str:

@@ -20,14 +20,15 @@ from cryptography import x509
 from ledgerstream.core import merkle, mldsa, records
 from ledgerstream.core.errors import ConfigError, DecodeError, VerificationError
 from ledgerstream.core.timestamp import verify_timestamp
-from ledgerstream.core.verify import CheckedEntry, Checker, CheckerConfig, Finding, Kind
+from ledgerstream.core.approvals import ApproverSet, verify_approvals
+from ledgerstream.core.verify import CheckedEntry, Checker, CheckerConfig, Finding, Kind, carries_approvals
 from ledgerstream.tools import bundle_format as bf
 from ledgerstream.tools.bundle_zip import UNREADABLE, ZipLimitError, ZipLimits, ZipMembers, read_members
 
 
 #: check names, in the order they run (the JSON contract's "checks" keys)
 CHECKS = ("zip", "manifest", "structure", "schema", "key", "checkpoint", "timestamp", "consistency",
-          "decode", "entry_hash", "signature", "payload", "inclusion", "chain", "render", "links", "selection")
+          "decode", "entry_hash", "signature", "payload", "approvals", "inclusion", "chain", "render", "links", "selection")
 #: selection.json's fields, and those of its "selection" object (tools/replay.py Selection.describe)
 SELECTION_FIELDS = {"selection", "redacted_payloads", "entries", "origin", "exported_at", "exporter"}
 FILTER_FIELDS = {"agents", "sessions", "action_types", "since", "until", "seq_from", "seq_to", "follow_links"}
@@ -49,6 +50,8 @@ class BundleReport:
     tsa_ca: dict[str, Any] | None = None
     checkpoint: dict[str, Any] | None = None
     signer_key_pinned: bool = False
+    #: the approver set entries' approvals were checked against: {"source", "m", "approvers"}
+    approvers: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -66,7 +69,8 @@ class BundleReport:
                 "checks": {c: {"passed": self.passed[c], "failed": self.failed[c]} for c in CHECKS},
                 "errors": self.errors, "manifest_sha256": self.manifest_sha256,
                 "bundle_sha256": self.bundle_sha256, "keys": self.keys, "tsa_ca": self.tsa_ca,
-                "checkpoint": self.checkpoint, "signer_key_pinned": self.signer_key_pinned}
+                "checkpoint": self.checkpoint, "signer_key_pinned": self.signer_key_pinned,
+                "approvers": self.approvers}
 
 
 @dataclass
@@ -80,10 +84,11 @@ class _Checkpoint:
 
 def verify_bundle(source: Path | bytes, *, trusted_keys: list[bytes] | None = None,
                   tsa_ca_pem: bytes | None = None, limits: ZipLimits = ZipLimits(),
-                  require_pinned: bool = False) -> BundleReport:
+                  require_pinned: bool = False, approvers: ApproverSet | None = None) -> BundleReport:
     """Verify a bundle (path or bytes). ``trusted_keys`` (PEMs) pin the signer keys and
     ``tsa_ca_pem`` the TSA CA; without them the bundle's own are used (and reported as
-    ``signer_key_pinned: false``, an error with ``require_pinned``).
+    ``signer_key_pinned: false``, an error with ``require_pinned``); ``approvers`` pins the
+    approver set (else the bundle's ``approvers.json`` is used, reported as its source).
     ``limits`` bound what an untrusted ZIP may cost (docs/bundle-format.md "Limits")."""
     report = BundleReport(signer_key_pinned=trusted_keys is not None)
     if require_pinned and trusted_keys is None:
@@ -96,7 +101,7 @@ def verify_bundle(source: Path | bytes, *, trusted_keys: list[bytes] | None = No
         members = _read_zip(fh, size, limits, report)  # 1
         if members is None or not _manifest(members, report):  # 2
             return report
-        _Verifier(members, report, trusted_keys, tsa_ca_pem).run()
+        _Verifier(members, report, trusted_keys, tsa_ca_pem, approvers).run()
     return report
 
 
@@ -180,8 +185,9 @@ class _Verifier:
     """Steps 3-9 over the member map."""
 
     def __init__(self, members: Mapping[str, bytes], report: BundleReport, pinned_keys: list[bytes] | None,
-                 pinned_ca: bytes | None) -> None:
+                 pinned_ca: bytes | None, pinned_approvers: ApproverSet | None = None) -> None:
         self.m = members
+        self.approvers = pinned_approvers
         self.r = report
         self.pinned_keys = pinned_keys
         self.pinned_ca = pinned_ca
@@ -194,6 +200,7 @@ class _Verifier:
             return
         self._schemas()  # 4
         self._keys()  # 5
+        self._approvers()  # 5
         self._ca()  # 6
         main = self._checkpoint(bf.checkpoint_prefix(None))  # 7
         if main is None:
@@ -208,10 +215,10 @@ class _Verifier:
         """Every member has a known role; required members are there."""
         ok = True
         for name in sorted(self.m):
-            if name in (bf.MANIFEST, bf.README, bf.SELECTION, bf.TSA_CA):
+            if name in (bf.MANIFEST, bf.README, bf.SELECTION, bf.TSA_CA, bf.APPROVERS):
                 continue
             if not any(rx.fullmatch(name) for rx in (bf.CHECKPOINT_RE, bf.ENTRY_RE, bf.INCLUSION_RE, bf.CONSISTENCY_RE,
-                                                 bf.KEY_RE, bf.SCHEMA_RE)):
+                                                 bf.KEY_RE, bf.SCHEMA_RE, bf.APPROVER_KEY_RE)):
                 self.r.bad("structure", name, "unexpected member (not part of the bundle format)")
                 ok = False
         for name in (bf.README, bf.SELECTION, bf.TSA_CA, bf.CHECKPOINT):
@@ -274,6 +281,61 @@ class _Verifier:
             self.keys[key.key_id] = key
         self.r.keys = [{"key_id": k, "source": "pinned"} for k in sorted(self.keys)]
         self.r.keys += [{"key_id": k, "source": "bundle (not pinned)"} for k in sorted(set(bundled) - set(self.keys))]
+
+    def _approvers(self) -> None:
+        """approvers.json names each approver's key, bundled as approvers/<key_id>.pem; a pinned
+        set (--policy) replaces it as the trust for approvals."""
+        if self.approvers is not None:
+            self._describe_approvers("pinned")
+            return
+        if bf.APPROVERS not in self.m:
+            if any(bf.APPROVER_KEY_RE.fullmatch(n) for n in self.m):
+                self.r.bad("approvals", bf.APPROVERS, "approver keys without approvers.json")
+            return
+        doc = self._json(bf.APPROVERS, "approvals", {"m", "approvers"})
+        if doc is None:
+            return
+        keys: dict[str, mldsa.PublicKey] = {}
+        try:
+            if not isinstance(doc["approvers"], dict):
+                raise ConfigError("'approvers' must map approver ids to key ids")
+            for approver, key_id in sorted(doc["approvers"].items()):
+                name = bf.approver_key_name(str(key_id))
+                if name not in self.m:
+                    raise ConfigError(f"approver {approver}'s key {name} is not bundled")
+                key = mldsa.load_public_key(self.m[name])
+                if key.key_id != key_id or mldsa.public_key_pem(key) != self.m[name]:
+                    raise ConfigError(f"{name} is not the canonical PEM of key {key_id}")
+                keys[approver] = key
+            self.approvers = ApproverSet(keys, doc["m"])
+        except (ConfigError, ValueError, TypeError) as exc:
+            self.r.bad("approvals", bf.APPROVERS, str(exc))
+            return
+        unused = {n for n in self.m if bf.APPROVER_KEY_RE.fullmatch(n)} - {
+            bf.approver_key_name(k.key_id) for k in keys.values()}
+        for name in sorted(unused):
+            self.r.bad("approvals", name, "approver key not named in approvers.json")
+        self._describe_approvers("bundle")
+
+    def _describe_approvers(self, source: str) -> None:
+        assert self.approvers is not None
+        self.r.approvers = {"source": source, "m": self.approvers.m,
+                            "approvers": {a: k.key_id for a, k in sorted(self.approvers.approvers.items())}}
+
+    def _approvals(self, name: str, action: dict[str, Any]) -> None:
+        """Step [9] of the core (``core.approvals.verify_approvals``) against the approver set."""
+        if not carries_approvals(action):
+            return
+        if self.approvers is None:
+            self.r.bad("approvals", name, "the entry carries approvals, and the bundle has no approver set "
+                                          "(approvers.json) to check them against")
+            return
+        try:
+            verify_approvals(action, self.approvers.approvers, self.approvers.m)
+        except VerificationError as exc:
+            self.r.bad("approvals", name, str(exc))
+            return
+        self.r.good("approvals")
 
     def _key(self, key_id: str, member: str) -> mldsa.PublicKey | None:
         key = self.keys.get(key_id)
@@ -440,6 +502,7 @@ class _Verifier:
             self.r.good("entry_hash")
         self._entry_signature(name, rec, computed)
         self._payload(name, rec["action"])
+        self._approvals(name, rec["action"])
         if rec.get("timestamp_token") is not None:
             try:
                 verify_timestamp(bytes(rec["timestamp_token"]), computed, self.ca)

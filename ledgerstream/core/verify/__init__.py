@@ -41,13 +41,15 @@ from ledgerstream.core.verify.links import (CallGraph, Edge, links_answer_proble
 from ledgerstream.core.verify.liveness import LivenessSample, StallMonitor
 from ledgerstream.core.verify.signatures import (PIPELINE_CHUNK, SWITCH_INTERVAL, SignaturePool, check_entries,
                                                  check_raw_signatures, raw_signature_check)
-from ledgerstream.core.verify.trust import CheckerConfig, TrustedKeys, checker_config, find_policy, tsa_ca
+from ledgerstream.core.verify.entries import carries_approvals
+from ledgerstream.core.verify.trust import (CheckerConfig, TrustedKeys, checker_config, find_policy, load_approvers,
+                                            tsa_ca)
 
 __all__ = [
     "AgentHead", "History", "MemoryHistory", "CHECKPOINTS", "ENTRIES", "PIPELINE_CHUNK", "REJECTING", "SEVERITY", "STATE_VERSION", "SWITCH_INTERVAL",
     "CallGraph", "CheckedCheckpoint", "CheckedEntry", "Checker", "CheckerConfig", "Edge", "Finding", "Kind",
     "LivenessSample", "Severity", "SignatureCheck", "SignaturePool", "StallMonitor", "Stats", "TrustedKeys",
     "check_checkpoint_record", "check_entries", "check_entry", "check_raw_signatures", "checker_config",
-    "find_policy", "links_answer_problem", "names_earlier_entry", "precheck_entry", "raw_signature_check",
+    "carries_approvals", "find_policy", "load_approvers", "links_answer_problem", "names_earlier_entry", "precheck_entry", "raw_signature_check",
     "resolved_link_problem", "settle_signature", "tsa_ca",
 ]

@@ -85,7 +85,7 @@ def precheck_entry(record: tuple[int, bytes], config: CheckerConfig) -> tuple[Ch
         except TimestampError as exc:
             notes.append(Finding.from_error(Kind.TIMESTAMP_INVALID, exc, **located(offset, entry)))
     checked_approvals = False
-    if config.approvers is not None and _carries_approvals(entry["action"]):  # [9]
+    if config.approvers is not None and carries_approvals(entry["action"]):  # [9]
         checked_approvals = True
         try:
             _verify_approvals(entry["action"], config.approvers)
@@ -145,7 +145,8 @@ def _entry_signature_check(entry: Mapping[str, Any], entry_hash: bytes, config: 
     return key, bytes(signature), records.entry_signing_message(entry_hash)
 
 
-def _carries_approvals(action: Mapping[str, Any]) -> bool:
+def carries_approvals(action: Mapping[str, Any]) -> bool:
+    """Step [9] applies: the action carries approvals or a decision that needs them."""
     return bool(action.get("approvals")) or (action.get("policy") or {}).get("decision") == "approved"
 
 

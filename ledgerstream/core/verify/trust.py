@@ -106,18 +106,23 @@ def find_policy(home: Path, explicit: Path | None = None) -> Path | None:
     return next((home / name for name in POLICY_NAMES if (home / name).exists()), None)
 
 
+def load_approvers(home: Path, explicit: Path | None = None) -> Any:
+    """The approver set (``core.approvals.ApproverSet``) of ``find_policy``'s file, or None."""
+    policy_path = find_policy(home, explicit)
+    if policy_path is None:
+        return None
+    from ledgerstream.producers.policy import Policy
+
+    return Policy.from_file(policy_path).approvers
+
+
 def checker_config(home: Path, *, trusted_keys: Iterable[Path] = (), tsa_ca_path: Path | None = None,
                    policy: Path | None = None, **options: Any) -> CheckerConfig:
     """Trusted keys (HOME/keys/signer.pub.pem, HOME/keys/trusted/*.pem, ``trusted_keys``),
     TSA CA (``tsa_ca_path`` or HOME/tsa/ca.pem), approvers (``find_policy``); ConfigError if
     no signer key is trusted at all."""
     keys = TrustedKeys.load(home, trusted_keys)
-    approvers = None
-    policy_path = find_policy(home, policy)
-    if policy_path is not None:
-        from ledgerstream.producers.policy import Policy
-
-        approvers = Policy.from_file(policy_path).approvers
+    approvers = load_approvers(home, policy)
     ca = tsa_ca(home, tsa_ca_path)
     if ca is not None:
         _check_ca(ca)

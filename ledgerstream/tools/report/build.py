@@ -58,7 +58,8 @@ def gather(req: Request, step: Step, advance: Advance | None = None) -> Evidence
     ledger = bundles.index(snap, req.period, req.keys)
     covering = bundles.covering_checkpoint(ledger, req.tsa_ca)
     step(f"exporting the evidence bundle to {req.bundle_out}")
-    bundle = bundles.export_period(ledger, req.period, covering, req.keys, req.tsa_ca, req.bundle_out)
+    bundle = bundles.export_period(ledger, req.period, covering, req.keys, req.tsa_ca, req.bundle_out,
+                                   approvers=req.checker.approvers)
     activity = fold(decoded, req.period)
     first = decoded[0] if decoded else None
     return Evidence(

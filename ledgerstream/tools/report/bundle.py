@@ -11,6 +11,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from ledgerstream.core.approvals import ApproverSet
 from ledgerstream.core.errors import ConfigError, TimestampError
 from ledgerstream.core.timestamp import verify_timestamp
 from ledgerstream.core.verify import TrustedKeys
@@ -49,7 +50,7 @@ def covering_checkpoint(ledger: rp.Ledger, ca_pem: bytes | None) -> dict[str, An
 
 
 def export_period(ledger: rp.Ledger, period: Period, covering: dict[str, Any] | None, keys: TrustedKeys,
-                  ca_pem: bytes | None, out: Path) -> dict[str, Any]:
+                  ca_pem: bytes | None, out: Path, approvers: ApproverSet | None = None) -> dict[str, Any]:
     """Write the period's bundle to ``out``; a dict with its path and SHA-256, or with the
     reason there is none (``refused``: entries failed verification)."""
     if ca_pem is None:
@@ -65,7 +66,7 @@ def export_period(ledger: rp.Ledger, period: Period, covering: dict[str, Any] | 
     rp.ensure_raw(ledger, rows, lambda offsets: {o: ledger.raw[o] for o in offsets if o in ledger.raw})
     reports = list(rp.check_all(rp.EntryChecker(ledger, keys, ca_pem), rows))
     try:
-        done = export_bundle(ledger, reports, keys, ca_pem, selection, out)
+        done = export_bundle(ledger, reports, keys, ca_pem, selection, out, approvers=approvers)
     except ExportError as exc:
         return {"path": None, "refused": True, "reason": str(exc), "problems": exc.problems[:20]}
     except ConfigError as exc:
