@@ -161,6 +161,7 @@ def _reads(home: Path, bootstrap: str, topics: Any, size: int) -> dict[str, Any]
         ix.close()
     paths = IndexPaths.of(home)
     db_bytes = sum(p.stat().st_size for p in paths.db.parent.glob(paths.db.name + "*"))
+    db_bytes += sum(p.stat().st_size for p in paths.history_dir.glob("*") if p.is_file())  # the Checker's files
     tile_bytes = sum(p.stat().st_size for p in paths.tiles_dir.rglob("*") if p.is_file())
     return {"show": _pcts(show), "prove_inclusion": _pcts(prove), "replay_agent": replay,
             "index_bytes_per_entry": round(db_bytes / size, 1), "tile_bytes_per_entry": round(tile_bytes / size, 1)}
