@@ -21,7 +21,8 @@ from ledgerstream.core import merkle, mldsa, records
 from ledgerstream.core.errors import ConfigError, DecodeError, VerificationError
 from ledgerstream.core.timestamp import verify_timestamp
 from ledgerstream.core.approvals import ApproverSet, verify_approvals
-from ledgerstream.core.verify import CheckedEntry, Checker, CheckerConfig, Finding, Kind, carries_approvals
+from ledgerstream.core.verify import (CheckedEntry, Checker, CheckerConfig, Finding, Kind, carries_approvals, check_payload,
+                                      entry_signature_check, recompute_entry_hash)
 from ledgerstream.tools import bundle_format as bf
 from ledgerstream.tools.bundle_zip import UNREADABLE, ZipLimitError, ZipLimits, ZipMembers, read_members
 
@@ -495,11 +496,14 @@ class _Verifier:
             self.r.bad("decode", name, f"unsupported spec_version {rec.get('spec_version')}")
             return None
         self.r.good("decode")
-        computed = records.entry_hash(rec)
-        if computed != bytes(rec["entry_hash"]):
-            self.r.bad("entry_hash", name, f"stored {bytes(rec['entry_hash']).hex()}, recomputed {computed.hex()}")
-        else:
+        try:  # the core's per-entry rule (core/verify/entries.py), step by step for the report
+            computed = recompute_entry_hash(rec)
             self.r.good("entry_hash")
+        except VerificationError as exc:
+            self.r.bad("entry_hash", name, str(exc))
+            computed = exc.evidence.get("computed")
+            if not isinstance(computed, bytes):
+                return None  # it cannot be hashed at all
         self._entry_signature(name, rec, computed)
         self._payload(name, rec["action"])
         self._approvals(name, rec["action"])
@@ -517,27 +521,26 @@ class _Verifier:
         return rec
 
     def _entry_signature(self, name: str, rec: dict[str, Any], computed: bytes) -> None:
-        if rec.get("signature") is None:
-            return  # checkpoint signing mode: the checkpoint signature and the inclusion proof cover it
-        key = self._key(rec["key_id"], name)
-        if key is None:
-            return
         try:
-            key.verify(bytes(rec["signature"]), records.entry_signing_message(computed))
+            check = entry_signature_check(rec, computed, CheckerConfig(trusted_keys=self.keys))
+        except VerificationError:
+            self._key(rec["key_id"], name)  # says which keys were trusted
+            return
+        if check is None:
+            return  # checkpoint signing mode: the checkpoint signature and the inclusion proof cover it
+        key, signature, message = check
+        try:
+            key.verify(signature, message)
             self.r.good("signature")
         except VerificationError as exc:
             self.r.bad("signature", name, str(exc))
 
     def _payload(self, name: str, action: dict[str, Any]) -> None:
-        payload, salt = action.get("payload"), action.get("payload_salt")
-        if payload is None and salt is None:
+        if action.get("payload") is None and action.get("payload_salt") is None:
             return  # redacted, erased or hash-only: the commitment stays in the hash
         try:
-            if payload is None or salt is None:
-                raise ValueError("payload and payload_salt must be present together")
-            if records.payload_commitment(bytes(salt), bytes(payload)) != bytes(action["payload_hash"]):
-                raise ValueError("payload_hash does not commit to payload and payload_salt")
-        except ValueError as exc:
+            check_payload(action)
+        except VerificationError as exc:
             self.r.bad("payload", name, str(exc))
             return
         self.r.good("payload")

@@ -33,7 +33,8 @@ remembered per entry), ``checker`` (chain state), ``liveness``. Import from here
 from __future__ import annotations
 from ledgerstream.core.verify.checker import STATE_VERSION, Checker
 from ledgerstream.core.verify.checkpoints import CheckedCheckpoint, check_checkpoint_record
-from ledgerstream.core.verify.entries import CheckedEntry, SignatureCheck, check_entry, precheck_entry, settle_signature
+from ledgerstream.core.verify.entries import (CheckedEntry, SignatureCheck, check_entry, check_payload, entry_signature_check,
+                                              precheck_entry, recompute_entry_hash, settle_signature)
 from ledgerstream.core.verify.findings import CHECKPOINTS, ENTRIES, REJECTING, SEVERITY, Finding, Kind, Severity, Stats
 from ledgerstream.core.verify.history import AgentHead, History, MemoryHistory
 from ledgerstream.core.verify.links import (CallGraph, Edge, links_answer_problem, names_earlier_entry,
@@ -49,7 +50,8 @@ __all__ = [
     "AgentHead", "History", "MemoryHistory", "CHECKPOINTS", "ENTRIES", "PIPELINE_CHUNK", "REJECTING", "SEVERITY", "STATE_VERSION", "SWITCH_INTERVAL",
     "CallGraph", "CheckedCheckpoint", "CheckedEntry", "Checker", "CheckerConfig", "Edge", "Finding", "Kind",
     "LivenessSample", "Severity", "SignatureCheck", "SignaturePool", "StallMonitor", "Stats", "TrustedKeys",
-    "check_checkpoint_record", "check_entries", "check_entry", "check_raw_signatures", "checker_config",
+    "check_checkpoint_record", "check_entries", "check_entry", "check_payload", "entry_signature_check",
+    "recompute_entry_hash", "check_raw_signatures", "checker_config",
     "carries_approvals", "find_policy", "load_approvers", "links_answer_problem", "names_earlier_entry", "precheck_entry", "raw_signature_check",
     "resolved_link_problem", "settle_signature", "tsa_ca",
 ]

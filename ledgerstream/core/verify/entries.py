@@ -70,10 +70,10 @@ def precheck_entry(record: tuple[int, bytes], config: CheckerConfig) -> tuple[Ch
     else:
         entry = fast[0]
     try:  # [2]
-        computed = _recompute_entry_hash(entry, None if fast is None else records.sha256(fast[1]))
-        _check_payload(entry["action"])
+        computed = recompute_entry_hash(entry, None if fast is None else records.sha256(fast[1]))
+        check_payload(entry["action"])
         # [3] the key; the signature itself is left to the caller
-        signature = _entry_signature_check(entry, computed, config)
+        signature = entry_signature_check(entry, computed, config)
     except VerificationError as exc:
         return CheckedEntry(offset, raw, entry,
                             rejection=Finding.from_error(Kind(exc.kind), exc, **located(offset, entry))), None
@@ -108,8 +108,10 @@ def settle_signature(checked: CheckedEntry, signature: SignatureCheck, valid: bo
                             rejection=Finding.from_error(Kind(exc.kind), exc, **entry_located(checked)))
 
 
-def _recompute_entry_hash(entry: Mapping[str, Any], computed: bytes | None = None) -> bytes:
-    """``computed``: the hash of the preimage :func:`avro_fast.read_entry` wrote, if it did."""
+def recompute_entry_hash(entry: Mapping[str, Any], computed: bytes | None = None) -> bytes:
+    """Step [2]: the entry hash recomputed (spec section 3), VerificationError
+    (``hash_mismatch``, evidence ``computed``) unless it is the stored one. ``computed``: the
+    hash of the preimage :func:`avro_fast.read_entry` wrote, if it did."""
     try:  # a decoded entry has exactly the schema's types: the typed writer gives entry_hash's bytes
         computed = computed or records.entry_hash_typed(entry)
     except (ValueError, TypeError) as exc:
@@ -120,7 +122,8 @@ def _recompute_entry_hash(entry: Mapping[str, Any], computed: bytes | None = Non
     return computed
 
 
-def _check_payload(action: Mapping[str, Any]) -> None:
+def check_payload(action: Mapping[str, Any]) -> None:
+    """Step [2]: a payload travels with its 32-byte salt and matches its commitment (section 2)."""
     payload, salt = action.get("payload"), action.get("payload_salt")
     if payload is None and salt is None:
         return  # hash-only mode or erased: nothing to compare
@@ -133,8 +136,10 @@ def _check_payload(action: Mapping[str, Any]) -> None:
                                 kind=Kind.HASH_MISMATCH.value, expected=bytes(action["payload_hash"]), computed=computed)
 
 
-def _entry_signature_check(entry: Mapping[str, Any], entry_hash: bytes, config: CheckerConfig
-                           ) -> SignatureCheck | None:
+def entry_signature_check(entry: Mapping[str, Any], entry_hash: bytes, config: CheckerConfig
+                          ) -> SignatureCheck | None:
+    """Step [3]: the signature to verify over the recomputed hash (None: checkpoint signing
+    mode); VerificationError ``unknown_key`` if the entry's key is not trusted."""
     key = config.trusted_keys.get(entry["key_id"])
     if key is None:
         raise VerificationError(f"entry {entry['seq']} names key {entry['key_id'][:16]}..., which is not trusted",
