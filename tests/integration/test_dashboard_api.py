@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -106,6 +108,23 @@ def test_api_reports_head_agents_graph_and_verified_entries(dashboard, bootstrap
     assert status == 200 and "Inclusion proof (RFC 9162)" in html and "verified" in html
     assert get(f"{dash.url}/api/entry/99")[0] == 404
     assert get(f"{dash.url}/entry/abc", accept="text/html")[0] == 404
+
+    # with a ledger index in HOME, entry pages come from it (O(log n)): the same report
+    assert report["source"] == "live"
+    index = subprocess.run([sys.executable, "-m", "ledgerstream.cli.main", "index", "run", "--once", "--no-alerts",
+                            "--home", str(dash.home), "--bootstrap", bootstrap, "--topic-prefix", dash.prefix,
+                            "--trusted-key", str(dash.home / "signer.pub.pem"), "--tsa-ca", str(dash.tsa_ca)],
+                           capture_output=True, text=True, timeout=120)
+    assert index.returncode == 0, index.stderr[-2000:]
+    status, indexed, _ = get(f"{dash.url}/api/entry/7")
+    assert status == 200 and indexed["source"] == "index"
+    assert {k: indexed[k] for k in ("seq", "offset", "state", "verified", "checks", "entry")} == {
+        k: report[k] for k in ("seq", "offset", "state", "verified", "checks", "entry")}
+    proof = indexed["proof"]
+    merkle.verify_inclusion(bytes.fromhex(proof["leaf_hash"]), 7, proof["tree_size"],
+                            [bytes.fromhex(h) for h in proof["hashes"]], bytes.fromhex(proof["root_hash"]))
+    assert proof["root_hash"] == cps[0]["root_hash"]
+    assert get(f"{dash.url}/api/entry/99")[0] == 404  # not indexed: the live view answers
 
 
 def test_token_guards_every_route(dashboard) -> None:

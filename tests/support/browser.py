@@ -101,6 +101,8 @@ class DashboardProcess:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        self.home, self.prefix = workdir, prefix
+        self.tsa_ca = Path(extra[extra.index("--tsa-ca") + 1]) if "--tsa-ca" in extra else None
         self.log_path = workdir / f"dashboard-{self.port}.log"
         self._log = open(self.log_path, "ab")
         argv = [sys.executable, "-m", "ledgerstream.tools.dashboard", "--home", str(workdir), "--port", str(self.port),

@@ -20,11 +20,13 @@ from aiohttp import web
 from ledgerstream.core.config import is_loopback
 from ledgerstream.core.errors import ConfigError, LedgerstreamError
 from ledgerstream.core.topic_reader import read_partition
+from ledgerstream.index.reads import open_for
 from ledgerstream.tools.dashboard import pages, status_files, tlog
 from ledgerstream.tools.dashboard.auth import host_middleware, security_headers, token_middleware
 from ledgerstream.tools.dashboard.checks import EntryChecker, EntryReport
 from ledgerstream.tools.dashboard.follower import Follower
 from ledgerstream.tools.dashboard.hub import Hub
+from ledgerstream.tools.dashboard.indexed import IndexedEntries
 from ledgerstream.tools.dashboard.ledger import LedgerView
 from ledgerstream.tools.dashboard.settings import DashboardSettings
 
@@ -72,11 +74,32 @@ class Dashboard:
         raise LedgerstreamError(f"entry at offset {offset} is no longer on the topic")
 
     async def entry_report(self, seq: int) -> EntryReport:
-        offset, raw, agent_prev = self.view.locate(seq)
         loop = asyncio.get_running_loop()
+        indexed = await loop.run_in_executor(None, self.indexed_report, seq)
+        if indexed is not None:
+            return indexed
+        offset, raw, agent_prev = self.view.locate(seq)
         if raw is None:
             raw = await loop.run_in_executor(None, self.fetch_entry, offset)
         return await loop.run_in_executor(None, self.checker.report, self.view, seq, offset, raw, agent_prev)
+
+    def indexed_report(self, seq: int) -> EntryReport | None:
+        """The entry's report from HOME's ledger index (``indexed.py``) when it has indexed
+        ``seq``; None to use the live view (no index, another ledger, or not indexed yet)."""
+        s = self.settings
+        ix = open_for(s.home, s.bootstrap, s.topics)
+        if ix is None:
+            return None
+        try:
+            entries = IndexedEntries(ix)
+            if not entries.has(seq):
+                return None
+            offset, raw, agent_prev = entries.locate(seq)
+            report = self.checker.report(entries, seq, offset, raw, agent_prev)  # type: ignore[arg-type]
+            report.source = "index"
+            return report
+        finally:
+            ix.close()
 
 
 DASHBOARD = web.AppKey("dashboard", Dashboard)

@@ -42,6 +42,7 @@ class EntryReport:
     state: str  # sequenced | published | timestamped
     proof: dict[str, Any] | None = None
     other_records: list[dict[str, Any]] = field(default_factory=list)
+    source: str = "live"  # "index": answered from the ledger index (dashboard/indexed.py)
 
     @property
     def verified(self) -> bool:
@@ -50,7 +51,7 @@ class EntryReport:
     def as_json(self) -> dict[str, Any]:
         return {"seq": self.seq, "offset": self.offset, "state": self.state, "verified": self.verified,
                 "checks": [vars(c) for c in self.checks], "proof": self.proof,
-                "other_records": self.other_records, "entry": self.entry}
+                "other_records": self.other_records, "entry": self.entry, "source": self.source}
 
 
 class EntryChecker:
