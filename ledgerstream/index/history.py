@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ledgerstream.core import merkle
 from ledgerstream.core.verify import AgentHead, MemoryHistory
+from ledgerstream.core.verify.history import CheckpointBody
 from ledgerstream.index.db import IndexOutdated
 
 HASH = 32
@@ -121,7 +122,7 @@ class IndexHistory(MemoryHistory):
             self._spilled.close()
             raise
         self._hashes, self._tree = self._spilled, self._spilled_tree  # type: ignore[assignment]
-        # self._events: events integrated since the last commit (not yet rows);
+        # self._events, self._bodies: events and checkpoints evaluated since the last commit (not yet rows);
         # self._agents: a cache of agent heads, authoritative for those not yet committed
 
     def event(self, event_id: str) -> tuple[int, str] | None:
@@ -132,6 +133,14 @@ class IndexHistory(MemoryHistory):
             "SELECT seq, agent_id FROM entries WHERE event_id = ?1 OR event_id_reused = ?1 ORDER BY seq DESC LIMIT 1",
             (event_id,)).fetchone()
         return None if row is None else (int(row[0]), row[1])
+
+    def checkpoint_body(self, body_hash: bytes) -> CheckpointBody | None:
+        known = self._bodies.get(body_hash)
+        if known is not None:
+            return known
+        row = self._conn.execute("SELECT tree_size, body, created_at FROM checkpoints WHERE body_sha256 = ? "
+                                 "AND status != 'pending' ORDER BY topic_offset LIMIT 1", (body_hash,)).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]), int(row[2]))
 
     def agent(self, agent_id: str) -> AgentHead | None:
         head = self._agents.get(agent_id)
@@ -153,6 +162,7 @@ class IndexHistory(MemoryHistory):
     def committed(self) -> None:
         """The batch's rows are in the database now: drop what they answer."""
         self._events.clear()
+        self._bodies.clear()
         if len(self._agents) > AGENT_CACHE:
             self._agents.clear()
 

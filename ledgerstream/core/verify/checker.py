@@ -71,7 +71,6 @@ class Checker:
         self._ledger_time = 0
         self._queue: deque[CheckedCheckpoint] = deque()        # checkpoint-topic records in arrival order
         self._last_cp: _CheckpointHead | None = None
-        self._bodies: dict[bytes, tuple[int, bytes, int]] = {}  # body hash -> (tree_size, body, created_at)
         self._rejected_bodies: set[bytes] = set()
         self._last_gen: dict[str, float] = {}                   # TSA subject -> newest genTime (epoch s)
         self._last_rejection: dict[str, Kind | None] = {ENTRIES: None, CHECKPOINTS: None}
@@ -435,8 +434,9 @@ class Checker:
         rec = item.record
         size, root, head = rec["tree_size"], bytes(rec["root_hash"]), bytes(rec["chain_head"])
         where = {"seq": size - 1 if size else None, "tree_size": size, **at_offset(item.offset, CHECKPOINTS)}
-        self._bodies[item.body_hash] = (size, bytes(rec["body"]), rec["created_at"])
-        self._journal.append({"b": [size, rec["created_at"], base64.b64encode(bytes(rec["body"])).decode()]})
+        self._history.add_checkpoint_body(item.body_hash, (size, bytes(rec["body"]), rec["created_at"]))
+        if not self._history.persistent:
+            self._journal.append({"b": [size, rec["created_at"], base64.b64encode(bytes(rec["body"])).decode()]})
         last = self._last_cp
         unverifiable = any(first < size and first < last for first, last in self._gaps)
         ours = None if unverifiable else (self._tree.root(size), self._hash_at(size - 1) if size else records.ZERO_HASH)
@@ -472,7 +472,7 @@ class Checker:
     def _evaluate_anchor(self, item: CheckedCheckpoint) -> list[Finding]:
         rec = item.record
         body_hash = bytes(rec["body_hash"])
-        known = self._bodies.get(body_hash)
+        known = self._history.checkpoint_body(body_hash)
         where = {"tree_size": rec["tree_size"], "tsa": rec["timestamp"]["tsa"], **at_offset(item.offset, CHECKPOINTS)}
         if known is None:
             if body_hash in self._rejected_bodies:
@@ -609,7 +609,7 @@ class Checker:
         elif "b" in rec:
             size, created, body = rec["b"]
             body_bytes = base64.b64decode(body)
-            self._bodies[hashlib.sha256(body_bytes).digest()] = (size, body_bytes, created)
+            self._history.add_checkpoint_body(hashlib.sha256(body_bytes).digest(), (size, body_bytes, created))
         elif "c" in rec:
             size, root, head, created = rec["c"]
             self._last_cp = _CheckpointHead(size, bytes.fromhex(root), bytes.fromhex(head), created)

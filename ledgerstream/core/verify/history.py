@@ -1,4 +1,4 @@
-"""What the Checker remembers about every integrated entry, behind one small interface.
+"""What the Checker remembers about every integrated entry (and checkpoint), behind one small interface.
 
 The chain rule needs, for any earlier seq, its entry hash (links, checkpoints), the Merkle
 tree over all entries (checkpoint roots and consistency), which entry holds an event id
@@ -15,6 +15,8 @@ from ledgerstream.core import merkle, records
 
 #: an agent's chain head: (next agent_seq, entry_hash of its newest entry, that entry's seq)
 AgentHead = tuple[int, bytes, int]
+#: an evaluated checkpoint, found by SHA-256 of its body (for its anchors): (tree_size, body, created_at)
+CheckpointBody = tuple[int, bytes, int]
 
 
 class History(Protocol):
@@ -40,6 +42,11 @@ class History(Protocol):
 
     def set_agent(self, agent_id: str, head: AgentHead) -> None: ...
 
+    def checkpoint_body(self, body_hash: bytes) -> CheckpointBody | None:
+        """The evaluated checkpoint whose body hashes to ``body_hash`` (its anchors name it)."""
+
+    def add_checkpoint_body(self, body_hash: bytes, body: CheckpointBody) -> None: ...
+
 
 class MemoryHistory:
     """Everything in memory: ~100 bytes per entry plus the event index."""
@@ -51,6 +58,7 @@ class MemoryHistory:
         self._tree = merkle.MerkleTree()
         self._events: dict[str, tuple[int, str]] = {}
         self._agents: dict[str, AgentHead] = {}
+        self._bodies: dict[bytes, CheckpointBody] = {}
 
     @property
     def tree(self) -> merkle.MerkleTree:
@@ -74,3 +82,9 @@ class MemoryHistory:
 
     def set_agent(self, agent_id: str, head: AgentHead) -> None:
         self._agents[agent_id] = head
+
+    def checkpoint_body(self, body_hash: bytes) -> CheckpointBody | None:
+        return self._bodies.get(body_hash)
+
+    def add_checkpoint_body(self, body_hash: bytes, body: CheckpointBody) -> None:
+        self._bodies[body_hash] = body
