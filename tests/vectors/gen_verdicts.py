@@ -21,22 +21,14 @@ from ledgerstream.core import codec, merkle, mldsa, records
 from ledgerstream.core.timestamp import make_query
 from ledgerstream.stack.devtsa import _openssl, _TsaServer, ensure_ca
 
+from gen_records import _hexify  # run as a script: tests/vectors is on sys.path
+
 OUT = Path(__file__).parent / "records" / "verdicts_v1.json"
 SIGNER = bytes(range(32))
 OTHER = bytes(range(100, 132))
 APPROVERS = {"alice": bytes([1]) * 32, "bob": bytes([2]) * 32, "carol": bytes([3]) * 32}
 T0 = 1767225600000000  # 2026-01-01T00:00:00Z in µs
 FLOATS = {"big": 1e21, "small": 1e-7, "tenth": 0.1, "negative_zero": -0.0, "two": 2.0, "third": 1 / 3}
-
-
-def _hexify(v: Any) -> Any:
-    if isinstance(v, (bytes, bytearray)):
-        return bytes(v).hex()
-    if isinstance(v, dict):
-        return {k: _hexify(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_hexify(x) for x in v]
-    return v
 
 
 def _action(i: int, agent: str, action_type: str, payload: Any, *, event_id: str | None = None,
