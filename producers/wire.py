@@ -5,7 +5,8 @@ cost is latency for the agent. fastavro's generic writer spends most of its time
 the record's unions; this writer knows the one schema it implements (Avro binary encoding:
 zig-zag varint longs, length-prefixed bytes and strings, union branch index, arrays as one
 block plus a zero terminator, fields in schema order). It is used only while the shipped
-``schemas/ActionEvent.avsc`` has the fingerprint it was written for; any other schema
+``schemas/ActionEvent.avsc`` has the fingerprint it was written for
+(``avro_fast.ACTION_EVENT_FINGERPRINT``); any other schema
 falls back to ``codec.encode``. Tests compare both on varied records.
 """
 from __future__ import annotations
@@ -13,9 +14,6 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ledgerstream.core import avro_fast, codec
-
-#: CRC-64-AVRO fingerprint of the schemas/ActionEvent.avsc this writer implements
-IMPLEMENTED_FINGERPRINT = bytes.fromhex("c280afffd26c6db2")
 
 _NULL, _SOME = avro_fast.NULL, avro_fast.SOME  # union branch 0 (null) and 1
 _long, _str, _bytes = avro_fast.write_long, avro_fast.write_str, avro_fast.write_bytes
@@ -48,7 +46,7 @@ class ActionEventWriter:
         self.agent_id = agent_id
         self.producer = producer
         schema = codec.registry().schema("ActionEvent")
-        self.fast = schema.fingerprint == IMPLEMENTED_FINGERPRINT
+        self.fast = schema.fingerprint == avro_fast.ACTION_EVENT_FINGERPRINT
         self._header = codec.MAGIC + schema.fingerprint
         self._agent = _str(agent_id)
         self._producer = (_str(producer["library"]) + _str(producer["version"]) + _str(producer["host"])

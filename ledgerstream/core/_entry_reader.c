@@ -19,8 +19,10 @@
 #include <stdint.h>
 #include <string.h>
 
-/* C3 01, then the CRC-64-AVRO fingerprint of schemas/LedgerEntry.avsc (little-endian) */
-static const unsigned char HEADER[10] = {0xc3, 0x01, 0xed, 0x59, 0xe3, 0xa2, 0xaa, 0x4a, 0x43, 0x4e};
+/* The single-object header (C3 01 + fingerprint): the caller, avro_fast.read_entry, has
+ * checked that it names the LedgerEntry schema this reader implements (in either byte
+ * order); the fingerprints are written in one place, avro_fast. */
+#define HEADER_LEN 10
 static const char TAG_ENTRY[] = "ledgerstream/v1/entry";  /* + its NUL byte: sizeof(TAG_ENTRY) bytes */
 
 /* --- the output text ------------------------------------------------------------------ */
@@ -393,10 +395,8 @@ static int w_entry(Out *o, PyObject *e) {
 
 static PyObject *read_entry(PyObject *module, PyObject *data) {
     (void)module;
-    if (!PyBytes_CheckExact(data) || PyBytes_GET_SIZE(data) < (Py_ssize_t)sizeof HEADER
-        || memcmp(PyBytes_AS_STRING(data), HEADER, sizeof HEADER) != 0)
-        Py_RETURN_NONE;
-    Reader r = {(const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), sizeof HEADER};
+    if (!PyBytes_CheckExact(data) || PyBytes_GET_SIZE(data) < HEADER_LEN) Py_RETURN_NONE;
+    Reader r = {(const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), HEADER_LEN};
     PyObject *entry = rd_entry(&r);
     if (entry == NULL || r.p != r.n) {  /* refused, or trailing bytes */
         Py_XDECREF(entry);
@@ -419,7 +419,8 @@ static PyMethodDef METHODS[] = {
     {"read_entry", read_entry, METH_O,
      "read_entry(data: bytes) -> tuple[dict, bytes] | None\n\n"
      "The LedgerEntry in a canonical single-object record and its entry hash preimage\n"
-     "(records.entry_hash_input), or None when this reader does not take the record."},
+     "(records.entry_hash_input), or None when this reader does not take the record.\n"
+     "The 10-byte header is skipped unread: the caller checks it."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -431,11 +432,5 @@ PyMODINIT_FUNC PyInit__entry_reader(void) {
     for (int i = 0; i < K_COUNT; i++) {
         if (KEYS[i] == NULL && (KEYS[i] = PyUnicode_InternFromString(KEY_NAMES[i])) == NULL) return NULL;
     }
-    PyObject *m = PyModule_Create(&MODULE);
-    if (m == NULL) return NULL;
-    if (PyModule_AddObject(m, "FINGERPRINT", PyBytes_FromStringAndSize((const char *)HEADER + 2, 8)) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
+    return PyModule_Create(&MODULE);
 }

@@ -36,11 +36,12 @@ try:  # compiled at install time when a C compiler is present (setup.py, optiona
 except ImportError:  # pragma: no cover - depends on the install
     _entry_reader = None
 
-#: CRC-64-AVRO fingerprints of the schemas/*.avsc this module implements
-ACTION_EVENT_FINGERPRINT = bytes.fromhex("c280afffd26c6db2")
-LEDGER_ENTRY_FINGERPRINT = bytes.fromhex("ed59e3a2aa4a434e")
-if _entry_reader is not None and _entry_reader.FINGERPRINT != LEDGER_ENTRY_FINGERPRINT:
-    _entry_reader = None  # a build of another schema version: not ours to use
+#: The one place that says which schemas/*.avsc the hand-written readers and writers (this
+#: module, ``_entry_reader.c``, the producer's ``producers/wire.py``) implement: their
+#: CRC-64-AVRO fingerprints, in wire (little-endian) order. ``active()`` compares them with
+#: the fingerprints the codec computes from the shipped schema files.
+ACTION_EVENT_FINGERPRINT = bytes.fromhex("b26d6cd2ffaf80c2")
+LEDGER_ENTRY_FINGERPRINT = bytes.fromhex("4e434aaaa2e359ed")
 
 NULL, SOME = b"\x00", b"\x02"  # union branch 0 (null) and branch 1
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
@@ -241,6 +242,15 @@ def _action(d: bytes, p: int) -> dict[str, Any]:
 
 _ACTION_HEADER = codec.MAGIC + ACTION_EVENT_FINGERPRINT
 _LEDGER_ENTRY_HEADER = codec.MAGIC + LEDGER_ENTRY_FINGERPRINT
+#: the headers this module reads: the standard one and the legacy byte order (codec)
+_ACTION_HEADERS = (_ACTION_HEADER, codec.MAGIC + ACTION_EVENT_FINGERPRINT[::-1])
+_LEDGER_ENTRY_HEADERS = (_LEDGER_ENTRY_HEADER, codec.MAGIC + LEDGER_ENTRY_FINGERPRINT[::-1])
+
+
+def is_ledger_entry_header(data: bytes) -> bool:
+    """True when ``data`` starts with the header of the LedgerEntry schema implemented here
+    (in either byte order)."""
+    return data[:codec.HEADER_LEN] in _LEDGER_ENTRY_HEADERS
 _active: bool | None = None
 
 
@@ -259,11 +269,12 @@ def read_action(data: bytes) -> dict[str, Any] | None:
 
     Not None only for a record written with the current ActionEvent schema in canonical
     form; the result then equals ``codec.decode(data, expect="ActionEvent")[1]`` and
-    ``codec.encode("ActionEvent", result) == data`` (so its body may be spliced).
+    ``codec.encode("ActionEvent", result)[10:] == data[10:]`` (so its body may be spliced;
+    the header may be the legacy one).
     """
     if not (_active if _active is not None else active()):
         return None
-    if type(data) is not bytes or data[:10] != _ACTION_HEADER:  # (what confluent-kafka hands out)
+    if type(data) is not bytes or data[:10] not in _ACTION_HEADERS:  # (what confluent-kafka hands out)
         return None
     try:
         return _action(data, 10)
@@ -281,6 +292,8 @@ def read_entry(data: bytes) -> tuple[dict[str, Any], bytes] | None:
     expect="LedgerEntry")[1], records.entry_hash_input(entry))``.
     """
     if _entry_reader is None or not (_active if _active is not None else active()):
+        return None
+    if type(data) is not bytes or data[:10] not in _LEDGER_ENTRY_HEADERS:
         return None
     return _entry_reader.read_entry(data)
 

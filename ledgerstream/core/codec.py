@@ -4,6 +4,11 @@ Wire form (Avro spec, "Single-object encoding"): ``C3 01`` + the 8-byte little-e
 CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical Form + the Avro
 binary body. Readers look the writer schema up by fingerprint and resolve it against
 their own (reader) schema, so schemas can evolve.
+
+Until decision D32 (docs/decisions.md) the fingerprint was written in the opposite (big-endian) byte order,
+which standard Avro decoders do not recognise. Records on the topics keep the header they
+were written with (hashes and signatures never cover Avro bytes, decision D2), so readers
+accept both orders; writers only write the standard one.
 """
 from __future__ import annotations
 
@@ -34,10 +39,21 @@ class WriterSchema:
     parsed: Any
     fingerprint: bytes  # 8 bytes, little-endian CRC-64-AVRO, as on the wire
 
+    @property
+    def legacy_fingerprint(self) -> bytes:
+        """The byte-reversed fingerprint that ledgerstream wrote until D32 (read, never written)."""
+        return self.fingerprint[::-1]
+
+
+def schema_fingerprint(canonical: str) -> bytes:
+    """The 8 header bytes for a schema's Parsing Canonical Form: its CRC-64-AVRO (Rabin)
+    fingerprint, little-endian, as the Avro specification writes it (fastavro's hex is
+    already in that byte order)."""
+    return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+
 
 def _fingerprint(parsed: Any) -> bytes:
-    canonical = to_parsing_canonical_form(parsed)
-    return int(fingerprint(canonical, "CRC-64-AVRO"), 16).to_bytes(8, "little")
+    return schema_fingerprint(to_parsing_canonical_form(parsed))
 
 
 def _order_sources(sources: Iterable[tuple[str, str]]) -> list[Any]:
@@ -75,7 +91,7 @@ class SchemaRegistry:
             name = parsed["name"].rsplit(".", 1)[-1]
             ws = WriterSchema(name, parsed, _fingerprint(parsed))
             self._current[name] = ws
-            self._by_fp[ws.fingerprint] = ws
+            self._register(ws)
 
     @classmethod
     def from_package(cls) -> "SchemaRegistry":
@@ -103,8 +119,17 @@ class SchemaRegistry:
         parsed = parse_schema(full, named_schemas={})
         name = named_like or parsed["name"].rsplit(".", 1)[-1]
         ws = WriterSchema(name, parsed, _fingerprint(parsed))
-        self._by_fp[ws.fingerprint] = ws
+        self._register(ws)
         return ws
+
+    def _register(self, ws: WriterSchema) -> None:
+        """Index ``ws`` under its fingerprint and under the legacy byte order (see the module
+        docstring); two schemas that would share either key are refused."""
+        for fp in (ws.fingerprint, ws.legacy_fingerprint):
+            known = self._by_fp.get(fp)
+            if known is not None and known.fingerprint != ws.fingerprint:
+                raise DecodeError("schema_error", f"schemas {known.name} and {ws.name} share the header bytes {fp.hex()}")
+            self._by_fp[fp] = ws
 
     def schema(self, name: str) -> WriterSchema:
         try:
@@ -113,6 +138,7 @@ class SchemaRegistry:
             raise DecodeError("unknown_schema", f"no schema named {name!r}") from None
 
     def by_fingerprint(self, fp: bytes) -> WriterSchema | None:
+        """The writer schema whose header bytes are ``fp`` (standard or legacy order)."""
         return self._by_fp.get(fp)
 
     def names(self) -> list[str]:
@@ -195,6 +221,17 @@ def peek_fingerprint(data: bytes) -> bytes:
     if bytes(data[:2]) != MAGIC:
         raise DecodeError("undecodable", f"bad magic {bytes(data[:2]).hex()} (expected c301, Avro single-object encoding)")
     return bytes(data[2:HEADER_LEN])
+
+
+def with_standard_header(data: bytes, *, reg: SchemaRegistry | None = None) -> bytes:
+    """``data`` with its header in the standard byte order (a legacy header rewritten, the body
+    untouched), for records handed to readers outside ledgerstream such as bundles."""
+    writer = (reg or registry()).by_fingerprint(peek_fingerprint(data))
+    if writer is None:
+        raise DecodeError("unknown_schema", f"unknown writer schema fingerprint {bytes(data[2:HEADER_LEN]).hex()}")
+    if bytes(data[2:HEADER_LEN]) == writer.fingerprint:
+        return bytes(data)
+    return MAGIC + writer.fingerprint + bytes(data[HEADER_LEN:])
 
 
 def decode(data: bytes, *, expect: str | tuple[str, ...] | None = None,

@@ -151,7 +151,7 @@ def _main_checkpoint(ledger: Ledger, last_seq: int, tsa_ca_pem: bytes) -> Checkp
 def _add_checkpoint(members: dict[str, bytes], prefix: str, cp: CheckpointInfo) -> None:
     members[prefix + bf.CHECKPOINT] = cp.body
     members[prefix + "checkpoint.sig"] = bytes(cp.record["signature"])
-    members[prefix + "checkpoint.avro"] = cp.raw
+    members[prefix + "checkpoint.avro"] = codec.with_standard_header(cp.raw)
     members[prefix + "checkpoint.json"] = bf.render_checkpoint(cp.record)
     for i, (_, token) in enumerate(cp.tokens):
         members[bf.token_name(prefix, i)] = token
@@ -162,6 +162,7 @@ def _add_entry(members: dict[str, bytes], ledger: Ledger, seq: int, raw: bytes, 
     writer = codec.registry().by_fingerprint(codec.peek_fingerprint(raw))
     if writer is None:
         raise ConfigError(f"seq {seq}: unknown writer schema")
+    raw = codec.with_standard_header(raw)  # records written before D32 carry the legacy byte order
     schemas = {writer.fingerprint: writer.parsed}
     _, record = bf.decode_as_written(raw, schemas)
     if redact:

@@ -16,8 +16,9 @@ import fastavro
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 import rfc8785
-from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+from fastavro.schema import parse_schema, to_parsing_canonical_form
 
+from ledgerstream.core import codec
 from ledgerstream.core.codec import HEADER_LEN, MAGIC
 from ledgerstream.core.errors import DecodeError
 
@@ -138,7 +139,7 @@ def schema_text(parsed: Any) -> bytes:
 
 
 def schema_fingerprint(text: bytes) -> bytes:
-    return int(fingerprint(text.decode("utf-8"), "CRC-64-AVRO"), 16).to_bytes(8, "little")
+    return codec.schema_fingerprint(text.decode("utf-8"))
 
 
 def schema_references(text: bytes) -> set[str]:
@@ -191,10 +192,11 @@ def load_schemas(texts: dict[str, bytes]) -> tuple[dict[bytes, Any], list[tuple[
                 fp = schema_fingerprint(text)
                 if schema_text(parsed) != text:
                     problems.append((member, "not in Avro Parsing Canonical Form"))
-                elif fp.hex() != m.group(2) or parsed["name"].rsplit(".", 1)[-1] != m.group(1):
+                # bundles exported before D32 name (and head) records with the legacy byte order (codec)
+                elif m.group(2) not in (fp.hex(), fp[::-1].hex()) or parsed["name"].rsplit(".", 1)[-1] != m.group(1):
                     problems.append((member, f"is {parsed['name']} with fingerprint {fp.hex()}, not what its name says"))
                 else:
-                    schemas[fp] = parsed
+                    schemas[fp] = schemas[fp[::-1]] = parsed
             del pending[member]
             progressed = True
         if not progressed:

@@ -121,7 +121,7 @@ def load_schemas(files: dict[str, bytes], problems: list[str]) -> dict[bytes, di
                 parsed = parse_schema(json.loads(text), named_schemas=named)
             except fastavro.schema.UnknownType:
                 continue
-            fp = int(fingerprint(text.decode(), "CRC-64-AVRO"), 16).to_bytes(8, "little")
+            fp = bytes.fromhex(fingerprint(text.decode(), "CRC-64-AVRO"))  # fastavro: little-endian hex
             if not name.endswith(f".{fp.hex()}.avsc"):
                 problems.append(f"{name}: fingerprint {fp.hex()} differs from its name")
             out[fp] = parsed

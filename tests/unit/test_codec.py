@@ -127,12 +127,57 @@ def test_encode_rejects_records_that_do_not_match() -> None:
         codec.encode("ActionEvent", {"event_id": "only"})
 
 
-def test_fingerprints_cover_the_whole_schema() -> None:
-    """Avro spec: the fingerprint is over the Parsing Canonical Form of the complete
-    schema, so types defined in other files (ActionEvent inside LedgerEntry) are inlined."""
-    from fastavro.schema import fingerprint, to_parsing_canonical_form
+def _crc64_avro(data: bytes) -> int:
+    """CRC-64-AVRO as the Avro specification's "Schema Fingerprints" section writes it in
+    Java (EMPTY = 0xc15d213aa4d7a795), transcribed here as an oracle independent of fastavro."""
+    empty = 0xC15D213AA4D7A795
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (empty & -(fp & 1))
+        table.append(fp)
+    fp = empty
+    for byte in data:
+        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
+    return fp
 
-    ws = codec.registry().schema("LedgerEntry")
+
+def test_crc64_avro_and_the_header_match_apache_avros_own_vectors() -> None:
+    """Apache Avro's test data: the CRC-64-AVRO of the schema "int" is 8247732601305521295
+    (share/test/data/schema-tests.txt, case 004) and its single-object header is
+    c3 01 8f 5c 39 3f 1a d5 75 72 (lang/ruby/test/test_fingerprints.rb,
+    test_single_object_encoding_header)."""
+    assert _crc64_avro(b"") == 0xC15D213AA4D7A795  # the spec: the fingerprint of no bytes is EMPTY
+    assert _crc64_avro(b'"int"') == 8247732601305521295
+    assert codec.MAGIC + codec.schema_fingerprint('"int"') == bytes.fromhex("c3018f5c393f1ad57572")
+
+
+@pytest.mark.parametrize("name", codec.RECORD_TYPES)
+def test_fingerprints_cover_the_whole_schema_and_are_written_little_endian(name: str) -> None:
+    """Avro spec: the fingerprint is over the Parsing Canonical Form of the complete schema
+    (types defined in other files, ActionEvent inside LedgerEntry, are inlined), and the
+    single-object header holds it as 8 little-endian bytes."""
+    from fastavro.schema import to_parsing_canonical_form
+
+    ws = codec.registry().schema(name)
     canonical = to_parsing_canonical_form(ws.parsed)
-    assert '{"name":"ledgerstream.ActionEvent","type":"record"' in canonical
-    assert int(fingerprint(canonical, "CRC-64-AVRO"), 16).to_bytes(8, "little") == ws.fingerprint
+    if name == "LedgerEntry":
+        assert '{"name":"ledgerstream.ActionEvent","type":"record"' in canonical
+    assert _crc64_avro(canonical.encode()).to_bytes(8, "little") == ws.fingerprint
+
+
+def test_records_with_the_legacy_byte_order_still_decode() -> None:
+    """Until D32 the header held the fingerprint byte-reversed; those records stay on the
+    topics, so readers take both orders (and writers write only the standard one)."""
+    action = make_action()
+    data = codec.encode("ActionEvent", action)
+    ws = codec.registry().schema("ActionEvent")
+    assert data[2:10] == ws.fingerprint
+    legacy = data[:2] + ws.fingerprint[::-1] + data[10:]
+    assert codec.decode(legacy, expect="ActionEvent") == codec.decode(data, expect="ActionEvent")
+    # any other order of the same bytes is unknown
+    rotated = data[:2] + ws.fingerprint[1:] + ws.fingerprint[:1] + data[10:]
+    with pytest.raises(DecodeError) as err:
+        codec.decode(rotated)
+    assert err.value.reason == "unknown_schema"

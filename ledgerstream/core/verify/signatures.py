@@ -64,7 +64,7 @@ def _signature_layout(raw: bytes, config: CheckerConfig) -> tuple[PublicKey, int
     """Where :func:`raw_signature_check` reads: the key, the signature's and entry_hash's offsets."""
     sig_start = len(raw) - 1 - SIGNATURE_SIZE
     tail_start = sig_start - len(_SIGNATURE_TAIL)
-    if (tail_start < codec.HEADER_LEN or raw[-1] != 0 or not raw.startswith(avro_fast.LEDGER_ENTRY_FINGERPRINT, 2)
+    if (tail_start < codec.HEADER_LEN or raw[-1] != 0 or not avro_fast.is_ledger_entry_header(raw)
             or not raw.endswith(_SIGNATURE_TAIL, 0, sig_start)):
         return None
     for encoded, key in config.encoded_key_ids:
