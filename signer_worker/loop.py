@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from ledgerstream.core import codec, records
+from ledgerstream.core import codec, procinfo, records
 from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.core.topic_reader import read_partition
 from ledgerstream.core.watchdog import Watchdog
@@ -85,6 +85,9 @@ class SignerWorker:
                          "anchors": 0, "aborts": 0}
         self.last_checkpoint_time = time.monotonic()
         self.started = time.time()
+        #: seconds from the process's start (or, for a standby, from winning the lease) until it
+        #: was ready to commit its first transaction: recovered, transactional, assigned
+        self.recovery_s: float | None = None
         self._last_status = 0.0
         # entry mode, liboqs with the sign_many shim: signatures are made on a dedicated
         # thread while this one sequences, encodes and produces (signing.py); else inline
@@ -168,6 +171,7 @@ class SignerWorker:
                 lease.close()
                 return 0
         self.role = "leader"
+        since = time.time() if lease is not None else (procinfo.started_at(os.getpid()) or self.started)
         self.watchdog.start()
         if self.sign_ahead:
             self.signing = SigningThread(self.key, nice=self.s.signing_nice)
@@ -180,6 +184,8 @@ class SignerWorker:
         consumer = self._consumer()
         self._assign(consumer)
         self.anchorer.start()
+        self.recovery_s = round(time.time() - since, 3)
+        log.info("ready to sign after %.2f s (next seq %d)", self.recovery_s, self.state.next_seq)
         self.write_status(force=True)
         try:
             while not stop.is_set():
@@ -410,6 +416,7 @@ class SignerWorker:
             "skipped_on_recovery": st.skipped_on_recovery, **self.counters,
             "signing_thread_nice": self.signing.nice if self.signing is not None else None,
             "started_at": self.started, "updated_at": time.time(),
+            "recovery_s": self.recovery_s, "rss_mb": procinfo.rss_mb(os.getpid()),
             "watchdog_seconds": self.s.watchdog_seconds, "doing": self.watchdog.doing,
         }
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ledgerstream.core import procinfo
 from ledgerstream.core.config import STACK_FILE, Topics, read_stack
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.stack.kafka import KafkaBroker, free_port, pid_alive, port_is_free, private_dir, stop_pid
@@ -345,7 +346,8 @@ def status(home: Path) -> dict[str, Any]:
     if state is None:
         return {"home": str(home), "running": False,
                 "kafka": {"bootstrap": None, "pid": None, "security": security.describe(None, {})},
-                "tsa": {"url": None, "ca_cert": None, "pid": None}, "signer": {"pid": None},
+                "tsa": {"url": None, "ca_cert": None, "pid": None},
+                "signer": {"pid": None, "recovery_s": None, "rss_mb": None},
                 "verifiers": [], "index": {"pid": None, "restarts": 0, "tiles_dir": None},
                 "dashboard": {"url": None, "pid": None, "token_file": None}, "topics": Topics.with_prefix().as_dict()}
     for key in ("kafka", "tsa", "signer", "index", "dashboard", "supervisor"):
@@ -356,6 +358,7 @@ def status(home: Path) -> dict[str, Any]:
             part["health"] = DOWN if part.get("pid") is None else HEALTHY
     if "signer" in state:
         state["signer"]["health"] = _signer_health(home, state["signer"])
+        state["signer"].update(_signer_resources(home, state["signer"]))
     for v in state.get("verifiers") or []:
         if v.get("pid") and not pid_alive(v["pid"]):
             v["pid"] = None
@@ -393,6 +396,15 @@ def _signer_health(home: Path, part: dict[str, Any]) -> str:
     if st.get("role") == "standby":  # waits for the lease; writes its status only on changes
         return HEALTHY
     return HEALTHY if _fresh(st) else UNHEALTHY
+
+
+def _signer_resources(home: Path, part: dict[str, Any]) -> dict[str, Any]:
+    """``recovery_s`` of the running signer's latest start (null until it is ready, or while
+    it waits as a standby) and its resident memory now."""
+    pid = part.get("pid")
+    st = _read_json(home / "signer" / "status.json") or {}
+    return {"recovery_s": st.get("recovery_s") if pid is not None and st.get("pid") == pid else None,
+            "rss_mb": procinfo.rss_mb(pid) if pid is not None else None}
 
 
 def _verifier_health(v: dict[str, Any], st: dict[str, Any] | None) -> str:

@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from ledgerstream.core import codec, mldsa, records
+from ledgerstream.core import codec, mldsa, procinfo, records
 from ledgerstream.core.kafka_security import kafka_config, role_env
 from ledgerstream.tools.bench_kafka import private_kafka
 
@@ -90,16 +90,6 @@ class _Writer:
         return (self.state.tree.size - first) / (time.perf_counter() - start)
 
 
-def _rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def _follow(home: Path, bootstrap: str, prefix: str) -> dict[str, Any]:
     """A real follower indexing to the topics' end: wall, rate, peak RSS."""
     from ledgerstream.index.paths import IndexPaths
@@ -109,9 +99,9 @@ def _follow(home: Path, bootstrap: str, prefix: str) -> dict[str, Any]:
                              "--bootstrap", bootstrap, "--topic-prefix", prefix],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env=dict(os.environ, **role_env(bootstrap, "admin")))
-    peak = 0
+    peak = 0.0
     while proc.poll() is None:
-        peak = max(peak, _rss_kb(proc.pid))
+        peak = max(peak, procinfo.rss_mb(proc.pid) or 0.0)
         time.sleep(0.05)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
@@ -119,7 +109,7 @@ def _follow(home: Path, bootstrap: str, prefix: str) -> dict[str, Any]:
     import json
 
     status = json.loads(IndexPaths.of(home).status.read_text())
-    return {"wall_s": round(wall, 1), "entries_per_s": status.get("entries_per_second"), "peak_rss_mb": round(peak / 1024, 1)}
+    return {"wall_s": round(wall, 1), "entries_per_s": status.get("entries_per_second"), "peak_rss_mb": peak}
 
 
 def _pcts(samples: list[float]) -> dict[str, float]:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -57,7 +59,7 @@ def test_status_json_contract(dev_stack: dict) -> None:
     assert s["kafka"]["bootstrap"].startswith("127.0.0.1:") and isinstance(s["kafka"]["pid"], int)
     assert s["tsa"]["url"].startswith("http://127.0.0.1:") and Path(s["tsa"]["ca_cert"]).exists()
     assert isinstance(s["tsa"]["pid"], int)
-    assert "pid" in s["signer"] and isinstance(s["verifiers"], list)
+    assert {"pid", "recovery_s", "rss_mb"} <= set(s["signer"]) and isinstance(s["verifiers"], list)
     for v in s["verifiers"]:
         assert isinstance(v["id"], str) and isinstance(v["pid"], int)
     assert set(s["topics"]) >= {"actions", "entries", "checkpoints", "alerts", "deadletter"}
@@ -126,14 +128,40 @@ def test_down_leaves_nothing_and_up_resumes_the_same_ledger(tmp_path: Path, monk
         assert json.loads(run(["keys", "show", s2["signer"]["key"], "--json"], env).stdout)["key_id"] == key1
         produce_actions(s2, 1)
         assert wait_entries(s2, 4) == 4  # the restarted signer continued the same chain
+        old_pid = _assert_signer_resources(env)
+        os.kill(old_pid, signal.SIGKILL)  # the supervisor starts another signer
+        new_pid = _assert_signer_resources(env, not_pid=old_pid)
+        assert new_pid != old_pid
+        produce_actions(s2, 1)
+        assert wait_entries(s2, 5) == 5
         from ledgerstream.tools.ledger_snapshot import load_ledger
         from ledgerstream.core.config import Topics
         from ledgerstream.index.reads import trust_of
 
         snap = load_ledger(s2["kafka"]["bootstrap"], Topics(**s2["topics"]), trust_of(tmp_path / "home"))
-        assert len(snap.entries) == 4 and not snap.foreign
+        assert len(snap.entries) == 5 and not snap.foreign
     finally:
         run(["dev", "down"], env, check=False)
+
+
+def _assert_signer_resources(env: dict, not_pid: int | None = None, timeout: float = 90) -> int:
+    """Wait until ``dev status --json`` shows a signer (other than ``not_pid``) with its
+    ``recovery_s``; check it against the process's age and ``rss_mb`` against ps; its pid."""
+    deadline = time.monotonic() + timeout
+    while True:
+        signer = status(env)["signer"]
+        pid = signer.get("pid")
+        if pid and pid != not_pid and signer.get("recovery_s") is not None:
+            break
+        assert time.monotonic() < deadline, signer
+        time.sleep(0.5)
+    age = int(subprocess.run(["ps", "-o", "etimes=", "-p", str(pid)], capture_output=True, text=True,
+                             check=True).stdout)
+    assert 0 < signer["recovery_s"] <= age + 1, (signer, age)
+    rss_kb = int(subprocess.run(["ps", "-o", "rss=", "-p", str(pid)], capture_output=True, text=True,
+                                check=True).stdout)
+    assert signer["rss_mb"] > 10 and abs(signer["rss_mb"] - rss_kb / 1024) < 0.2 * rss_kb / 1024, (signer, rss_kb)
+    return pid
 
 
 def test_fresh_wipes_the_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
