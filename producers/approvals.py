@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledgerstream.core import codec, records
+from ledgerstream.core import records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.approvals import APPROVE, REJECT, ApprovalInvalid, ApproverSet, verify_approval
 from ledgerstream.core.errors import ConfigError, DecodeError, LedgerstreamError
 from ledgerstream.core.mldsa import PrivateKey

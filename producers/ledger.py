@@ -35,7 +35,7 @@ from ledgerstream.producers.redact import Redactor
 from ledgerstream.producers.sender import Sender
 from ledgerstream.producers.spool import DEFAULT_MAX_BYTES, default_root, open_for_agent
 from ledgerstream.producers.uuid7 import uuid7
-from ledgerstream.producers.wire import ActionEventWriter
+from ledgerstream.core.wire.action_writer import ActionEventWriter
 
 log = logging.getLogger("ledgerstream.producer")
 

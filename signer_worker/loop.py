@@ -23,7 +23,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from ledgerstream.core import codec, procinfo, records
+from ledgerstream.core import procinfo, records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.core.topic_reader import read_partition
 from ledgerstream.core.watchdog import Watchdog
@@ -130,10 +131,11 @@ class SignerWorker:
         """Rebuild seq, chain heads, Merkle tree, dedup index and anchor backlog."""
         t0 = time.monotonic()
         self.state = LedgerState(self.s.dedup_horizon)
-        self.state.recover_entries(self._beating(read_partition(self.s.bootstrap, self.s.topics.entries, role="signer"),
-                                                 "recovering from entries"), self.pub)
-        self.state.recover_checkpoints(self._beating(read_partition(self.s.bootstrap, self.s.topics.checkpoints, role="signer"),
-                                                     "recovering from checkpoints"), self.pub)
+        self.state.recover(
+            self._beating(read_partition(self.s.bootstrap, self.s.topics.entries, role="signer"), "recovering from entries"),
+            self._beating(read_partition(self.s.bootstrap, self.s.topics.checkpoints, role="signer"),
+                          "recovering from checkpoints"),
+            self.pub)
         self.seq = Sequencer(self.state, self.key, signing_mode=self.s.signing_mode,
                              max_record_bytes=self.s.max_record_bytes, defer_signing=self.sign_ahead)
         for size, body in sorted(self.state.unanchored.items()):

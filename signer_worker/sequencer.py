@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ledgerstream.core import avro_fast, codec, records
+from ledgerstream.core import records
+from ledgerstream.core.wire import avro_fast, codec
 from ledgerstream.core.errors import DecodeError
 from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.signer_worker.state import LedgerState

@@ -2,15 +2,18 @@
 
 Nothing here is persisted separately: the committed ``entries`` and ``checkpoints``
 topics are the only source of truth, so a crash at any point leaves nothing to repair.
+The Merkle state is a compact range (O(log n) hashes): the signer needs only the current
+root; past roots and proofs are the read side's (the index and its tiles).
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 from collections import OrderedDict
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
-from ledgerstream.core import codec, merkle, records
+from ledgerstream.core import merkle, records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.errors import DecodeError, InvalidSignature
 from ledgerstream.core.mldsa import PublicKey
 
@@ -28,13 +31,13 @@ class Known(NamedTuple):
 
 
 class LedgerState:
-    """seq, chain head, per-agent heads, Merkle tree and a bounded event index."""
+    """seq, chain head, per-agent heads, Merkle compact range and a bounded event index."""
 
     def __init__(self, dedup_horizon: int = 1_000_000) -> None:
         self.next_seq = 0
         self.head = records.ZERO_HASH
         self.agents: dict[str, tuple[int, bytes]] = {}
-        self.tree = merkle.MerkleTree()
+        self.tree = merkle.CompactRange()
         self.events: OrderedDict[str, Known] = OrderedDict()
         self.horizon = dedup_horizon
         self.checkpoint_size = 0
@@ -59,8 +62,32 @@ class LedgerState:
         return self.agents.get(agent_id, (0, records.ZERO_HASH))
 
     # --- recovery ----------------------------------------------------------------------------
-    def recover_entries(self, stream: Iterable[tuple[int, bytes]], key: PublicKey) -> None:
-        """Rebuild from the committed entries topic, skipping anything we did not write.
+    def recover(self, entries: Iterable[tuple[int, bytes]], checkpoints: Iterable[tuple[int, bytes]],
+                key: PublicKey) -> None:
+        """Rebuild from the committed topics: ``checkpoints`` first (our validly signed
+        checkpoints by size), then ``entries``, comparing each checkpoint's root with the
+        compact range's as it passes that size (it cannot answer a past root later). The
+        last matching checkpoint sets ``checkpoint_size``; those with no TimestampAnchor are
+        the anchor backlog."""
+        claimed = self._read_checkpoints(checkpoints, key)
+        roots: dict[int, bytes] = {}
+
+        def note_root() -> None:
+            if self.tree.size in claimed:
+                roots[self.tree.size] = self.tree.root()
+
+        note_root()  # a checkpoint of the empty tree
+        self._recover_entries(entries, key, after_each=note_root)
+        for size, root in roots.items():
+            for claimed_root, body in claimed[size]:
+                if claimed_root == root:
+                    self.checkpoint_size = max(self.checkpoint_size, size)
+                    if body is not None:
+                        self.unanchored[size] = body
+
+    def _recover_entries(self, stream: Iterable[tuple[int, bytes]], key: PublicKey,
+                         after_each: Callable[[], None]) -> None:
+        """Adopt the committed entries, skipping anything we did not write.
 
         Foreign records (replays, corrupt bytes, forgeries by a rogue producer) are not
         adopted: an entry is taken only if it continues our chain, its hash recomputes,
@@ -77,9 +104,32 @@ class LedgerState:
                 self.skipped_on_recovery += 1
                 continue
             self.apply(entry)
-        if self.skipped_on_recovery:
-            log.warning("recovery skipped %d foreign or invalid records on the entries topic",
-                        self.skipped_on_recovery)
+            after_each()
+
+    @staticmethod
+    def _read_checkpoints(stream: Iterable[tuple[int, bytes]],
+                          key: PublicKey) -> dict[int, list[tuple[bytes, bytes | None]]]:
+        """Our validly signed checkpoints: (root, body) by tree size, the body None when a
+        TimestampAnchor covers it (only unanchored bodies are kept)."""
+        claimed: dict[int, list[tuple[bytes, bytes]]] = {}
+        anchored: set[bytes] = set()
+        for offset, raw in stream:
+            try:
+                name, rec = codec.decode(raw, expect=("Checkpoint", "TimestampAnchor"))
+            except DecodeError:
+                continue
+            if name == "TimestampAnchor":
+                anchored.add(bytes(rec["body_hash"]))
+                continue
+            if rec["key_id"] != key.key_id:
+                continue
+            try:
+                key.verify(bytes(rec["signature"]), bytes(rec["body"]))
+            except InvalidSignature:
+                continue
+            claimed.setdefault(rec["tree_size"], []).append((bytes(rec["root_hash"]), bytes(rec["body"])))
+        return {size: [(root, None if hashlib.sha256(body).digest() in anchored else body) for root, body in found]
+                for size, found in claimed.items()}
 
     def _continues_chain(self, entry: dict[str, Any], key: PublicKey) -> bool:
         if entry["seq"] != self.next_seq or bytes(entry["prev_hash"]) != self.head:
@@ -98,30 +148,3 @@ class LedgerState:
             except InvalidSignature:
                 return False
         return True
-
-    def recover_checkpoints(self, stream: Iterable[tuple[int, bytes]], key: PublicKey) -> None:
-        """Find the last checkpoint we signed and the ones still waiting for a token."""
-        bodies: dict[bytes, tuple[int, bytes]] = {}  # body hash -> (tree_size, body)
-        anchored: set[bytes] = set()
-        for offset, raw in stream:
-            try:
-                name, rec = codec.decode(raw, expect=("Checkpoint", "TimestampAnchor"))
-            except DecodeError:
-                continue
-            if name == "TimestampAnchor":
-                anchored.add(bytes(rec["body_hash"]))
-                continue
-            if rec["key_id"] != key.key_id or rec["tree_size"] > self.tree.size:
-                continue
-            try:
-                key.verify(bytes(rec["signature"]), bytes(rec["body"]))
-            except InvalidSignature:
-                continue
-            if self.tree.root(rec["tree_size"]) != bytes(rec["root_hash"]):
-                continue
-            body = bytes(rec["body"])
-            bodies[hashlib.sha256(body).digest()] = (rec["tree_size"], body)
-            self.checkpoint_size = max(self.checkpoint_size, rec["tree_size"])
-        for body_hash, (size, body) in bodies.items():
-            if body_hash not in anchored:
-                self.unanchored[size] = body

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.core.alert_signature import sign_alert
 from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.core.verify import Finding

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.core.config import Topics
 from ledgerstream.core.errors import DecodeError
 from ledgerstream.tools.ledger_reader import last_records

@@ -40,7 +40,8 @@ def alert_rows(bootstrap: str, topic: str, *, since: dt.datetime | None, kinds: 
     marked ``authenticity`` (verified | unsigned | forged), ``forged`` (true unless verified)
     and ``authenticity_reason`` under the ``trusted`` verifier keys (default:
     ``trusted_verifier_keys`` of $LEDGERSTREAM_HOME: $LEDGERSTREAM_VERIFIER_KEYS or the dev stack's)."""
-    from ledgerstream.core import codec, config
+    from ledgerstream.core import config
+    from ledgerstream.core.wire import codec
     from ledgerstream.core.alert_signature import check_alert, trusted_verifier_keys
     from ledgerstream.core.errors import DecodeError
     from ledgerstream.tools.ledger_reader import read_topic

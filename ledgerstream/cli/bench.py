@@ -168,6 +168,51 @@ def index(entries: int, signing_mode: str, bootstrap: str | None, out: Path | No
         click.echo(f"flat: {result['flat']}")
 
 
+def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v.replace("_", "")) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of entry counts") from None
+    if not sizes or min(sizes) < 100:
+        raise click.BadParameter("give one or more sizes of at least 100 entries")
+    return sizes
+
+
+@bench.command()
+@click.option("--sizes", default="100000,1000000", show_default=True, callback=_sizes,
+              help="Ledger sizes (entries, comma-separated), each measured on a ledger of its own.")
+@bootstrap_option
+@out_option
+@json_option
+def recovery(sizes: tuple[int, ...], bootstrap: str | None, out: Path | None, as_json: bool) -> None:
+    """What a signer restart costs as the ledger grows. For each size a ledger is written
+    (checkpoint signing, by the signer's own sequencer), then a real signer process is started
+    on it (its recovery_s and RSS), killed with SIGKILL and started again with one action
+    produced right after the kill: seconds from the kill until that entry is committed, the
+    new process's recovery_s and RSS. ``growth`` compares the largest size with the smallest.
+    Private topics (deleted afterwards); without a configured Kafka it starts a private
+    embedded broker. See docs/benchmarks.md."""
+    from ledgerstream.core import config
+    from ledgerstream.core.errors import ConfigError
+    from ledgerstream.tools.bench_recovery import run
+
+    try:
+        bootstrap = config.resolve_bootstrap(bootstrap)
+    except ConfigError:
+        bootstrap = None
+    result = run(sizes, bootstrap, log=info)
+    if out is not None or as_json:
+        report(result, as_json, out)
+    if not as_json:
+        for size, point in result["points"].items():
+            first, again = point["first_start"], point["after_kill"]
+            click.echo(f"{int(size):>10,} entries: start {first['recovery_s']} s ({first['rss_mb']} MB); "
+                       f"after kill -9: recovery {again['recovery_s']} s, kill to commit {again['kill_to_commit_s']} s, "
+                       f"RSS {again['rss_mb']} MB")
+        click.echo(f"growth: {result['growth']}")
+        click.echo(f"goal: {result['goal']}")
+
+
 @bench.command()
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the campaign's own dev stack; must be new or empty [a temporary folder].")

@@ -152,6 +152,60 @@ class MerkleTree:
         return proof
 
 
+class CompactRange:
+    """The Merkle state a log writer needs: the roots of the perfect subtrees that make up
+    the tree, O(log n) hashes (transparency-dev/merkle ``compact.Range`` from index 0; RFC
+    9162 section 2.1.1's decomposition of ``size`` into powers of two, largest first).
+
+    It answers the current root only, not past roots or proofs (those come from the read
+    side), and it is what a snapshot stores: ``CompactRange(size, hashes)`` restores it.
+    """
+
+    def __init__(self, size: int = 0, hashes: list[bytes] | tuple[bytes, ...] = ()) -> None:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ValueError(f"size must be a non-negative int, got {size!r}")
+        hashes = list(hashes)
+        if len(hashes) != size.bit_count():
+            raise ValueError(f"a range of {size} leaves has {size.bit_count()} subtree hashes, not {len(hashes)}")
+        if not all(isinstance(h, (bytes, bytearray)) and len(h) == HASH_SIZE for h in hashes):
+            raise ValueError(f"subtree hashes must be {HASH_SIZE} bytes")
+        self._size = size
+        self._hashes = [bytes(h) for h in hashes]
+
+    @property
+    def size(self) -> int:
+        """Number of leaves appended so far."""
+        return self._size
+
+    @property
+    def hashes(self) -> tuple[bytes, ...]:
+        """The perfect subtrees' roots, left to right (one per set bit of ``size``, largest first)."""
+        return tuple(self._hashes)
+
+    def append(self, leaf_hash: bytes) -> int:
+        """Add a leaf hash; return its index. Merges the subtrees the new leaf completes."""
+        if not isinstance(leaf_hash, (bytes, bytearray)) or len(leaf_hash) != HASH_SIZE:
+            raise ValueError(f"leaf_hash must be {HASH_SIZE} bytes")
+        index = self._size
+        node = bytes(leaf_hash)
+        carry = index
+        while carry & 1:  # each trailing 1 bit is a subtree of the new leaf's size on the left
+            node = node_hash(self._hashes.pop(), node)
+            carry >>= 1
+        self._hashes.append(node)
+        self._size = index + 1
+        return index
+
+    def root(self) -> bytes:
+        """MTH of all leaves: the subtree roots folded from the right (RFC 9162 2.1.1)."""
+        if not self._hashes:
+            return EMPTY_ROOT
+        node = self._hashes[-1]
+        for left in reversed(self._hashes[:-1]):
+            node = node_hash(left, node)
+        return node
+
+
 def root_from_inclusion_proof(leaf_hash: bytes, index: int, size: int, proof: list[bytes]) -> bytes:
     """The root that ``proof`` yields for ``leaf_hash`` at ``index`` (RFC 9162 section 2.1.3.2).
 

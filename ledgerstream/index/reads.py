@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ledgerstream.core import codec, merkle, records
+from ledgerstream.core import merkle, records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.config import Topics
 from ledgerstream.core.errors import ConfigError, LedgerstreamError
 from ledgerstream.core.tiles import TileReader

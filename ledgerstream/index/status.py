@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.core.config import Topics, read_stack
 from ledgerstream.core.errors import ConfigError, DecodeError, LedgerstreamError
 from ledgerstream.core.verify import CheckerConfig, check_entry

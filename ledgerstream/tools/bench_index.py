@@ -24,70 +24,17 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from ledgerstream.core import codec, mldsa, procinfo, records
-from ledgerstream.core.kafka_security import kafka_config, role_env
+from ledgerstream.core import mldsa, procinfo
+from ledgerstream.core.kafka_security import role_env
 from ledgerstream.tools.bench_kafka import private_kafka
+from ledgerstream.tools.bench_ledger import LedgerWriter
 
-CHECKPOINT_EVERY = 1000
 #: agents with a known number of entries, for replay time against k
 RARE = {"rare-10": 10, "rare-100": 100, "rare-1000": 1000}
 SAMPLES = 200
-
-
-def _action(i: int, agent: str) -> bytes:
-    return codec.encode("ActionEvent", {
-        "event_id": str(uuid.uuid4()), "agent_id": agent, "session_id": f"s-{i // 100}", "action_type": "tool:search",
-        "payload": None, "payload_salt": None, "payload_hash": records.sha256(str(i).encode()),
-        "occurred_at": time.time_ns() // 1000, "links": [], "policy": None, "approvals": [], "trace": None,
-        "producer": {"library": "ledgerstream", "version": "bench", "host": "bench", "pid": os.getpid(),
-                     "adapter": None}, "offline": False})
-
-
-class _Writer:
-    """The signer's sequencer writing straight to the topics, one transaction per checkpoint."""
-
-    def __init__(self, key: mldsa.PrivateKey, total: int, bootstrap: str, topics: Any, signing_mode: str) -> None:
-        from confluent_kafka import Producer
-
-        from ledgerstream.signer_worker.sequencer import Sequencer
-        from ledgerstream.signer_worker.state import LedgerState
-
-        self.key, self.topics, self.total = key, topics, total
-        self.state = LedgerState()
-        self.seq = Sequencer(self.state, key, signing_mode=signing_mode)
-        rng = random.Random(7)  # the rare agents' entries, spread over the whole ledger
-        self.rare = {i: agent for agent, k in RARE.items() for i in rng.sample(range(total), k)}
-        self.producer = Producer(kafka_config(bootstrap, "admin", {
-            "transactional.id": f"bench-index-{uuid.uuid4().hex}", "message.max.bytes": 8 * 1024 * 1024,
-            "linger.ms": 20, "batch.size": 1 << 20}))
-        self.producer.init_transactions(60)
-
-    def write_to(self, size: int, log: Callable[[str], None]) -> float:
-        """Entries up to ``size``; returns the entries/s of the sequencer plus Kafka writes."""
-        from ledgerstream.signer_worker.sequencer import Source
-
-        start, first = time.perf_counter(), self.state.tree.size
-        while self.state.tree.size < size:
-            self.producer.begin_transaction()
-            for _ in range(min(CHECKPOINT_EVERY, size - self.state.tree.size)):
-                i = self.state.tree.size
-                out = self.seq.process(_action(i, self.rare.get(i, f"agent-{i % 50}")), Source("bench.actions", 0, i))
-                self.producer.produce(self.topics.entries, codec.encode("LedgerEntry", out.entry))
-                self.producer.poll(0)
-            st, now = self.state, time.time_ns() // 1000
-            body = records.checkpoint_body("bench", st.tree.size, st.tree.root(), st.head, now)
-            self.producer.produce(self.topics.checkpoints, codec.encode("Checkpoint", {
-                "spec_version": 1, "origin": "bench", "tree_size": st.tree.size, "root_hash": st.tree.root(),
-                "chain_head": st.head, "created_at": now, "body": body, "key_id": self.key.public_key().key_id,
-                "signature": self.key.sign(body)}))
-            self.producer.commit_transaction(120)
-            if st.tree.size % 100_000 == 0:
-                log(f"  {st.tree.size:,} entries written")
-        return (self.state.tree.size - first) / (time.perf_counter() - start)
 
 
 def _follow(home: Path, bootstrap: str, prefix: str) -> dict[str, Any]:
@@ -179,7 +126,7 @@ def run(entries: int = 100_000, bootstrap: str | None = None, signing_mode: str 
         (home / "keys").mkdir(parents=True)
         (home / "keys" / "signer.pub.pem").write_bytes(mldsa.public_key_pem(key.public_key()))
         os.environ.update(role_env(bootstrap, "admin"))  # this process's reads, as the bench's own admin
-        writer = _Writer(key, entries, bootstrap, topics, signing_mode)
+        writer = LedgerWriter(key, entries, bootstrap, topics, signing_mode, rare=RARE)
         for size in (small, entries):
             log(f"writing the ledger up to {size:,} entries ({signing_mode} signing) ...")
             write_rate = writer.write_to(size, log)

@@ -94,7 +94,7 @@ def _action(i: int) -> dict[str, Any]:
 
 
 def _encoded_actions(n: int) -> list[tuple[bytes, bytes, str]]:
-    from ledgerstream.core import codec
+    from ledgerstream.core.wire import codec
 
     out = []
     for i in range(n):
@@ -235,7 +235,8 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 def bench_scenario(bootstrap: str, key_path: Path, workdir: Path, backend: str, mode: str, events: int,
                    latency_events: int, raw_rate: float, log: Log, broker_pid: int | None = None,
                    signing_nice: int | None = None) -> dict[str, Any]:
-    from ledgerstream.core import codec, mldsa
+    from ledgerstream.core import mldsa
+    from ledgerstream.core.wire import codec
     from ledgerstream.core.config import Topics
     from ledgerstream.stack.topics import ensure_topics
 

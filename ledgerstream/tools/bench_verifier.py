@@ -36,7 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from ledgerstream.core import avro_fast, codec, mldsa, records
+from ledgerstream.core import mldsa, records
+from ledgerstream.core.wire import avro_fast, codec
 from ledgerstream.tools.proc_cpu import cpu_seconds, tree_cpu_seconds
 from ledgerstream.core.kafka_security import kafka_config, role_env
 from ledgerstream.tools.bench_kafka import private_kafka

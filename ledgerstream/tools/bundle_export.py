@@ -20,7 +20,8 @@ from pathlib import Path
 
 from cryptography import x509
 
-from ledgerstream.core import codec, merkle, mldsa, records
+from ledgerstream.core import merkle, mldsa, records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.errors import ConfigError, LedgerstreamError, TimestampError
 from ledgerstream.core.timestamp import verify_timestamp
 from ledgerstream.tools import bundle_format as bf

@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives import serialization
 import rfc8785
 from fastavro.schema import parse_schema, to_parsing_canonical_form
 
-from ledgerstream.core import codec
-from ledgerstream.core.codec import HEADER_LEN, MAGIC
+from ledgerstream.core import records
+from ledgerstream.core.wire import codec
+from ledgerstream.core.wire.codec import HEADER_LEN, MAGIC
 from ledgerstream.core.errors import DecodeError
 
 FORMAT = "ledgerstream-bundle"
@@ -88,17 +89,6 @@ def canonical(value: Any) -> bytes:
     return rfc8785.dumps(value)
 
 
-def hexed(value: Any) -> Any:
-    """A decoded Avro record as JSON: every bytes value becomes lowercase hex."""
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).hex()
-    if isinstance(value, dict):
-        return {k: hexed(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [hexed(v) for v in value]
-    return value
-
-
 def render_entry(record: dict[str, Any]) -> bytes:
     """entries/<seq>.json: the record (bytes as hex) and, for readers, the payload parsed."""
     payload = record["action"].get("payload")
@@ -108,11 +98,11 @@ def render_entry(record: dict[str, Any]) -> bytes:
             parsed = json.loads(bytes(payload).decode("utf-8"))
         except ValueError:
             parsed = None
-    return canonical({"entry": hexed(record), "payload": parsed})
+    return canonical({"entry": records.jsonable(record), "payload": parsed})
 
 
 def render_checkpoint(record: dict[str, Any]) -> bytes:
-    return canonical({"checkpoint": hexed(record)})
+    return canonical({"checkpoint": records.jsonable(record)})
 
 
 def inclusion_doc(seq: int, tree_size: int, entry_hash: bytes, leaf_hash: bytes, root: bytes,

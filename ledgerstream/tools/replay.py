@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from ledgerstream.core import codec, merkle, records
+from ledgerstream.core import merkle, records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.adoption import Adoption, adopt
 from ledgerstream.core.config import Topics
 from ledgerstream.core.errors import ConfigError, DecodeError, TimestampError, VerificationError

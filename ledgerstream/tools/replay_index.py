@@ -15,7 +15,7 @@ import fnmatch
 from collections import deque
 from typing import Any, Iterable
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.core.tiles import TileReader
 from ledgerstream.index import query
 from ledgerstream.index.reads import ACCEPTED_ANCHORS, IndexedLedger

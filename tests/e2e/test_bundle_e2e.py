@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from support.actions import make_action
 from conftest import stack_kafka_config
 

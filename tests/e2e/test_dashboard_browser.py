@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import pytest
 from confluent_kafka import Producer
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.core.config import Topics
 from ledgerstream.core.topic_reader import read_partition
 from ledgerstream.core.kafka_security import kafka_config

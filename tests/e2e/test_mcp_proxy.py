@@ -29,7 +29,7 @@ mcp = pytest.importorskip("mcp")
 from mcp import ClientSession, StdioServerParameters, types  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
 
-from ledgerstream.core import codec  # noqa: E402
+from ledgerstream.core.wire import codec  # noqa: E402
 from ledgerstream.core.approvals import ApproverSet, verify_approvals  # noqa: E402
 from ledgerstream.producers.topic_reader import read_all  # noqa: E402
 from ledgerstream.stack.kafka import free_port  # noqa: E402

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.producers.topic_reader import read_all
 from ledgerstream.stack.kafka import free_port
 

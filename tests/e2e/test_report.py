@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.core.config import Topics
 from ledgerstream.core.mldsa import PrivateKey, public_key_pem, save_private_key
 from ledgerstream.core.topic_reader import read_partition

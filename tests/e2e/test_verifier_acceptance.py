@@ -17,7 +17,7 @@ from collections import defaultdict
 import pytest
 from confluent_kafka import Producer
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.core.topic_reader import read_partition
 from ledgerstream.core.kafka_security import kafka_config
 

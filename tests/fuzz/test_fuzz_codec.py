@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fuzz_mutations import mutated
-from ledgerstream.core import avro_fast, codec, records
+from ledgerstream.core import records
+from ledgerstream.core.wire import avro_fast, codec
 from ledgerstream.core.errors import DecodeError
 from support.random_records import ALPHABET, PLAIN_ALPHABET, random_action, random_entry
 

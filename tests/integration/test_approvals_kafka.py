@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.core.approvals import ApproverSet, verify_approvals
 from ledgerstream.core.mldsa import PrivateKey, public_key_pem, save_private_key
 from ledgerstream.producers.approvals import read_requests, respond

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from ledgerstream.core import avro_fast, codec
+from ledgerstream.core import records
+from ledgerstream.core.wire import avro_fast, codec
 from ledgerstream.core.mldsa import PrivateKey
-from producers.wire import ActionEventWriter
+from ledgerstream.core.wire.action_writer import ActionEventWriter
 from support.avrojava import decode_with_java
 from support.ledger_builder import LedgerBuilder, entry_bytes
 
@@ -27,16 +27,6 @@ pytestmark = pytest.mark.integration
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 KEY = PrivateKey.from_seed(bytes(range(32)))
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, (bytes, bytearray)):
-        return bytes(v).hex()
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
-    return v
 
 
 def _varied_entries() -> list[dict]:
@@ -104,7 +94,7 @@ def test_java_decodes_every_record_to_the_values_we_wrote(java_view) -> None:
         if "legacy" in how:
             continue
         assert "error" not in got, (how, name, got)
-        assert got == _plain(codec.decode(data, expect=name)[1]), (how, name)
+        assert got == records.jsonable(codec.decode(data, expect=name)[1]), (how, name)
         kinds.add((how, name))
     assert {("codec", "ActionEvent"), ("producer writer", "ActionEvent"), ("codec", "LedgerEntry"),
             ("signer splice", "LedgerEntry"), ("vector", "Checkpoint"), ("vector", "Alert")} <= kinds

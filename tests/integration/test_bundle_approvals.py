@@ -23,7 +23,8 @@ from confluent_kafka import Producer
 
 from conftest import SignerProcess
 from ledgerstream.cli.main import cli
-from ledgerstream.core import codec, mldsa, records
+from ledgerstream.core import mldsa, records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.config import Topics
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.tools import bundle_format as bf

@@ -23,7 +23,8 @@ from confluent_kafka import Producer
 
 from conftest import SignerProcess
 from ledgerstream.cli.main import cli
-from ledgerstream.core import codec, mldsa
+from ledgerstream.core import mldsa
+from ledgerstream.core.wire import codec
 from ledgerstream.core.config import Topics
 from ledgerstream.tools import bundle_format as bf
 from ledgerstream.tools.bundle_verify import verify_bundle

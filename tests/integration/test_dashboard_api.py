@@ -15,7 +15,8 @@ from typing import Any, Iterator
 import pytest
 from confluent_kafka import Producer
 
-from ledgerstream.core import codec, merkle, mldsa, records
+from ledgerstream.core import merkle, mldsa, records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.config import Topics
 from ledgerstream.core.topic_reader import read_partition
 from tests.support.actions import make_action

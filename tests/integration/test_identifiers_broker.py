@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ledgerstream.core import codec, mldsa, records
+from ledgerstream.core import mldsa, records
+from ledgerstream.core.wire import codec
 from support.actions import make_action
 from support.ledger_builder import LedgerBuilder, LedgerWriter, entry_bytes
 from test_signer_helpers import _close_tails  # noqa: F401  (autouse fixture)

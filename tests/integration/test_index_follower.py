@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from ledgerstream.core import codec, mldsa, records
+from ledgerstream.core import mldsa, records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.alert_signature import Authenticity, VerifierKey, check_alert
 from ledgerstream.core.config import Topics
 from ledgerstream.core.topic_reader import read_partition

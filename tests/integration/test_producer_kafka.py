@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from ledgerstream.core import codec, records
+from ledgerstream.core import records
+from ledgerstream.core.wire import codec
 from ledgerstream.producers.ledger import Ledger, connect
 from ledgerstream.producers.spool import Spool
 from ledgerstream.producers.topic_reader import read_all

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.core.config import Topics
 from ledgerstream.producers.delivery import OFFLINE_IN_FLIGHT
 from ledgerstream.producers.ledger import connect

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from ledgerstream.core import codec, mldsa, records
+from ledgerstream.core import mldsa, records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.verify import TrustedKeys
 from ledgerstream.signer_worker.sequencer import Sequencer, Source
 from ledgerstream.signer_worker.state import LedgerState

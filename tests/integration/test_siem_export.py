@@ -25,7 +25,7 @@ from typing import Iterator
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.core.config import Topics
 from ledgerstream.core.topic_reader import read_partition
 from ledgerstream.tools.siem.exporter import ExportSettings, Exporter

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from ledgerstream.core import codec, mldsa
+from ledgerstream.core import mldsa
+from ledgerstream.core.wire import codec
 from ledgerstream.core.alert_signature import ENV_VERIFIER_KEYS, sign_alert, verifier_key_path, verifier_public_key_path
 from ledgerstream.core.config import Topics
 from ledgerstream.tools.ledger_reader import read_topic

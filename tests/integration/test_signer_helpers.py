@@ -14,7 +14,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric import mldsa as pyca_mldsa
 
-from ledgerstream.core import codec, records
+from ledgerstream.core import records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.mldsa import PublicKey
 from support import rfc9162_checker as rfc9162
 from support.waiting import wait_until  # noqa: F401 - re-exported to the signer tests

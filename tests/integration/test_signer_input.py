@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from ledgerstream.core import codec, mldsa, records
+from ledgerstream.core import mldsa, records
+from ledgerstream.core.wire import codec
 from support.actions import make_action
 from test_signer_helpers import _close_tails  # noqa: F401  (autouse fixture)
 from test_signer_helpers import TopicTail, action_items, check_ledger, produce, wait_until

@@ -23,7 +23,8 @@ from typing import Any, Iterator
 import pytest
 from click.testing import CliRunner
 
-from ledgerstream.core import codec, records
+from ledgerstream.core import records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.config import Topics
 from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.core.verify import CHECKPOINTS, ENTRIES

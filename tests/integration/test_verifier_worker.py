@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from ledgerstream.core import codec, mldsa
+from ledgerstream.core import mldsa
+from ledgerstream.core.wire import codec
 from ledgerstream.core.alert_signature import (check_alert, trusted_verifier_keys, verifier_key_path,
                                                verifier_public_key_path)
 from ledgerstream.core.config import Topics

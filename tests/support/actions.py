@@ -6,7 +6,8 @@ import time
 import uuid
 from typing import Any
 
-from ledgerstream.core import codec, records
+from ledgerstream.core import records
+from ledgerstream.core.wire import codec
 
 
 def make_action(agent_id: str = "agent-a", action_type: str = "tool:search", payload: Any = None,

@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterable
 
 from confluent_kafka import Producer
 
-from ledgerstream.core import codec, merkle, records
+from ledgerstream.core import merkle, records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.config import Topics
 from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.core.timestamp import request_timestamp

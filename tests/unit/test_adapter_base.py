@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.core.config import Topics
 from ledgerstream.producers.adapters import base
 from ledgerstream.producers.adapters.base import LedgerAdapter, action_type, clip, put, token_usage

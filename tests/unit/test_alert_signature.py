@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from ledgerstream.core import codec, mldsa
+from ledgerstream.core import mldsa
+from ledgerstream.core.wire import codec
 from ledgerstream.core.alert_signature import (ENV_VERIFIER_KEYS, TAG_ALERT_SIGNATURE, Authenticity, VerifierKey,
                                                alert_signing_input, check_alert, load_alert_key, sign_alert,
                                                trusted_verifier_keys, verifier_key_path,

@@ -67,7 +67,8 @@ def test_any_changed_field_breaks_the_signature(vector: dict, field: str, value:
 
 
 def test_the_wire_record_and_ledgerstream_agree_with_the_oracle(vector: dict) -> None:
-    from ledgerstream.core import codec, mldsa
+    from ledgerstream.core import mldsa
+    from ledgerstream.core.wire import codec
     from ledgerstream.core.alert_signature import VerifierKey, alert_signing_input, check_alert
 
     _, record = codec.decode(bytes.fromhex(vector["record"]), expect="Alert")

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.core.errors import DecodeError
 from tests.support.actions import make_action
 

@@ -125,7 +125,7 @@ def test_entry_report_states_and_proof(key: mldsa.PrivateKey) -> None:
 
 
 def test_alerts_are_marked_and_forged_ones_change_no_genuine_count() -> None:
-    from ledgerstream.core import codec
+    from ledgerstream.core.wire import codec
     from ledgerstream.core.alert_signature import VerifierKey, sign_alert
 
     v1, v2 = mldsa.PrivateKey.from_seed(bytes([1]) * 32), mldsa.PrivateKey.from_seed(bytes([2]) * 32)

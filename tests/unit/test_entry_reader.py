@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from ledgerstream.core import avro_fast, codec, mldsa, records
+from ledgerstream.core import mldsa, records
+from ledgerstream.core.wire import avro_fast, codec
 from ledgerstream.core.errors import DecodeError
 from ledgerstream.core.verify import CheckerConfig, precheck_entry
 from ledgerstream.tools.bench_verifier import build_ledger

@@ -21,7 +21,8 @@ from rich.text import Text
 
 from ledgerstream.cli.common import safe_text
 from ledgerstream.cli.main import cli
-from ledgerstream.core import codec, records
+from ledgerstream.core import records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.approvals import ApproverSet
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.core.mldsa import PrivateKey, public_key_pem

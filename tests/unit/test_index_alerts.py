@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from ledgerstream.core import codec, mldsa
+from ledgerstream.core import mldsa
+from ledgerstream.core.wire import codec
 from ledgerstream.core.alert_signature import Authenticity, VerifierKey, check_alert
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.core.verify import Finding, Kind

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.producers.errors import PolicyDenied
 from ledgerstream.producers.ledger import Ledger

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.producers.ledger import Ledger
 from ledgerstream.producers.redact import REDACTED
 from ledgerstream.producers.spool import Spool

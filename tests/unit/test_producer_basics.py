@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ledgerstream.core import codec, records
+from ledgerstream.core import records
+from ledgerstream.core.wire import codec
 from ledgerstream.producers import context
 from ledgerstream.producers.ledger import Ledger
 from ledgerstream.producers.redact import REDACTED, Redactor

@@ -7,10 +7,10 @@ import random
 import pytest
 import rfc8785
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.producers.canonical import canonical_payload
 from ledgerstream.producers.context import Link
-from ledgerstream.producers.wire import ActionEventWriter
+from ledgerstream.core.wire.action_writer import ActionEventWriter
 
 pytestmark = pytest.mark.unit
 

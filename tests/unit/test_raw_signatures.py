@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledgerstream.core import avro_fast
+from ledgerstream.core.wire import avro_fast
 from ledgerstream.core.mldsa import SIGNATURE_SIZE, PrivateKey
 from ledgerstream.core.verify import (CheckerConfig, Checker, check_raw_signatures, precheck_entry,
                                       raw_signature_check)

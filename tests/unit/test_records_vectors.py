@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ledgerstream.core import codec, merkle, mldsa, records
+from ledgerstream.core import merkle, mldsa, records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.errors import InvalidSignature
 
 pytestmark = pytest.mark.unit

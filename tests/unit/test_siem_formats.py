@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.tools.siem.events import AlertEvent, EntryEvent, Link, Origin, decode_event, operation_of
 from ledgerstream.tools.siem.formats import FORMATS, get_format
 from ledgerstream.tools.siem.formats.syslog import envelope

@@ -18,7 +18,8 @@ import pytest
 
 from pathlib import Path
 
-from ledgerstream.core import avro_fast, codec, records
+from ledgerstream.core import records
+from ledgerstream.core.wire import avro_fast, codec
 from ledgerstream.core.errors import DecodeError
 from support.random_records import minimal_action, random_action, random_entry
 

@@ -15,7 +15,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from cryptography.hazmat.primitives.asymmetric import mldsa as pyca_mldsa
 
-from ledgerstream.core import codec, mldsa, records
+from ledgerstream.core import mldsa, records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.config import Topics
 from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.signer_worker import loop as loop_module

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from ledgerstream.core import codec, records
+from ledgerstream.core import records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.signer_worker.sequencer import Sequencer, Source
 from ledgerstream.signer_worker.state import LedgerState
@@ -63,7 +64,7 @@ def _flip(raw: bytes, position: int) -> bytes:
 def test_clean_recovery_rebuilds_the_same_state(key: PrivateKey) -> None:
     seq, entries = _chain(key, 12)
     st = LedgerState()
-    st.recover_entries(((i, codec.encode("LedgerEntry", e)) for i, e in enumerate(entries)), key.public_key())
+    st.recover(((i, codec.encode("LedgerEntry", e)) for i, e in enumerate(entries)), [], key.public_key())
     assert _view(st) == _view(seq.state) and st.skipped_on_recovery == 0
 
 
@@ -90,7 +91,7 @@ def test_recovery_skips_foreign_records_and_continues_the_real_chain(key: Privat
     stream.append((offset, raws[19]))  # and a duplicate of the head at the very end
 
     st = LedgerState()
-    st.recover_entries(iter(stream), key.public_key())
+    st.recover(iter(stream), [], key.public_key())
     assert st.skipped_on_recovery == 8
     assert _view(st) == _view(seq.state)
 
@@ -111,7 +112,7 @@ def test_an_entry_that_breaks_the_chain_ends_adoption(key: PrivateKey) -> None:
     _, entries = _chain(key, 8)
     stream = [(i, codec.encode("LedgerEntry", e)) for i, e in enumerate(entries) if i != 4]
     st = LedgerState()
-    st.recover_entries(iter(stream), key.public_key())
+    st.recover(iter(stream), [], key.public_key())
     assert st.next_seq == 4 and st.head == entries[3]["entry_hash"] and st.skipped_on_recovery == 3
 
 
@@ -121,12 +122,20 @@ def test_recovery_of_unsigned_checkpoint_mode_entries(key: PrivateKey, rogue: Pr
     stream = [codec.encode("LedgerEntry", e) for e in entries[:3]] + [codec.encode("LedgerEntry", forged)] + \
         [codec.encode("LedgerEntry", e) for e in entries[3:]]
     st = LedgerState()
-    st.recover_entries(enumerate(stream), key.public_key())
+    st.recover(enumerate(stream), [], key.public_key())
     assert _view(st) == _view(seq.state) and st.skipped_on_recovery == 1
 
 
-def _checkpoint(key: PrivateKey, st: LedgerState, size: int, *, root: bytes | None = None) -> dict[str, Any]:
-    root = st.tree.root(size) if root is None else root
+def _root(entries: list[dict], size: int) -> bytes:
+    """MTH of the first ``size`` entries, by RFC 9162's recursive definition (not our tree)."""
+    from support import rfc9162_checker as rfc9162
+
+    return rfc9162.mth_from_leaf_hashes([rfc9162.hash_leaf(records.merkle_leaf_input(e["entry_hash"]))
+                                         for e in entries[:size]])
+
+
+def _checkpoint(key: PrivateKey, entries: list[dict], size: int, *, root: bytes | None = None) -> dict[str, Any]:
+    root = _root(entries, size) if root is None else root
     head = records.ZERO_HASH  # recovery checks the signature and the root, not the head line
     body = records.checkpoint_body("ledgerstream/dev", size, root, head, 1000 + size)
     return {"spec_version": 1, "origin": "ledgerstream/dev", "tree_size": size, "root_hash": root,
@@ -140,16 +149,37 @@ def _anchor(cp: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_checkpoint_recovery_finds_the_last_and_the_unanchored(key: PrivateKey, rogue: PrivateKey) -> None:
-    seq, _ = _chain(key, 10)
-    st = seq.state
-    good4, good8, good10 = (_checkpoint(key, st, n) for n in (4, 8, 10))
-    bad_root = _checkpoint(key, st, 9, root=bytes(32))
-    by_rogue = dict(_checkpoint(rogue, st, 9), key_id=key.public_key().key_id)
-    beyond = _checkpoint(key, st, 10)
+    seq, entries = _chain(key, 10)
+    good0, good4, good8, good10 = (_checkpoint(key, entries, n) for n in (0, 4, 8, 10))
+    bad_root = _checkpoint(key, entries, 9, root=bytes(32))
+    by_rogue = dict(_checkpoint(rogue, entries, 9), key_id=key.public_key().key_id)
+    beyond = _checkpoint(key, entries, 10)
     beyond = dict(beyond, tree_size=11)  # claims more than the ledger holds
-    stream = [("Checkpoint", good4), ("TimestampAnchor", _anchor(good4)), ("Checkpoint", good8),
-              ("Checkpoint", bad_root), ("Checkpoint", by_rogue), ("Checkpoint", beyond),
-              ("Checkpoint", good10), ("TimestampAnchor", _anchor(good10))]
-    st.recover_checkpoints(((i, codec.encode(name, rec)) for i, (name, rec) in enumerate(stream)), key.public_key())
+    stream = [("Checkpoint", good0), ("Checkpoint", good4), ("TimestampAnchor", _anchor(good4)),
+              ("Checkpoint", good8), ("Checkpoint", bad_root), ("Checkpoint", by_rogue), ("Checkpoint", beyond),
+              ("TimestampAnchor", _anchor(good10)), ("Checkpoint", good10)]  # an anchor may come first
+    st = LedgerState()
+    st.recover([(i, codec.encode("LedgerEntry", e)) for i, e in enumerate(entries)],
+               [(i, codec.encode(name, rec)) for i, (name, rec) in enumerate(stream)], key.public_key())
+    assert _view(st) == _view(seq.state)
     assert st.checkpoint_size == 10
-    assert st.unanchored == {8: good8["body"]}
+    assert st.unanchored == {0: good0["body"], 8: good8["body"]}
+
+
+def test_a_checkpoint_whose_root_matches_no_prefix_is_not_adopted(key: PrivateKey) -> None:
+    """The largest validly signed checkpoint names a root of other entries: recovery falls back
+    to the last one that matches (and never treats the bad one as anchored work)."""
+    _, entries = _chain(key, 6)
+    good3 = _checkpoint(key, entries, 3)
+    wrong6 = _checkpoint(key, entries, 6, root=_root(entries, 5))
+    st = LedgerState()
+    st.recover([(i, codec.encode("LedgerEntry", e)) for i, e in enumerate(entries)],
+               [(0, codec.encode("Checkpoint", good3)), (1, codec.encode("Checkpoint", wrong6))], key.public_key())
+    assert st.checkpoint_size == 3 and st.unanchored == {3: good3["body"]}
+
+
+def test_the_signer_keeps_a_compact_range_not_every_leaf(key: PrivateKey) -> None:
+    """Bounded memory (issue 18): after n entries the Merkle state is popcount(n) hashes."""
+    seq, entries = _chain(key, 13)
+    assert seq.state.tree.size == 13 and len(seq.state.tree.hashes) == 3  # 13 = 8 + 4 + 1
+    assert seq.state.tree.root() == _root(entries, 13)

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.producers.ledger import Ledger
 from ledgerstream.producers.spool import FRAME, QUARANTINE, Spool, SpoolBusy, open_for_agent
 

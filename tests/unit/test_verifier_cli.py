@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from ledgerstream.cli.alerts import parse_since
 from ledgerstream.cli.main import cli
-from ledgerstream.core import codec, mldsa
+from ledgerstream.core import mldsa
+from ledgerstream.core.wire import codec
 from ledgerstream.core.alert_signature import VerifierKey, check_alert
 from ledgerstream.core.verify import Finding, Kind
 from ledgerstream.verifier_worker.alerting import alert_id, encode_alert

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import pytest
 
-from ledgerstream.core import avro_fast, codec
+from ledgerstream.core.wire import avro_fast, codec
 from ledgerstream.core.errors import DecodeError
 from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.core.verify import CheckerConfig, precheck_entry, raw_signature_check
 from ledgerstream.tools import bundle_format as bf
-from producers.wire import ActionEventWriter
+from ledgerstream.core.wire.action_writer import ActionEventWriter
 from support.ledger_builder import LedgerBuilder, entry_bytes
 
 pytestmark = pytest.mark.unit

@@ -5,7 +5,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ledgerstream.core import codec, records
+from ledgerstream.core import records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.errors import DecodeError, VerificationError
 from ledgerstream.core.verify.findings import CHECKPOINTS, Finding, Kind, at_offset, undecodable
 from ledgerstream.core.verify.trust import CheckerConfig

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ledgerstream.core import avro_fast, codec, records
+from ledgerstream.core import records
+from ledgerstream.core.wire import avro_fast, codec
 from ledgerstream.core.errors import DecodeError, InvalidSignature, TimestampError, VerificationError
 from ledgerstream.core.mldsa import PublicKey
 from ledgerstream.core.timestamp import verify_timestamp

@@ -2,12 +2,12 @@
 with verdicts that are used only for the exact bytes they were made about."""
 from __future__ import annotations
 
-import re
 from collections import deque
 from concurrent.futures import Executor
 from typing import Callable, Iterator, Mapping, Sequence
 
-from ledgerstream.core import avro_fast, codec, records
+from ledgerstream.core import records
+from ledgerstream.core.wire import avro_fast
 from ledgerstream.core.mldsa import SIGNATURE_SIZE, PublicKey
 from ledgerstream.core.verify.entries import CheckedEntry, SignatureCheck, precheck_entry, settle_signature
 from ledgerstream.core.verify.findings import Stats
@@ -62,20 +62,12 @@ def raw_signature_check(raw: bytes, config: CheckerConfig) -> SignatureCheck | N
 
 def _signature_layout(raw: bytes, config: CheckerConfig) -> tuple[PublicKey, int, int] | None:
     """Where :func:`raw_signature_check` reads: the key, the signature's and entry_hash's offsets."""
-    sig_start = len(raw) - 1 - SIGNATURE_SIZE
-    tail_start = sig_start - len(_SIGNATURE_TAIL)
-    if (tail_start < codec.HEADER_LEN or raw[-1] != 0 or not avro_fast.is_ledger_entry_header(raw)
-            or not raw.endswith(_SIGNATURE_TAIL, 0, sig_start)):
+    encoded, keys = config.encoded_key_ids
+    layout = avro_fast.entry_signature_layout(raw, SIGNATURE_SIZE, encoded)
+    if layout is None:
         return None
-    for encoded, key in config.encoded_key_ids:
-        if raw.endswith(encoded, 0, tail_start):
-            break
-    else:
-        return None
-    head = _HEAD.match(raw, codec.HEADER_LEN, tail_start)
-    if head is None or raw[head.end() + 32] != _HASH_LENGTH:
-        return None
-    return key, sig_start, head.end() + 33
+    key_index, sig_at, hash_at = layout
+    return keys[key_index], sig_at, hash_at
 
 
 def _reads_as(raw: bytes, check: SignatureCheck, config: CheckerConfig) -> bool:
@@ -87,14 +79,6 @@ def _reads_as(raw: bytes, check: SignatureCheck, config: CheckerConfig) -> bool:
     want_key, signature, message = check
     return (key == want_key and len(signature) == SIGNATURE_SIZE and raw.startswith(signature, sig_at)
             and records.entry_signing_message(raw[hash_at:hash_at + 32]) == message)
-
-
-#: a LedgerEntry whose timestamp_token is null ends with its signature as union branch 1, then
-#: the null branch; key_id is the string just before (schemas/LedgerEntry.avsc, field order)
-_SIGNATURE_TAIL = b"\x02" + avro_fast.write_long(SIGNATURE_SIZE)
-#: spec_version and seq (two zig-zag varints), then prev_hash's length prefix
-_HEAD = re.compile(rb"[\x80-\xff]*[\x00-\x7f][\x80-\xff]*[\x00-\x7f]\x40")
-_HASH_LENGTH = 0x40  # zig-zag 32: the one-byte length prefix of prev_hash and entry_hash
 
 
 def check_raw_signatures(batch: Sequence[tuple[int, bytes]], config: CheckerConfig) -> dict[int, bool]:

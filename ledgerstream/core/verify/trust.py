@@ -8,7 +8,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ledgerstream.core import avro_fast, mldsa
+from ledgerstream.core import mldsa
+from ledgerstream.core.wire import avro_fast
 from ledgerstream.core.errors import ConfigError, VerificationError
 from ledgerstream.core.mldsa import PublicKey
 
@@ -38,9 +39,11 @@ class CheckerConfig:
         return cls(trusted_keys={k.key_id: k for k in keys}, **options)
 
     @cached_property
-    def encoded_key_ids(self) -> tuple[tuple[bytes, PublicKey], ...]:
-        """Each trusted key with its key_id as Avro writes it (for :func:`raw_signature_check`)."""
-        return tuple((avro_fast.write_str(key_id), key) for key_id, key in self.trusted_keys.items())
+    def encoded_key_ids(self) -> tuple[tuple[bytes, ...], tuple[PublicKey, ...]]:
+        """The trusted key_ids as Avro writes them, and the keys in the same order (for
+        :func:`raw_signature_check`)."""
+        return (tuple(avro_fast.write_str(key_id) for key_id in self.trusted_keys),
+                tuple(self.trusted_keys.values()))
 
 
 class TrustedKeys:

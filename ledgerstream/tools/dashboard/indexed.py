@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.core.tiles import TileReader
 from ledgerstream.core.verify import Kind
 from ledgerstream.index import query

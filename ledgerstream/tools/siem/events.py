@@ -15,7 +15,7 @@ from functools import cache
 from importlib import metadata
 from typing import Any, Literal, Mapping
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 from ledgerstream.core.alert_signature import VerifierKey, check_alert
 from ledgerstream.core.errors import DecodeError
 from ledgerstream.core.verify import CheckerConfig, check_entry

@@ -27,17 +27,18 @@ against ``codec`` on varied and on randomly corrupted records. The writing helpe
 """
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Sequence
 
-from ledgerstream.core import codec
+from ledgerstream.core.wire import codec
 
 try:  # compiled at install time when a C compiler is present (setup.py, optional)
-    from ledgerstream.core import _entry_reader
+    from ledgerstream.core.wire import _entry_reader
 except ImportError:  # pragma: no cover - depends on the install
     _entry_reader = None
 
 #: The one place that says which schemas/*.avsc the hand-written readers and writers (this
-#: module, ``_entry_reader.c``, the producer's ``producers/wire.py``) implement: their
+#: module, ``_entry_reader.c``, the producer's ``ledgerstream/core/wire/action_writer.py``) implement: their
 #: CRC-64-AVRO fingerprints, in wire (little-endian) order. ``active()`` compares them with
 #: the fingerprints the codec computes from the shipped schema files.
 ACTION_EVENT_FINGERPRINT = bytes.fromhex("b26d6cd2ffaf80c2")
@@ -296,6 +297,37 @@ def read_entry(data: bytes) -> tuple[dict[str, Any], bytes] | None:
     if type(data) is not bytes or data[:10] not in _LEDGER_ENTRY_HEADERS:
         return None
     return _entry_reader.read_entry(data)
+
+
+#: spec_version and seq (two zig-zag varints), then prev_hash's length prefix
+_ENTRY_HEAD = re.compile(rb"[\x80-\xff]*[\x00-\x7f][\x80-\xff]*[\x00-\x7f]\x40")
+_HASH_LENGTH = 0x40  # zig-zag 32: the one-byte length prefix of prev_hash and entry_hash
+
+
+def entry_signature_layout(raw: bytes, signature_size: int,
+                           encoded_key_ids: Sequence[bytes]) -> tuple[int, int, int] | None:
+    """Where a signed LedgerEntry without a per-entry timestamp token keeps its signature and
+    entry hash, read from the bytes without decoding them: (the index of its ``key_id`` among
+    ``encoded_key_ids``, as :func:`write_str` writes them; the signature's offset; the
+    entry hash's offset). None for any record this does not read, which the caller then
+    decodes. The caller must treat the result as valid only for exactly these bytes."""
+    # such an entry ends with its signature as union branch 1, then the null branch of
+    # timestamp_token; key_id is the string just before (schemas/LedgerEntry.avsc, field order)
+    tail = SOME + write_long(signature_size)
+    sig_start = len(raw) - 1 - signature_size
+    tail_start = sig_start - len(tail)
+    if (tail_start < codec.HEADER_LEN or raw[-1] != 0 or not is_ledger_entry_header(raw)
+            or not raw.endswith(tail, 0, sig_start)):
+        return None
+    for index, encoded in enumerate(encoded_key_ids):
+        if raw.endswith(encoded, 0, tail_start):
+            break
+    else:
+        return None
+    head = _ENTRY_HEAD.match(raw, codec.HEADER_LEN, tail_start)
+    if head is None or raw[head.end() + 32] != _HASH_LENGTH:
+        return None
+    return index, sig_start, head.end() + 33
 
 
 def compiled() -> bool:

@@ -1,5 +1,5 @@
-/* ledgerstream.core._entry_reader: the verifier's compiled reader of canonical LedgerEntry
- * records (ledgerstream/core/avro_fast.py, read_entry; docs/verifiers.md).
+/* ledgerstream.core.wire._entry_reader: the verifier's compiled reader of canonical LedgerEntry
+ * records (ledgerstream/core/wire/avro_fast.py, read_entry; docs/verifiers.md).
  *
  * read_entry(data) decodes a LedgerEntry single object written with the shipped schema in
  * canonical form (the rules of avro_fast.read_action: minimal varints, arrays as one block

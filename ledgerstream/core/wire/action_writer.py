@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from ledgerstream.core import avro_fast, codec
+from ledgerstream.core.wire import avro_fast, codec
 
 _NULL, _SOME = avro_fast.NULL, avro_fast.SOME  # union branch 0 (null) and 1
 _long, _str, _bytes = avro_fast.write_long, avro_fast.write_str, avro_fast.write_bytes

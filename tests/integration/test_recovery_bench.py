@@ -1,0 +1,26 @@
+"""``ledgerstream bench recovery`` on two small ledgers on the real broker: a real signer
+process started, killed with SIGKILL and started again on each. The numbers are not asserted
+(benchmarks, not timed tests); what is asserted is that each was measured on what it claims:
+the entry committed after the kill continues the ledger at exactly its size (the bench
+checks that itself and fails otherwise), and each process reported its own recovery."""
+from __future__ import annotations
+
+import pytest
+
+from ledgerstream.tools import bench_recovery
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_recovery_restarts_a_real_signer_at_each_size(bootstrap: str) -> None:
+    result = bench_recovery.run(sizes=(1500, 300), bootstrap=bootstrap)
+    assert result["benchmark"] == "recovery" and result["sizes"] == [300, 1500]
+    assert set(result["points"]) == {"300", "1500"}
+    for size, point in result["points"].items():
+        assert point["entries"] == int(size)
+        first, again = point["first_start"], point["after_kill"]
+        assert first["recovery_s"] > 0 and first["rss_mb"] > 20  # a live Python process with Kafka clients
+        assert again["recovery_s"] > 0 and again["rss_mb"] > 20
+        # the new process started after the kill and committed after it was ready
+        assert again["kill_to_commit_s"] >= again["recovery_s"] - 0.05
+    assert set(result["growth"]) == {"recovery_s_ratio", "kill_to_commit_ratio", "rss_ratio"}
