@@ -9,7 +9,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from ledgerstream.core import codec, merkle, mldsa, records
+from ledgerstream.core import merkle, mldsa, records
+from ledgerstream.core.wire import codec
 
 OUT = Path(__file__).parent / "records"
 SEED = bytes(range(32))  # the vectors' signing key: FIPS 204 seed 00 01 .. 1f

@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from ledgerstream.core import codec, merkle, mldsa, records
+from ledgerstream.core import merkle, mldsa, records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.timestamp import make_query
 from ledgerstream.stack.devtsa import _openssl, _TsaServer, ensure_ca
 
