@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from ledgerstream.core import mldsa
+from ledgerstream.core import mldsa  # noqa: E402
 from ledgerstream.core.wire import codec  # noqa: E402
 from ledgerstream.core.alert_signature import alert_signing_input, sign_alert  # noqa: E402
 
