@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+"""Mutation testing of one core module with Cosmic Ray (docs/mutation.md).
+
+    .venv/bin/python scripts/mutation.py merkle            # or records, or a path + --tests
+    .venv/bin/python scripts/mutation.py records --rerun-survivors
+
+What it does, for each module named:
+
+1. Installs the pinned Cosmic Ray into its own venv under the work directory (once). Cosmic
+   Ray runs the tests as a subprocess with the project's .venv, so it needs no place in the
+   project's dependencies (and mutmut 3.8 could not have one: it needs click>=8.4.2, which
+   faust-streaming in the dev extras refuses).
+2. Copies the work tree (tracked and untracked, not ignored files) to the work directory:
+   Cosmic Ray mutates the module *on disk*, and a copy keeps the real tree, and anyone
+   running tests in it, away from the mutants.
+3. ``cosmic-ray init`` + ``baseline`` (the selected tests must pass unmutated) + ``exec``
+   with the local distributor: one mutant at a time, one test process at a time. Each
+   mutant's test command is scripts/mutation_runner.py, which runs the module's test stages
+   (SELECTIONS below) in the order ORDERS gives for the function the mutant is in.
+4. Prints the score and every surviving mutant as a one-line diff, minus the ones listed
+   as equivalent in scripts/mutation_equivalents.json (matched on operator, original line
+   and mutated line); exits 1 if any other mutant survived.
+
+Session databases, the copy and reports live in the work directory
+(``$LEDGERSTREAM_MUTATION_DIR``, default ``~/.cache/ledgerstream-mutation``), never in the
+repository; the copy is deleted at the end unless ``--keep``.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+COSMIC_RAY = "cosmic-ray==8.7.0"
+REPO = Path(__file__).resolve().parents[1]
+EQUIVALENTS = REPO / "scripts" / "mutation_equivalents.json"
+
+# The unit tests that cover each module, in stages: a later stage runs only if every test of
+# the earlier ones passed (pytest -x within a stage), so a mutant is usually killed by a
+# cheap stage and only survivors pay for all. ORDERS gives, per function, another stage
+# order (scripts/mutation_runner.py finds the function a mutant is in): the same tests,
+# the likeliest killers first.
+SELECTIONS: dict[str, list[list[str]]] = {
+    "ledgerstream/core/merkle.py": [[
+        "tests/unit/test_merkle_vectors.py",
+        "tests/unit/test_merkle.py",
+        "tests/unit/test_merkle_mutants.py",
+        "tests/unit/test_merkle_compact.py",
+    ]],
+    "ledgerstream/core/records.py": [[
+        "tests/unit/test_signer_fast_paths.py::test_fast_paths_on_the_spec_vectors",
+        "tests/unit/test_records_vectors.py",
+        "tests/unit/test_jcs.py",
+        "tests/unit/test_records_mutants.py",
+        "tests/fuzz/test_fuzz_checkpoint.py",
+    ], [
+        # imports the CLI, signer and producer modules: ~2 s before the first test
+        "tests/unit/test_approvals_verify.py",
+        "tests/unit/test_producer_basics.py",
+        "tests/unit/test_identifiers.py",
+    ], [
+        # 3000 random entries, the typed writer against entry_hash: ~9 s when it passes
+        "tests/unit/test_signer_fast_paths.py::test_entry_hash_typed_equals_entry_hash_on_random_entries",
+    ]],
+}
+ORDERS: dict[str, dict[str, list[int]]] = {
+    "ledgerstream/core/records.py": {f: [0, 2, 1] for f in ("entry_hash_typed", "_jcs_typed_action", "_q_opt")},
+}
+# Slow tests that kill few mutants: run after the rest of their stage (mutation_pytest_order).
+RUN_LAST = ["test_every_code_point_follows_unicodedata"]
+SHORT = {Path(p).stem: p for p in SELECTIONS}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("modules", nargs="+", help="merkle, records, or a module path (then give --tests)")
+    parser.add_argument("--tests", nargs="+", action="append",
+                        help="pytest paths / node ids to run for every mutant; repeat for a later stage")
+    parser.add_argument("--timeout", type=float, default=45.0,
+                        help="seconds for one mutant's whole test run (over it: killed, as a hang)")
+    parser.add_argument("--test-timeout", type=int, default=20,
+                        help="seconds for one test (pytest-timeout; the slowest selected test takes ~5 s)")
+    parser.add_argument("--workdir", type=Path,
+                        default=Path(os.environ.get("LEDGERSTREAM_MUTATION_DIR",
+                                                    Path.home() / ".cache" / "ledgerstream-mutation")))
+    parser.add_argument("--rerun-survivors", action="store_true",
+                        help="run again only the mutants that survived the last full run unexplained")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the session and run only the mutants it has no result for")
+    parser.add_argument("--summary", action="store_true",
+                        help="run nothing: summarise the last session again (after editing the equivalents)")
+    parser.add_argument("--keep", action="store_true", help="keep the copied tree")
+    args = parser.parse_args()
+
+    workdir = args.workdir.resolve()
+    if workdir == REPO or REPO in workdir.parents:
+        parser.error("the work directory must be outside the repository")
+    workdir.mkdir(parents=True, exist_ok=True)
+    cosmic_ray = _tool(workdir)
+    failed = False
+    for name in args.modules:
+        module = SHORT.get(name, name)
+        tests = args.tests or SELECTIONS.get(module)
+        if not tests:
+            parser.error(f"no test selection known for {module}: give --tests")
+        stages = [[t for t in stage if (REPO / t.split("::")[0]).exists()] for stage in tests]
+        for t in sorted({t for stage in tests for t in stage} - {t for stage in stages for t in stage}):
+            print(f"== {module}: {t} does not exist, left out", flush=True)
+        failed |= not _run(cosmic_ray, workdir, module, stages, args)
+    return 1 if failed else 0
+
+
+def _tool(workdir: Path) -> Path:
+    venv = workdir / ("venv-" + COSMIC_RAY.replace("==", "-"))
+    exe = venv / "bin" / "cosmic-ray"
+    if not exe.exists():
+        print(f"== installing {COSMIC_RAY} into {venv}", flush=True)
+        base = getattr(sys, "_base_executable", sys.executable)
+        subprocess.run([base, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+                        "--disable-pip-version-check", COSMIC_RAY], check=True)
+    return exe
+
+
+def _copy_tree(dest: Path) -> None:
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, check=True, capture_output=True).stdout
+    with tarfile.open(dest / ".copy.tar", "w") as archive:
+        for rel in filter(None, listed.decode().split("\0")):
+            if (REPO / rel).is_file():
+                archive.add(REPO / rel, arcname=rel, recursive=False)
+    with tarfile.open(dest / ".copy.tar") as archive:
+        archive.extractall(dest, filter="tar")
+    (dest / ".copy.tar").unlink()
+
+
+def _test_command(workdir: Path, tree: Path, module: str, stages: list[list[str]], per_test: int) -> str:
+    """A runner config for scripts/mutation_runner.py, and the command that runs it."""
+    name = Path(module).stem
+    pristine = workdir / f"{name}.pristine.py"
+    pristine.write_bytes((tree / module).read_bytes())
+    runner = workdir / f"{name}-runner.json"
+    # No plugin autoload: the adapters' pytest plugins cost ~8 s of start-up per mutant.
+    # pytest-timeout is loaded by hand so that a mutant that loops fails its test early;
+    # mutation_pytest_order (scripts/) runs the cases round-robin across test functions.
+    runner.write_text(json.dumps({
+        "module": module, "pristine": str(pristine), "stages": stages, "order": ORDERS.get(module, {}),
+        "pytest_args": ["-p", "no:cacheprovider", "-p", "pytest_timeout", "-p", "mutation_pytest_order",
+                        f"--timeout={per_test}", "-x", "-q", "--no-header", "-p", "no:warnings"],
+    }, indent=1))
+    python = REPO / ".venv" / "bin" / "python"
+    return shlex.join(["env", "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1", "PYTHONPATH=scripts",
+                       "MUTATION_RUN_LAST=" + ",".join(RUN_LAST), str(python), "scripts/mutation_runner.py", str(runner)])
+
+
+def _run(cosmic_ray: Path, workdir: Path, module: str, tests: list[str], args) -> bool:
+    name = Path(module).stem
+    tree = workdir / f"tree-{name}"
+    session = workdir / f"{name}.sqlite"
+    report_path = workdir / f"{name}-report.json"
+    out_path = workdir / f"{name}-rerun-report.json" if args.rerun_survivors else report_path
+    if args.rerun_survivors:  # the full run's session stays as it is
+        session = workdir / f"{name}-rerun.sqlite"
+    config = workdir / f"{name}.toml"
+    if args.summary:
+        old = json.loads(out_path.read_text()) if out_path.exists() else {"tests": tests, "seconds": 0}
+        report = _report(cosmic_ray, module, session, old["tests"], old["seconds"])
+        out_path.write_text(json.dumps(report, indent=1))
+        _print(report)
+        return not report["unexpected"] and not report["pending"]
+    print(f"== {module}: copying the work tree to {tree}", flush=True)
+    _copy_tree(tree)
+    config.write_text(
+        "[cosmic-ray]\n"
+        f"module-path = {json.dumps(module)}\n"
+        f"timeout = {args.timeout}\n"
+        "excluded-modules = []\n"
+        f"test-command = {json.dumps(_test_command(workdir, tree, module, tests, args.test_timeout))}\n\n"
+        "[cosmic-ray.distributor]\n"
+        'name = "local"\n')
+    previous = None
+    if args.rerun_survivors:
+        if not report_path.exists():
+            print(f"!! {module}: no previous report {report_path} to take the survivors from", file=sys.stderr)
+            return False
+        previous = json.loads(report_path.read_text())
+    try:
+        if not (args.resume and session.exists()):
+            session.unlink(missing_ok=True)
+            _cr(cosmic_ray, tree, "init", config, session)
+        if previous is not None:
+            # the listed equivalents survived the full run; only the unexplained are run again
+            keep = {(s["operator"], s["occurrence"]) for s in previous["unexpected"]}
+            _restrict(session, keep)
+        print(f"== {module}: baseline", flush=True)
+        if subprocess.run([str(cosmic_ray), "baseline", str(config)], cwd=tree).returncode:
+            print(f"!! {module}: the selected tests fail on the unmutated copy", file=sys.stderr)
+            return False
+        started = time.monotonic()
+        print(f"== {module}: exec ({_count(session)} mutants, {_pending(session)} to run, one at a time)",
+              flush=True)
+        _cr(cosmic_ray, tree, "exec", config, session)
+        elapsed = time.monotonic() - started
+    finally:
+        if not args.keep and tree.exists():
+            shutil.rmtree(tree)
+    report = _report(cosmic_ray, module, session, tests, elapsed)
+    if previous is not None:
+        report["rerun_of"] = {k: previous[k] for k in ("total", "killed", "survived")}
+    out_path.write_text(json.dumps(report, indent=1))
+    print(f"== report: {out_path}")
+    _print(report)
+    return not report["unexpected"] and not report["pending"]
+
+
+def _cr(cosmic_ray: Path, tree: Path, verb: str, config: Path, session: Path) -> None:
+    subprocess.run([str(cosmic_ray), verb, str(config), str(session)], cwd=tree, check=True)
+
+
+def _count(session: Path) -> int:
+    with sqlite3.connect(session) as db:
+        return db.execute("select count(*) from work_items").fetchone()[0]
+
+
+def _pending(session: Path) -> int:
+    with sqlite3.connect(session) as db:
+        return db.execute("select count(*) from work_items where job_id not in (select job_id from work_results)"
+                          ).fetchone()[0]
+
+
+def _restrict(session: Path, keep: set[tuple[str, int]]) -> None:
+    with sqlite3.connect(session) as db:
+        drop = [job for job, op, occ in db.execute("select job_id, operator_name, occurrence from mutation_specs")
+                if (op, occ) not in keep]
+        db.executemany("delete from mutation_specs where job_id = ?", [(j,) for j in drop])
+        db.executemany("delete from work_items where job_id = ?", [(j,) for j in drop])
+
+
+def _diff_lines(diff: str) -> tuple[str, str]:
+    minus = [l[1:].strip() for l in diff.splitlines() if l.startswith("-") and not l.startswith("---")]
+    plus = [l[1:].strip() for l in diff.splitlines() if l.startswith("+") and not l.startswith("+++")]
+    return " / ".join(minus), " / ".join(plus)
+
+
+def _report(cosmic_ray: Path, module: str, session: Path, tests: list[str], elapsed: float) -> dict:
+    dump = subprocess.run([str(cosmic_ray), "dump", str(session)], check=True, capture_output=True, text=True)
+    listed = json.loads(EQUIVALENTS.read_text()).get(module, []) if EQUIVALENTS.exists() else []
+    counts = {"killed": 0, "survived": 0, "incompetent": 0, "pending": 0, "no_test": 0}
+    survivors, unexpected, matched = [], [], set()
+    for line in dump.stdout.splitlines():
+        item, result = json.loads(line)
+        spec = item["mutations"][0]
+        if result is None:
+            counts["pending"] += 1
+            continue
+        if result["worker_outcome"] in ("no-test", "skipped"):
+            counts["no_test"] += 1
+            continue
+        outcome = result["test_outcome"]
+        counts[outcome if outcome in counts else "incompetent"] += 1
+        if outcome != "survived":
+            continue
+        before, after = _diff_lines(result["diff"] or "")
+        entry = {"operator": spec["operator_name"], "occurrence": spec["occurrence"],
+                 "line": spec["start_pos"][0], "function": spec.get("definition_name"),
+                 "before": before, "after": after}
+        survivors.append(entry)
+        match = next((k for k, e in enumerate(listed) if _matches(e, entry)), None)
+        if match is None:
+            unexpected.append(entry)
+        else:
+            entry["reason"] = listed[match]["reason"]
+            matched.add(match)
+    return {
+        "module": module, "tool": COSMIC_RAY, "tests": tests, "seconds": round(elapsed),
+        "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(),
+        "total": sum(counts.values()), **counts,
+        "equivalent": len(survivors) - len(unexpected), "survivors": survivors, "unexpected": unexpected,
+        "stale_equivalents": [e for k, e in enumerate(listed) if k not in matched],
+    }
+
+
+def _matches(listed: dict, survivor: dict) -> bool:
+    """An entry of scripts/mutation_equivalents.json names the operator (a glob: one entry can
+    stand for every replacement of one operator on a line), the original line and, unless
+    every mutation of that line by those operators is equivalent, the mutated line."""
+    return (fnmatch.fnmatchcase(survivor["operator"], listed["operator"])
+            and survivor["before"] == listed["before"]
+            and listed.get("after", survivor["after"]) == survivor["after"])
+
+
+def _print(r: dict) -> None:
+    print(f"== {r['module']}: {r['total']} mutants, {r['killed']} killed, {r['equivalent']} equivalent "
+          f"(listed), {len(r['unexpected'])} survived unexplained, {r['incompetent']} incompetent, "
+          f"{r['pending']} not run; {r['seconds']} s")
+    for s in r["unexpected"]:
+        print(f"   SURVIVED line {s['line']} ({s['function']}) {s['operator']}#{s['occurrence']}:\n"
+              f"     - {s['before']}\n     + {s['after']}")
+    for e in r["stale_equivalents"]:
+        print(f"   note: listed equivalent not seen in this run: {e['operator']}: {e['before']} -> {e.get('after', '(any)')}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
