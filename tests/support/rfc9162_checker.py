@@ -167,3 +167,42 @@ def verify_consistency(first: int, second: int, first_hash: bytes, second_hash: 
         raise ProofFailed(f"consistency path yields first root {fr.hex()}, expected {first_hash.hex()}")
     if sr != second_hash:
         raise ProofFailed(f"consistency path yields second root {sr.hex()}, expected {second_hash.hex()}")
+
+
+# --- the section 2.1 definitions over leaf data (D[n]), as recursion on lists -----------------
+
+def mth(d: list[bytes]) -> bytes:
+    """MTH(D[n]), RFC 9162 section 2.1.1."""
+    n = len(d)
+    if n == 0:
+        return _h(b"")
+    if n == 1:
+        return _h(b"\x00" + d[0])
+    k = _largest_power_of_two_below(n)
+    return _h(b"\x01" + mth(d[:k]) + mth(d[k:]))
+
+
+def path(m: int, d: list[bytes]) -> list[bytes]:
+    """PATH(m, D[n]), RFC 9162 section 2.1.3.1."""
+    n = len(d)
+    if n == 1:
+        return []
+    k = _largest_power_of_two_below(n)
+    if m < k:
+        return path(m, d[:k]) + [mth(d[k:])]
+    return path(m - k, d[k:]) + [mth(d[:k])]
+
+
+def proof(m: int, d: list[bytes]) -> list[bytes]:
+    """PROOF(m, D[n]) = SUBPROOF(m, D[n], true), RFC 9162 section 2.1.4.1, for 0 < m < n."""
+    return subproof(m, d, True)
+
+
+def subproof(m: int, d: list[bytes], b: bool) -> list[bytes]:
+    n = len(d)
+    if m == n:
+        return [] if b else [mth(d)]
+    k = _largest_power_of_two_below(n)
+    if m <= k:
+        return subproof(m, d[:k], b) + [mth(d[k:])]
+    return subproof(m - k, d[k:], False) + [mth(d[:k])]

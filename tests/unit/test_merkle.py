@@ -1,8 +1,8 @@
 """ledgerstream.core.merkle against a naive RFC 9162 reference and the RFC 6962 known values.
 
-The reference below transcribes RFC 9162 sections 2.1.1 (MTH), 2.1.3.1 (PATH) and 2.1.4.1
-(PROOF/SUBPROOF) literally, recursing on lists of entries, with no shared code with the
-module. Every size 0..70, every leaf index and every (m, n) pair is cross-checked, and each
+The reference (tests/support/rfc9162_checker.py: mth, path, proof, subproof) transcribes RFC
+9162 sections 2.1.1 (MTH), 2.1.3.1 (PATH) and 2.1.4.1 (PROOF/SUBPROOF) literally, recursing
+on lists of entries, with no shared code with the module. Every size 0..70, every leaf index and every (m, n) pair is cross-checked, and each
 good proof is mutated the way transparency-dev/merkle's verify_test.go does.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 
 from ledgerstream.core import merkle
 from ledgerstream.core.errors import ProofError, RootMismatch
+from support.rfc9162_checker import _largest_power_of_two_below as _split, mth as ref_mth, path as ref_path, proof as ref_proof
 from ledgerstream.core.merkle import (
     EMPTY_ROOT,
     MerkleTree,
@@ -82,55 +83,10 @@ CT_CONSISTENCY = [
 ENTRIES = CT_LEAVES + [f"ledgerstream entry {i}".encode() for i in range(len(CT_LEAVES), 1100)]
 
 
-# ---- naive RFC 9162 reference ---------------------------------------------------------
+# ---- proof shapes, from the reference's recursion ----------------------------------------
 
 def _sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
-
-
-def _split(n: int) -> int:
-    """The largest power of two smaller than n (n > 1)."""
-    k = 1
-    while k * 2 < n:
-        k *= 2
-    return k
-
-
-def ref_mth(d: list[bytes]) -> bytes:
-    """MTH(D[n]), RFC 9162 section 2.1.1."""
-    n = len(d)
-    if n == 0:
-        return _sha256(b"")
-    if n == 1:
-        return _sha256(b"\x00" + d[0])
-    k = _split(n)
-    return _sha256(b"\x01" + ref_mth(d[:k]) + ref_mth(d[k:]))
-
-
-def ref_path(m: int, d: list[bytes]) -> list[bytes]:
-    """PATH(m, D[n]), RFC 9162 section 2.1.3.1."""
-    n = len(d)
-    if n == 1:
-        return []
-    k = _split(n)
-    if m < k:
-        return ref_path(m, d[:k]) + [ref_mth(d[k:])]
-    return ref_path(m - k, d[k:]) + [ref_mth(d[:k])]
-
-
-def ref_proof(m: int, d: list[bytes]) -> list[bytes]:
-    """PROOF(m, D[n]) = SUBPROOF(m, D[n], true), RFC 9162 section 2.1.4.1, for 0 < m < n."""
-    return ref_subproof(m, d, True)
-
-
-def ref_subproof(m: int, d: list[bytes], b: bool) -> list[bytes]:
-    n = len(d)
-    if m == n:
-        return [] if b else [ref_mth(d)]
-    k = _split(n)
-    if m <= k:
-        return ref_subproof(m, d[:k], b) + [ref_mth(d[k:])]
-    return ref_subproof(m - k, d[k:], False) + [ref_mth(d[:k])]
 
 
 def path_shape(m: int, n: int) -> tuple[bool, ...]:

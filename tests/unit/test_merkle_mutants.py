@@ -12,38 +12,13 @@ import pytest
 
 from ledgerstream.core.errors import ProofError, RootMismatch
 from ledgerstream.core.merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
+from support.rfc9162_checker import mth as _mth, subproof as _subproof
 
 pytestmark = pytest.mark.unit
 
 
 def _h(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
-
-
-def _split(n: int) -> int:
-    """The largest power of two smaller than n (n > 1), RFC 9162 section 2.1.1."""
-    return 1 << ((n - 1).bit_length() - 1)
-
-
-def _mth(d: list[bytes]) -> bytes:
-    """MTH(D[n]), RFC 9162 section 2.1.1, with the leaf and node prefixes of RFC 6962."""
-    if not d:
-        return _h(b"")
-    if len(d) == 1:
-        return _h(b"\x00" + d[0])
-    k = _split(len(d))
-    return _h(b"\x01" + _mth(d[:k]) + _mth(d[k:]))
-
-
-def _subproof(m: int, d: list[bytes], b: bool) -> list[bytes]:
-    """SUBPROOF(m, D[n], b), RFC 9162 section 2.1.4.1."""
-    n = len(d)
-    if m == n:
-        return [] if b else [_mth(d)]
-    k = _split(n)
-    if m <= k:
-        return _subproof(m, d[:k], b) + [_mth(d[k:])]
-    return _subproof(m - k, d[k:], False) + [_mth(d[:k])]
 
 
 ENTRIES = [f"mutation entry {i}".encode() for i in range(1100)]
