@@ -165,11 +165,11 @@ def _add_entry(members: dict[str, bytes], ledger: Ledger, seq: int, raw: bytes, 
         raise ConfigError(f"seq {seq}: unknown writer schema")
     raw = codec.with_standard_header(raw)  # records written before D32 carry the legacy byte order
     schemas = {writer.fingerprint: writer.parsed}
-    _, record = bf.decode_as_written(raw, schemas)
+    _, record = codec.decode_as_written(raw, schemas)
     if redact:
         record["action"]["payload"] = None
         record["action"]["payload_salt"] = None
-        raw = bf.encode_as_written(record, writer.parsed, writer.fingerprint)
+        raw = codec.encode_with(writer, record)
     entry_hash = bytes(record["entry_hash"])
     members[bf.entry_avro(seq)] = raw
     members[bf.entry_json(seq)] = bf.render_entry(record)

@@ -7,7 +7,6 @@ any flipped byte is detected even in members that carry no signature of their ow
 """
 from __future__ import annotations
 
-import io
 import json
 import re
 from typing import Any
@@ -20,8 +19,6 @@ from fastavro.schema import parse_schema, to_parsing_canonical_form
 
 from ledgerstream.core import records
 from ledgerstream.core.wire import codec
-from ledgerstream.core.wire.codec import HEADER_LEN, MAGIC
-from ledgerstream.core.errors import DecodeError
 
 FORMAT = "ledgerstream-bundle"
 FORMAT_VERSION = 1
@@ -193,29 +190,3 @@ def load_schemas(texts: dict[str, bytes]) -> tuple[dict[bytes, Any], list[tuple[
             problems.extend((member, "references types no bundled schema defines") for member in pending)
             break
     return schemas, problems
-
-
-def decode_as_written(data: bytes, schemas: dict[bytes, Any]) -> tuple[str, dict[str, Any]]:
-    """Decode a single-object record with its own writer schema only (no resolution), so the
-    record is exactly what was written; returns (short record name, record)."""
-    if len(data) < HEADER_LEN or data[:2] != MAGIC:
-        raise DecodeError("undecodable", "not Avro single-object encoding (magic c301 missing)")
-    fp = bytes(data[2:HEADER_LEN])
-    writer = schemas.get(fp)
-    if writer is None:
-        raise DecodeError("unknown_schema", f"no bundled schema with fingerprint {fp.hex()}")
-    body = io.BytesIO(bytes(data[HEADER_LEN:]))
-    try:
-        record = fastavro.schemaless_reader(body, writer, None)
-    except Exception as exc:  # fastavro raises many kinds on corrupt input
-        raise DecodeError("undecodable", f"corrupt body: {type(exc).__name__}: {exc}") from None
-    if body.tell() != len(data) - HEADER_LEN:
-        raise DecodeError("undecodable", f"{len(data) - HEADER_LEN - body.tell()} trailing bytes")
-    return writer["name"].rsplit(".", 1)[-1], record
-
-
-def encode_as_written(record: dict[str, Any], writer: Any, fp: bytes) -> bytes:
-    buf = io.BytesIO()
-    buf.write(MAGIC + fp)
-    fastavro.schemaless_writer(buf, writer, record)
-    return buf.getvalue()

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 from cryptography import x509
 
 from ledgerstream.core import merkle, mldsa, records
+from ledgerstream.core.wire import codec
 from ledgerstream.core.errors import ConfigError, DecodeError, VerificationError
 from ledgerstream.core.timestamp import verify_timestamp
 from ledgerstream.core.approvals import ApproverSet, verify_approvals
@@ -372,7 +373,7 @@ class _Verifier:
                 return None
         body, sig = self.m[names[""]], self.m[names[".sig"]]
         try:
-            kind, rec = bf.decode_as_written(self.m[names[".avro"]], self.schemas)
+            kind, rec = codec.decode_as_written(self.m[names[".avro"]], self.schemas)
         except DecodeError as exc:
             self.r.bad("decode", names[".avro"], str(exc))
             return None
@@ -485,7 +486,7 @@ class _Verifier:
     def _entry(self, seq: int, main: _Checkpoint) -> dict[str, Any] | None:
         name = bf.entry_avro(seq)
         try:
-            kind, rec = bf.decode_as_written(self.m[name], self.schemas)
+            kind, rec = codec.decode_as_written(self.m[name], self.schemas)
         except DecodeError as exc:
             self.r.bad("decode", name, str(exc))
             return None

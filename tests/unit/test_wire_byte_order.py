@@ -96,7 +96,7 @@ def test_bundles_read_legacy_schema_names_and_headers() -> None:
         schemas, problems = bf.load_schemas(texts)
         assert problems == []
         raw = entries()[0]
-        assert bf.decode_as_written(legacy(raw), schemas) == bf.decode_as_written(raw, schemas)
+        assert codec.decode_as_written(legacy(raw), schemas) == codec.decode_as_written(raw, schemas)
     # a name in neither order is still refused
     texts = {bf.schema_name(s.name, s.fingerprint[1:] + s.fingerprint[:1]): bf.schema_text(s.parsed)
              for s in needed.values()}

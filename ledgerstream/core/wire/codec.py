@@ -266,6 +266,26 @@ def decode(data: bytes, *, expect: str | tuple[str, ...] | None = None,
     return writer.name, record
 
 
+def decode_as_written(data: bytes, schemas: dict[bytes, Any]) -> tuple[str, dict[str, Any]]:
+    """Decode a single-object record with its own writer schema only, from ``schemas``
+    (parsed schemas by header bytes, e.g. a bundle's), with no resolution, so the record is
+    exactly what was written; returns (short record name, record)."""
+    if len(data) < HEADER_LEN or data[:2] != MAGIC:
+        raise DecodeError("undecodable", "not Avro single-object encoding (magic c301 missing)")
+    fp = bytes(data[2:HEADER_LEN])
+    writer = schemas.get(fp)
+    if writer is None:
+        raise DecodeError("unknown_schema", f"no given schema with fingerprint {fp.hex()}")
+    body = io.BytesIO(bytes(data[HEADER_LEN:]))
+    try:
+        record = fastavro.schemaless_reader(body, writer, None)
+    except Exception as exc:  # fastavro raises many kinds on corrupt input
+        raise DecodeError("undecodable", f"corrupt body: {type(exc).__name__}: {exc}") from None
+    if body.tell() != len(data) - HEADER_LEN:
+        raise DecodeError("undecodable", f"{len(data) - HEADER_LEN - body.tell()} trailing bytes")
+    return writer["name"].rsplit(".", 1)[-1], record
+
+
 def schema_path() -> Path:
     """Folder of the shipped .avsc files (for docs and third-party tools)."""
     return Path(str(resources.files("ledgerstream.schemas")))
