@@ -27,6 +27,7 @@ against ``codec`` on varied and on randomly corrupted records. The writing helpe
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Sequence
 
@@ -304,6 +305,13 @@ _ENTRY_HEAD = re.compile(rb"[\x80-\xff]*[\x00-\x7f][\x80-\xff]*[\x00-\x7f]\x40")
 _HASH_LENGTH = 0x40  # zig-zag 32: the one-byte length prefix of prev_hash and entry_hash
 
 
+@functools.lru_cache(maxsize=4)
+def _signature_tail(signature_size: int) -> bytes:
+    """Union branch 1 and the length prefix of a signature of that size (built once per size:
+    the verifiers read it for every entry)."""
+    return SOME + write_long(signature_size)
+
+
 def entry_signature_layout(raw: bytes, signature_size: int,
                            encoded_key_ids: Sequence[bytes]) -> tuple[int, int, int] | None:
     """Where a signed LedgerEntry without a per-entry timestamp token keeps its signature and
@@ -313,7 +321,7 @@ def entry_signature_layout(raw: bytes, signature_size: int,
     decodes. The caller must treat the result as valid only for exactly these bytes."""
     # such an entry ends with its signature as union branch 1, then the null branch of
     # timestamp_token; key_id is the string just before (schemas/LedgerEntry.avsc, field order)
-    tail = SOME + write_long(signature_size)
+    tail = _signature_tail(signature_size)
     sig_start = len(raw) - 1 - signature_size
     tail_start = sig_start - len(tail)
     if (tail_start < codec.HEADER_LEN or raw[-1] != 0 or not is_ledger_entry_header(raw)
