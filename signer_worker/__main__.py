@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from ledgerstream.core import config, interpreter, mldsa
+from ledgerstream.core import config, interpreter, mldsa, note
 from ledgerstream.core.errors import LedgerstreamError
 from ledgerstream.signer_worker.loop import SignerWorker
 from ledgerstream.signer_worker.settings import SignerSettings
@@ -20,6 +20,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--home", type=Path, default=None, help="dev stack home [$LEDGERSTREAM_HOME]")
     p.add_argument("--bootstrap", default=None, help="Kafka bootstrap [$LEDGERSTREAM_BOOTSTRAP or the dev stack]")
     p.add_argument("--key", type=Path, default=None, help="ML-DSA-65 private key PEM [HOME/keys/signer.pem]")
+    p.add_argument("--note-key", type=Path, default=None,
+                   help="Ed25519 private key PEM for the checkpoints' signed-note line "
+                        "[KEY's sibling NAME-ed25519.pem, if it exists]")
     p.add_argument("--tsa-url", action="append", default=None, help="RFC 3161 TSA URL (repeatable) [dev TSA]")
     p.add_argument("--tsa-policy", choices=["first", "all"], default="first")
     p.add_argument("--signing-mode", choices=["entry", "checkpoint"], default="entry")
@@ -30,7 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-ms", type=int, default=50)
     p.add_argument("--max-record-bytes", type=int, default=1024 * 1024)
     p.add_argument("--dedup-horizon", type=int, default=1_000_000)
-    p.add_argument("--origin", default="ledgerstream/dev")
+    p.add_argument("--origin", default=config.DEFAULT_ORIGIN, help="log origin: first line of each checkpoint [%(default)s]")
     p.add_argument("--topic-prefix", default=None)
     p.add_argument("--status-file", type=Path, default=None)
     p.add_argument("--signing-nice", type=int, default=SignerSettings.signing_nice,
@@ -48,9 +51,13 @@ def settings_from_args(a: argparse.Namespace) -> SignerSettings:
     stack = config.read_stack(home) or {}
     topics = config.Topics.with_prefix(a.topic_prefix) if a.topic_prefix is not None else config.resolve_topics(home)
     tsa_urls = tuple(a.tsa_url) if a.tsa_url else tuple(u for u in [(stack.get("tsa") or {}).get("url")] if u)
+    key_path = a.key or home / "keys" / "signer.pem"
+    note_key = a.note_key or note.ed25519_key_path(key_path)
+    if a.note_key is None and not note_key.exists():
+        note_key = None
     return SignerSettings(
         bootstrap=config.resolve_bootstrap(a.bootstrap, home), topics=topics,
-        key_path=a.key or home / "keys" / "signer.pem", tsa_urls=tsa_urls, tsa_policy=a.tsa_policy,
+        key_path=key_path, note_key_path=note_key, tsa_urls=tsa_urls, tsa_policy=a.tsa_policy,
         signing_mode=a.signing_mode, timestamp_mode=a.timestamp_mode, batch_size=a.batch_size,
         batch_ms=a.batch_ms, checkpoint_every=a.checkpoint_every, checkpoint_ms=a.checkpoint_ms,
         max_record_bytes=a.max_record_bytes, dedup_horizon=a.dedup_horizon, origin=a.origin,
@@ -72,13 +79,18 @@ def main(argv: list[str] | None = None) -> int:
         a = parse_args(argv)
         settings = settings_from_args(a)
         key = mldsa.load_private_key(settings.key_path)
+        note_key = (note.load_ed25519(settings.note_key_path.read_bytes(), str(settings.note_key_path))
+                    if settings.note_key_path else None)
+    except OSError as exc:
+        print(f"error: cannot read a key: {exc}", file=sys.stderr)
+        return 2
     except (LedgerstreamError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    return SignerWorker(settings, key).run(stop)
+    return SignerWorker(settings, key, note_key).run(stop)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,11 @@ published (in a signed checkpoint) -> anchored (RFC 3161 token) are distinct sta
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
-import sys
 import threading
 import time
 from collections import deque
@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledgerstream.core import procinfo, records
+from ledgerstream.core import note, procinfo, records
 from ledgerstream.core.wire import codec
 from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.core.topic_reader import read_partition
@@ -72,10 +73,12 @@ class _Ahead:
 
 
 class SignerWorker:
-    def __init__(self, settings: SignerSettings, key: PrivateKey) -> None:
+    def __init__(self, settings: SignerSettings, key: PrivateKey, note_key: Ed25519PrivateKey | None = None) -> None:
         self.s = settings
         self.key = key
         self.pub = key.public_key()
+        #: signs each checkpoint body as a standard C2SP note (Ed25519) besides the ML-DSA-65 signature
+        self.note_signer = note.NoteSigner(settings.origin, note.ED25519, ed25519=note_key) if note_key else None
         self.state = LedgerState(settings.dedup_horizon)
         self.seq: Sequencer | None = None
         self.anchorer = Anchorer(settings.tsa_urls, settings.tsa_policy)
@@ -378,6 +381,11 @@ class SignerWorker:
             "spec_version": records.SPEC_VERSION, "origin": self.s.origin, "tree_size": size,
             "root_hash": root, "chain_head": st.head, "created_at": created, "body": body,
             "key_id": self.pub.key_id, "signature": self.key.sign(body)}))
+        if self.note_signer is not None:  # same transaction: a checkpoint never lacks its note line
+            sig = self.note_signer.sign(body)
+            produce(self.s.topics.checkpoints, codec.encode("NoteSignature", {
+                "tree_size": size, "body_hash": hashlib.sha256(body).digest(), "role": "log", "name": sig.name,
+                "key_id": sig.key_id, "signature": sig.signature, "created_at": created}))
         st.checkpoint_size = size
         self.last_checkpoint_time = time.monotonic()
         return size, body

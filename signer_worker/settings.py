@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ledgerstream.core.config import Topics
+from ledgerstream.core.config import DEFAULT_ORIGIN, Topics
 
 
 @dataclass(frozen=True)
@@ -12,6 +12,8 @@ class SignerSettings:
     bootstrap: str
     topics: Topics
     key_path: Path
+    #: Ed25519 key for the checkpoint's standard signed-note line (docs/spec.md 6.1); None: no such line
+    note_key_path: Path | None = None
     #: RFC 3161 TSAs; tried in order ("first") or every one as a witness ("all")
     tsa_urls: tuple[str, ...] = ()
     tsa_policy: str = "first"
@@ -27,7 +29,7 @@ class SignerSettings:
     max_record_bytes: int = 1024 * 1024
     #: how many recent event_ids are remembered for dedup and link resolution
     dedup_horizon: int = 1_000_000
-    origin: str = "ledgerstream/dev"
+    origin: str = DEFAULT_ORIGIN
     transactional_id: str = ""
     group_id: str = ""
     status_file: Path | None = None

@@ -115,8 +115,10 @@ class LedgerState:
         anchored: set[bytes] = set()
         for offset, raw in stream:
             try:
-                name, rec = codec.decode(raw, expect=("Checkpoint", "TimestampAnchor"))
+                name, rec = codec.decode(raw, expect=("Checkpoint", "TimestampAnchor", "NoteSignature"))
             except DecodeError:
+                continue
+            if name == "NoteSignature":
                 continue
             if name == "TimestampAnchor":
                 anchored.add(bytes(rec["body_hash"]))

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
-from ledgerstream.core import interpreter
+from ledgerstream.core import interpreter, note
 from ledgerstream.core.config import Topics
 from ledgerstream.core.verify import SWITCH_INTERVAL, Checker, CheckerConfig, Finding, Severity, SignaturePool
 from ledgerstream.tools import ledger_reader
@@ -55,6 +55,9 @@ class Report:
             "head": {"seq": ch.position - 1 if ch.position else None, "entry_hash": ch.head_hash.hex()},
             "last_checkpoint": ch.last_checkpoint,
             "pending_links": ch.pending_links,
+            "witnesses": {"quorum": ch.config.witness_quorum, "witnessed_size": ch.witnessed_size,
+                          "cosigned": [{"witness": v.name, "key_type": note.KEY_TYPES[v.kind], "tree_size": st.witnesses.get(v.name, 0)}
+                                       for v in ch.config.witnesses]},
             "stats": st.to_dict(),
         }
 
@@ -72,8 +75,10 @@ def batched(records: Iterable[tuple[int, bytes]], size: int) -> Iterator[list[tu
 
 def verify_records(config: CheckerConfig, checkpoints: Iterable[tuple[int, bytes]],
                    entries: Iterable[tuple[int, bytes]], *, progress: Progress | None = None,
-                   threads: int | None = None) -> Report:
-    """Verify the given records (any source); ``progress`` gets offsets consumed."""
+                   threads: int | None = None,
+                   peers: Iterable[tuple[str, Iterable[tuple[int, bytes]]]] = ()) -> Report:
+    """Verify the given records (any source); ``progress`` gets offsets consumed. ``peers``:
+    (source, checkpoints records) seen elsewhere, compared with the ledger at the end (split view)."""
     checker = Checker(config)
     report = Report(checker)
     seen = 0
@@ -97,11 +102,16 @@ def verify_records(config: CheckerConfig, checkpoints: Iterable[tuple[int, bytes
             report.findings += checker.feed_entries(batch, signatures)
             advance(batch[-1][0])
     report.findings += checker.finish()
+    for source, records in peers:
+        for record in records:
+            report.findings += checker.check_peer_checkpoint(record, source)
     return report
 
 
 def verify_ledger(bootstrap: str, topics: Topics, config: CheckerConfig, *,
-                  progress: Progress | None = None) -> Report:
-    """Every committed record of the ledger in Kafka, checkpoints first."""
+                  progress: Progress | None = None, peer_topics: Iterable[Topics] = ()) -> Report:
+    """Every committed record of the ledger in Kafka, checkpoints first; then the checkpoints
+    topics of ``peer_topics`` (other copies that claim to be this ledger) for a split view."""
+    peers = [(t.checkpoints, ledger_reader.read_checkpoints(bootstrap, t)) for t in peer_topics]
     return verify_records(config, ledger_reader.read_checkpoints(bootstrap, topics),
-                          ledger_reader.read_entries(bootstrap, topics), progress=progress)
+                          ledger_reader.read_entries(bootstrap, topics), progress=progress, peers=peers)

@@ -94,6 +94,12 @@ def _show(state: dict, as_json: bool) -> None:
     index = state.get("index") or {}
     if index.get("tiles_dir"):
         table.add_row("index", str(index.get("pid")), health(index), f"tiles {index['tiles_dir']}")
+    for w in state.get("witnesses") or []:
+        table.add_row(f"witness {w['name']}", str(w.get("pid")), "healthy" if w.get("pid") else "[red]down[/red]",
+                      str(w.get("url")))
+    client = state.get("witness_client") or {}
+    if state.get("witnesses"):
+        table.add_row("witness client", str(client.get("pid")), health(client), "ledgerstream witness status")
     dash = state.get("dashboard") or {}
     if dash.get("url"):
         table.add_row("dashboard", str(dash.get("pid")), health(dash), str(dash.get("url")))

@@ -153,14 +153,17 @@ def list_(home: Path | None, bootstrap: str | None, as_json: bool) -> None:
 @home_option
 @bootstrap_option
 def export(tree_size: int, out_dir: Path, wait: float, home: Path | None, bootstrap: str | None) -> None:
-    """Write the checkpoint body, its token, the TSA CA, the signature and the public key.
-    Only a checkpoint signed by a trusted key (HOME/keys) is exported (exit 1 otherwise).
+    """Write the checkpoint body, its token, the TSA CA, the signature and the public key,
+    and checkpoint.note: the C2SP signed note with the log's Ed25519 and ML-DSA-65 lines and
+    the verified witness cosignatures (docs/spec.md section 6), which `go`'s sumdb/note,
+    witnesses and monitors read. Only a checkpoint signed by a trusted key (HOME/keys) is
+    exported (exit 1 otherwise).
 
     Then, by hand: openssl ts -verify -data DIR/checkpoint -in DIR/checkpoint.tsr -CAfile DIR/tsa-ca.pem
     """
     home_dir = resolve_home(home)
     try:
-        c, anchors = answers.checkpoint(*_where(home, bootstrap), tree_size, wait=wait, note=info)
+        c, anchors, signed_note = answers.checkpoint(*_where(home, bootstrap), tree_size, wait=wait, note=info)
     except LookupError as exc:
         fail(str(exc), EXIT_FAILED)
     body = bytes(c["body"])
@@ -174,7 +177,7 @@ def export(tree_size: int, out_dir: Path, wait: float, home: Path | None, bootst
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "checkpoint").write_bytes(body)
     (out_dir / "checkpoint.sig").write_bytes(bytes(c["signature"]))
-    (out_dir / "checkpoint.note").write_text(records.signed_note(body, c["origin"], c["key_id"], bytes(c["signature"])))
+    (out_dir / "checkpoint.note").write_bytes(signed_note)
     (out_dir / "signer.pub.pem").write_bytes(mldsa.public_key_pem(pub))
     (out_dir / "signer.pub.raw").write_bytes(pub.raw)
     if anchors:

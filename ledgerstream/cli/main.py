@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "verifier": ("ledgerstream.cli.verifiers", "verifier", "Run one verifier in the foreground."),
     "mcp": ("ledgerstream.cli.mcp", "mcp", "Model Context Protocol: a ledger MCP server, a governing MCP proxy."),
     "report": ("ledgerstream.cli.report", "report", "Compliance evidence reports (EU AI Act) over a period: HTML, PDF, JSON."),
+    "witness": ("ledgerstream.cli.witness", "witness", "Witnessed checkpoints: our ML-DSA-65 witness, the cosigning client."),
     "index": ("ledgerstream.cli.index", "index", "The ledger index: follow the ledger into SQLite rows and C2SP tiles; its status."),
 }
 

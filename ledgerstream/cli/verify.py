@@ -33,11 +33,16 @@ def link_grace_options(f):  # type: ignore[no-untyped-def]
 @click.command()
 @trust_options
 @link_grace_options
+@click.option("--peer-prefix", "peer_prefixes", multiple=True,
+              help="Topic prefix of another copy of this ledger (a mirror, a second cluster) whose checkpoints "
+                   "must agree with this one: any checkpoint our signer signed there with another root is a "
+                   "split_view finding. Repeatable.")
 @bootstrap_option
 @home_option
 @json_option
 def verify(trusted_keys: tuple[Path, ...], tsa_ca: Path | None, policy: Path | None, link_grace_seconds: float,
-           link_grace_entries: int, bootstrap: str | None, home: Path | None, as_json: bool) -> None:
+           link_grace_entries: int, peer_prefixes: tuple[str, ...], bootstrap: str | None, home: Path | None,
+           as_json: bool) -> None:
     """Verify the ledger end to end: the hash chain, every agent's chain, every entry
     signature, every checkpoint (signature, Merkle root, consistency), every timestamp
     token, cross-agent links and approvals. Findings use the alert taxonomy (docs/alerts.md).
@@ -63,7 +68,8 @@ def verify(trusted_keys: tuple[Path, ...], tsa_ca: Path | None, policy: Path | N
     columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("verify", total=total or None)
-        report = verify_ledger(server, topics, cfg, progress=lambda n: bar.advance(task, n))
+        report = verify_ledger(server, topics, cfg, progress=lambda n: bar.advance(task, n),
+                               peer_topics=[config.Topics.with_prefix(p) for p in peer_prefixes])
     doc = report.to_json()
     if as_json:
         print_json(doc)
@@ -82,6 +88,10 @@ def _print_human(doc: dict) -> None:
     click.echo(f"checkpoints: {doc['checkpoints']} verified"
                + (f" (latest covers {cp['tree_size']} entries)" if cp else ""))
     click.echo(f"timestamps:  {doc['timestamps']} verified")
+    w = doc["witnesses"]
+    if w["cosigned"]:
+        click.echo(f"witnessed:   up to tree size {w['witnessed_size']} ({w['quorum']} of {len(w['cosigned'])} "
+                   "witnesses: " + ", ".join(f"{c['witness']} at {c['tree_size']}" for c in w["cosigned"]) + ")")
     for f in doc["errors"] + doc["warnings"]:
         where = "" if f["seq_from"] is None else f" seq {f['seq_from']}" + (
             f"..{f['seq_to']}" if f["seq_to"] != f["seq_from"] else "")

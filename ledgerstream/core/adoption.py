@@ -43,7 +43,7 @@ class Adoption:
     With ``keep=True`` (finite reads) the findings are kept in ``findings`` and the
     checkpoints-topic records in ``checkpoints`` (every decodable Checkpoint record;
     ``rejection`` set where the stateless checks failed: untrusted key, signature, body),
-    ``anchors`` (TimestampAnchor records) and ``rejected_checkpoints`` (offset -> finding).
+    ``anchors`` (TimestampAnchor records), ``note_signatures`` (NoteSignature records) and ``rejected_checkpoints`` (offset -> finding).
     A live reader passes ``keep=False`` and uses what each ``feed_*`` call returns.
     """
 
@@ -55,6 +55,7 @@ class Adoption:
         self.foreign: list[Foreign] = []
         self.checkpoints: list[CheckedCheckpoint] = []
         self.anchors: list[CheckedCheckpoint] = []
+        self.note_signatures: list[CheckedCheckpoint] = []
         self.rejected_checkpoints: dict[int, Finding] = {}
         self._on_entry = on_entry
         self._on_foreign = on_foreign or self.foreign.append
@@ -83,7 +84,8 @@ class Adoption:
                 if c.rejection is not None:
                     self.rejected_checkpoints[c.offset] = c.rejection
                 if c.record is not None:
-                    (self.checkpoints if c.name == "Checkpoint" else self.anchors).append(c)
+                    {"Checkpoint": self.checkpoints, "TimestampAnchor": self.anchors,
+                     "NoteSignature": self.note_signatures}[c.name].append(c)
         return self._settle(self.checker.feed_checkpoints(batch))
 
     def finish(self) -> list[Finding]:

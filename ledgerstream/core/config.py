@@ -16,6 +16,8 @@ from typing import Any
 
 from ledgerstream.core.errors import ConfigError
 
+#: the dev stack's log origin: the first line of its checkpoints and their note key name
+DEFAULT_ORIGIN = "ledgerstream/dev"
 DEFAULT_PREFIX = "ledgerstream."
 STACK_FILE = "stack.json"
 

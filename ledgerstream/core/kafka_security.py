@@ -25,6 +25,7 @@ ROLES: dict[str, str] = {
     "producer": "agents and approvers: writes actions and approvals",
     "signer": "the signer: reads actions, writes entries, checkpoints and dead letters in its transactions",
     "verifier": "verifier workers: read the ledger, write alerts",
+    "witness": "the witness client: writes witness cosignatures (NoteSignature records) to checkpoints, nothing else",
     "reader": "read-only tools: replay, show, prove, dashboard, SIEM export, verify",
 }
 ENV_CONFIG = "LEDGERSTREAM_KAFKA_CONFIG"

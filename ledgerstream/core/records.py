@@ -261,16 +261,6 @@ def parse_checkpoint_body(body: bytes) -> dict[str, Any]:
     return parsed
 
 
-def signed_note(body: bytes, key_name: str, key_id: str, signature: bytes) -> str:
-    """The checkpoint as a signed note: body, blank line, one signature line.
-
-    The signature line is ``— <key_name> base64(key_id[:4 bytes] || signature)``, as in
-    C2SP signed-note; the 4-byte key hint is the first 4 bytes of the key_id.
-    """
-    hint = bytes.fromhex(key_id)[:4]
-    return body.decode() + "\n" + f"\u2014 {key_name} {base64.b64encode(hint + signature).decode()}\n"
-
-
 # --- approvals ---------------------------------------------------------------------------
 
 def approval_message(*, request_id: str, approver_id: str, decision: str, approved_at: int,

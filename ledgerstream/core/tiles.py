@@ -622,6 +622,15 @@ class TileWriter:
             _fsync_dir(self._dir)
         self._size, self._root, self._has_checkpoint = size, root, True
 
+    def republish(self, text: bytes) -> None:
+        """Replace the checkpoint of the current size with ``text``, the same tree head with
+        more signature lines (a cosignature that arrived after the tiles were written)."""
+        info = parse_checkpoint(text)
+        if (info.size, info.root) != (self._size, self._root):
+            raise ValueError(f"republished checkpoint has size {info.size} root {info.root.hex()}, "
+                             f"the tiles have size {self._size} root {self._root.hex()}")
+        _write_file_synced(self._dir / CHECKPOINT_FILE, text, self._fsync)
+
     def _complete(self, level: int, index: int) -> None:
         """Tile (level, index) just became full: write it and add its root one level up."""
         while True:

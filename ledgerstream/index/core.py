@@ -44,13 +44,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from ledgerstream.core import records
 from ledgerstream.core.errors import ConfigError, TimestampError
 from ledgerstream.core.tiles import TILE_HEIGHT, TileConflict, TileWriter
 from ledgerstream.core.timestamp import token_gen_time
 from ledgerstream.core.verify import (CHECKPOINTS, ENTRIES, CheckedCheckpoint, CheckedEntry, Checker,
                                       CheckerConfig, Finding, SignaturePool, check_checkpoint_record,
                                       check_entries, check_entry)
+from ledgerstream.core.verify.checkpoints import checkpoint_note, note_signature_key
+from ledgerstream.index import query
 from ledgerstream.index.db import get_meta, open_db, set_meta
 from ledgerstream.index.history import IndexHistory
 from ledgerstream.index.paths import IndexPaths
@@ -217,7 +218,7 @@ class IndexCore:
             "AND tree_size > ? AND tree_size <= ? ORDER BY tree_size", (self.tiles.size, self.tiles_size)).fetchall()
         size = self.tiles.size
         for tree_size, origin, key_id, body, signature in rows:
-            self._append_tiles(size, tree_size, _note(origin, key_id, body, signature))
+            self._append_tiles(size, tree_size, self._full_note(origin, key_id, body, signature))
             size = tree_size
         if self.tiles.size != self.tiles_size:
             raise ConfigError(f"cannot rebuild the tiles in {self.paths.tiles_dir} to size {self.tiles_size} "
@@ -290,7 +291,7 @@ class IndexCore:
             self._store_checkpoints(checkpoints, foreign)
             targets = self._apply_journal(journal, result)
             self._settle_pending(state, about, foreign)
-            self._settle_checkpoints(state, about)
+            cosigned = self._settle_checkpoints(state, about)
             conn.executemany("INSERT OR IGNORE INTO foreign_records VALUES (?,?,?,?,?,?,?,?,?,?,?)", foreign)
             conn.executemany("INSERT OR IGNORE INTO findings VALUES (?,?,?,?,?,?,?,?,?,?)",
                              [_finding_row(f) for f in findings])
@@ -300,9 +301,11 @@ class IndexCore:
             set_meta(conn, "indexed_size", ch.tree.size)
             set_meta(conn, "next_offset", dict(ch.next_offset))
             set_meta(conn, "last_checkpoint", ch.last_checkpoint)
-            for size, note in targets:  # write the tiles before the commit point
+            for size, checkpoint in targets:  # write the tiles before the commit point
                 if size > self.tiles_size:
-                    self._append_tiles(self.tiles_size, size, note)
+                    self._append_tiles(self.tiles_size, size, self._full_note(*checkpoint))
+            if self.tiles_size in cosigned and self.tiles_size not in dict(targets):
+                self._republish_note()
             set_meta(conn, "tiles_size", self.tiles_size)
             if findings:
                 self.on_findings(list(findings))  # at least once: before the commit point
@@ -316,7 +319,7 @@ class IndexCore:
         result.foreign = len(foreign)
 
     def _store_checkpoints(self, checkpoints: list[CheckedCheckpoint], foreign: list[tuple]) -> None:
-        cp_rows, anchor_rows = [], []
+        cp_rows, anchor_rows, note_rows = [], [], []
         for c in checkpoints:
             raw = bytes(c.raw)
             if c.rejection is not None:
@@ -329,6 +332,11 @@ class IndexCore:
                 cp_rows.append((c.offset, r["tree_size"], bytes(r["root_hash"]), bytes(r["chain_head"]),
                                 r["created_at"], r["origin"], r["key_id"], body, _sha256(body), bytes(r["signature"]),
                                 "pending", None))
+            elif c.name == "NoteSignature":
+                r = c.record
+                key = note_signature_key(r, self.config)
+                note_rows.append((c.offset, r["tree_size"], bytes(r["body_hash"]), r["role"], r["name"],
+                                  bytes(r["key_id"]), bytes(r["signature"]), key.kind if key else None, "pending", None))
             else:
                 r = c.record
                 try:
@@ -340,8 +348,9 @@ class IndexCore:
                                     r["created_at"], "pending", None))
         self.conn.executemany("INSERT OR IGNORE INTO checkpoints VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", cp_rows)
         self.conn.executemany("INSERT OR IGNORE INTO anchors VALUES (?,?,?,?,?,?,?,?)", anchor_rows)
+        self.conn.executemany("INSERT OR IGNORE INTO note_signatures VALUES (?,?,?,?,?,?,?,?,?,?)", note_rows)
 
-    def _apply_journal(self, journal: list[dict[str, Any]], result: BatchResult) -> list[tuple[int, bytes]]:
+    def _apply_journal(self, journal: list[dict[str, Any]], result: BatchResult) -> list[tuple[int, tuple]]:
         """Rows for what the Checker integrated; returns (size, signed note) of each newly
         verified checkpoint, in order."""
         conn = self.conn
@@ -383,7 +392,7 @@ class IndexCore:
             conn.execute("UPDATE checkpoints SET status = 'verified' WHERE topic_offset = ?", (offset,))
             conn.execute("UPDATE entries SET checkpoint_size = ?, checkpoint_offset = ? "
                          "WHERE seq < ? AND checkpoint_size IS NULL", (size, offset, size))
-            targets.append((size, _note(origin, key_id, body, signature)))
+            targets.append((size, (origin, key_id, bytes(body), bytes(signature))))
         return targets
 
     def _reused_event_ids(self, entry_rows: list[tuple]) -> list[tuple]:
@@ -434,8 +443,9 @@ class IndexCore:
                 foreign.append(_foreign_entry(c, "fork", f"entry {c.seq} lost a fork: the chain continued from "
                                               "another entry with that seq"))
 
-    def _settle_checkpoints(self, state: Mapping[str, Any], about: Mapping[tuple[str, int], Finding]) -> None:
-        """Checkpoints and anchors the Checker has evaluated (no longer queued) get their status."""
+    def _settle_checkpoints(self, state: Mapping[str, Any], about: Mapping[tuple[str, int], Finding]) -> set[int]:
+        """Checkpoints, anchors and note signatures the Checker has evaluated (no longer
+        queued) get their status; returns the tree sizes of note signatures now verified."""
         conn = self.conn
         queued = {int(item[0]) for item in state.get("queue") or []}
         for (offset,) in conn.execute("SELECT topic_offset FROM checkpoints WHERE status = 'pending'").fetchall():
@@ -458,10 +468,35 @@ class IndexCore:
                 status = "verified" if self.config.tsa_ca is not None else "unchecked"
             conn.execute("UPDATE anchors SET status = ?, finding = ? WHERE topic_offset = ?",
                          (status, f.kind.value if f else None, offset))
+        verified: set[int] = set()
+        for offset, size, key_type in conn.execute(
+                "SELECT topic_offset, tree_size, key_type FROM note_signatures WHERE status = 'pending'").fetchall():
+            if offset in queued:
+                continue
+            f = about.get((CHECKPOINTS, offset))
+            status = "failed" if f else "unknown_key" if key_type is None else "verified"
+            if status == "verified":
+                verified.add(size)
+            conn.execute("UPDATE note_signatures SET status = ?, finding = ? WHERE topic_offset = ?",
+                         (status, f.kind.value if f else None, offset))
+        return verified
 
     # --- tiles -----------------------------------------------------------------------------
     def _note(self, size: int, root: bytes, last: bytes) -> bytes:
         return self._notes.pop(size)
+
+    def _full_note(self, origin: str, key_id: str, body: bytes, signature: bytes) -> bytes:
+        """The checkpoint as a signed note with every verified line the index has for it."""
+        record = {"origin": origin, "key_id": key_id, "body": body, "signature": signature}
+        return checkpoint_note(record, query.note_lines_of(self.conn, body, self.config), self.config)
+
+    def _republish_note(self) -> None:
+        """A cosignature on the tiles' checkpoint arrived after its tiles: add it to the file."""
+        row = self.conn.execute(
+            "SELECT origin, key_id, body, signature FROM checkpoints WHERE status = 'verified' AND tree_size = ? "
+            "ORDER BY topic_offset LIMIT 1", (self.tiles_size,)).fetchone()
+        if row is not None:
+            self.tiles.republish(self._full_note(row[0], row[1], bytes(row[2]), bytes(row[3])))
 
     def _append_tiles(self, start: int, size: int, note: bytes) -> None:
         """Append leaves [start, size) (``start`` may be below the tiles' durable size after a
@@ -482,11 +517,6 @@ class IndexCore:
         finally:
             self._notes.pop(size, None)
         self.tiles_size = size
-
-
-def _note(origin: str, key_id: str, body: bytes, signature: bytes) -> bytes:
-    """The checkpoint as a signed note (docs/spec.md section 6): body, blank line, signature line."""
-    return records.signed_note(bytes(body), origin, key_id, bytes(signature)).encode("utf-8")
 
 
 def _entry_row(c: CheckedEntry) -> tuple:

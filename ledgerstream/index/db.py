@@ -129,6 +129,21 @@ CREATE TABLE IF NOT EXISTS anchors (
 CREATE INDEX IF NOT EXISTS anchors_body ON anchors(body_sha256);
 CREATE INDEX IF NOT EXISTS anchors_pending ON anchors(topic_offset) WHERE status = 'pending';
 
+CREATE TABLE IF NOT EXISTS note_signatures (
+    topic_offset INTEGER PRIMARY KEY,
+    tree_size    INTEGER NOT NULL,
+    body_sha256  BLOB NOT NULL,
+    role         TEXT NOT NULL,             -- log | witness
+    name         TEXT NOT NULL,             -- the signature line's key name
+    key_id       BLOB NOT NULL,             -- its 4-byte signed-note key ID
+    signature    BLOB NOT NULL,
+    key_type     TEXT,                      -- the configured key's kind (core/note.py); NULL: unknown key
+    status       TEXT NOT NULL,             -- pending | verified | unknown_key | failed
+    finding      TEXT
+);
+CREATE INDEX IF NOT EXISTS note_signatures_body ON note_signatures(body_sha256);
+CREATE INDEX IF NOT EXISTS note_signatures_pending ON note_signatures(topic_offset) WHERE status = 'pending';
+
 CREATE TABLE IF NOT EXISTS foreign_records (
     topic         TEXT NOT NULL,            -- entries | checkpoints
     topic_offset  INTEGER NOT NULL,

@@ -20,10 +20,11 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Any, Iterable, Literal
 
-from ledgerstream.core import records
 from ledgerstream.core.errors import ConfigError
+from ledgerstream.core.verify import CheckerConfig
+from ledgerstream.core.verify.checkpoints import NoteLine, note_signature_key, note_signature_line
 from ledgerstream.index.db import get_meta, open_db
 from ledgerstream.index.paths import IndexPaths
 
@@ -87,10 +88,11 @@ class Checkpoint:
     status: str                  # pending | verified | unconfirmed | failed
     finding: str | None
 
-    @property
-    def note(self) -> str:
-        """The signed note (docs/spec.md section 6), as in the tiles' ``checkpoint`` file."""
-        return records.signed_note(self.body, self.origin, self.key_id, self.signature)
+    def record(self) -> dict[str, Any]:
+        """As the Checkpoint record it was decoded from."""
+        return {"tree_size": self.tree_size, "root_hash": self.root_hash, "chain_head": self.chain_head,
+                "created_at": self.created_at, "origin": self.origin, "key_id": self.key_id, "body": self.body,
+                "signature": self.signature}
 
 
 @dataclass(frozen=True)
@@ -303,6 +305,14 @@ def checkpoint_at(conn: sqlite3.Connection, tree_size: int) -> Checkpoint | None
         (tree_size,)).fetchone())
 
 
+def verified_checkpoints_after(conn: sqlite3.Connection, tree_size: int, limit: int) -> list[Checkpoint]:
+    """Up to ``limit`` verified checkpoints larger than ``tree_size``, smallest first (one per size)."""
+    rows = conn.execute(
+        f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE status = 'verified' AND tree_size > ? "  # noqa: S608
+        "GROUP BY tree_size ORDER BY tree_size LIMIT ?", (tree_size, limit)).fetchall()
+    return [c for c in map(_checkpoint, rows) if c is not None]
+
+
 def verified_checkpoints(conn: sqlite3.Connection) -> list[Checkpoint]:
     """Every verified checkpoint, smallest tree first (O(k): one per checkpoint interval)."""
     return [c for c in (_checkpoint(row) for row in conn.execute(
@@ -323,6 +333,20 @@ def anchors_of(conn: sqlite3.Connection, checkpoint: Checkpoint) -> list[Anchor]
     return [Anchor(o, s, bytes(b), tsa, g, c, st, f) for o, s, b, tsa, g, c, st, f in conn.execute(
         "SELECT topic_offset, tree_size, body_sha256, tsa, gen_time, created_at, status, finding FROM anchors "
         "WHERE body_sha256 = ? ORDER BY topic_offset", (digest,))]
+
+
+def note_lines_of(conn: sqlite3.Connection, body: bytes, config: CheckerConfig) -> list[NoteLine]:
+    """The signed-note lines of configured keys over the checkpoint ``body``, checked by the
+    Checker (verified or failed), in topic order."""
+    out = []
+    for role, name, key_id, signature, status in conn.execute(
+            "SELECT role, name, key_id, signature, status FROM note_signatures WHERE body_sha256 = ? "
+            "AND status IN ('verified', 'failed') ORDER BY topic_offset", (hashlib.sha256(body).digest(),)):
+        rec = {"role": role, "name": name, "key_id": bytes(key_id), "signature": bytes(signature)}
+        key = note_signature_key(rec, config)
+        if key is not None:
+            out.append(NoteLine(role, key, note_signature_line(rec), status == "verified"))
+    return out
 
 
 def foreign_count(conn: sqlite3.Connection, topic: str) -> int:

@@ -24,6 +24,7 @@ from ledgerstream.core.config import Topics
 from ledgerstream.core.errors import ConfigError, LedgerstreamError
 from ledgerstream.core.tiles import TileReader
 from ledgerstream.core.verify import CheckerConfig
+from ledgerstream.core.verify.checkpoints import NoteLine
 from ledgerstream.index import query
 from ledgerstream.index.db import get_meta, open_db
 from ledgerstream.index.paths import IndexPaths
@@ -160,6 +161,17 @@ class IndexedLedger:
         anchors = [a for a in query.anchors_of(self.conn, checkpoint) if a.status in ACCEPTED_ANCHORS]
         fetched = query.fetch_records(self.bootstrap, self.topics.checkpoints, [a.topic_offset for a in anchors])
         return [codec.decode(fetched[a.topic_offset], expect="TimestampAnchor")[1] for a in anchors]
+
+    def note_lines(self, checkpoint: query.Checkpoint) -> list[NoteLine]:
+        """The checked signed-note lines of configured keys over ``checkpoint``."""
+        return [] if self.config is None else query.note_lines_of(self.conn, checkpoint.body, self.config)
+
+    @property
+    def witnessed_size(self) -> int:
+        """The largest tree size the configured quorum of witnesses has cosigned (index's Checker)."""
+        state = get_meta(self.conn, "checker") or {}
+        latest = (state.get("stats") or {}).get("witnesses") or {}
+        return 0 if self.config is None else self.config.witnessed_size(latest)
 
     def checkpoints(self) -> list[query.Checkpoint]:
         """The verified checkpoints, smallest first: forged or failed ones are never listed."""

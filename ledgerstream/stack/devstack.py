@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ledgerstream.core import procinfo
-from ledgerstream.core.config import STACK_FILE, Topics, read_stack
+from ledgerstream.core.config import DEFAULT_ORIGIN, STACK_FILE, Topics, read_stack
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.stack.kafka import KafkaBroker, free_port, pid_alive, port_is_free, private_dir, stop_pid
 from ledgerstream.stack import security
@@ -114,6 +114,10 @@ class Supervisor:
             "index": {"pid": by_name["index"].pid if "index" in by_name else None,
                       "restarts": by_name["index"].restarts if "index" in by_name else 0,
                       "tiles_dir": str(self.home / "tiles") if "index" in by_name else None},
+            "witnesses": [{"name": s.extra["name"], "url": s.extra["url"], "vkey": s.extra["vkey"], "pid": s.pid}
+                          for s in self.services if s.name.startswith("witness:")],
+            "witness_client": {"pid": by_name["witness-client"].pid if "witness-client" in by_name else None,
+                               "restarts": by_name["witness-client"].restarts if "witness-client" in by_name else 0},
             "topics": self.topics.as_dict(),
         }
         write_json_atomic(self.home / STACK_FILE, self.state)
@@ -134,7 +138,7 @@ class Supervisor:
                               "--port", str(tsa_port), "--ready-file", str(self.home / "tsa" / "ready.json")],
                       logs / "tsa.log", extra={"url": f"http://127.0.0.1:{tsa_port}/"})
         self.services.append(tsa)
-        for name, argv, extra in optional_services(self.home, py):
+        for name, argv, extra in [*optional_services(self.home, py), *witness_services(self.home, py)]:
             self.services.append(Service(name, argv, logs / f"{name.replace(':', '-')}.log", extra=extra))
 
     def _secure(self) -> None:
@@ -143,7 +147,7 @@ class Supervisor:
         self.client_configs = self.kafka.security.write_client_configs(self.home / "kafka-clients")
 
     def _ensure_signer_key(self) -> None:
-        from ledgerstream.core import mldsa
+        from ledgerstream.core import mldsa, note
 
         path = self.home / SIGNER_KEY
         if not path.exists():
@@ -153,6 +157,13 @@ class Supervisor:
         key = mldsa.load_private_key(path)
         pub = path.with_name("signer.pub.pem")
         pub.write_bytes(mldsa.public_key_pem(key.public_key()))
+        ed_path = note.ed25519_key_path(path)  # the checkpoints' standard (Ed25519) note key
+        if not ed_path.exists():
+            ed_path.write_bytes(note.ed25519_pem(note.generate_ed25519()))
+        ed_path.chmod(0o600)
+        ed = note.load_ed25519(ed_path.read_bytes(), str(ed_path))
+        vkeys = note.log_verifiers(DEFAULT_ORIGIN, key.public_key(), ed)
+        note.vkey_path(path).write_text("".join(v.vkey + "\n" for v in vkeys))
 
     def _ensure_verifier_keys(self) -> None:
         """Each verifier's (and the index's) own alert signing key (keys/verifier-<id>.pem, 0600) and its public
@@ -276,6 +287,46 @@ def optional_services(home: Path, py: str) -> list[tuple[str, list[str], dict[st
     return out
 
 
+#: the dev stack's witnesses (docs/witnesses.md): ours (ML-DSA-65) and torchwood's litewitness
+PQ_WITNESS = "ledgerstream.dev/witness-pq"
+LITEWITNESS = "litewitness.dev/witness"
+
+
+def witness_services(home: Path, py: str) -> list[tuple[str, list[str], dict[str, Any]]]:
+    """Our ML-DSA-65 witness, litewitness when Go is present, and the witness client; writes
+    HOME/witnesses.json (a quorum of all of them) for the client and every verifier."""
+    from ledgerstream.core import mldsa, note
+    from ledgerstream.core.verify.trust import WITNESSES_FILE
+    from ledgerstream.stack import litewitness
+
+    log_vkeys = [v.vkey for v in note.load_vkeys(note.vkey_path(home / SIGNER_KEY).read_text())]
+    out: list[tuple[str, list[str], dict[str, Any]]] = []
+    pq_dir, pq_key = home / "witness" / "pq", home / "keys" / "witness-pq.pem"
+    if not pq_key.exists():
+        pq_key.parent.mkdir(parents=True, exist_ok=True)
+        mldsa.save_private_key(mldsa.PrivateKey.generate(), pq_key)
+    port = _sticky_port(pq_dir / "port")
+    pq_vkey = note.Verifier(PQ_WITNESS, note.MLDSA65_COSIGNATURE, mldsa.load_private_key(pq_key).public_key().raw).vkey
+    out.append(("witness:pq", [py, "-m", "ledgerstream.witness", "serve", "--name", PQ_WITNESS, "--key", str(pq_key),
+                               "--state-dir", str(pq_dir), "--listen", f"127.0.0.1:{port}",
+                               *[a for v in log_vkeys for a in ("--log-vkey", v)]],
+                {"name": PQ_WITNESS, "url": f"http://127.0.0.1:{port}", "vkey": pq_vkey}))
+    if shutil.which("go") is not None and shutil.which("ssh-agent") is not None:
+        lw_dir = home / "witness" / "litewitness"
+        port = _sticky_port(lw_dir / "port")
+        lw_vkey = litewitness.vkey(LITEWITNESS, litewitness.load_or_create_key(lw_dir))
+        ed_vkeys = [v for v in log_vkeys if note.parse_vkey(v).kind == note.ED25519]
+        out.append(("witness:litewitness", [py, "-m", "ledgerstream.stack.litewitness", "--dir", str(lw_dir),
+                                            "--name", LITEWITNESS, "--listen", f"127.0.0.1:{port}",
+                                            *[a for v in ed_vkeys for a in ("--log-vkey", v)]],
+                    {"name": LITEWITNESS, "url": f"http://127.0.0.1:{port}", "vkey": lw_vkey}))
+    witnesses = [extra for _, _, extra in out]
+    write_json_atomic(home / WITNESSES_FILE, {"quorum": len(witnesses),
+                                              "witnesses": [{"vkey": w["vkey"], "url": w["url"]} for w in witnesses]})
+    out.append(("witness-client", [py, "-m", "ledgerstream.witness", "client", "--home", str(home)], {}))
+    return out
+
+
 # --- client side (used by the CLI) -------------------------------------------------------------
 
 def supervisor_pid(home: Path) -> int | None:
@@ -335,8 +386,9 @@ def down(home: Path, timeout: float = 60.0) -> list[int]:
 
 
 def recorded_pids(state: dict[str, Any]) -> list[int]:
-    pids = [(state.get(k) or {}).get("pid") for k in ("supervisor", "kafka", "tsa", "signer", "index", "dashboard")]
-    pids += [v.get("pid") for v in state.get("verifiers") or []]
+    pids = [(state.get(k) or {}).get("pid") for k in ("supervisor", "kafka", "tsa", "signer", "index", "dashboard",
+                                                      "witness_client")]
+    pids += [v.get("pid") for v in [*(state.get("verifiers") or []), *(state.get("witnesses") or [])]]
     return [p for p in pids if p]
 
 
@@ -349,8 +401,9 @@ def status(home: Path) -> dict[str, Any]:
                 "tsa": {"url": None, "ca_cert": None, "pid": None},
                 "signer": {"pid": None, "recovery_s": None, "rss_mb": None},
                 "verifiers": [], "index": {"pid": None, "restarts": 0, "tiles_dir": None},
-                "dashboard": {"url": None, "pid": None, "token_file": None}, "topics": Topics.with_prefix().as_dict()}
-    for key in ("kafka", "tsa", "signer", "index", "dashboard", "supervisor"):
+                "dashboard": {"url": None, "pid": None, "token_file": None}, "witnesses": [],
+                "topics": Topics.with_prefix().as_dict()}
+    for key in ("kafka", "tsa", "signer", "index", "dashboard", "witness_client", "supervisor"):
         part = state.get(key) or {}
         if part.get("pid") and not pid_alive(part["pid"]):
             part["pid"] = None
@@ -359,6 +412,9 @@ def status(home: Path) -> dict[str, Any]:
     if "signer" in state:
         state["signer"]["health"] = _signer_health(home, state["signer"])
         state["signer"].update(_signer_resources(home, state["signer"]))
+    for w in state.get("witnesses") or []:
+        if w.get("pid") and not pid_alive(w["pid"]):
+            w["pid"] = None
     for v in state.get("verifiers") or []:
         if v.get("pid") and not pid_alive(v["pid"]):
             v["pid"] = None

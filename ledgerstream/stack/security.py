@@ -171,6 +171,8 @@ def acl_rules(topics: Topics) -> list[tuple[str, str, str, str, str]]:
     group("verifier", f"{p}verifier-")
     group("verifier", "ledgerstream-reader-")
     group("verifier", signer_id, "LITERAL", "DESCRIBE")
+    # the witness client: it reads the index, never a topic, and only adds cosignatures
+    topic("witness", topics.checkpoints, "WRITE")
     # read-only tools
     for name in (topics.entries, topics.checkpoints, topics.alerts, topics.deadletter, topics.approvals,
                  topics.actions):

@@ -10,8 +10,8 @@ from typing import Any, Callable, Iterator
 from ledgerstream.core.config import Topics
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.core.verify import CheckerConfig
+from ledgerstream.core.verify.checkpoints import checkpoint_note
 from ledgerstream.index.reads import IndexedLedger, open_for, trust_of
-from ledgerstream.index import query
 from ledgerstream.tools.ledger_snapshot import LedgerSnapshot, checkpoint_json, inclusion_json, load_ledger
 
 #: default seconds a read waits for a running index follower to reach what it asks for
@@ -79,31 +79,30 @@ def _snapshot_consistency(snap: LedgerSnapshot, first: int, second: int) -> dict
             "consistency_path": [h.hex() for h in snap.tree.consistency_proof(first, second)]}
 
 
-def _record(c: query.Checkpoint) -> dict[str, Any]:
-    """An indexed checkpoint as the Checkpoint record it was decoded from."""
-    return {"tree_size": c.tree_size, "root_hash": c.root_hash, "chain_head": c.chain_head,
-            "created_at": c.created_at, "origin": c.origin, "key_id": c.key_id, "body": c.body,
-            "signature": c.signature}
-
-
 def checkpoints(home: Path, bootstrap: str, topics: Topics, *, note: Note | None = None) -> list[dict[str, Any]]:
     """``checkpoints list --json``: the verified checkpoints only (a forged or failed
     checkpoint record is never listed), from the index or from a full read."""
     with _index(home, bootstrap, topics, note) as ledger:
         if ledger is not None:
-            return [checkpoint_json(_record(c), ledger.anchor_records(c)) for c in ledger.checkpoints()]
+            witnessed = ledger.witnessed_size
+            return [checkpoint_json(c.record(), ledger.anchor_records(c), ledger.note_lines(c), witnessed)
+                    for c in ledger.checkpoints()]
     snap = load_ledger(bootstrap, topics, _trust(home))
-    return [checkpoint_json(c, snap.anchors_for(c)) for c in snap.checkpoints]
+    return [checkpoint_json(c, snap.anchors_for(c), snap.note_lines_for(c), snap.witnessed_size)
+            for c in snap.checkpoints]
 
 
 def checkpoint(home: Path, bootstrap: str, topics: Topics, tree_size: int, *, wait: float = DEFAULT_WAIT,
-               note: Note | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The checkpoint record of ``tree_size`` entries and its TimestampAnchor records
-    (``checkpoints export``); LookupError if there is none (with an index: no verified one)."""
+               note: Note | None = None) -> tuple[dict[str, Any], list[dict[str, Any]], bytes]:
+    """The checkpoint record of ``tree_size`` entries, its TimestampAnchor records and its
+    full signed note (log lines and verified cosignatures) for ``checkpoints export``;
+    LookupError if there is none (with an index: no verified one)."""
+    config = _trust(home)
     with _index(home, bootstrap, topics, note) as ledger:
         if ledger is not None:
             found = ledger.checkpoint(tree_size, wait)
-            return _record(found), ledger.anchor_records(found)
-    snap = load_ledger(bootstrap, topics, _trust(home))
+            return (found.record(), ledger.anchor_records(found),
+                    checkpoint_note(found.record(), ledger.note_lines(found), config))
+    snap = load_ledger(bootstrap, topics, config)
     c = snap.checkpoint_for(tree_size=tree_size)
-    return c, snap.anchors_for(c)
+    return c, snap.anchors_for(c), checkpoint_note(c, snap.note_lines_for(c), config)

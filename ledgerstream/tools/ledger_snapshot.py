@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-from ledgerstream.core import merkle, records
+from ledgerstream.core import merkle, note, records
 from ledgerstream.core.adoption import adopt
 from ledgerstream.core.config import Topics
 from ledgerstream.core.topic_reader import read_partition
 from ledgerstream.core.verify import CheckedEntry, CheckerConfig
+from ledgerstream.core.verify.checkpoints import NoteLine, note_signature_key, note_signature_line
 
 
 @dataclass
@@ -26,6 +27,9 @@ class LedgerSnapshot:
     foreign: list[tuple[int, str]] = field(default_factory=list)       # (offset, why) of records not adopted
     checkpoints: list[dict[str, Any]] = field(default_factory=list)    # verified Checkpoint records
     anchors: dict[bytes, list[dict[str, Any]]] = field(default_factory=dict)  # body hash -> anchors
+    #: body hash -> the NoteSignature records of configured keys, each with its key and verdict
+    note_lines: dict[bytes, list[NoteLine]] = field(default_factory=dict)
+    witnessed_size: int = 0  # the largest size the configured quorum of witnesses cosigned
     tree: merkle.MerkleTree = field(default_factory=merkle.MerkleTree)
 
     def entry(self, seq: int) -> dict[str, Any]:
@@ -52,6 +56,9 @@ class LedgerSnapshot:
     def anchors_for(self, checkpoint: dict[str, Any]) -> list[dict[str, Any]]:
         return self.anchors.get(hashlib.sha256(bytes(checkpoint["body"])).digest(), [])
 
+    def note_lines_for(self, checkpoint: dict[str, Any]) -> list[NoteLine]:
+        return self.note_lines.get(hashlib.sha256(bytes(checkpoint["body"])).digest(), [])
+
 
 def load_ledger(bootstrap: str, topics: Topics, config: CheckerConfig, *,
                 progress: Callable[[int], None] | None = None) -> LedgerSnapshot:
@@ -76,6 +83,12 @@ def load_ledger(bootstrap: str, topics: Topics, config: CheckerConfig, *,
     for a in run.anchors:
         if a.offset not in problems:
             snap.anchors.setdefault(bytes(a.record["body_hash"]), []).append(dict(a.record))
+    for s in run.note_signatures:
+        key = note_signature_key(s.record, config)
+        if key is not None:
+            snap.note_lines.setdefault(bytes(s.record["body_hash"]), []).append(
+                NoteLine(s.record["role"], key, note_signature_line(s.record), s.offset not in problems))
+    snap.witnessed_size = run.checker.witnessed_size
     snap.checkpoints.sort(key=lambda c: c["tree_size"])
     return snap
 
@@ -98,9 +111,10 @@ def inclusion_json(snap: LedgerSnapshot, seq: int, tree_size: int | None = None)
     }
 
 
-def checkpoint_json(c: dict[str, Any], anchors: list[dict[str, Any]]) -> dict[str, Any]:
-    """One checkpoint (a Checkpoint record) with its TimestampAnchor records, as
-    ``checkpoints list --json`` prints it."""
+def checkpoint_json(c: dict[str, Any], anchors: list[dict[str, Any]], lines: Sequence[NoteLine] = (),
+                    witnessed_size: int = 0) -> dict[str, Any]:
+    """One checkpoint (a Checkpoint record) with its TimestampAnchor records and the
+    cosignatures of configured witnesses, as ``checkpoints list --json`` prints it."""
     return {
         "tree_size": c["tree_size"],
         "root_hash": bytes(c["root_hash"]).hex(),
@@ -110,7 +124,12 @@ def checkpoint_json(c: dict[str, Any], anchors: list[dict[str, Any]]) -> dict[st
         "key_id": c["key_id"],
         "timestamps": [{"tsa": a["timestamp"]["tsa"], "token_bytes": len(a["timestamp"]["token"])} for a in anchors],
         "anchored": bool(anchors),
+        "cosignatures": [{"witness": n.key.name, "key_type": note.KEY_TYPES[n.key.kind], "verified": n.verified}
+                         for n in lines if n.role == "witness"],
+        "witnessed": 0 < c["tree_size"] <= witnessed_size,
     }
+
+
 
 
 def entry_json(entry: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from ledgerstream.core.topic_reader import read_partition
 from ledgerstream.stack.topics import ensure_topics
 from support.ledger_builder import LedgerBuilder, LedgerWriter, RogueProducer, enc, entry_bytes, flip_inside, other_entry
 from support.rfc9162_checker import hash_leaf, mth_from_leaf_hashes
+from support.signed_notes import mldsa_checkpoint_note
 from support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -227,7 +228,7 @@ def test_a_genuine_ledger_against_an_independent_oracle_then_following_and_sigte
     root = mth_from_leaf_hashes([hash_leaf(e["entry_hash"]) for _, _, e in decoded])
     note = (tiles / "checkpoint").read_bytes()
     last = ledger.cps[4000]
-    assert note == records.signed_note(last["body"], last["origin"], last["key_id"], last["signature"]).encode()
+    assert note == mldsa_checkpoint_note(last["body"], last["origin"], KEY.public_key().raw, last["signature"])
     assert note.split(b"\n")[2] == base64.b64encode(root)
 
     # raw bytes by offset, checked against the index

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ledgerstream.core import mldsa, records
+from ledgerstream.core import mldsa
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.core.tiles import TileReader, read_checkpoint
 from ledgerstream.core.verify import CheckerConfig, Finding
@@ -21,6 +21,7 @@ from ledgerstream.index.core import IndexCore
 from ledgerstream.index.paths import IndexPaths
 from support.ledger_builder import LedgerBuilder, enc, entry_bytes, flip_inside, other_entry
 from support.rfc9162_checker import hash_leaf, mth_from_leaf_hashes
+from support.signed_notes import mldsa_checkpoint_note
 
 pytestmark = pytest.mark.unit
 
@@ -127,7 +128,7 @@ def test_rows_match_the_builder_and_tiles_give_the_rfc9162_root(ledger, tmp_path
         assert [s for (s,) in core.conn.execute("SELECT status FROM checkpoints")] == ["verified"] * 5
         assert core.tiles_size == 700
         last = b.checkpoints[-1]
-        note = records.signed_note(last["body"], last["origin"], last["key_id"], last["signature"]).encode()
+        note = mldsa_checkpoint_note(last["body"], last["origin"], KEY.public_key().raw, last["signature"])
         assert (tmp_path / "tiles" / "checkpoint").read_bytes() == note
         assert read_checkpoint(tmp_path / "tiles").root == mth_from_leaf_hashes(
             [hash_leaf(e["entry_hash"]) for e in b.entries]) == last["root_hash"]

@@ -1,6 +1,8 @@
 """``ledgerstream keys``: generate, show, refusal to overwrite, and exit status 2 on bad input."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import stat
 import subprocess
@@ -54,12 +56,36 @@ def test_show_json(tmp_path: Path, which: str) -> None:
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
     public = mldsa.load_private_key(out).public_key()
+    ed = serialization.load_pem_private_key((tmp_path / "signer-ed25519.pem").read_bytes(), None)
+    assert isinstance(ed, Ed25519PrivateKey)
+    assert stat.S_IMODE((tmp_path / "signer-ed25519.pem").stat().st_mode) == 0o600
+    ed_raw = ed.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     assert shown == {
         "algorithm": "ML-DSA-65",
         "key_id": public.key_id,
         "public_key_hex": public.raw.hex(),
         "backend": mldsa.default_backend(),
+        "checkpoint_vkey": spec_vkey("ledgerstream/dev", b"\x01", ed_raw),
+        "checkpoint_mldsa_vkey": spec_vkey("ledgerstream/dev", b"\xffledgerstream/ml-dsa-65", public.raw),
     }
+    assert (tmp_path / "signer.vkey").read_text().splitlines() == [shown["checkpoint_vkey"],
+                                                                  shown["checkpoint_mldsa_vkey"]]
+
+
+def spec_vkey(name: str, type_bytes: bytes, public: bytes) -> str:
+    """c2sp.org/signed-note: name+hex(SHA-256(name || 0x0A || type || key)[:4])+base64(type || key)."""
+    key_id = hashlib.sha256(name.encode() + b"\n" + type_bytes + public).digest()[:4]
+    return f"{name}+{key_id.hex()}+{base64.b64encode(type_bytes + public).decode()}"
+
+
+def test_show_origin_names_the_vkeys(tmp_path: Path) -> None:
+    out = tmp_path / "signer.pem"
+    assert run("generate", "--out", str(out), "--origin", "example.com/log").exit_code == 0
+    shown = json.loads(run("show", str(out), "--json", "--origin", "example.com/log").output)
+    assert shown["checkpoint_vkey"].startswith("example.com/log+")
+    assert (tmp_path / "signer.vkey").read_text().splitlines()[0] == shown["checkpoint_vkey"]
+    bad = run("generate", "--out", str(tmp_path / "x.pem"), "--origin", "has space")
+    assert bad.exit_code == 2 and "--origin" in bad.output
 
 
 def test_show_text(tmp_path: Path) -> None:

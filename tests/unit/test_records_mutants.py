@@ -145,18 +145,6 @@ def test_a_checkpoint_body_that_is_not_the_canonical_rendering_is_refused(body: 
         records.parse_checkpoint_body(body)
 
 
-# --- signed note -------------------------------------------------------------------------
-
-def test_signed_note_is_the_body_a_blank_line_and_one_c2sp_signature_line() -> None:
-    """Spec section 6: the body, an empty line, then "— <origin> base64(key_hint || signature)"
-    with key_hint the first 4 bytes of the key id (C2SP signed-note)."""
-    key_id = hashlib.sha256(b"public key").hexdigest()
-    signature = bytes(range(50))
-    want = (_body().decode() + "\n" + "\u2014 ledgerstream/dev "
-            + base64.b64encode(bytes.fromhex(key_id)[:4] + signature).decode() + "\n")
-    assert records.signed_note(_body(), "ledgerstream/dev", key_id, signature) == want
-
-
 def test_the_empty_tree_checkpoint_parses() -> None:
     """Spec section 6: tree size 0 is "0" (no leading zeros, but zero itself), the root is
     MTH({}) = SHA-256("") and the chain head 64 zeros."""

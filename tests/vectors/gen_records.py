@@ -9,7 +9,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from ledgerstream.core import merkle, mldsa, records
+from ledgerstream.core import merkle, mldsa, note, records
 from ledgerstream.core.wire import codec
 
 OUT = Path(__file__).parent / "records"
@@ -83,7 +83,7 @@ def build() -> dict:
     checkpoint = {"origin": "ledgerstream/vectors", "tree_size": tree.size, "root_hash": tree.root().hex(),
                   "chain_head": head.hex(), "created_at": 1767225602000000, "body_text": body.decode(),
                   "body": body.hex(), "signature": key.sign(body).hex(),
-                  "signed_note": records.signed_note(body, "ledgerstream/vectors", pub.key_id, key.sign(body))}
+                  "signed_note": note.checkpoint_note(body, "ledgerstream/vectors", pub.raw, key.sign(body)).decode()}
     commitments = []
     for i, payload in enumerate(payloads):
         canonical = records.canonical_json(payload)

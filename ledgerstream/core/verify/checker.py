@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ledgerstream.core import merkle, records
-from ledgerstream.core.errors import ProofError, TimestampError
+from ledgerstream.core.errors import ProofError, TimestampError, VerificationError
 from ledgerstream.core.timestamp import verify_timestamp
-from ledgerstream.core.verify.checkpoints import CheckedCheckpoint, check_checkpoint_record
+from ledgerstream.core.verify.checkpoints import (CheckedCheckpoint, check_checkpoint_record, note_signature_key,
+                                                  note_signature_line)
 from ledgerstream.core.verify.entries import CheckedEntry, check_entry, entry_located
 from ledgerstream.core.verify.findings import CHECKPOINTS, ENTRIES, Finding, Kind, Stats, at_offset
 from ledgerstream.core.verify.history import History, MemoryHistory
@@ -71,6 +72,7 @@ class Checker:
         self._ledger_time = 0
         self._queue: deque[CheckedCheckpoint] = deque()        # checkpoint-topic records in arrival order
         self._last_cp: _CheckpointHead | None = None
+        self._origin: str | None = None  # the origin of the verified checkpoints (split-view checks)
         self._rejected_bodies: set[bytes] = set()
         self._last_gen: dict[str, float] = {}                   # TSA subject -> newest genTime (epoch s)
         self._last_rejection: dict[str, Kind | None] = {ENTRIES: None, CHECKPOINTS: None}
@@ -430,6 +432,8 @@ class Checker:
     def _evaluate(self, item: CheckedCheckpoint) -> list[Finding]:
         if item.name == "TimestampAnchor":
             return self._evaluate_anchor(item)
+        if item.name == "NoteSignature":
+            return self._evaluate_note_signature(item)
         self.stats.checkpoints_seen += 1
         rec = item.record
         size, root, head = rec["tree_size"], bytes(rec["root_hash"]), bytes(rec["chain_head"])
@@ -465,6 +469,7 @@ class Checker:
             except ProofError as exc:
                 return [Finding.from_error(Kind.CHECKPOINT_INCONSISTENT, exc, **where)]
         self._last_cp = _CheckpointHead(size, root, head, rec["created_at"])
+        self._origin = rec["origin"]
         self.stats.checkpoints_verified += 1
         self._journal.append({"c": [size, root.hex(), head.hex(), rec["created_at"]]})
         return []
@@ -503,6 +508,69 @@ class Checker:
                                  f"token from the same TSA ({newest - gen:.0f}s back)",
                                  previous_gen_time=newest, tsa_subject=info.tsa_subject, **where)]
         return []
+
+    def _evaluate_note_signature(self, item: CheckedCheckpoint) -> list[Finding]:
+        """[6] a signed-note line (the log's Ed25519 one or a witness's cosignature) over a
+        checkpoint body this ledger has; lines of keys not configured are ignored (C2SP)."""
+        rec = item.record
+        witness = rec["role"] == "witness"
+        kind = Kind.COSIGNATURE_INVALID if witness else Kind.CHECKPOINT_BAD_SIGNATURE
+        where = {"tree_size": rec["tree_size"], "name": rec["name"], **at_offset(item.offset, CHECKPOINTS)}
+        verifier = note_signature_key(rec, self.config)
+        if verifier is None:
+            self.stats.note_signatures_unknown += 1
+            return []
+        known = self._history.checkpoint_body(bytes(rec["body_hash"]))
+        if known is None:
+            if bytes(rec["body_hash"]) in self._rejected_bodies:
+                return []  # the checkpoint itself was reported
+            return [Finding.make(kind, "note signature for a checkpoint this ledger does not have",
+                                 body_hash=bytes(rec["body_hash"]), reason="unknown_checkpoint", **where)]
+        size, body, _ = known
+        if size != rec["tree_size"]:
+            return [Finding.make(kind, f"note signature names tree size {rec['tree_size']}, its checkpoint has {size}",
+                                 checkpoint_size=size, reason="size_mismatch", **where)]
+        try:
+            verifier.verify(body, note_signature_line(rec))
+        except VerificationError as exc:
+            return [Finding.from_error(kind, exc, key_type=verifier.kind, **where)]
+        if not witness:
+            self.stats.note_signatures_verified += 1
+            return []
+        self.stats.cosignatures_verified += 1
+        latest = self.stats.witnesses
+        latest[verifier.name] = max(size, latest.get(verifier.name, 0))
+        return []
+
+    def check_peer_checkpoint(self, record: tuple[int, bytes], source: str) -> list[Finding]:
+        """[6] a checkpoint seen outside this ledger's topics (another copy of the topics, a
+        bundle, a witness's log): if our trusted key signed it for our origin, it must agree
+        with this ledger's tree at its size, else the signer shows two histories (a split
+        view). Call it once the ledger is read: a larger peer checkpoint is only counted."""
+        c = check_checkpoint_record(record, self.config)
+        if c.rejection is not None or c.name != "Checkpoint":
+            return []  # not a claim of our signer about our log
+        rec = c.record
+        size, root = rec["tree_size"], bytes(rec["root_hash"])
+        origin = self.config.origin or self._origin
+        if origin is not None and rec["origin"] != origin:
+            return []
+        self.stats.peer_checkpoints_checked += 1
+        if size > self._tree.size or any(first < size for first, _ in self._gaps):
+            self.stats.peer_checkpoints_beyond += 1
+            return []
+        if self._tree.root(size) == root:
+            return []
+        return self._record([Finding.make(
+            Kind.SPLIT_VIEW, f"a checkpoint of size {size} signed by our signer on {source} has another root "
+            f"than this ledger's tree of that size: the signer shows two histories",
+            seq=size - 1 if size else None, tree_size=size, peer_root=root, our_root=self._tree.root(size),
+            peer_source=source, peer_offset=record[0], key_id=rec["key_id"])])
+
+    @property
+    def witnessed_size(self) -> int:
+        """The largest checkpoint size the configured quorum of witnesses has cosigned."""
+        return self.config.witnessed_size(self.stats.witnesses)
 
     # --- incidents ---------------------------------------------------------------------------------
     def _reject(self, topic: str, finding: Finding) -> list[Finding]:

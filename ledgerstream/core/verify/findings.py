@@ -42,6 +42,8 @@ class Kind(str, enum.Enum):
     LINK_MISMATCH = "link_mismatch"
     STALLED = "stalled"
     APPROVAL_INVALID = "approval_invalid"
+    COSIGNATURE_INVALID = "cosignature_invalid"
+    SPLIT_VIEW = "split_view"
 
 
 SEVERITY: dict[Kind, Severity] = {
@@ -63,6 +65,8 @@ SEVERITY: dict[Kind, Severity] = {
     Kind.LINK_MISMATCH: Severity.HIGH,
     Kind.STALLED: Severity.MEDIUM,
     Kind.APPROVAL_INVALID: Severity.HIGH,
+    Kind.COSIGNATURE_INVALID: Severity.HIGH,
+    Kind.SPLIT_VIEW: Severity.CRITICAL,
 }
 
 #: kinds that mean a record was dropped (not integrated into the chain)
@@ -142,6 +146,13 @@ class Stats:
     checkpoints_unverifiable: int = 0
     timestamps_verified: int = 0
     timestamps_unverified: int = 0
+    note_signatures_verified: int = 0  # the log's own signed-note lines (Ed25519)
+    cosignatures_verified: int = 0
+    note_signatures_unknown: int = 0  # lines of keys not configured: ignored (C2SP signed-note)
+    #: witness name -> the largest checkpoint size it has a verified cosignature on
+    witnesses: dict = field(default_factory=dict)
+    peer_checkpoints_checked: int = 0  # checkpoints seen elsewhere, compared with this ledger
+    peer_checkpoints_beyond: int = 0   # of those, larger than this ledger: not comparable yet
     suppressed: int = 0
     findings: Counter = field(default_factory=Counter)
 

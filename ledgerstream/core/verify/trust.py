@@ -3,12 +3,13 @@ found the same way by every verifier (workers, ``ledgerstream verify``, the inde
 benchmarks) as by the read tools, from HOME and the command line."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ledgerstream.core import mldsa
+from ledgerstream.core import mldsa, note
 from ledgerstream.core.wire import avro_fast
 from ledgerstream.core.errors import ConfigError, VerificationError
 from ledgerstream.core.mldsa import PublicKey
@@ -29,6 +30,18 @@ class CheckerConfig:
     link_grace_entries: int | None = 10_000
     clock_skew_seconds: float = 300.0
     origin: str | None = None
+    #: the log's signed-note keys (its Ed25519 and ML-DSA-65 vkeys; docs/spec.md section 6)
+    note_keys: tuple[note.Verifier, ...] = ()
+    #: the witnesses' cosigner keys and how many of them make a checkpoint "witnessed"
+    witnesses: tuple[note.Verifier, ...] = ()
+    witness_quorum: int = 0
+
+    def witnessed_size(self, latest: Mapping[str, int]) -> int:
+        """From each witness's largest cosigned size, the largest size ``witness_quorum`` of them
+        cosigned (a cosignature on size s covers every smaller checkpoint the verifier found
+        consistent with it); 0 without a quorum."""
+        sizes = sorted(latest.values(), reverse=True)
+        return sizes[self.witness_quorum - 1] if 0 < self.witness_quorum <= len(sizes) else 0
 
     def __post_init__(self) -> None:
         if self.link_grace_seconds is None and self.link_grace_entries is None:
@@ -84,6 +97,59 @@ class TrustedKeys:
         return keys
 
 
+@dataclass(frozen=True)
+class Witness:
+    """One configured witness: its cosigner key and where its tlog-witness API listens."""
+
+    verifier: note.Verifier
+    url: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.verifier.name
+
+
+WITNESSES_FILE = "witnesses.json"
+
+
+def load_witnesses(home: Path, explicit: Path | None = None) -> tuple[tuple[Witness, ...], int]:
+    """The witnesses and their quorum k from ``explicit`` or HOME/witnesses.json
+    (``{"quorum": k, "witnesses": [{"vkey": "...", "url": "http://..."}]}``); none if absent."""
+    path = explicit or home / WITNESSES_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"witness file {explicit} does not exist") from None
+        return (), 0
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read witness file {path}: {exc}") from exc
+    try:
+        witnesses = tuple(Witness(note.parse_vkey(w["vkey"]), w.get("url")) for w in data.get("witnesses", []))
+        quorum = int(data.get("quorum", len(witnesses)))
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"witness file {path}: {exc!r}") from None
+    if not 0 <= quorum <= len(witnesses):
+        raise ConfigError(f"witness file {path}: quorum {quorum} is not between 0 and {len(witnesses)}")
+    if len({w.name for w in witnesses}) != len(witnesses):
+        raise ConfigError(f"witness file {path}: two witnesses share a name")
+    return witnesses, quorum
+
+
+def load_note_keys(home: Path) -> tuple[note.Verifier, ...]:
+    """The log's note vkeys: HOME/keys/signer.vkey and HOME/keys/trusted/*.vkey, if present."""
+    keys_dir = home / "keys"
+    out: list[note.Verifier] = []
+    for path in [keys_dir / "signer.vkey", *sorted((keys_dir / "trusted").glob("*.vkey"))]:
+        try:
+            out += note.load_vkeys(path.read_text(), str(path))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return tuple(out)
+
+
 def tsa_ca(home: Path, explicit: Path | None) -> bytes | None:
     """The TSA CA bundle: --tsa-ca, else HOME/tsa/ca.pem (dev stack), else None."""
     path = explicit or home / "tsa" / "ca.pem"
@@ -120,7 +186,7 @@ def load_approvers(home: Path, explicit: Path | None = None) -> Any:
 
 
 def checker_config(home: Path, *, trusted_keys: Iterable[Path] = (), tsa_ca_path: Path | None = None,
-                   policy: Path | None = None, **options: Any) -> CheckerConfig:
+                   policy: Path | None = None, witnesses_path: Path | None = None, **options: Any) -> CheckerConfig:
     """Trusted keys (HOME/keys/signer.pub.pem, HOME/keys/trusted/*.pem, ``trusted_keys``),
     TSA CA (``tsa_ca_path`` or HOME/tsa/ca.pem), approvers (``find_policy``); ConfigError if
     no signer key is trusted at all."""
@@ -129,7 +195,9 @@ def checker_config(home: Path, *, trusted_keys: Iterable[Path] = (), tsa_ca_path
     ca = tsa_ca(home, tsa_ca_path)
     if ca is not None:
         _check_ca(ca)
-    return CheckerConfig(trusted_keys=dict(keys.by_id), tsa_ca=ca, approvers=approvers, **options)
+    witnesses, quorum = load_witnesses(home, witnesses_path)
+    return CheckerConfig(trusted_keys=dict(keys.by_id), tsa_ca=ca, approvers=approvers, note_keys=load_note_keys(home),
+                         witnesses=tuple(w.verifier for w in witnesses), witness_quorum=quorum, **options)
 
 
 def _check_ca(ca_pem: bytes) -> None:

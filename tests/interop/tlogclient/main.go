@@ -5,6 +5,13 @@
 //
 //	tlogclient -prefix http://127.0.0.1:PORT/tlog/ -size N -root HEX \
 //	    [-index 0,5,9] [-old-size M -old-root HEX] [-height 8]
+//	tlogclient -prefix ... -note-vkey VKEY [-cosigner-vkey VKEY ...] [-index ...] [-old-size ...]
+//
+// With -note-vkey (repeatable: the log's Ed25519 signed-note keys) the trusted (size, root)
+// come from the log's "checkpoint" file instead of -size/-root: it must open with
+// golang.org/x/mod/sumdb/note, signed by every -note-vkey and every -cosigner-vkey (witness
+// cosignatures, c2sp.org/tlog-cosignature, checked with transparency-dev/formats' note
+// verifier), and its first three lines give the tree.
 //
 // $TLOG_BEARER_TOKEN, if set, is sent as "Authorization: Bearer ..." (the dashboard serves
 // the tiles behind its token).
@@ -37,6 +44,8 @@ import (
 	"sync"
 	"time"
 
+	fmtnote "github.com/transparency-dev/formats/note"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -194,6 +203,56 @@ type checkpointInfo struct {
 	Error  string `json:"error,omitempty"`
 }
 
+type noteResult struct {
+	VerifiedBy []string `json:"verified_by"`
+	Size       int64    `json:"size,omitempty"`
+	Root       string   `json:"root,omitempty"`
+	Error      string   `json:"error,omitempty"`
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// openNote verifies the log's checkpoint note: every given key must have a valid signature
+// on it (note.Open already fails on a known key's bad signature).
+func openNote(data []byte, noteVkeys, cosignerVkeys []string) (*note.Note, []string, error) {
+	var verifiers []note.Verifier
+	for _, k := range noteVkeys {
+		v, err := note.NewVerifier(k)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-note-vkey %q: %v", k, err)
+		}
+		verifiers = append(verifiers, v)
+	}
+	for _, k := range cosignerVkeys {
+		v, err := fmtnote.NewVerifierForCosignatureV1(k)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-cosigner-vkey %q: %v", k, err)
+		}
+		verifiers = append(verifiers, v)
+	}
+	n, err := note.Open(data, note.VerifierList(verifiers...))
+	if err != nil {
+		return nil, nil, err
+	}
+	var names []string
+	for _, v := range verifiers {
+		found := false
+		for _, s := range n.Sigs {
+			if s.Name == v.Name() && s.Hash == v.KeyHash() {
+				found = true
+			}
+		}
+		if !found {
+			return nil, nil, fmt.Errorf("no valid signature from %s+%08x", v.Name(), v.KeyHash())
+		}
+		names = append(names, v.Name())
+	}
+	return n, names, nil
+}
+
 type report struct {
 	GoVersion    string             `json:"go_version"`
 	TlogModule   string             `json:"tlog_module"`
@@ -203,6 +262,7 @@ type report struct {
 	RootOK       bool               `json:"root_ok"`
 	RootError    string             `json:"root_error,omitempty"`
 	Checkpoint   *checkpointInfo    `json:"checkpoint,omitempty"`
+	Note         *noteResult        `json:"note,omitempty"`
 	Inclusion    []inclusionResult  `json:"inclusion"`
 	Consistency  *consistencyResult `json:"consistency,omitempty"`
 	Fetched      []string           `json:"fetched"`
@@ -268,9 +328,40 @@ func main() {
 	oldSize := flag.Int64("old-size", 0, "older tree size to prove consistent with -size (0: none)")
 	oldRootHex := flag.String("old-root", "", "root hash at -old-size, hex")
 	height := flag.Int("height", 8, "tile height (C2SP: 8)")
+	var noteVkeys, cosignerVkeys multiFlag
+	flag.Var(&noteVkeys, "note-vkey", "the log's Ed25519 note vkey (repeatable): trust the verified checkpoint file")
+	flag.Var(&cosignerVkeys, "cosigner-vkey", "a witness's cosignature/v1 vkey that must have cosigned (repeatable)")
 	flag.Parse()
+	f := &fetcher{prefix: *prefix, bearer: os.Getenv("TLOG_BEARER_TOKEN"), client: &http.Client{Timeout: 30 * time.Second}}
+	var noteRes *noteResult
+	if len(noteVkeys) > 0 {
+		noteRes = &noteResult{VerifiedBy: []string{}}
+		data, err := f.get("checkpoint")
+		var n *note.Note
+		if err == nil {
+			n, noteRes.VerifiedBy, err = openNote(data, noteVkeys, cosignerVkeys)
+		}
+		if err == nil {
+			lines := strings.SplitN(n.Text, "\n", 4)
+			s, err1 := strconv.ParseInt(lines[1], 10, 64)
+			r, err2 := base64.StdEncoding.DecodeString(lines[2])
+			if len(lines) < 4 || err1 != nil || err2 != nil || len(r) != tlog.HashSize {
+				err = errors.New("malformed checkpoint text")
+			} else {
+				*size, *rootHex = s, hex.EncodeToString(r)
+				noteRes.Size, noteRes.Root = s, *rootHex
+			}
+		}
+		if err != nil {
+			noteRes.Error = err.Error()
+			out, _ := json.MarshalIndent(report{GoVersion: runtime.Version(), TlogModule: moduleVersion(),
+				Note: noteRes, Inclusion: []inclusionResult{}, Fetched: f.paths}, "", "  ")
+			fmt.Println(string(out))
+			os.Exit(1)
+		}
+	}
 	if *prefix == "" || *size < 1 || *rootHex == "" || flag.NArg() != 0 {
-		usage("need -prefix, -size >= 1 and -root")
+		usage("need -prefix, and -size >= 1 and -root or -note-vkey")
 	}
 	if *height < 1 || *height > 30 {
 		usage("bad -height %d", *height)
@@ -299,7 +390,6 @@ func main() {
 		}
 	}
 
-	f := &fetcher{prefix: *prefix, bearer: os.Getenv("TLOG_BEARER_TOKEN"), client: &http.Client{Timeout: 30 * time.Second}}
 	tr := &tileReader{f: f, height: *height}
 	tree := tlog.Tree{N: *size, Hash: root}
 	thr := tlog.TileHashReader(tree, tr)
@@ -307,6 +397,7 @@ func main() {
 	rep := report{GoVersion: runtime.Version(), TlogModule: moduleVersion(), Size: *size,
 		Root: *rootHex, Inclusion: []inclusionResult{}}
 	rep.Checkpoint = readCheckpoint(f)
+	rep.Note = noteRes
 	ok := true
 
 	// The tree hash from the tiles (TileHashReader also authenticates the tiles it reads
