@@ -5,9 +5,9 @@ and commits each returned cosignature that verifies as a ``NoteSignature`` recor
 
 Every verified checkpoint newer than what a witness cosigned is submitted, oldest first, so
 each gets its own cosignatures (up to ``PER_PASS`` per witness and pass while catching up).
-A witness's size is unknown at start: the newest checkpoint is submitted with ``old 0``, and
-a 409 answer teaches the size (a witness that never saw this log cosigns it at once). Any
-other failure is retried on the next pass.
+A witness's size is unknown at start: the first checkpoint is submitted with ``old 0``; a
+409 answer teaches the size, and a witness that never saw this log cosigns it and then every
+later one. Any other failure is retried on the next pass.
 
 It reads the ledger index (the verified checkpoints, their log note lines) and its tiles (the
 proofs), never the topics, so a submission costs O(log n) at any ledger size. Its Kafka
@@ -35,7 +35,7 @@ from ledgerstream.witness import protocol
 
 log = logging.getLogger("ledgerstream.witness.client")
 #: checkpoints submitted to one witness per pass at most, while it catches up
-PER_PASS = 64
+PER_PASS = 256
 
 #: (url, body) -> (HTTP status, body)
 Post = Callable[[str, bytes], tuple[int, bytes]]
@@ -89,8 +89,9 @@ class WitnessClient:
         tiles = TileReader(ledger.paths.tiles_dir, tiles_size)
         done = 0
         for view in self.views.values():
-            if view.size is None:  # learn its size (409), or it cosigns the newest at once
-                done += self._submit(view, newest, self._note(ledger, newest), tiles, probe=True)
+            if view.size is None:  # learn its size (409), or it cosigns the first checkpoint
+                first = query.verified_checkpoints_after(ledger.conn, 0, 1)[0]
+                done += self._submit(view, first, self._note(ledger, first), tiles, probe=True)
             if view.size is None or view.size >= newest.tree_size:
                 continue
             for cp in query.verified_checkpoints_after(ledger.conn, view.size, PER_PASS):

@@ -43,10 +43,15 @@ def build_tlogclient() -> Path:
     return binary
 
 
-def run_client(binary: Path, prefix: str, size: int, root: bytes, *, indexes=(), old_size: int = 0,
-               old_root: bytes | None = None, height: int = 8, bearer: str | None = None) -> tuple[int, dict]:
-    """Run the client; (exit status 0 or 1, its JSON report)."""
-    argv = [str(binary), "-prefix", prefix, "-size", str(size), "-root", root.hex(), "-height", str(height)]
+def run_client(binary: Path, prefix: str, size: int | None, root: bytes | None, *, indexes=(), old_size: int = 0,
+               old_root: bytes | None = None, height: int = 8, bearer: str | None = None,
+               note_vkeys=(), cosigner_vkeys=()) -> tuple[int, dict]:
+    """Run the client; (exit status 0 or 1, its JSON report). With ``note_vkeys`` (and
+    ``cosigner_vkeys``) the trusted tree comes from the log's verified checkpoint note."""
+    argv = [str(binary), "-prefix", prefix, "-height", str(height)]
+    if size is not None and root is not None:
+        argv += ["-size", str(size), "-root", root.hex()]
+    argv += [a for v in note_vkeys for a in ("-note-vkey", v)] + [a for v in cosigner_vkeys for a in ("-cosigner-vkey", v)]
     if indexes:
         argv += ["-index", ",".join(map(str, indexes))]
     if old_size:

@@ -105,15 +105,17 @@ def step(ledger: Ledger, client: WitnessClient, config: CheckerConfig) -> int:
 def test_every_checkpoint_gets_cosigned_in_order_and_the_index_verifies_them(tmp_path: Path) -> None:
     ledger, client, committed, sent, _, config = setup(tmp_path)
     ledger.grow(10)
-    assert step(ledger, client, config) == 2  # fresh witnesses cosign the newest at once (old 0)
-    ledger.grow(7)
+    ledger.grow(4)
+    assert step(ledger, client, config) == 4  # fresh witnesses cosign the first at once (old 0), then 14
+    ledger.grow(3)
     ledger.grow(300)
     assert step(ledger, client, config) == 4  # 17 then 317, in order, from each witness
-    assert [(old, size) for url, old, size in sent if url == "http://w0"] == [(0, 10), (10, 17), (17, 317)]
+    assert [(old, size) for url, old, size in sent if url == "http://w0"] == [(0, 10), (10, 14), (14, 17), (17, 317)]
     feed_back(ledger, committed)
     rows = ledger.core.conn.execute(
         "SELECT tree_size, role, status FROM note_signatures ORDER BY topic_offset").fetchall()
-    assert sorted(r for r in rows if r[1] == "witness") == [(s, "witness", "verified") for s in (10, 10, 17, 17, 317, 317)]
+    assert sorted(r for r in rows if r[1] == "witness") == [(s, "witness", "verified")
+                                                            for s in (10, 10, 14, 14, 17, 17, 317, 317)]
     assert ledger.core.checker.witnessed_size == 317
     # the tiles' checkpoint file now carries both cosignatures and verifies with every key
     text, verified = note.verify_note((ledger.paths.tiles_dir / "checkpoint").read_bytes(),
@@ -132,7 +134,7 @@ def test_a_restarted_client_learns_each_witness_size_from_a_409(tmp_path: Path) 
     sent.clear()
     assert step(ledger, again, config) == 4
     w0 = [(old, size) for url, old, size in sent if url == "http://w0"]
-    assert w0 == [(0, 15), (5, 10), (10, 15)]  # probe (409 says 5), then each checkpoint in order
+    assert w0 == [(0, 5), (5, 10), (10, 15)]  # probe (409 says 5), then each checkpoint in order
     assert servers["http://w0"].counts["conflicts"] == 1
 
 
