@@ -102,7 +102,7 @@ class VerifierRuntime:
         return {"position": ch.position, "last_checkpoint": ch.last_checkpoint,
                 "head": {"seq": ch.position - 1 if ch.position else None, "entry_hash": ch.head_hash.hex()},
                 "next_offset": {ENTRIES: ch.next_offset[ENTRIES], CHECKPOINTS: ch.next_offset[CHECKPOINTS]},
-                "pending_links": ch.pending_links, "stats": ch.stats.to_dict()}
+                "pending_links": ch.pending_links, "witnessed_size": ch.witnessed_size, "stats": ch.stats.to_dict()}
 
     def published(self, findings: Sequence[Finding]) -> None:
         """The alerts of one earlier ``process`` / ``assess`` are delivered."""

@@ -40,6 +40,7 @@ def export_bundle(out: Path, redact_payloads: bool, policy: Path | None, as_json
     Entries failing verification are refused.
     """
     from ledgerstream.core.verify import load_approvers
+    from ledgerstream.core.verify.trust import NoteTrust
     from ledgerstream.tools.bundle_export import ExportError, export_bundle as build
 
     result = load_selection(opts, home, bootstrap)
@@ -47,7 +48,8 @@ def export_bundle(out: Path, redact_payloads: bool, policy: Path | None, as_json
         raise ConfigError("a bundle needs the TSA CA: pass --tsa-ca PEM (dev stack: HOME/tsa/ca.pem)")
     try:
         done = build(result["ledger"], result["reports"], result["keys"], result["tsa_ca"], result["selection"],
-                     out, redact=redact_payloads, approvers=load_approvers(result["home"], policy))
+                     out, redact=redact_payloads, approvers=load_approvers(result["home"], policy),
+                     notes=NoteTrust.load(result["home"]))
     except ExportError as exc:
         info(f"error: {exc}")
         for problem in exc.problems:
@@ -81,9 +83,13 @@ def export_bundle(out: Path, redact_payloads: bool, policy: Path | None, as_json
 @click.option("--policy", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Pin the approvers (this policy file's approvals section); without it the bundle's "
                    "approvers.json is trusted.")
+@click.option("--witnesses", "witnesses_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Pin the witnesses and their quorum (a witnesses.json: {\"quorum\": k, "
+                                 "\"witnesses\": [{\"vkey\": ...}]}); without it the bundle's witnesses.json is "
+                                 "trusted. The checkpoint must then carry k verified cosignatures.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def verify_bundle(bundle: Path, trusted_keys: tuple[Path, ...], tsa_ca: Path | None, require_pinned: bool,
-                  policy: Path | None, as_json: bool) -> None:
+                  policy: Path | None, witnesses_path: Path | None, as_json: bool) -> None:
     """Verify an evidence bundle offline (no Kafka): manifest, hashes, signatures, proofs, tokens.
 
     Any modified, missing or added byte fails, with the check and member that failed.
@@ -92,13 +98,19 @@ def verify_bundle(bundle: Path, trusted_keys: tuple[Path, ...], tsa_ca: Path | N
     from ledgerstream.producers.policy import Policy
     from ledgerstream.tools.bundle_verify import verify_bundle as verify
 
+    from ledgerstream.core.verify.trust import load_witnesses
+
     approvers = Policy.from_file(policy).approvers if policy else None
+    witnesses = None
+    if witnesses_path is not None:
+        pinned, quorum = load_witnesses(witnesses_path.parent, witnesses_path)
+        witnesses = ([w.verifier for w in pinned], quorum)
     if policy and approvers is None:
         raise ConfigError(f"{policy} has no approvals section: nothing to pin")
     try:
         report = verify(bundle, trusted_keys=[_read_pem(p) for p in trusted_keys] if trusted_keys else None,
                         tsa_ca_pem=_read_pem(tsa_ca) if tsa_ca else None, require_pinned=require_pinned,
-                        approvers=approvers)
+                        approvers=approvers, witnesses=witnesses)
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc}") from exc
     if as_json:
@@ -130,6 +142,11 @@ def _render(console: Console, doc: dict[str, Any], *, pinned: bool, ca_pinned: b
     if doc.get("approvers"):
         a = doc["approvers"]
         console.print(f"approvers: {a['m']} of {', '.join(a['approvers'])} ({a['source']})")
+    if doc.get("witnesses"):
+        w = doc["witnesses"]
+        names = ", ".join(f"{c['witness']} ({c['key_type']})" for c in w["cosignatures"]) or "none"
+        console.print(f"witnesses ({w['source']}): cosigned by {names}; quorum {w['quorum']}: "
+                      + ("WITNESSED" if w["witnessed"] else "not witnessed"))
     if doc["tsa_ca"]:
         console.print(f"TSA CA sha256 {doc['tsa_ca']['sha256']} ({doc['tsa_ca']['source']}): "
                       + "; ".join(doc["tsa_ca"]["subjects"]))

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ledgerstream.core import config
 from ledgerstream.core.verify import TrustedKeys, tsa_ca
+from ledgerstream.core.verify.trust import NoteTrust
 from ledgerstream.index.reads import open_for
 from ledgerstream.tools import replay as rp
 from ledgerstream.tools.ledger_answers import DEFAULT_WAIT
@@ -101,7 +102,8 @@ def read_selection(opts: dict[str, Any], home: Path | None, bootstrap: str | Non
     else:
         with progress_bar(console) as bar:
             task = bar.add_task("reading ledger", total=rp.end_offset(server, topics.entries))
-            ledger = rp.read_ledger(server, topics, selection, keys, progress=lambda n: bar.advance(task, n))
+            ledger = rp.read_ledger(server, topics, selection, keys, progress=lambda n: bar.advance(task, n),
+                                    notes=NoteTrust.load(home_dir))
         rows = rp.select(ledger, selection)
     return {"ledger": ledger, "rows": rows, "selection": selection, "keys": keys, "tsa_ca": ca,
             "bootstrap": server, "topics": topics, "home": home_dir, "source": "topics" if ix is None else "index"}

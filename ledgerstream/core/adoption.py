@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ledgerstream.core.verify import (CHECKPOINTS, ENTRIES, CheckedCheckpoint, CheckedEntry, Checker, CheckerConfig,
                                       Finding, Kind, check_checkpoint_record, check_entries)
+from ledgerstream.core.verify.checkpoints import NoteLine, note_signature_key, note_signature_line
 
 #: records handed to the Checker at once (its stateless checks run per chunk)
 BATCH = 1000
@@ -117,6 +118,17 @@ class Adoption:
         if final:
             self.foreign.sort(key=lambda f: f.offset)
         return found
+
+    def note_lines(self) -> dict[bytes, list[NoteLine]]:
+        """Body hash -> the NoteSignature lines of configured keys, each with its verdict."""
+        problems = self.checkpoint_findings()
+        out: dict[bytes, list[NoteLine]] = {}
+        for s in self.note_signatures:
+            key = note_signature_key(s.record, self.checker.config)
+            if key is not None:
+                out.setdefault(bytes(s.record["body_hash"]), []).append(
+                    NoteLine(s.record["role"], key, note_signature_line(s.record), s.offset not in problems))
+        return out
 
     def checkpoint_findings(self) -> dict[int, list[Finding]]:
         """Findings about each checkpoints-topic record, by offset (rejections included)."""

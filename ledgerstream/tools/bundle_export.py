@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from ledgerstream.core import merkle, mldsa, records
+from ledgerstream.core import merkle, mldsa, note, records
 from ledgerstream.core.wire import codec
 from ledgerstream.core.errors import ConfigError, LedgerstreamError, TimestampError
 from ledgerstream.core.timestamp import verify_timestamp
@@ -29,6 +29,7 @@ from ledgerstream.tools.bundle_readme import render_readme
 from ledgerstream.tools.bundle_verify import verify_bundle
 from ledgerstream.core.approvals import ApproverSet
 from ledgerstream.core.verify import TrustedKeys, carries_approvals
+from ledgerstream.core.verify.trust import NoteTrust
 from ledgerstream.tools.replay import CheckpointInfo, EntryReport, Ledger, Selection
 
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same evidence gives the same bundle bytes
@@ -56,11 +57,13 @@ class ExportResult:
 
 def export_bundle(ledger: Ledger, reports: list[EntryReport], keys: TrustedKeys, tsa_ca_pem: bytes,
                   selection: Selection, out: Path, *, redact: bool = False,
-                  approvers: ApproverSet | None = None) -> ExportResult:
+                  approvers: ApproverSet | None = None, notes: NoteTrust | None = None) -> ExportResult:
     """Build, self-verify and atomically write the bundle; ExportError if it cannot be evidence.
 
     ``approvers``: the approver set (HOME's policy), bundled when a selected entry carries
-    approvals so that they can be checked offline; such a selection without one is refused."""
+    approvals so that they can be checked offline; such a selection without one is refused.
+    ``notes``: the log's note keys and the witnesses; the main checkpoint's signed note (its
+    verified lines) and these keys are bundled, so cosignatures can be checked offline."""
     if not reports:
         raise ConfigError("nothing to export: no entry matches the filters")
     failing = [f"seq {r.row.seq} (offset {r.row.offset}): {name}: {r.checks[name].detail}"
@@ -89,6 +92,7 @@ def export_bundle(ledger: Ledger, reports: list[EntryReport], keys: TrustedKeys,
     for key_id in sorted(key_ids):
         members[bf.key_name(key_id)] = mldsa.public_key_pem(keys.get(key_id))
     _add_approvers(members, reports, approvers)
+    _add_note(members, main, keys, notes)
     members.update(_schemas(fingerprints))
     members[bf.TSA_CA] = bf.canonical_pem(x509.load_pem_x509_certificates(tsa_ca_pem))
     seqs = [r.row.seq for r in sorted(reports, key=lambda r: r.row.seq)]
@@ -114,6 +118,17 @@ def export_bundle(ledger: Ledger, reports: list[EntryReport], keys: TrustedKeys,
     _write_atomic(out, blob)
     return ExportResult(out, hashlib.sha256(manifest).hexdigest(), hashlib.sha256(blob).hexdigest(), len(seqs),
                         len(members), main.tree_size, [size for size, _ in earlier], sorted(key_ids))
+
+
+def _add_note(members: dict[str, bytes], main: CheckpointInfo, keys: TrustedKeys, notes: NoteTrust | None) -> None:
+    if notes is None or not (notes.note_keys or notes.witnesses):
+        return
+    ok = [n for n in main.note_lines if n.verified]
+    members[bf.NOTE] = note.checkpoint_note(main.body, main.record["origin"], keys.get(main.record["key_id"]).raw,
+                                            bytes(main.record["signature"]), [n.line for n in ok if n.role == "log"],
+                                            [n.line for n in ok if n.role == "witness"])
+    members[bf.WITNESSES] = bf.canonical({"quorum": notes.quorum, "log_vkeys": [v.vkey for v in notes.note_keys],
+                                          "witnesses": [v.vkey for v in notes.witnesses]})
 
 
 def _add_approvers(members: dict[str, bytes], reports: list[EntryReport], approvers: ApproverSet | None) -> None:

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 from cryptography import x509
 
-from ledgerstream.core import merkle, mldsa, records
+from ledgerstream.core import merkle, mldsa, note, records
 from ledgerstream.core.wire import codec
 from ledgerstream.core.errors import ConfigError, DecodeError, VerificationError
 from ledgerstream.core.timestamp import verify_timestamp
@@ -29,7 +29,7 @@ from ledgerstream.tools.bundle_zip import UNREADABLE, ZipLimitError, ZipLimits, 
 
 
 #: check names, in the order they run (the JSON contract's "checks" keys)
-CHECKS = ("zip", "manifest", "structure", "schema", "key", "checkpoint", "timestamp", "consistency",
+CHECKS = ("zip", "manifest", "structure", "schema", "key", "checkpoint", "timestamp", "witness", "consistency",
           "decode", "entry_hash", "signature", "payload", "approvals", "inclusion", "chain", "render", "links", "selection")
 #: selection.json's fields, and those of its "selection" object (tools/replay.py Selection.describe)
 SELECTION_FIELDS = {"selection", "redacted_payloads", "entries", "origin", "exported_at", "exporter"}
@@ -54,6 +54,8 @@ class BundleReport:
     signer_key_pinned: bool = False
     #: the approver set entries' approvals were checked against: {"source", "m", "approvers"}
     approvers: dict[str, Any] | None = None
+    #: the checkpoint note's cosignatures: {"source", "quorum", "cosignatures", "witnessed"}
+    witnesses: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -72,7 +74,7 @@ class BundleReport:
                 "errors": self.errors, "manifest_sha256": self.manifest_sha256,
                 "bundle_sha256": self.bundle_sha256, "keys": self.keys, "tsa_ca": self.tsa_ca,
                 "checkpoint": self.checkpoint, "signer_key_pinned": self.signer_key_pinned,
-                "approvers": self.approvers}
+                "approvers": self.approvers, "witnesses": self.witnesses}
 
 
 @dataclass
@@ -82,15 +84,18 @@ class _Checkpoint:
     chain_head: bytes
     origin: str
     timestamps: list[dict[str, str]]
+    key_id: str = ""
 
 
 def verify_bundle(source: Path | bytes, *, trusted_keys: list[bytes] | None = None,
                   tsa_ca_pem: bytes | None = None, limits: ZipLimits = ZipLimits(),
-                  require_pinned: bool = False, approvers: ApproverSet | None = None) -> BundleReport:
+                  require_pinned: bool = False, approvers: ApproverSet | None = None,
+                  witnesses: tuple[list[note.Verifier], int] | None = None) -> BundleReport:
     """Verify a bundle (path or bytes). ``trusted_keys`` (PEMs) pin the signer keys and
     ``tsa_ca_pem`` the TSA CA; without them the bundle's own are used (and reported as
     ``signer_key_pinned: false``, an error with ``require_pinned``); ``approvers`` pins the
-    approver set (else the bundle's ``approvers.json`` is used, reported as its source).
+    approver set (else the bundle's ``approvers.json`` is used, reported as its source);
+    ``witnesses`` pins the witness keys and quorum (else the bundle's ``witnesses.json``).
     ``limits`` bound what an untrusted ZIP may cost (docs/bundle-format.md "Limits")."""
     report = BundleReport(signer_key_pinned=trusted_keys is not None)
     if require_pinned and trusted_keys is None:
@@ -103,7 +108,7 @@ def verify_bundle(source: Path | bytes, *, trusted_keys: list[bytes] | None = No
         members = _read_zip(fh, size, limits, report)  # 1
         if members is None or not _manifest(members, report):  # 2
             return report
-        _Verifier(members, report, trusted_keys, tsa_ca_pem, approvers).run()
+        _Verifier(members, report, trusted_keys, tsa_ca_pem, approvers, witnesses).run()
     return report
 
 
@@ -187,8 +192,10 @@ class _Verifier:
     """Steps 3-9 over the member map."""
 
     def __init__(self, members: Mapping[str, bytes], report: BundleReport, pinned_keys: list[bytes] | None,
-                 pinned_ca: bytes | None, pinned_approvers: ApproverSet | None = None) -> None:
+                 pinned_ca: bytes | None, pinned_approvers: ApproverSet | None = None,
+                 pinned_witnesses: tuple[list[note.Verifier], int] | None = None) -> None:
         self.m = members
+        self.pinned_witnesses = pinned_witnesses
         self.approvers = pinned_approvers
         self.r = report
         self.pinned_keys = pinned_keys
@@ -209,6 +216,7 @@ class _Verifier:
             return
         self.r.checkpoint = {"origin": main.origin, "tree_size": main.size, "root": main.root.hex(),
                              "timestamps": main.timestamps}
+        self._note(main)  # 7b
         self._earlier(main)  # 8
         self._entries(main)  # 9, 10, 11, 12
 
@@ -217,7 +225,7 @@ class _Verifier:
         """Every member has a known role; required members are there."""
         ok = True
         for name in sorted(self.m):
-            if name in (bf.MANIFEST, bf.README, bf.SELECTION, bf.TSA_CA, bf.APPROVERS):
+            if name in (bf.MANIFEST, bf.README, bf.SELECTION, bf.TSA_CA, bf.APPROVERS, bf.NOTE, bf.WITNESSES):
                 continue
             if not any(rx.fullmatch(name) for rx in (bf.CHECKPOINT_RE, bf.ENTRY_RE, bf.INCLUSION_RE, bf.CONSISTENCY_RE,
                                                  bf.KEY_RE, bf.SCHEMA_RE, bf.APPROVER_KEY_RE)):
@@ -417,7 +425,56 @@ class _Verifier:
         timestamps = self._tokens(prefix, body)
         if ok:
             self.r.good("checkpoint")
-        return _Checkpoint(parsed["tree_size"], parsed["root_hash"], parsed["chain_head"], parsed["origin"], timestamps)
+        return _Checkpoint(parsed["tree_size"], parsed["root_hash"], parsed["chain_head"], parsed["origin"], timestamps,
+                           rec["key_id"])
+
+    def _note(self, main: _Checkpoint) -> None:
+        """The main checkpoint's signed note: its text is the checkpoint body, every line of a
+        known key verifies (the ML-DSA-65 line under the checkpoint's key, Ed25519 log lines
+        and cosignatures under the pinned or bundled vkeys), and the witness quorum is met."""
+        doc = self._json(bf.WITNESSES, "witness", {"quorum", "log_vkeys", "witnesses"}) if bf.WITNESSES in self.m else None
+        pinned = self.pinned_witnesses
+        source = "pinned" if pinned is not None else "bundle" if doc is not None else None
+        try:
+            log_keys = [note.parse_vkey(v) for v in (doc or {}).get("log_vkeys", [])]
+            witnesses, quorum = pinned if pinned is not None else (
+                [note.parse_vkey(v) for v in (doc or {}).get("witnesses", [])], int((doc or {}).get("quorum", 0)))
+        except (ValueError, TypeError, AttributeError) as exc:
+            self.r.bad("witness", bf.WITNESSES, f"malformed: {exc}")
+            return
+        if bf.NOTE not in self.m:
+            if quorum:
+                self.r.bad("witness", bf.NOTE, f"missing: the checkpoint must be cosigned by {quorum} witness(es)")
+            return
+        body, key = self.m[bf.CHECKPOINT], self.keys.get(main.key_id)
+        try:
+            text, lines = note.parse_note(self.m[bf.NOTE])
+        except ValueError as exc:
+            self.r.bad("witness", bf.NOTE, f"not a signed note: {exc}")
+            return
+        if text != body:
+            self.r.bad("witness", bf.NOTE, "its text is not the checkpoint body")
+            return
+        log_keys += [note.Verifier(main.origin, note.MLDSA65, key.raw)] if key is not None else []
+        cosigned, ok = [], True
+        for line in lines:
+            for v in [k for k in log_keys + list(witnesses) if k.matches(line)]:
+                try:
+                    v.verify(text, line)
+                except VerificationError as exc:
+                    self.r.bad("witness", bf.NOTE, str(exc))
+                    ok = False
+                    continue
+                if v in witnesses:
+                    cosigned.append({"witness": v.name, "key_type": note.KEY_TYPES[v.kind], "verified": True})
+        count = len({c["witness"] for c in cosigned})
+        if count < quorum:
+            self.r.bad("witness", bf.NOTE, f"{count} verified cosignature(s), the policy needs {quorum}")
+            ok = False
+        if ok:
+            self.r.good("witness")
+        self.r.witnesses = {"source": source, "quorum": quorum, "cosignatures": cosigned,
+                            "witnessed": ok and quorum > 0 and count >= quorum}
 
     def _tokens(self, prefix: str, body: bytes) -> list[dict[str, str]]:
         """Every token of the checkpoint must verify over its body; at least one is required."""

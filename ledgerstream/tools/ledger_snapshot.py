@@ -16,7 +16,7 @@ from ledgerstream.core.adoption import adopt
 from ledgerstream.core.config import Topics
 from ledgerstream.core.topic_reader import read_partition
 from ledgerstream.core.verify import CheckedEntry, CheckerConfig
-from ledgerstream.core.verify.checkpoints import NoteLine, note_signature_key, note_signature_line
+from ledgerstream.core.verify.checkpoints import NoteLine
 
 
 @dataclass
@@ -83,11 +83,7 @@ def load_ledger(bootstrap: str, topics: Topics, config: CheckerConfig, *,
     for a in run.anchors:
         if a.offset not in problems:
             snap.anchors.setdefault(bytes(a.record["body_hash"]), []).append(dict(a.record))
-    for s in run.note_signatures:
-        key = note_signature_key(s.record, config)
-        if key is not None:
-            snap.note_lines.setdefault(bytes(s.record["body_hash"]), []).append(
-                NoteLine(s.record["role"], key, note_signature_line(s.record), s.offset not in problems))
+    snap.note_lines = run.note_lines()
     snap.witnessed_size = run.checker.witnessed_size
     snap.checkpoints.sort(key=lambda c: c["tree_size"])
     return snap

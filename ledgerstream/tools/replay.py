@@ -28,6 +28,8 @@ from ledgerstream.core.timestamp import verify_timestamp
 from ledgerstream.core.topic_reader import read_partition
 from ledgerstream.core.kafka_security import kafka_config
 from ledgerstream.core.verify import ENTRIES, CheckedEntry, CheckerConfig, Kind, TrustedKeys
+from ledgerstream.core.verify.checkpoints import NoteLine
+from ledgerstream.core.verify.trust import NoteTrust
 
 Stream = Iterable[tuple[int, bytes]]
 Fetch = Callable[[list[int]], dict[int, bytes]]  # offsets -> their bytes on the entries topic
@@ -155,6 +157,7 @@ class CheckpointInfo:
     signed: bool  # key trusted, signature verifies, body agrees with the record
     problems: list[str] = field(default_factory=list)
     tokens: list[tuple[str, bytes]] = field(default_factory=list)  # (tsa, DER TimeStampResp)
+    note_lines: list[NoteLine] = field(default_factory=list)  # its signed-note lines of configured keys
 
 
 @dataclass
@@ -291,6 +294,7 @@ class Indexer:
             anchors.setdefault(bytes(a.record["body_hash"]), []).append(
                 (a.record["timestamp"]["tsa"], bytes(a.record["timestamp"]["token"])))
         about = run.checkpoint_findings()
+        lines = run.note_lines()
         infos = []
         for c in run.checkpoints:
             rec = dict(c.record)
@@ -299,17 +303,19 @@ class Indexer:
             cp = CheckpointInfo(c.offset, c.raw, rec, body, rec["tree_size"], bytes(rec["root_hash"]) if signed else None,
                                 signed, [f.detail for f in about.get(c.offset, [])])
             cp.tokens = anchors.get(hashlib.sha256(body).digest(), [])
+            cp.note_lines = lines.get(hashlib.sha256(body).digest(), [])
             infos.append(cp)
         led.checkpoints = sorted(infos, key=lambda c: (c.tree_size, c.offset))
 
 
 def build_ledger(entries: Stream, checkpoints: Stream, selection: Selection, keys: TrustedKeys, *,
-                 progress: Callable[[int], None] | None = None) -> Ledger:
+                 progress: Callable[[int], None] | None = None, notes: NoteTrust | None = None) -> Ledger:
     """Index ``entries``, then attach ``checkpoints``. Read the checkpoints topic *before*
     the entries topic when both are live: a checkpoint is committed with its entries, so
-    every checkpoint read first must then be covered by the entries read after it."""
+    every checkpoint read first must then be covered by the entries read after it.
+    ``notes``: the log's note keys and the witnesses, whose lines checkpoints then carry."""
     indexer = Indexer(selection.matches)
-    config = CheckerConfig(trusted_keys=dict(keys.by_id))
+    config = CheckerConfig(trusted_keys=dict(keys.by_id), **(notes or NoteTrust()).options())
     return indexer.finish(adopt(entries, checkpoints, config, indexer.adopted, progress=progress))
 
 
@@ -327,10 +333,11 @@ def end_offset(bootstrap: str, topic: str) -> int:
 
 
 def read_ledger(bootstrap: str, topics: Topics, selection: Selection, keys: TrustedKeys, *,
-                progress: Callable[[int], None] | None = None) -> Ledger:
+                progress: Callable[[int], None] | None = None, notes: NoteTrust | None = None) -> Ledger:
     """Replay ``entries`` and ``checkpoints`` from Kafka (checkpoints first, see build_ledger)."""
     checkpoints = list(read_partition(bootstrap, topics.checkpoints))
-    return build_ledger(read_partition(bootstrap, topics.entries), checkpoints, selection, keys, progress=progress)
+    return build_ledger(read_partition(bootstrap, topics.entries), checkpoints, selection, keys, progress=progress,
+                        notes=notes)
 
 
 def kafka_fetch(bootstrap: str, topic: str) -> Fetch:

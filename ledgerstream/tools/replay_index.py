@@ -138,6 +138,7 @@ def _checkpoint_info(ix: IndexedLedger, c: query.Checkpoint) -> CheckpointInfo:
         raise LookupError(f"checkpoints topic offset {c.topic_offset} no longer holds the indexed checkpoint: reindex")
     info = CheckpointInfo(c.topic_offset, raw, rec, c.body, c.tree_size, c.root_hash, True)
     info.tokens = [(a["timestamp"]["tsa"], bytes(a["timestamp"]["token"])) for a in ix.anchor_records(c)]
+    info.note_lines = ix.note_lines(c)
     return info
 
 

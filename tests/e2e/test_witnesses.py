@@ -81,6 +81,16 @@ def test_every_checkpoint_is_cosigned_and_go_verifies_the_note_and_proofs(dev_st
         assert c["witnessed"] is True
     report = json.loads(cli(env, "verify", "--json").stdout)
     assert report["ok"], report["errors"]
+    # the dashboard (entry pages from the index): the entry's checkpoint is witnessed
+    import urllib.request
+
+    token = Path(dev_stack["dashboard"]["token_file"]).read_text().strip()
+    req = urllib.request.Request(dev_stack["dashboard"]["url"].rstrip("/") + f"/api/entry/{start}",
+                                 headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 (loopback)
+        page = json.loads(resp.read())
+    assert page["state"] == "witnessed" and page["verified"], page["checks"]
+    assert [c["status"] for c in page["checks"] if c["name"] == "witnessed"] == ["ok"]
     assert report["witnesses"]["quorum"] == 2 and report["witnesses"]["witnessed_size"] >= cps[-1]["tree_size"]
     assert {c["witness"] for c in report["witnesses"]["cosigned"]} == {LITEWITNESS, PQ_WITNESS}
 
@@ -175,3 +185,47 @@ def test_a_second_signer_with_the_same_keys_is_refused_by_the_witnesses_and_caug
     assert found.returncode == 1 and not report["ok"]
     assert {f["kind"] for f in report["errors"]} == {"split_view"}, report["errors"][:3]
     assert cli(env, "verify", "--json").returncode == 0  # A alone is intact
+
+
+def test_bundles_carry_the_cosigned_note_and_verify_bundle_checks_the_witness_policy(dev_stack: dict,
+                                                                                    tmp_path: Path) -> None:
+    import hashlib
+    import zipfile
+
+    from ledgerstream.tools import bundle_format as bf
+
+    need_litewitness(dev_stack)
+    env, home = dev_stack["env"], Path(dev_stack["home"])
+    start = ledger_size(env)
+    produce(dev_stack, 30, "bundled")
+    cosigned_checkpoints(env, start + 30)
+    out = tmp_path / "b.zip"
+    done = cli(env, "export", "bundle", "--agent", "bundled-0", "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    pin = ["--witnesses", str(home / "witnesses.json"), "--trusted-key", str(home / "keys" / "signer.pub.pem")]
+    report = json.loads(cli(env, "verify-bundle", str(out), "--json", *pin).stdout)
+    assert report["ok"], report["errors"]
+    w = report["witnesses"]
+    assert (w["source"], w["quorum"], w["witnessed"]) == ("pinned", 2, True)
+    assert {(c["witness"], c["key_type"]) for c in w["cosignatures"]} == {(LITEWITNESS, "ed25519"),
+                                                                          (PQ_WITNESS, "ml-dsa-65")}
+    with zipfile.ZipFile(out) as zf:
+        members = {i.filename: zf.read(i) for i in zf.infolist()}
+
+    def rezip(changed: dict[str, bytes | None], name: str) -> Path:
+        m = {k: v for k, v in {**members, **changed}.items() if v is not None and k != bf.MANIFEST}
+        m[bf.MANIFEST] = bf.canonical({"format": bf.FORMAT, "format_version": bf.FORMAT_VERSION, "spec_version": 1,
+                                       "members": {n: {"sha256": hashlib.sha256(d).hexdigest(), "size": len(d)}
+                                                   for n, d in sorted(m.items())}})
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w") as zf:
+            for n, d in sorted(m.items()):
+                zf.writestr(n, d)
+        return path
+
+    note = bytearray(members[bf.NOTE])
+    note[-10] ^= 0x01  # inside the last cosignature
+    for path, why in ((rezip({bf.NOTE: bytes(note)}, "forged.zip"), "does not verify"),
+                      (rezip({bf.NOTE: None, bf.WITNESSES: None}, "unwitnessed.zip"), "cosigned by 2")):
+        bad = json.loads(cli(env, "verify-bundle", str(path), "--json", *pin).stdout)
+        assert not bad["ok"] and any(e["check"] == "witness" and why in e["detail"] for e in bad["errors"]), bad["errors"]

@@ -150,6 +150,25 @@ def load_note_keys(home: Path) -> tuple[note.Verifier, ...]:
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class NoteTrust:
+    """The log's note keys, the witnesses and their quorum: what checkpoint notes are checked
+    against (HOME/keys/*.vkey and HOME/witnesses.json)."""
+
+    note_keys: tuple[note.Verifier, ...] = ()
+    witnesses: tuple[note.Verifier, ...] = ()
+    quorum: int = 0
+
+    @classmethod
+    def load(cls, home: Path, witnesses_path: Path | None = None) -> "NoteTrust":
+        witnesses, quorum = load_witnesses(home, witnesses_path)
+        return cls(load_note_keys(home), tuple(w.verifier for w in witnesses), quorum)
+
+    def options(self) -> dict[str, Any]:
+        """As :class:`CheckerConfig` keyword arguments."""
+        return {"note_keys": self.note_keys, "witnesses": self.witnesses, "witness_quorum": self.quorum}
+
+
 def tsa_ca(home: Path, explicit: Path | None) -> bytes | None:
     """The TSA CA bundle: --tsa-ca, else HOME/tsa/ca.pem (dev stack), else None."""
     path = explicit or home / "tsa" / "ca.pem"
@@ -195,9 +214,8 @@ def checker_config(home: Path, *, trusted_keys: Iterable[Path] = (), tsa_ca_path
     ca = tsa_ca(home, tsa_ca_path)
     if ca is not None:
         _check_ca(ca)
-    witnesses, quorum = load_witnesses(home, witnesses_path)
-    return CheckerConfig(trusted_keys=dict(keys.by_id), tsa_ca=ca, approvers=approvers, note_keys=load_note_keys(home),
-                         witnesses=tuple(w.verifier for w in witnesses), witness_quorum=quorum, **options)
+    return CheckerConfig(trusted_keys=dict(keys.by_id), tsa_ca=ca, approvers=approvers,
+                         **NoteTrust.load(home, witnesses_path).options(), **options)
 
 
 def _check_ca(ca_pem: bytes) -> None:

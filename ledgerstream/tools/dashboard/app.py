@@ -23,6 +23,7 @@ from ledgerstream.core.topic_reader import read_partition
 from ledgerstream.index.reads import open_for
 from ledgerstream.tools.dashboard import pages, status_files, tlog
 from ledgerstream.tools.dashboard.auth import host_middleware, security_headers, token_middleware
+from ledgerstream.core.verify.trust import NoteTrust
 from ledgerstream.tools.dashboard.checks import EntryChecker, EntryReport
 from ledgerstream.tools.dashboard.follower import Follower
 from ledgerstream.tools.dashboard.hub import Hub
@@ -267,7 +268,7 @@ PUSHER = web.AppKey("pusher", asyncio.Task)
 
 
 def build_app(settings: DashboardSettings) -> web.Application:
-    checker = EntryChecker.from_files(list(settings.public_keys), settings.tsa_ca)
+    checker = EntryChecker.from_files(list(settings.public_keys), settings.tsa_ca, NoteTrust.load(settings.home))
     dash = Dashboard(settings, LedgerView(checker.config, checker.checkpoint_signature, settings.trusted_verifiers), checker, Hub())
     app = web.Application(middlewares=[security_headers, host_middleware(settings.host, settings.allowed_hosts),
                                        token_middleware(settings.token)])

@@ -8,7 +8,9 @@ The steps are the spec's (docs/spec.md, "Verifying"), one entry at a time; 1 and
      name the right entries: the core's verdict when it adopted the entry (LedgerView.issues);
   4. it is included in the latest signed checkpoint covering it (RFC 9162 proof, checked
      here against the checkpoint's root) - the entry is then *published*;
-  5. that checkpoint carries RFC 3161 tokens over its body - *timestamped*.
+  5. that checkpoint carries RFC 3161 tokens over its body - *timestamped*;
+  6. with witnesses configured, their quorum has cosigned that checkpoint or a larger one
+     (the core's witnessed size) - *witnessed*.
 A check that cannot be made yet (no checkpoint covers the entry) is ``pending``, never ``ok``.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from ledgerstream.core import merkle, mldsa, records
 from ledgerstream.core.errors import LedgerstreamError, VerificationError
 from ledgerstream.core.verify import CheckedEntry, CheckerConfig, Kind, check_entry
+from ledgerstream.core.verify.trust import NoteTrust
 from ledgerstream.core.timestamp import token_gen_time, verify_timestamp
 from ledgerstream.tools.dashboard.ledger import CheckpointInfo, LedgerView
 
@@ -39,7 +42,7 @@ class EntryReport:
     offset: int
     entry: dict[str, Any]
     checks: list[Check]
-    state: str  # sequenced | published | timestamped
+    state: str  # sequenced | published | timestamped | witnessed
     proof: dict[str, Any] | None = None
     other_records: list[dict[str, Any]] = field(default_factory=list)
     source: str = "live"  # "index": answered from the ledger index (dashboard/indexed.py)
@@ -57,15 +60,15 @@ class EntryReport:
 class EntryChecker:
     """Holds the trust roots: signer public keys (by key_id) and the TSA CA bundle."""
 
-    def __init__(self, public_keys: list[mldsa.PublicKey], tsa_ca: bytes | None) -> None:
+    def __init__(self, public_keys: list[mldsa.PublicKey], tsa_ca: bytes | None, notes: NoteTrust | None = None) -> None:
         self.keys = {k.key_id: k for k in public_keys}
         self.tsa_ca = tsa_ca
-        self.config = CheckerConfig.from_keys(public_keys, tsa_ca=tsa_ca)
+        self.config = CheckerConfig.from_keys(public_keys, tsa_ca=tsa_ca, **(notes or NoteTrust()).options())
 
     @classmethod
-    def from_files(cls, key_files: list[Path], tsa_ca_file: Path | None) -> "EntryChecker":
+    def from_files(cls, key_files: list[Path], tsa_ca_file: Path | None, notes: NoteTrust | None = None) -> "EntryChecker":
         keys = [mldsa.load_public_key(p.read_bytes()) for p in key_files]
-        return cls(keys, tsa_ca_file.read_bytes() if tsa_ca_file else None)
+        return cls(keys, tsa_ca_file.read_bytes() if tsa_ca_file else None, notes)
 
     def checkpoint_signature(self, cp: CheckpointInfo) -> str:
         key = self.keys.get(cp.key_id)
@@ -92,6 +95,11 @@ class EntryChecker:
             checks.append(stamp)
             if stamp.status == OK:
                 state = "timestamped"
+            if self.config.witness_quorum:
+                witnessed = self._witnessed(view, cp)
+                checks.append(witnessed)
+                if witnessed.status == OK and state == "timestamped":
+                    state = "witnessed"
         others = [{"offset": f.offset, "reason": f.reason} for f in view.other_records(seq)]
         return EntryReport(seq, offset, entry_json(entry), checks, state, proof, others)
 
@@ -149,6 +157,13 @@ class EntryChecker:
         signed = "signed" if cp.signature_status == "valid" else f"signature {cp.signature_status}"
         return (Check("inclusion", OK, f"RFC 9162 proof of {len(path)} hashes reproduces the root of the "
                                        f"latest checkpoint (size {cp.tree_size}, {signed})"), proof, cp)
+
+    def _witnessed(self, view: LedgerView, cp: CheckpointInfo) -> Check:
+        size, q = view.witnessed_size, self.config.witness_quorum
+        if size >= cp.tree_size:
+            return Check("witnessed", OK, f"{q} of {len(self.config.witnesses)} witnesses cosigned a checkpoint of "
+                                          f"{size} entries, consistent with checkpoint {cp.tree_size}")
+        return Check("witnessed", PENDING, f"the witnesses' quorum ({q}) has cosigned up to {size} entries so far")
 
     def _timestamps(self, view: LedgerView, cp: CheckpointInfo) -> Check:
         anchors = view.anchors_of(cp.tree_size)

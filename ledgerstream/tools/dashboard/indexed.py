@@ -54,6 +54,10 @@ class IndexedEntries:
         return [Foreign(f.topic_offset, f.claimed_seq, f"{f.kind}: {f.detail}")
                 for f in query.foreign_records(self.ix.conn, self.ix.topics.entries) if f.claimed_seq == seq]
 
+    @property
+    def witnessed_size(self) -> int:
+        return self.ix.witnessed_size
+
     def latest_checkpoint(self) -> CheckpointInfo | None:
         c = self._latest
         if c is None:

@@ -289,7 +289,14 @@ class LedgerView:
         return {"tree_size": cp.tree_size, "root_hash": cp.root_hash.hex(), "chain_head": cp.chain_head.hex(),
                 "created_at": cp.created_at, "key_id": cp.key_id, "signature": cp.signature_status,
                 "root": root_status, "offset": cp.offset,
-                "anchors": [{"tsa": a.tsa, "offset": a.offset} for a in cp.anchors]}
+                "anchors": [{"tsa": a.tsa, "offset": a.offset} for a in cp.anchors],
+                "witnessed": 0 < cp.tree_size <= self._core.checker.witnessed_size}
+
+    @property
+    def witnessed_size(self) -> int:
+        """The largest tree size the configured quorum of witnesses has cosigned (docs/witnesses.md)."""
+        with self._lock:
+            return self._core.checker.witnessed_size
 
     def anchors_of(self, tree_size: int) -> list[tuple[CheckpointInfo, Anchor]]:
         with self._lock:
