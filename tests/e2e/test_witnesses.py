@@ -229,3 +229,30 @@ def test_bundles_carry_the_cosigned_note_and_verify_bundle_checks_the_witness_po
                       (rezip({bf.NOTE: None, bf.WITNESSES: None}, "unwitnessed.zip"), "cosigned by 2")):
         bad = json.loads(cli(env, "verify-bundle", str(path), "--json", *pin).stdout)
         assert not bad["ok"] and any(e["check"] == "witness" and why in e["detail"] for e in bad["errors"]), bad["errors"]
+
+
+def test_our_witness_killed_with_sigkill_restarts_from_its_state_and_keeps_cosigning(dev_stack: dict) -> None:
+    import signal
+
+    need_litewitness(dev_stack)
+    env, home = dev_stack["env"], Path(dev_stack["home"])
+
+    def pq_pid() -> int | None:
+        state = json.loads(cli(env, "dev", "status", "--json").stdout)
+        return next(w["pid"] for w in state["witnesses"] if w["name"] == PQ_WITNESS)
+
+    before = pq_pid()
+    assert before is not None
+    state_file = home / "witness" / "pq" / "witness-state.json"
+    cosigned_size = json.loads(state_file.read_text())["logs"]["ledgerstream/dev"]["size"]
+    os.kill(before, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while (pid := pq_pid()) in (None, before):
+        assert time.monotonic() < deadline, "the supervisor did not restart the witness"
+        time.sleep(0.5)
+    start = ledger_size(env)
+    produce(dev_stack, 20, "after-kill")
+    cps = cosigned_checkpoints(env, start + 20)
+    after = json.loads(state_file.read_text())["logs"]["ledgerstream/dev"]["size"]
+    assert cosigned_size < after == cps[-1]["tree_size"]  # it went on from the size it had persisted
+    assert "HTTP 4" not in cli(env, "witness", "status").stdout  # no refusal: consistent with its old state

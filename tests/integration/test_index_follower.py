@@ -329,6 +329,8 @@ def test_five_kill9_at_random_moments_then_the_same_end_state(
     targets = sorted(rng.sample(range(500, BIG - 6000), 5))
     reached, passed = [], []
     for target in targets:
+        if reached and reached[-1] >= BIG - 5500:
+            break  # a kill landed late (a fast follower outran the sleep): no room left for another
         # each run gets somewhere first, and is killed well before the end (a batch is 2,000)
         target = min(max(target, (reached[-1] if reached else 0) + 500), BIG - 5500)
         passed.append(target)
