@@ -50,6 +50,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="exit with status 4 (to be restarted) when reading or observing makes no progress "
                         "this long; 0 disables [120]")
     p.add_argument("--signer-group", default="", help="the signer's consumer group [<entries topic>.signer]")
+    p.add_argument("--peer-prefix", default=None,
+                   help="topic prefix of another copy of this ledger: checkpoints our signer signed there must "
+                        "agree with this ledger (else a split_view alert)")
     return p.parse_args(argv)
 
 
@@ -64,7 +67,7 @@ def settings_from_args(a: argparse.Namespace) -> VerifierSettings:
         status_seconds=a.status_seconds, stall_seconds=a.stall_seconds,
         checkpoint_overdue_seconds=a.checkpoint_overdue_seconds, checkpoint_wait_seconds=a.checkpoint_wait_seconds,
         signer_group=a.signer_group, watchdog_seconds=a.watchdog_seconds,
-        alert_key_path=a.alert_key or verifier_key_path(home, a.id))
+        alert_key_path=a.alert_key or verifier_key_path(home, a.id), peer_prefix=a.peer_prefix)
 
 
 def run(argv: list[str]) -> int:

@@ -133,7 +133,7 @@ def build_app(settings: VerifierSettings, checker: CheckerProcess, next_offset: 
 
     def advance(batch: Sequence[Record]) -> dict[str, int]:
         for role, offset, _ in batch:
-            if offset >= read_until[role]:
+            if offset >= read_until.get(role, 0):
                 read_until[role] = offset + 1
         return dict(read_until)
 

@@ -13,7 +13,7 @@ import logging
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from ledgerstream.core.verify import CHECKPOINTS, ENTRIES
+from ledgerstream.core.verify import CHECKPOINTS, ENTRIES, PEERS
 from ledgerstream.verifier_worker.settings import VerifierSettings
 from ledgerstream.core.kafka_security import kafka_config
 
@@ -30,6 +30,8 @@ class LedgerReader:
 
     def __init__(self, settings: VerifierSettings, next_offset: dict[str, int]) -> None:
         self._roles = {settings.topics.entries: ENTRIES, settings.topics.checkpoints: CHECKPOINTS}
+        if settings.peer_checkpoints is not None:
+            self._roles[settings.peer_checkpoints] = PEERS
         self._consumer = Consumer(kafka_config(settings.bootstrap, "verifier", {
             "group.id": settings.group,
             "enable.auto.commit": False, "enable.auto.offset.store": False,
@@ -37,7 +39,7 @@ class LedgerReader:
             "max.partition.fetch.bytes": 2 * MAX_RECORD_BYTES, "fetch.max.bytes": 64 * 1024 * 1024,
             "fetch.wait.max.ms": 100,
         }))
-        self._consumer.assign([TopicPartition(topic, 0, next_offset[role]) for topic, role in self._roles.items()])
+        self._consumer.assign([TopicPartition(topic, 0, next_offset.get(role, 0)) for topic, role in self._roles.items()])
 
     def poll(self, max_records: int, timeout: float) -> list[Record]:
         """Up to ``max_records`` committed records, each topic in offset order; waits at most

@@ -69,8 +69,12 @@ class VerifierRuntime:
         findings: list[Finding] = []
         for role, records in itertools.groupby(batch, key=lambda record: record[0]):
             run = [(offset, raw) for _, offset, raw in records]
-            findings += (self.checker.feed_entries(run, self.signatures, verdicts) if role == ENTRIES
-                         else self.checker.feed_checkpoints(run))
+            if role == ENTRIES:
+                findings += self.checker.feed_entries(run, self.signatures, verdicts)
+            elif role == CHECKPOINTS:
+                findings += self.checker.feed_checkpoints(run)
+            else:  # PEERS: another copy's checkpoints (--peer-prefix)
+                findings += self.checker.feed_peer_checkpoints(run, self.s.peer_checkpoints or "peer")
         if self.checker.next_offset[CHECKPOINTS] != self._checkpoints_read[-1][1]:
             self._checkpoints_read.append((time.monotonic(), self.checker.next_offset[CHECKPOINTS]))
         self._hold(findings)

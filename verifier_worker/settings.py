@@ -36,6 +36,8 @@ class VerifierSettings:
     signer_group: str = ""
     #: the verifier's own ML-DSA-65 private key, that signs its alerts (core/alert_signature.py)
     alert_key_path: Path | None = None
+    #: topic prefix of another copy of this ledger whose checkpoints are compared (split_view)
+    peer_prefix: str | None = None
 
     def __post_init__(self) -> None:
         if not ID_RE.match(self.id):
@@ -50,6 +52,10 @@ class VerifierSettings:
     def group(self) -> str:
         """The verifier's own consumer group (and faust app id)."""
         return f"{self.prefix}verifier-{self.id}"
+
+    @property
+    def peer_checkpoints(self) -> str | None:
+        return Topics.with_prefix(self.peer_prefix).checkpoints if self.peer_prefix is not None else None
 
     @property
     def state_dir(self) -> Path:

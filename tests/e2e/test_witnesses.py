@@ -118,9 +118,11 @@ def test_every_checkpoint_is_cosigned_and_go_verifies_the_note_and_proofs(dev_st
         assert code == 1 and rep["note"]["error"], (where, rep)
 
 
-def test_a_second_signer_with_the_same_keys_is_refused_by_the_witnesses_and_caught(dev_stack: dict,
+def test_a_second_signer_with_the_same_keys_is_refused_by_the_witnesses_and_caught(own_stack: dict,
                                                                                    tmp_path: Path) -> None:
-    """The split view: signer B holds A's keys and writes another history to other topics."""
+    """The split view: signer B holds A's keys and writes another history to other topics.
+    Its own stack: a verifier raises a split_view alert on it."""
+    dev_stack = own_stack
     need_litewitness(dev_stack)
     from ledgerstream.core.config import Topics
     from ledgerstream.core.kafka_security import role_env
@@ -185,6 +187,27 @@ def test_a_second_signer_with_the_same_keys_is_refused_by_the_witnesses_and_caug
     assert found.returncode == 1 and not report["ok"]
     assert {f["kind"] for f in report["errors"]} == {"split_view"}, report["errors"][:3]
     assert cli(env, "verify", "--json").returncode == 0  # A alone is intact
+    # a verifier worker that also follows B's checkpoints raises a signed split_view alert
+    from ledgerstream.core import mldsa
+    from ledgerstream.core.alert_signature import verifier_key_path, verifier_public_key_path
+
+    key = mldsa.PrivateKey.generate()
+    mldsa.save_private_key(key, verifier_key_path(home, "vpeer"))
+    verifier_public_key_path(home, "vpeer").write_bytes(mldsa.public_key_pem(key.public_key()))
+    worker = subprocess.Popen([sys.executable, "-m", "ledgerstream.verifier_worker", "--home", str(home), "--id", "vpeer",
+                               "--peer-prefix", prefix], env=admin_env, stdout=subprocess.DEVNULL,
+                              stderr=open(tmp_path / "vpeer.log", "w"))
+    try:
+        deadline, alerts = time.monotonic() + 120, []
+        while time.monotonic() < deadline and not alerts:
+            alerts = [a for a in json.loads(cli(env, "alerts", "--kind", "split_view", "--json").stdout or "[]")
+                      if a["verifier_id"] == "vpeer"]
+            time.sleep(1)
+        assert alerts, (tmp_path / "vpeer.log").read_text()[-3000:]
+        assert alerts[0]["authenticity"] == "verified" and alerts[0]["severity"] == "critical"
+    finally:
+        worker.terminate()
+        worker.wait(60)
 
 
 def test_bundles_carry_the_cosigned_note_and_verify_bundle_checks_the_witness_policy(dev_stack: dict,

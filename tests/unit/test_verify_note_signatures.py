@@ -189,3 +189,21 @@ def test_a_peer_checkpoint_with_another_root_is_a_split_view() -> None:
     assert [x.kind for x in found] == [Kind.SPLIT_VIEW]
     assert found[0].evidence["peer_offset"] == "1" and found[0].evidence["our_root"] == honest["root_hash"].hex()
     assert (f.checker.stats.peer_checkpoints_checked, f.checker.stats.peer_checkpoints_beyond) == (3, 1)
+
+
+def test_a_live_verifier_holds_peer_checkpoints_until_its_ledger_reaches_them() -> None:
+    f = Feed()
+    f.checkpoint(4)
+    other = LedgerBuilder(KEY, origin=ORIGIN)
+    other.many(8, agents=("someone-else",))
+    split = other.checkpoint()  # size 8: beyond this ledger (4) for now
+    assert f.checker.feed_peer_checkpoints([(0, enc("Checkpoint", split))], "mirror.checkpoints") == []
+    assert f.checker.next_offset["peer_checkpoints"] == 1
+    restored = Checker.restore(config(), f.checker.export_state(), f.checker.drain_journal())
+    for e in f.b.many(6):  # the honest ledger grows past 8 (the newest entry stays tentative)
+        found = [x.kind for x in restored.feed("entries", f.offsets["entries"], entry_bytes(e))]
+        f.offsets["entries"] += 1
+        if found:
+            break
+    assert found == [Kind.SPLIT_VIEW]
+    assert restored.feed_peer_checkpoints([(0, enc("Checkpoint", split))], "m") == []  # offset already read

@@ -35,7 +35,7 @@ from ledgerstream.core.verify.checker import STATE_VERSION, Checker
 from ledgerstream.core.verify.checkpoints import CheckedCheckpoint, check_checkpoint_record
 from ledgerstream.core.verify.entries import (CheckedEntry, SignatureCheck, check_entry, check_payload, entry_signature_check,
                                               precheck_entry, recompute_entry_hash, settle_signature)
-from ledgerstream.core.verify.findings import CHECKPOINTS, ENTRIES, REJECTING, SEVERITY, Finding, Kind, Severity, Stats
+from ledgerstream.core.verify.findings import CHECKPOINTS, ENTRIES, PEERS, REJECTING, SEVERITY, Finding, Kind, Severity, Stats
 from ledgerstream.core.verify.history import AgentHead, History, MemoryHistory
 from ledgerstream.core.verify.links import (CallGraph, Edge, links_answer_problem, names_earlier_entry,
                                             resolved_link_problem)
@@ -47,7 +47,7 @@ from ledgerstream.core.verify.trust import (CheckerConfig, TrustedKeys, checker_
                                             tsa_ca)
 
 __all__ = [
-    "AgentHead", "History", "MemoryHistory", "CHECKPOINTS", "ENTRIES", "PIPELINE_CHUNK", "REJECTING", "SEVERITY", "STATE_VERSION", "SWITCH_INTERVAL",
+    "AgentHead", "History", "MemoryHistory", "CHECKPOINTS", "ENTRIES", "PEERS", "PIPELINE_CHUNK", "REJECTING", "SEVERITY", "STATE_VERSION", "SWITCH_INTERVAL",
     "CallGraph", "CheckedCheckpoint", "CheckedEntry", "Checker", "CheckerConfig", "Edge", "Finding", "Kind",
     "LivenessSample", "Severity", "SignatureCheck", "SignaturePool", "StallMonitor", "Stats", "TrustedKeys",
     "check_checkpoint_record", "check_entries", "check_entry", "check_payload", "entry_signature_check",

@@ -14,7 +14,7 @@ from ledgerstream.core.timestamp import verify_timestamp
 from ledgerstream.core.verify.checkpoints import (CheckedCheckpoint, check_checkpoint_record, note_signature_key,
                                                   note_signature_line)
 from ledgerstream.core.verify.entries import CheckedEntry, check_entry, entry_located
-from ledgerstream.core.verify.findings import CHECKPOINTS, ENTRIES, Finding, Kind, Stats, at_offset
+from ledgerstream.core.verify.findings import CHECKPOINTS, ENTRIES, PEERS, Finding, Kind, Stats, at_offset
 from ledgerstream.core.verify.history import History, MemoryHistory
 from ledgerstream.core.verify.links import (CallGraph, Edge, PendingLink, links_answer_problem, names_earlier_entry,
                                             resolved_link_problem)
@@ -22,6 +22,22 @@ from ledgerstream.core.verify.signatures import SignaturePool, check_entries
 from ledgerstream.core.verify.trust import CheckerConfig
 
 STATE_VERSION = 1
+
+
+#: peer checkpoints a live verifier holds until its ledger reaches their size
+MAX_PEER_PENDING = 10_000
+
+
+@dataclass(frozen=True)
+class _PeerClaim:
+    """A checkpoint our signer signed, seen on another copy of the topics."""
+
+    offset: int
+    size: int
+    root: bytes
+    origin: str
+    key_id: str
+    source: str
 
 
 @dataclass
@@ -73,6 +89,7 @@ class Checker:
         self._queue: deque[CheckedCheckpoint] = deque()        # checkpoint-topic records in arrival order
         self._last_cp: _CheckpointHead | None = None
         self._origin: str | None = None  # the origin of the verified checkpoints (split-view checks)
+        self._peers: deque[_PeerClaim] = deque()  # peer checkpoints beyond this ledger, waiting
         self._rejected_bodies: set[bytes] = set()
         self._last_gen: dict[str, float] = {}                   # TSA subject -> newest genTime (epoch s)
         self._last_rejection: dict[str, Kind | None] = {ENTRIES: None, CHECKPOINTS: None}
@@ -139,6 +156,8 @@ class Checker:
         if not fed:
             return []
         out += self._drain_queue()
+        if self._peers:
+            out += self._drain_peers()
         return self._record(out)
 
     def feed_checkpoints(self, batch: Sequence[tuple[int, bytes]]) -> list[Finding]:
@@ -547,25 +566,63 @@ class Checker:
         bundle, a witness's log): if our trusted key signed it for our origin, it must agree
         with this ledger's tree at its size, else the signer shows two histories (a split
         view). Call it once the ledger is read: a larger peer checkpoint is only counted."""
+        claim = self._peer_claim(record, source)
+        found = None if claim is None else self._compare_peer(claim)
+        if claim is not None and found is None:
+            self.stats.peer_checkpoints_beyond += 1
+        return self._record(found or [])
+
+    def feed_peer_checkpoints(self, batch: Sequence[tuple[int, bytes]], source: str) -> list[Finding]:
+        """A live verifier's run of another copy's ``checkpoints`` records: each claim of our
+        signer is held until this ledger's tree reaches its size, then compared as
+        :meth:`check_peer_checkpoint` does (at most MAX_PEER_PENDING wait)."""
+        for record in batch:
+            if record[0] < self.next_offset.get(PEERS, 0):
+                continue
+            self.next_offset[PEERS] = record[0] + 1
+            claim = self._peer_claim(record, source)
+            if claim is not None:
+                self._peers.append(claim)
+                if len(self._peers) > MAX_PEER_PENDING:
+                    self._peers.popleft()
+                    self.stats.peer_checkpoints_dropped += 1
+        return self._record(self._drain_peers())
+
+    def _peer_claim(self, record: tuple[int, bytes], source: str) -> _PeerClaim | None:
         c = check_checkpoint_record(record, self.config)
         if c.rejection is not None or c.name != "Checkpoint":
-            return []  # not a claim of our signer about our log
+            return None  # not a claim of our signer about our log
         rec = c.record
-        size, root = rec["tree_size"], bytes(rec["root_hash"])
         origin = self.config.origin or self._origin
         if origin is not None and rec["origin"] != origin:
-            return []
+            return None
         self.stats.peer_checkpoints_checked += 1
-        if size > self._tree.size or any(first < size for first, _ in self._gaps):
-            self.stats.peer_checkpoints_beyond += 1
+        return _PeerClaim(record[0], rec["tree_size"], bytes(rec["root_hash"]), rec["origin"], rec["key_id"], source)
+
+    def _compare_peer(self, p: _PeerClaim) -> list[Finding] | None:
+        """[] if it agrees, a split_view finding if not, None while this ledger is smaller."""
+        if p.size > self._tree.size or any(first < p.size for first, _ in self._gaps):
+            return None
+        ours = self._tree.root(p.size)
+        if ours == p.root:
             return []
-        if self._tree.root(size) == root:
-            return []
-        return self._record([Finding.make(
-            Kind.SPLIT_VIEW, f"a checkpoint of size {size} signed by our signer on {source} has another root "
+        return [Finding.make(
+            Kind.SPLIT_VIEW, f"a checkpoint of size {p.size} signed by our signer on {p.source} has another root "
             f"than this ledger's tree of that size: the signer shows two histories",
-            seq=size - 1 if size else None, tree_size=size, peer_root=root, our_root=self._tree.root(size),
-            peer_source=source, peer_offset=record[0], key_id=rec["key_id"])])
+            seq=p.size - 1 if p.size else None, tree_size=p.size, peer_root=p.root, our_root=ours,
+            peer_source=p.source, peer_offset=p.offset, key_id=p.key_id)]
+
+    def _drain_peers(self) -> list[Finding]:
+        out: list[Finding] = []
+        waiting: deque[_PeerClaim] = deque()
+        for p in self._peers:
+            found = self._compare_peer(p)
+            if found is None:
+                waiting.append(p)
+            else:
+                out += found
+        self._peers = waiting
+        return out
 
     @property
     def witnessed_size(self) -> int:
@@ -612,6 +669,8 @@ class Checker:
             "ledger_time": self._ledger_time,
             "last_gen": self._last_gen,
             "rejected_bodies": sorted(b.hex() for b in self._rejected_bodies)[-1000:],
+            "origin": self._origin,
+            "peers": [[p.offset, p.size, p.root.hex(), p.origin, p.key_id, p.source] for p in self._peers],
             "last_rejection": {k: (v.value if v else None) for k, v in self._last_rejection.items()},
             "stats": self.stats.to_dict(),
         }
@@ -635,6 +694,8 @@ class Checker:
         ch._ledger_time = int(state["ledger_time"])
         ch._last_gen = {k: float(v) for k, v in state["last_gen"].items()}
         ch._rejected_bodies = {bytes.fromhex(b) for b in state["rejected_bodies"]}
+        ch._origin = state.get("origin")
+        ch._peers = deque(_PeerClaim(o, s, bytes.fromhex(r), origin, k, src) for o, s, r, origin, k, src in state.get("peers", []))
         ch._last_rejection = {k: (Kind(v) if v else None) for k, v in state["last_rejection"].items()}
         stats = dict(state["stats"])
         findings = Counter(stats.pop("findings", {}))

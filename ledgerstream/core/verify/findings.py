@@ -12,6 +12,8 @@ from typing import Any, Mapping
 from ledgerstream.core.errors import DecodeError, VerificationError
 
 ENTRIES, CHECKPOINTS = "entries", "checkpoints"
+#: the role of another copy's checkpoints topic, read by a verifier to find split views
+PEERS = "peer_checkpoints"
 
 class Severity(str, enum.Enum):
     CRITICAL = "critical"
@@ -153,6 +155,7 @@ class Stats:
     witnesses: dict = field(default_factory=dict)
     peer_checkpoints_checked: int = 0  # checkpoints seen elsewhere, compared with this ledger
     peer_checkpoints_beyond: int = 0   # of those, larger than this ledger: not comparable yet
+    peer_checkpoints_dropped: int = 0  # held ones dropped (more than MAX_PEER_PENDING waiting)
     suppressed: int = 0
     findings: Counter = field(default_factory=Counter)
 
