@@ -5,10 +5,12 @@
 # stays in its own volume, mounted only by the service that signs with it.
 set -eu
 if [ ! -f /keys/signer.pem ]; then
-  ledgerstream keys generate --out /keys/signer.pem
+  # also signer-ed25519.pem (the checkpoints' standard note key) and signer.vkey (docs/witnesses.md)
+  ledgerstream keys generate --out /keys/signer.pem --origin "${LEDGERSTREAM_ORIGIN:-ledgerstream/compose}"
 fi
 cp /keys/signer.pem.pub /trust/signer.pub.pem
-echo "signer public key published to /trust/signer.pub.pem"
+cp /keys/signer.vkey /trust/signer.vkey
+echo "signer public key published to /trust/signer.pub.pem, its note vkeys to /trust/signer.vkey"
 for id in v1 v2 index; do  # the index publishes its findings as alerts too
   if [ ! -f "/verifier-keys/$id/verifier-$id.pem" ]; then
     ledgerstream keys generate --out "/verifier-keys/$id/verifier-$id.pem"

@@ -12,7 +12,14 @@ for _ in $(seq 1 60); do
   [ "$n" -ge 600 ] && break
   sleep 1
 done
+# the witnesses cosign each checkpoint within seconds (litewitness builds once with Go first)
+for _ in $(seq 1 90); do
+  w=$($LS verify --json 2>/dev/null | .venv/bin/python -c 'import json,sys; d=json.load(sys.stdin)["witnesses"]; print(int(d["witnessed_size"] >= 600 or not d["cosigned"]))' || echo 0)
+  [ "$w" = 1 ] && break
+  sleep 2
+done
 $LS verify
+$LS witness status || true
 $LS dev status
 echo
 echo "The stack keeps running. Next: '$LS replay --agent demo-planner --follow-links',"

@@ -143,6 +143,7 @@ CREATE TABLE IF NOT EXISTS note_signatures (
 );
 CREATE INDEX IF NOT EXISTS note_signatures_body ON note_signatures(body_sha256);
 CREATE INDEX IF NOT EXISTS note_signatures_pending ON note_signatures(topic_offset) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS note_signatures_witness ON note_signatures(name, key_id, tree_size) WHERE role = 'witness' AND status = 'verified';
 
 CREATE TABLE IF NOT EXISTS foreign_records (
     topic         TEXT NOT NULL,            -- entries | checkpoints

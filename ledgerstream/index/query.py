@@ -349,6 +349,18 @@ def note_lines_of(conn: sqlite3.Connection, body: bytes, config: CheckerConfig) 
     return out
 
 
+def witness_sizes(conn: sqlite3.Connection, config: CheckerConfig) -> dict[str, int]:
+    """Each configured witness's largest tree size with a verified cosignature: one index
+    lookup per witness, never a scan."""
+    out = {}
+    for v in config.witnesses:
+        row = conn.execute("SELECT MAX(tree_size) FROM note_signatures WHERE role = 'witness' AND status = 'verified' "
+                           "AND name = ? AND key_id = ?", (v.name, v.key_id)).fetchone()
+        if row[0] is not None:
+            out[v.name] = int(row[0])
+    return out
+
+
 def foreign_count(conn: sqlite3.Connection, topic: str) -> int:
     """How many records of ``topic`` are foreign (a range of the table's primary key)."""
     return int(conn.execute("SELECT COUNT(*) FROM foreign_records WHERE topic = ?", (topic,)).fetchone()[0])

@@ -168,10 +168,9 @@ class IndexedLedger:
 
     @property
     def witnessed_size(self) -> int:
-        """The largest tree size the configured quorum of witnesses has cosigned (index's Checker)."""
-        state = get_meta(self.conn, "checker") or {}
-        latest = (state.get("stats") or {}).get("witnesses") or {}
-        return 0 if self.config is None else self.config.witnessed_size(latest)
+        """The largest tree size the configured quorum of witnesses has cosigned (the cosignatures
+        the index's Checker verified)."""
+        return 0 if self.config is None else self.config.witnessed_size(query.witness_sizes(self.conn, self.config))
 
     def checkpoints(self) -> list[query.Checkpoint]:
         """The verified checkpoints, smallest first: forged or failed ones are never listed."""

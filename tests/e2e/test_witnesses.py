@@ -78,7 +78,7 @@ def test_every_checkpoint_is_cosigned_and_go_verifies_the_note_and_proofs(dev_st
     for c in cps:  # every checkpoint, each with its own cosignatures, all verified
         got = {(s["witness"], s["key_type"]) for s in c["cosignatures"] if s["verified"]}
         assert got == {(LITEWITNESS, "ed25519"), (PQ_WITNESS, "ml-dsa-65")}, c
-        assert c["witnessed"] is True
+        assert c["witnessed"] is True, (c, json.loads(cli(env, "index", "status", "--json").stdout))
     report = json.loads(cli(env, "verify", "--json").stdout)
     assert report["ok"], report["errors"]
     # the dashboard (entry pages from the index): the entry's checkpoint is witnessed
@@ -232,6 +232,8 @@ def test_bundles_carry_the_cosigned_note_and_verify_bundle_checks_the_witness_po
     assert (w["source"], w["quorum"], w["witnessed"]) == ("pinned", 2, True)
     assert {(c["witness"], c["key_type"]) for c in w["cosignatures"]} == {(LITEWITNESS, "ed25519"),
                                                                           (PQ_WITNESS, "ml-dsa-65")}
+    unpinned = json.loads(cli(env, "verify-bundle", str(out), "--json").stdout)
+    assert unpinned["ok"] and (unpinned["witnesses"]["source"], unpinned["witnesses"]["witnessed"]) == ("bundle", True)
     with zipfile.ZipFile(out) as zf:
         members = {i.filename: zf.read(i) for i in zf.infolist()}
 
@@ -252,6 +254,10 @@ def test_bundles_carry_the_cosigned_note_and_verify_bundle_checks_the_witness_po
                       (rezip({bf.NOTE: None, bf.WITNESSES: None}, "unwitnessed.zip"), "cosigned by 2")):
         bad = json.loads(cli(env, "verify-bundle", str(path), "--json", *pin).stdout)
         assert not bad["ok"] and any(e["check"] == "witness" and why in e["detail"] for e in bad["errors"]), bad["errors"]
+    # the bundle's own (unpinned) policy: a forged line still fails, a missing note only informs
+    assert not json.loads(cli(env, "verify-bundle", str(tmp_path / "forged.zip"), "--json").stdout)["ok"]
+    plain = json.loads(cli(env, "verify-bundle", str(tmp_path / "unwitnessed.zip"), "--json").stdout)
+    assert plain["ok"] and plain["witnesses"] is None
 
 
 def test_our_witness_killed_with_sigkill_restarts_from_its_state_and_keeps_cosigning(dev_stack: dict) -> None:

@@ -117,6 +117,9 @@ def test_every_checkpoint_gets_cosigned_in_order_and_the_index_verifies_them(tmp
     assert sorted(r for r in rows if r[1] == "witness") == [(s, "witness", "verified")
                                                             for s in (10, 10, 14, 14, 17, 17, 317, 317)]
     assert ledger.core.checker.witnessed_size == 317
+    reader = ledger.reader(config)
+    assert reader.witnessed_size == 317  # from the verified cosignature rows: the same answer
+    reader.close()
     # the tiles' checkpoint file now carries both cosignatures and verifies with every key
     text, verified = note.verify_note((ledger.paths.tiles_dir / "checkpoint").read_bytes(),
                                       [LOG_LINE.verifier, *config.witnesses])
