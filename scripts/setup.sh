@@ -46,6 +46,19 @@ if [ "${LEDGERSTREAM_SKIP_BROWSER:-0}" != "1" ] && [ -f scripts/install_browser.
   bash scripts/install_browser.sh
 fi
 
+if command -v go >/dev/null 2>&1; then
+  echo "== litewitness (torchwood, a third-party tlog witness for the dev stack; built with Go, cached)"
+  if ! command -v ssh-agent >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-client >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-client >/dev/null; }
+  fi
+  command -v ssh-agent >/dev/null 2>&1 || echo "setup: no ssh-agent (openssh-client): the dev stack runs without litewitness" >&2
+  .venv/bin/python -c "from ledgerstream.stack.litewitness import build; print(build())" \
+    || { echo "setup: building litewitness failed; the dev stack runs without it" >&2; [ "${CI:-}" != "true" ] || exit 1; }
+else
+  echo "setup: go missing: the dev stack runs without litewitness (docs/witnesses.md)" >&2
+fi
+
 echo "== Apache Kafka jars (Maven Central, cached)"
 .venv/bin/python -c "from ledgerstream.stack.kafka import ensure_jars; print(ensure_jars())"
 echo "== ready: .venv/bin/ledgerstream --help"
