@@ -51,7 +51,8 @@ def _kill_storm(bootstrap: str, topics: Any, start_signer: Any, *, total: int, k
         # the killed one must have got as far as committing something of this chunk
         wait_until(lambda: tail.poll(0.05) > before, 60, f"progress of signer #{len(signers)}",
                    poll=0.0, on_timeout=signer.log)
-        time.sleep(rng.uniform(0.0, 0.25))
+        # soon after its first commit: a fast machine finishes a chunk within ~0.2 s
+        time.sleep(rng.uniform(0.0, 0.08))
         signer.kill9()
         kill_log.append((i, tail.poll(0) - before))
         producer.join()
