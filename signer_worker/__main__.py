@@ -32,7 +32,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=SignerSettings.batch_size, help="records per transaction")
     p.add_argument("--batch-ms", type=int, default=50)
     p.add_argument("--max-record-bytes", type=int, default=1024 * 1024)
-    p.add_argument("--dedup-horizon", type=int, default=1_000_000)
+    p.add_argument("--dedup-horizon", type=int, default=1_000_000,
+                   help="recent event_ids remembered for dedup and link resolution [%(default)s]")
+    p.add_argument("--snapshot-every", type=int, default=SignerSettings.snapshot_every,
+                   help="write a recovery snapshot to signer-state every N entries; 0: never [%(default)s]")
+    p.add_argument("--snapshot-ms", type=int, default=SignerSettings.snapshot_ms,
+                   help="... or after this many ms with new entries [%(default)s]")
     p.add_argument("--origin", default=config.DEFAULT_ORIGIN, help="log origin: first line of each checkpoint [%(default)s]")
     p.add_argument("--topic-prefix", default=None)
     p.add_argument("--status-file", type=Path, default=None)
@@ -61,6 +66,7 @@ def settings_from_args(a: argparse.Namespace) -> SignerSettings:
         signing_mode=a.signing_mode, timestamp_mode=a.timestamp_mode, batch_size=a.batch_size,
         batch_ms=a.batch_ms, checkpoint_every=a.checkpoint_every, checkpoint_ms=a.checkpoint_ms,
         max_record_bytes=a.max_record_bytes, dedup_horizon=a.dedup_horizon, origin=a.origin,
+        snapshot_every=a.snapshot_every, snapshot_ms=a.snapshot_ms,
         status_file=a.status_file or home / "signer" / "status.json",
         leader_election=not a.no_leader_election, signing_nice=a.signing_nice,
         watchdog_seconds=a.watchdog_seconds)

@@ -25,9 +25,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledgerstream.core import note, procinfo, records
+from ledgerstream.core.alerting import encode_alert
+from ledgerstream.core.alert_signature import SIGNER_VERIFIER_ID
+from ledgerstream.core.errors import ConfigError
 from ledgerstream.core.wire import codec
 from ledgerstream.core.mldsa import PrivateKey
-from ledgerstream.core.topic_reader import read_partition
+from ledgerstream.core.topic_reader import read_keyed, read_partition
+from ledgerstream.core.verify import Finding, Kind
+from ledgerstream.signer_worker import snapshots
 from ledgerstream.core.watchdog import Watchdog
 from ledgerstream.signer_worker.anchoring import Anchorer
 from ledgerstream.signer_worker.leadership import LeaderLease
@@ -101,6 +106,13 @@ class SignerWorker:
         self._to_sign: list[bytes] = []  # signing messages of the last of _unsigned, not yet handed over
         self._current_left = 0  # how many of _unsigned (the first ones) belong to the open transaction
         self._ahead: _Ahead | None = None  # the next batch, sequenced ahead (see _iteration)
+        self.snapshots = snapshots.SnapshotWriter(settings.snapshot_every, settings.snapshot_ms / 1000,
+                                                  settings.dedup_horizon)
+        #: why snapshots are off ("" when on): none configured, or no signer-state topic
+        self.snapshots_off = "" if settings.snapshot_every and settings.topics.signer_state else "not configured"
+        self.recovered_from: dict[str, Any] = {}  # how the latest recovery started (status)
+        self._alerts: list[Finding] = []  # found during recovery, published in the next transaction
+        self._probe: Consumer | None = None  # see _end_probe
 
     # --- set-up ------------------------------------------------------------------------------
     def _producer(self) -> Producer:
@@ -130,22 +142,81 @@ class SignerWorker:
             "max.partition.fetch.bytes": 16 * 1024 * 1024,
         }))
 
+    def _end_probe(self) -> Consumer:
+        """A consumer only for end offsets that include the open transaction's records
+        (a read_committed consumer's end offset stops before it)."""
+        return Consumer(kafka_config(self.s.bootstrap, "signer", {
+            "group.id": f"{self.s.group}.offsets", "isolation.level": "read_uncommitted",
+            "enable.auto.commit": False}))
+
     def recover(self) -> None:
-        """Rebuild seq, chain heads, Merkle tree, dedup index and anchor backlog."""
+        """Rebuild seq, chain heads, Merkle tree, dedup index and anchor backlog: from the
+        latest snapshot that verifies plus the tail after it, else from the whole ledger."""
         t0 = time.monotonic()
         self.state = LedgerState(self.s.dedup_horizon)
+        base, found = self._adoptable_snapshot()
+        self._alerts = found
+        entries_start = checkpoints_start = None
+        if base is not None:
+            cand, events = base
+            self.state.adopt(cand.record, events)
+            entries_start, checkpoints_start = cand.record["entries_offset"] + 1, cand.record["checkpoints_offset"]
+        self.snapshots.restart_from(base[0].record if base else None, base[0].key if base else None)
         self.state.recover(
-            self._beating(read_partition(self.s.bootstrap, self.s.topics.entries, role="signer"), "recovering from entries"),
-            self._beating(read_partition(self.s.bootstrap, self.s.topics.checkpoints, role="signer"),
-                          "recovering from checkpoints"),
+            self._beating(read_partition(self.s.bootstrap, self.s.topics.entries, start=entries_start, role="signer"),
+                          "recovering from entries"),
+            self._beating(read_partition(self.s.bootstrap, self.s.topics.checkpoints, start=checkpoints_start,
+                                         role="signer"), "recovering from checkpoints"),
             self.pub)
+        self.recovered_from = {"snapshot_seq": base[0].record["next_seq"] if base else None,
+                               "tail_entries": self.state.next_seq - (base[0].record["next_seq"] if base else 0),
+                               "snapshots_rejected": len(found)}
         self.seq = Sequencer(self.state, self.key, signing_mode=self.s.signing_mode,
                              max_record_bytes=self.s.max_record_bytes, defer_signing=self.sign_ahead)
         for size, body in sorted(self.state.unanchored.items()):
             self.anchorer.submit(size, body)
-        log.info("recovered %d entries, checkpoint at %d, %d unanchored, in %.2fs",
-                 self.state.next_seq, self.state.checkpoint_size, len(self.state.unanchored),
-                 time.monotonic() - t0)
+        log.info("recovered %d entries (%s), checkpoint at %d, %d unanchored, in %.2fs",
+                 self.state.next_seq, "from a snapshot" if base else "full replay", self.state.checkpoint_size,
+                 len(self.state.unanchored), time.monotonic() - t0)
+
+    def _adoptable_snapshot(self) -> tuple[tuple[snapshots.Candidate, list[snapshots.Event]] | None, list[Finding]]:
+        """The newest snapshot on signer-state that passes snapshots.check, and a finding
+        for each newer one that did not."""
+        if self.snapshots_off and self.snapshots_off != "no signer-state topic":
+            return None, []
+        topic = self.s.topics.signer_state
+        self.watchdog.beat("reading snapshots")
+        try:
+            store = snapshots.read_store(read_keyed(self.s.bootstrap, topic, role="signer"))
+        except ConfigError as exc:
+            if "does not exist" not in str(exc):
+                raise
+            log.warning("snapshots off: %s (every start replays the whole ledger)", exc)
+            self.snapshots_off = "no signer-state topic"
+            return None, []
+        self.snapshots_off = ""
+        found = []
+        for cand in store.candidates:
+            try:
+                events = snapshots.check(cand, store.chunks, self.pub, self.s.origin, self._entry_at)
+            except snapshots.SnapshotError as exc:
+                log.error("not adopting snapshot %s at offset %d: %s", cand.key, cand.offset, exc)
+                found.append(Finding.make(Kind.SNAPSHOT_REJECTED, f"signer snapshot not adopted: {exc}",
+                                          topic=topic, offset=cand.offset, key=cand.key, reason=exc.reason))
+                continue
+            return (cand, events), found
+        return None, found
+
+    def _entry_at(self, offset: int) -> bytes | None:
+        """The committed entries record at exactly ``offset``, if there is one."""
+        if offset < 0:
+            return None
+        reader = read_partition(self.s.bootstrap, self.s.topics.entries, start=offset, batch=1, role="signer")
+        try:
+            first = next(reader, None)
+        finally:
+            reader.close()
+        return first[1] if first is not None and first[0] == offset else None
 
     def _beating(self, records: Iterable[Any], doing: str) -> Iterator[Any]:
         """``records``, telling the watchdog that reading them makes progress."""
@@ -211,6 +282,8 @@ class SignerWorker:
             self.role = "stopped"
             self.write_status(force=True)
             consumer.close()
+            if self._probe is not None:
+                self._probe.close()
             if lease is not None:
                 lease.close()
             try:
@@ -240,7 +313,7 @@ class SignerWorker:
             msgs, consumed = [], ahead.consumed  # sequenced already
         producer.poll(0)
         tokens = self.anchorer.ready()
-        if not consumed and not tokens and not self._checkpoint_due():
+        if not consumed and not tokens and not self._checkpoint_due() and not self._alerts and not self._snapshot_due(0):
             self.write_status()
             return
         published: list[tuple[int, bytes]] = ahead.published if ahead is not None else []
@@ -265,6 +338,13 @@ class SignerWorker:
                     "tree_size": t.tree_size, "body_hash": records.sha256(t.body),
                     "timestamp": {"tsa": t.tsa, "token": t.token}, "created_at": now_us()}))
                 counts["anchors"] += 1
+            alerts, self._alerts = self._alerts, []
+            for finding in alerts:
+                key, value = encode_alert(finding, SIGNER_VERIFIER_ID, now_us(), self.key)
+                producer.produce(self.s.topics.alerts, value, key=key)
+            # the state as of this transaction's last entry (before the next batch is sequenced)
+            had_entries = counts["entries"] > 0
+            snap = self._capture_snapshot(published, tokens) if self._snapshot_due(counts["entries"]) else None
             positions = consumer.position(consumer.assignment()) if consumed else None
             if self.sign_ahead and consumed >= self.s.batch_size:  # a backlog: start on the next batch now
                 self._sequence_ahead(producer, consumer)
@@ -272,6 +352,8 @@ class SignerWorker:
                 self._submit(producer)
             while self._current_left:  # every entry of the batch, in seq order, as its chunk is signed
                 self._produce_signed(producer, wait=True)
+            if snap is not None:
+                snap = self._produce_snapshot(producer, snap, had_entries)
             if positions is not None:
                 self.watchdog.beat("send_offsets_to_transaction")
                 producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 30)
@@ -280,6 +362,10 @@ class SignerWorker:
         except KafkaException as exc:
             self._on_txn_error(exc, producer, consumer, tokens)
             return
+        if snap is not None:
+            self.snapshots.committed(snap)
+        if had_entries:  # where they landed is known only if a snapshot asked
+            self.state.head_offset = snap.record["entries_offset"] if snap is not None else None
         for key, n in counts.items():
             self.counters[key] += n
         for size, body in published:
@@ -289,6 +375,46 @@ class SignerWorker:
         for t in tokens:
             self.state.unanchored.pop(t.tree_size, None)
         self.write_status()
+
+    def _snapshot_due(self, entries_in_txn: int) -> bool:
+        """A snapshot needs the head's offset: learnt in a transaction with entries (see
+        _produce_snapshot), or still known from recovery or the last snapshot."""
+        return (not self.snapshots_off and self.snapshots.due(self.state.next_seq)
+                and (entries_in_txn > 0 or self.state.head_offset is not None))
+
+    def _capture_snapshot(self, published: list[tuple[int, bytes]], tokens: list) -> snapshots.Pending:
+        unanchored = dict(self.state.unanchored)
+        if self.s.tsa_urls:
+            unanchored.update(published)
+        for t in tokens:
+            unanchored.pop(t.tree_size, None)
+        return self.snapshots.capture(self.state, self.s.origin, self.pub.key_id, unanchored)
+
+    def _produce_snapshot(self, producer: Producer, snap: snapshots.Pending,
+                          had_entries: bool) -> snapshots.Pending | None:
+        """Add the captured snapshot to the open transaction. Once this transaction's records
+        are delivered (flush) and only the signer writes ``entries``, the partition's end
+        offset less one is the offset of this transaction's last entry, the snapshot's head
+        (without entries in this transaction, the head's offset is still the known one)."""
+        self.watchdog.beat("writing a snapshot")
+        if producer.flush(30):
+            log.warning("snapshot skipped: this transaction's records were not delivered within 30 s")
+            self.snapshots.postpone(snap)
+            return None
+        if self._probe is None:
+            self._probe = self._end_probe()
+        ends = [self._probe.get_watermark_offsets(TopicPartition(t, 0), timeout=10, cached=False)[1]
+                for t in (self.s.topics.entries, self.s.topics.checkpoints)]
+        head_offset = ends[0] - 1 if had_entries else self.state.head_offset
+        assert head_offset is not None  # _snapshot_due
+        out = self.snapshots.finish(snap, head_offset, ends[1], self.key, now_us())
+        if out is None:
+            log.warning("snapshot skipped: larger than %d bytes (%d agents)", snapshots.MAX_SNAPSHOT_BYTES,
+                        len(self.state.agents))
+            return None
+        for key, value in out:
+            producer.produce(self.s.topics.signer_state, value, key=key)
+        return snap
 
     def _sequence_ahead(self, producer: Producer, consumer: Consumer) -> None:
         """Sequence what the consumer already holds of the next batch (no waiting), into
@@ -427,6 +553,10 @@ class SignerWorker:
             "signing_thread_nice": self.signing.nice if self.signing is not None else None,
             "started_at": self.started, "updated_at": time.time(),
             "recovery_s": self.recovery_s, "rss_mb": procinfo.rss_mb(os.getpid()),
+            "recovered_from": self.recovered_from,
+            "snapshots": {"off": self.snapshots_off or None, "written": self.snapshots.written,
+                          "last_seq": self.snapshots.last_seq, "dedup_chunks": len(self.snapshots.live),
+                          "skipped_too_large": self.snapshots.skipped_too_large},
             "watchdog_seconds": self.s.watchdog_seconds, "doing": self.watchdog.doing,
         }
 

@@ -29,6 +29,10 @@ class SignerSettings:
     max_record_bytes: int = 1024 * 1024
     #: how many recent event_ids are remembered for dedup and link resolution
     dedup_horizon: int = 1_000_000
+    #: write a recovery snapshot to signer-state every this many entries or milliseconds
+    #: (whichever comes first; snapshots.py); 0 entries: never (every start replays everything)
+    snapshot_every: int = 10_000
+    snapshot_ms: int = 30_000
     origin: str = DEFAULT_ORIGIN
     transactional_id: str = ""
     group_id: str = ""
@@ -52,6 +56,8 @@ class SignerSettings:
             raise ValueError("tsa_policy must be 'first' or 'all'")
         if self.signing_nice is not None and not -20 <= self.signing_nice <= 19:
             raise ValueError("signing_nice must be between -20 and 19")
+        if self.snapshot_every < 0 or self.snapshot_ms < 1:
+            raise ValueError("snapshot_every must be >= 0 and snapshot_ms positive")
         if self.checkpoint_every < 1 or self.batch_size < 1:
             raise ValueError("checkpoint_every and batch_size must be positive")
 

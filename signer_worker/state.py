@@ -1,7 +1,9 @@
 """The signer's in-memory ledger state, rebuilt on start from what is committed.
 
-Nothing here is persisted separately: the committed ``entries`` and ``checkpoints``
-topics are the only source of truth, so a crash at any point leaves nothing to repair.
+The committed ``entries`` and ``checkpoints`` topics are the source of truth. A start
+adopts the latest verified snapshot (snapshots.py: written in the same transactions as the
+entries, so never ahead of them) and replays only the tail after it; with no usable
+snapshot it replays everything. A crash at any point leaves nothing to repair.
 The Merkle state is a compact range (O(log n) hashes): the signer needs only the current
 root; past roots and proofs are the read side's (the index and its tiles).
 """
@@ -43,6 +45,9 @@ class LedgerState:
         self.checkpoint_size = 0
         self.unanchored: dict[int, bytes] = {}  # tree_size -> checkpoint body awaiting a token
         self.skipped_on_recovery = 0
+        #: offset of the head entry on the entries topic when known (after recovery or a
+        #: snapshot); None once entries were produced without learning where they landed
+        self.head_offset: int | None = None
 
     # --- updates ---------------------------------------------------------------------------
     def apply(self, entry: dict[str, Any]) -> None:
@@ -62,14 +67,30 @@ class LedgerState:
         return self.agents.get(agent_id, (0, records.ZERO_HASH))
 
     # --- recovery ----------------------------------------------------------------------------
+    def adopt(self, snapshot: dict[str, Any], events: Iterable[tuple[str, Known]]) -> None:
+        """Start from a verified ``SignerSnapshot`` record and its dedup window (snapshots.check)."""
+        self.next_seq = snapshot["next_seq"]
+        self.head = bytes(snapshot["head"])
+        self.agents = {a["agent_id"]: (a["next_agent_seq"], bytes(a["head"])) for a in snapshot["agents"]}
+        self.tree = merkle.CompactRange(snapshot["next_seq"], [bytes(h) for h in snapshot["tree_hashes"]])
+        self.checkpoint_size = snapshot["checkpoint_size"]
+        self.unanchored = {u["tree_size"]: bytes(u["body"]) for u in snapshot["unanchored"]}
+        self.events = OrderedDict(events)
+        self.head_offset = snapshot["entries_offset"]
+        while len(self.events) > self.horizon:
+            self.events.popitem(last=False)
+
     def recover(self, entries: Iterable[tuple[int, bytes]], checkpoints: Iterable[tuple[int, bytes]],
                 key: PublicKey) -> None:
-        """Rebuild from the committed topics: ``checkpoints`` first (our validly signed
-        checkpoints by size), then ``entries``, comparing each checkpoint's root with the
-        compact range's as it passes that size (it cannot answer a past root later). The
-        last matching checkpoint sets ``checkpoint_size``; those with no TimestampAnchor are
-        the anchor backlog."""
-        claimed = self._read_checkpoints(checkpoints, key)
+        """Rebuild from the committed topics (all of them, or the tail after an adopted
+        snapshot): ``checkpoints`` first (our validly signed checkpoints by size), then
+        ``entries``, comparing each checkpoint's root with the compact range's as it passes
+        that size (it cannot answer a past root later). The last matching checkpoint sets
+        ``checkpoint_size``; those with no TimestampAnchor are the anchor backlog."""
+        claimed, anchored = self._read_checkpoints(checkpoints, key)
+        for size, body in list(self.unanchored.items()):  # a snapshot's backlog, anchored since
+            if hashlib.sha256(body).digest() in anchored:
+                del self.unanchored[size]
         roots: dict[int, bytes] = {}
 
         def note_root() -> None:
@@ -104,13 +125,15 @@ class LedgerState:
                 self.skipped_on_recovery += 1
                 continue
             self.apply(entry)
+            self.head_offset = offset
             after_each()
 
     @staticmethod
-    def _read_checkpoints(stream: Iterable[tuple[int, bytes]],
-                          key: PublicKey) -> dict[int, list[tuple[bytes, bytes | None]]]:
+    def _read_checkpoints(stream: Iterable[tuple[int, bytes]], key: PublicKey
+                          ) -> tuple[dict[int, list[tuple[bytes, bytes | None]]], set[bytes]]:
         """Our validly signed checkpoints: (root, body) by tree size, the body None when a
-        TimestampAnchor covers it (only unanchored bodies are kept)."""
+        TimestampAnchor covers it (only unanchored bodies are kept); and the body hashes
+        the TimestampAnchors cover."""
         claimed: dict[int, list[tuple[bytes, bytes]]] = {}
         anchored: set[bytes] = set()
         for offset, raw in stream:
@@ -131,7 +154,7 @@ class LedgerState:
                 continue
             claimed.setdefault(rec["tree_size"], []).append((bytes(rec["root_hash"]), bytes(rec["body"])))
         return {size: [(root, None if hashlib.sha256(body).digest() in anchored else body) for root, body in found]
-                for size, found in claimed.items()}
+                for size, found in claimed.items()}, anchored
 
     def _continues_chain(self, entry: dict[str, Any], key: PublicKey) -> bool:
         if entry["seq"] != self.next_seq or bytes(entry["prev_hash"]) != self.head:

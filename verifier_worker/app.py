@@ -34,7 +34,7 @@ from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.core.verify import ENTRIES, Finding, check_raw_signatures
 from ledgerstream.core.kafka_security import security_settings
 from ledgerstream.core.watchdog import Watchdog
-from ledgerstream.verifier_worker.alerting import encode_alert
+from ledgerstream.core.alerting import encode_alert
 from ledgerstream.verifier_worker.checker_process import CheckerProcess
 from ledgerstream.verifier_worker.liveness import Observation, PipelineObserver
 from ledgerstream.verifier_worker.reader import MAX_RECORD_BYTES, LedgerReader, Record

@@ -187,6 +187,10 @@ def _parse_spec(spec: str | os.PathLike[str]) -> tuple[str, Path]:
     return named.group(1), path
 
 
+#: the verifier id under which the signer publishes the alerts it raises itself
+SIGNER_VERIFIER_ID = "signer"
+
+
 def load_verifier_keys(specs: Iterable[str | os.PathLike[str]]) -> dict[str, VerifierKey]:
     """Public keys by key_id from ``ID=PATH`` / ``verifier-<ID>.pub.pem`` specs; ConfigError
     for an unreadable file, a non-key, or one key given for two verifiers."""
@@ -213,7 +217,8 @@ def trusted_verifier_keys(home: Path | None, explicit: Iterable[str | os.PathLik
                           environ: Mapping[str, str] | None = None) -> dict[str, VerifierKey]:
     """The verifier keys readers trust, from the first source that names any:
     ``explicit`` (``--trusted-verifier-key``), ``$LEDGERSTREAM_VERIFIER_KEYS`` (os.pathsep-separated),
-    ``HOME/keys/verifier-*.pub.pem`` (the dev stack's). Empty when none: every alert is then
+    ``HOME/keys/verifier-*.pub.pem`` (the dev stack's) with ``HOME/keys/signer.pub.pem`` as
+    verifier ``signer``. Empty when none: every alert is then
     unsigned or forged."""
     explicit = list(explicit)
     if explicit:
@@ -224,7 +229,11 @@ def trusted_verifier_keys(home: Path | None, explicit: Iterable[str | os.PathLik
         return load_verifier_keys(listed)
     if home is None:
         return {}
-    return load_verifier_keys(sorted((Path(home) / "keys").glob("verifier-*.pub.pem")))
+    keys_dir = Path(home) / "keys"
+    specs: list[str | Path] = sorted(keys_dir.glob("verifier-*.pub.pem"))
+    if (keys_dir / "signer.pub.pem").exists():  # the signer's own alerts (snapshot_rejected)
+        specs.append(f"{SIGNER_VERIFIER_ID}={keys_dir / 'signer.pub.pem'}")
+    return load_verifier_keys(specs)
 
 
 def describe_trust(trusted: TrustedVerifiers) -> str:

@@ -43,12 +43,13 @@ class Topics:
     alerts: str
     deadletter: str
     approvals: str
+    #: the signer's snapshots (compacted; docs/spec.md section 11); "" in a stack file from before it
+    signer_state: str = ""
 
     @classmethod
     def with_prefix(cls, prefix: str | None = None) -> "Topics":
         p = prefix if prefix is not None else os.environ.get("LEDGERSTREAM_TOPIC_PREFIX", DEFAULT_PREFIX)
-        return cls(**{name: p + name for name in ("actions", "entries", "checkpoints", "alerts",
-                                                   "deadletter", "approvals")})
+        return cls(**{name: p + name.replace("_", "-") for name in cls.__dataclass_fields__})
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
@@ -65,6 +66,11 @@ TOPIC_LAYOUT: dict[str, tuple[int, dict[str, str]]] = {
     "alerts": (3, {"retention.ms": str(90 * 24 * 3600 * 1000)}),
     "deadletter": (1, {"retention.ms": "-1", "max.message.bytes": str(8 * 1024 * 1024)}),
     "approvals": (1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+    # only the latest record per key matters (two snapshot slots, the live dedup chunks):
+    # small segments and an eager cleaner keep a recovery's read of it short
+    "signer_state": (1, {"cleanup.policy": "compact", "max.message.bytes": str(8 * 1024 * 1024),
+                         "segment.bytes": str(16 * 1024 * 1024), "segment.ms": str(3600 * 1000),
+                         "min.cleanable.dirty.ratio": "0.1", "delete.retention.ms": str(3600 * 1000)}),
 }
 
 
@@ -102,7 +108,7 @@ def resolve_topics(home_dir: Path | None = None) -> Topics:
     """Topic names of the dev stack if one is recorded, else from the environment."""
     stack = read_stack(home_dir)
     if stack and "topics" in stack:
-        return Topics(**{k: stack["topics"][k] for k in Topics.__dataclass_fields__})
+        return Topics(**{k: stack["topics"][k] for k in Topics.__dataclass_fields__ if k in stack["topics"]})
     return Topics.with_prefix()
 
 

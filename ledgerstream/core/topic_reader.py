@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Iterator
+from typing import Any, Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -18,7 +18,23 @@ from ledgerstream.core.kafka_security import kafka_config
 
 def read_partition(bootstrap: str, topic: str, partition: int = 0, *, start: int | None = None,
                    timeout: float = 30.0, batch: int = 1000, role: str = "reader") -> Iterator[tuple[int, bytes]]:
-    """Yield ``(offset, value)`` for every committed record from ``start`` to the end.
+    """Yield ``(offset, value)`` for every committed record from ``start`` to the end
+    (a null value as ``b""``)."""
+    for msg in _read(bootstrap, topic, partition, start, timeout, batch, role):
+        yield msg.offset(), msg.value() or b""
+
+
+def read_keyed(bootstrap: str, topic: str, partition: int = 0, *, start: int | None = None,
+               timeout: float = 30.0, batch: int = 1000, role: str = "reader"
+               ) -> Iterator[tuple[int, bytes | None, bytes | None]]:
+    """:func:`read_partition` for a compacted topic: ``(offset, key, value)``, None for a tombstone."""
+    for msg in _read(bootstrap, topic, partition, start, timeout, batch, role):
+        yield msg.offset(), msg.key(), msg.value()
+
+
+def _read(bootstrap: str, topic: str, partition: int, start: int | None, timeout: float, batch: int,
+          role: str) -> Iterator[Any]:
+    """Every committed message from ``start`` to the end.
 
     "The end" is the partition's end offset when the read begins: while a writer keeps
     committing, a reader that waited for end-of-partition could chase the growing tail for
@@ -64,7 +80,7 @@ def read_partition(bootstrap: str, topic: str, partition: int = 0, *, start: int
                 if err is None:
                     if msg.offset() >= end:
                         return
-                    yield msg.offset(), msg.value() or b""
+                    yield msg
                 elif err.code() == KafkaError._PARTITION_EOF:
                     return
                 else:

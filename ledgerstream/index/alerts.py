@@ -19,7 +19,7 @@ from ledgerstream.core.kafka_security import kafka_config
 from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.core.verify import Finding
 from ledgerstream.index.core import INDEX_ID, FindingsHook, log_findings
-from ledgerstream.verifier_worker.alerting import encode_alert
+from ledgerstream.core.alerting import encode_alert
 
 log = logging.getLogger("ledgerstream.index")
 

@@ -55,7 +55,7 @@ from ledgerstream.index import query
 from ledgerstream.index.db import get_meta, open_db, set_meta
 from ledgerstream.index.history import IndexHistory
 from ledgerstream.index.paths import IndexPaths
-from ledgerstream.verifier_worker.alerting import alert_id
+from ledgerstream.core.alerting import alert_id
 from ledgerstream.verifier_worker.store import journal_line
 
 log = logging.getLogger("ledgerstream.index")

@@ -399,7 +399,7 @@ def status(home: Path) -> dict[str, Any]:
         return {"home": str(home), "running": False,
                 "kafka": {"bootstrap": None, "pid": None, "security": security.describe(None, {})},
                 "tsa": {"url": None, "ca_cert": None, "pid": None},
-                "signer": {"pid": None, "recovery_s": None, "rss_mb": None},
+                "signer": {"pid": None, "recovery_s": None, "recovered_from": None, "rss_mb": None},
                 "verifiers": [], "index": {"pid": None, "restarts": 0, "tiles_dir": None},
                 "dashboard": {"url": None, "pid": None, "token_file": None}, "witnesses": [],
                 "topics": Topics.with_prefix().as_dict()}
@@ -456,10 +456,13 @@ def _signer_health(home: Path, part: dict[str, Any]) -> str:
 
 def _signer_resources(home: Path, part: dict[str, Any]) -> dict[str, Any]:
     """``recovery_s`` of the running signer's latest start (null until it is ready, or while
-    it waits as a standby) and its resident memory now."""
+    it waits as a standby), what that start recovered from (the snapshot's seq and the tail
+    replayed after it) and its resident memory now."""
     pid = part.get("pid")
     st = _read_json(home / "signer" / "status.json") or {}
-    return {"recovery_s": st.get("recovery_s") if pid is not None and st.get("pid") == pid else None,
+    current = pid is not None and st.get("pid") == pid
+    return {"recovery_s": st.get("recovery_s") if current else None,
+            "recovered_from": st.get("recovered_from") if current else None,
             "rss_mb": procinfo.rss_mb(pid) if pid is not None else None}
 
 

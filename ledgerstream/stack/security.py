@@ -158,8 +158,9 @@ def acl_rules(topics: Topics) -> list[tuple[str, str, str, str, str]]:
     # the signer: the only writer of the ledger, in transactions under its own id
     topic("signer", topics.actions, "READ")
     topic("signer", topics.approvals, "READ")
-    for name in (topics.entries, topics.checkpoints, topics.deadletter):
+    for name in (topics.entries, topics.checkpoints, topics.deadletter, topics.signer_state):
         topic("signer", name, "WRITE", "READ")
+    topic("signer", topics.alerts, "WRITE")  # snapshot_rejected, found on its own start
     group("signer", signer_id)  # its consumer group and the hot standby's "<id>.leader" lease
     group("signer", "ledgerstream-reader-")
     rules += [("signer", "TRANSACTIONAL_ID", "PREFIXED", signer_id, op) for op in ("WRITE", "DESCRIBE")]

@@ -16,7 +16,7 @@ def ensure_topics(bootstrap: str, topics: Topics, timeout: float = 30.0) -> list
     wanted = []
     for role, name in topics.as_dict().items():
         partitions, config = TOPIC_LAYOUT[role]
-        if name not in existing:
+        if name and name not in existing:
             wanted.append(NewTopic(name, num_partitions=partitions, replication_factor=1, config=config))
     if not wanted:
         return []
@@ -36,7 +36,7 @@ def delete_topics(bootstrap: str, topics: Topics, timeout: float = 30.0) -> None
     The client is held until every future settles: a temporary one is destroyed first and
     the deletions fail with "Broker handle destroyed" (the topics stayed)."""
     admin = AdminClient(kafka_config(bootstrap, "admin"))
-    for future in admin.delete_topics(list(topics.as_dict().values())).values():
+    for future in admin.delete_topics([n for n in topics.as_dict().values() if n]).values():
         try:
             future.result(timeout)
         except Exception:  # cleanup only: a leftover topic is harmless

@@ -23,4 +23,6 @@ def test_bench_recovery_restarts_a_real_signer_at_each_size(bootstrap: str) -> N
         assert again["recovery_s"] > 0 and again["rss_mb"] > 20
         # the new process started after the kill and committed after it was ready
         assert again["kill_to_commit_s"] >= again["recovery_s"] - 0.05
+        # it started from the snapshot the first process wrote after its full replay
+        assert again["recovered_from"] == {"snapshot_seq": int(size), "tail_entries": 0, "snapshots_rejected": 0}
     assert set(result["growth"]) == {"recovery_s_ratio", "kill_to_commit_ratio", "rss_ratio"}

@@ -165,6 +165,10 @@ def test_trust_comes_from_options_then_the_environment_then_the_dev_stack(tmp_pa
     assert list(explicit) == [V2.public_key().key_id]  # options replace the environment and the default
     assert trusted_verifier_keys(home, environ={ENV_VERIFIER_KEYS: ""}) == default
     assert trusted_verifier_keys(tmp_path / "empty-home", environ={}) == {}
+    # the dev stack's signer key is trusted as verifier "signer" (its snapshot_rejected alerts)
+    _write_pub(home / "keys" / "signer.pub.pem", OUTSIDER)
+    with_signer = trusted_verifier_keys(home, environ={})
+    assert with_signer[OUTSIDER.public_key().key_id].verifier_id == "signer" and len(with_signer) == 3
 
 
 def test_bad_trust_configuration_is_refused(tmp_path: Path) -> None:

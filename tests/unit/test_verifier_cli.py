@@ -17,7 +17,7 @@ from ledgerstream.core import mldsa
 from ledgerstream.core.wire import codec
 from ledgerstream.core.alert_signature import VerifierKey, check_alert
 from ledgerstream.core.verify import Finding, Kind
-from ledgerstream.verifier_worker.alerting import alert_id, encode_alert
+from ledgerstream.core.alerting import alert_id, encode_alert
 
 pytestmark = pytest.mark.unit
 

@@ -46,6 +46,7 @@ class Kind(str, enum.Enum):
     APPROVAL_INVALID = "approval_invalid"
     COSIGNATURE_INVALID = "cosignature_invalid"
     SPLIT_VIEW = "split_view"
+    SNAPSHOT_REJECTED = "snapshot_rejected"
 
 
 SEVERITY: dict[Kind, Severity] = {
@@ -69,6 +70,7 @@ SEVERITY: dict[Kind, Severity] = {
     Kind.APPROVAL_INVALID: Severity.HIGH,
     Kind.COSIGNATURE_INVALID: Severity.HIGH,
     Kind.SPLIT_VIEW: Severity.CRITICAL,
+    Kind.SNAPSHOT_REJECTED: Severity.HIGH,
 }
 
 #: kinds that mean a record was dropped (not integrated into the chain)

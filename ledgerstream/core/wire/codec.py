@@ -28,7 +28,8 @@ MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
 
 #: the top-level record types of the wire contract, by short name
-RECORD_TYPES = ("ActionEvent", "LedgerEntry", "Checkpoint", "TimestampAnchor", "NoteSignature", "Alert", "DeadLetter")
+RECORD_TYPES = ("ActionEvent", "LedgerEntry", "Checkpoint", "TimestampAnchor", "NoteSignature", "Alert", "DeadLetter",
+                "SignerSnapshot", "SignerDedupChunk")
 
 
 @dataclass(frozen=True)
