@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ledgerstream.core import note, procinfo, records
 from ledgerstream.core.alerting import encode_alert
 from ledgerstream.core.alert_signature import SIGNER_VERIFIER_ID
-from ledgerstream.core.errors import ConfigError
+from ledgerstream.core.errors import ConfigError, DecodeError, InvalidSignature
 from ledgerstream.core.wire import codec
 from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.core.topic_reader import read_keyed, read_partition
@@ -48,6 +48,9 @@ log = logging.getLogger("ledgerstream.signer")
 class Fenced(Exception):
     """Another signer instance took over; this one must stop writing."""
 
+
+#: how often a standby adopts what the leader committed since (its takeover reads at most this much)
+FOLLOW_EVERY_S = 1.0
 
 #: signing messages are handed to the signing thread this many at a time (fewer lock
 #: round trips and wake-ups; the thread signs chunks of up to SigningThread.max_chunk)
@@ -113,6 +116,11 @@ class SignerWorker:
         self.recovered_from: dict[str, Any] = {}  # how the latest recovery started (status)
         self._alerts: list[Finding] = []  # found during recovery, published in the next transaction
         self._probe: Consumer | None = None  # see _end_probe
+        #: next offset to read per topic (entries, checkpoints, signer_state) when following
+        self._pos: dict[str, int] = {"entries": 0, "checkpoints": 0, "signer_state": 0}
+        #: the latest verified snapshot (record, key) the snapshot writer continues from
+        self._snapshot_base: tuple[dict[str, Any], str] | None = None
+        self._warm = False  # a standby whose state follows the leader's commits
 
     # --- set-up ------------------------------------------------------------------------------
     def _producer(self) -> Producer:
@@ -154,30 +162,88 @@ class SignerWorker:
         latest snapshot that verifies plus the tail after it, else from the whole ledger."""
         t0 = time.monotonic()
         self.state = LedgerState(self.s.dedup_horizon)
+        self._pos = {"entries": 0, "checkpoints": 0, "signer_state": 0}
         base, found = self._adoptable_snapshot()
         self._alerts = found
-        entries_start = checkpoints_start = None
         if base is not None:
             cand, events = base
             self.state.adopt(cand.record, events)
-            entries_start, checkpoints_start = cand.record["entries_offset"] + 1, cand.record["checkpoints_offset"]
-        self.snapshots.restart_from(base[0].record if base else None, base[0].key if base else None)
-        self.state.recover(
-            self._beating(read_partition(self.s.bootstrap, self.s.topics.entries, start=entries_start, role="signer"),
-                          "recovering from entries"),
-            self._beating(read_partition(self.s.bootstrap, self.s.topics.checkpoints, start=checkpoints_start,
-                                         role="signer"), "recovering from checkpoints"),
-            self.pub)
+            self._pos.update(entries=cand.record["entries_offset"] + 1, checkpoints=cand.record["checkpoints_offset"])
+        self._snapshot_base = (base[0].record, base[0].key) if base else None
+        self._replay_tail()
         self.recovered_from = {"snapshot_seq": base[0].record["next_seq"] if base else None,
                                "tail_entries": self.state.next_seq - (base[0].record["next_seq"] if base else 0),
-                               "snapshots_rejected": len(found)}
+                               "snapshots_rejected": len(found), "warm": False}
+        log.info("recovered %d entries (%s), checkpoint at %d, %d unanchored, in %.2fs",
+                 self.state.next_seq, "from a snapshot" if base else "full replay", self.state.checkpoint_size,
+                 len(self.state.unanchored), time.monotonic() - t0)
+
+    def _replay_tail(self) -> None:
+        """Adopt what was committed on ``checkpoints`` and ``entries`` after ``self._pos``."""
+        self.state.recover(self._tail("entries", "recovering from entries"),
+                           self._tail("checkpoints", "recovering from checkpoints"), self.pub)
+
+    def _tail(self, name: str, doing: str) -> Iterator[tuple[int, bytes]]:
+        topic = getattr(self.s.topics, name)
+        for offset, raw in self._beating(read_partition(self.s.bootstrap, topic, start=self._pos[name] or None,
+                                                        role="signer"), doing):
+            self._pos[name] = offset + 1
+            yield offset, raw
+
+    def _ready_to_sign(self) -> None:
+        """After a recovery: a sequencer on the rebuilt state, the anchor backlog handed over,
+        snapshots continuing from the latest one known."""
         self.seq = Sequencer(self.state, self.key, signing_mode=self.s.signing_mode,
                              max_record_bytes=self.s.max_record_bytes, defer_signing=self.sign_ahead)
         for size, body in sorted(self.state.unanchored.items()):
             self.anchorer.submit(size, body)
-        log.info("recovered %d entries (%s), checkpoint at %d, %d unanchored, in %.2fs",
-                 self.state.next_seq, "from a snapshot" if base else "full replay", self.state.checkpoint_size,
-                 len(self.state.unanchored), time.monotonic() - t0)
+        base = self._snapshot_base
+        self.snapshots.restart_from(base[0] if base else None, base[1] if base else None)
+
+    # --- warm standby ----------------------------------------------------------------------------
+    def _stand_by(self, lease: LeaderLease, stop: threading.Event) -> bool:
+        """Wait for the lease while following the leader: the state is recovered once, then
+        every FOLLOW_EVERY_S what the leader committed since is adopted, so that a takeover
+        only reads the last moments (docs/signer.md, "Hot standby")."""
+        last = -math.inf
+        while not stop.is_set():
+            lease.poll(0.2)
+            if lease.held:
+                return True
+            if time.monotonic() - last < FOLLOW_EVERY_S:
+                continue
+            last = time.monotonic()
+            try:
+                if self._warm:
+                    self._catch_up()
+                else:
+                    self.recover()
+                    self._warm = True
+            except (ConfigError, KafkaException) as exc:  # e.g. the broker is down: start over later
+                log.warning("standby: cannot follow the ledger (%s); will recover again", exc)
+                self._warm = False
+            self.write_status()
+        return False
+
+    def _catch_up(self) -> int:
+        """Adopt what the leader committed since the last call (entries, checkpoints and the
+        latest snapshot's dedup chunks); the number of entries adopted."""
+        before = self.state.next_seq
+        self._replay_tail()
+        if self.snapshots_off:
+            return self.state.next_seq - before
+        for offset, key, value in read_keyed(self.s.bootstrap, self.s.topics.signer_state,
+                                             start=self._pos["signer_state"] or None, role="signer"):
+            self._pos["signer_state"] = offset + 1
+            if key and key.startswith(b"snapshot/") and value:
+                try:
+                    _, rec = codec.decode(value, expect="SignerSnapshot")
+                    if rec["key_id"] == self.pub.key_id and rec["origin"] == self.s.origin:
+                        self.pub.verify(bytes(rec["signature"]), snapshots.signing_message(rec))
+                        self._snapshot_base = (rec, key.decode())
+                except (DecodeError, InvalidSignature):
+                    continue  # the leader's next start refuses it with an alert
+        return self.state.next_seq - before
 
     def _adoptable_snapshot(self) -> tuple[tuple[snapshots.Candidate, list[snapshots.Event]] | None, list[Finding]]:
         """The newest snapshot on signer-state that passes snapshots.check, and a finding
@@ -187,7 +253,7 @@ class SignerWorker:
         topic = self.s.topics.signer_state
         self.watchdog.beat("reading snapshots")
         try:
-            store = snapshots.read_store(read_keyed(self.s.bootstrap, topic, role="signer"))
+            store = snapshots.read_store(self._tracked_keyed(topic))
         except ConfigError as exc:
             if "does not exist" not in str(exc):
                 raise
@@ -206,6 +272,11 @@ class SignerWorker:
                 continue
             return (cand, events), found
         return None, found
+
+    def _tracked_keyed(self, topic: str) -> Iterator[tuple[int, bytes | None, bytes | None]]:
+        for offset, key, value in read_keyed(self.s.bootstrap, topic, role="signer"):
+            self._pos["signer_state"] = offset + 1
+            yield offset, key, value
 
     def _entry_at(self, offset: int) -> bytes | None:
         """The committed entries record at exactly ``offset``, if there is one."""
@@ -242,8 +313,8 @@ class SignerWorker:
             lease.start()
             self.role = "standby"
             self.write_status(force=True)
-            log.info("standby: waiting for the leadership lease")
-            if not lease.wait(stop):
+            log.info("standby: following the ledger, waiting for the leadership lease")
+            if not self._stand_by(lease, stop):
                 lease.close()
                 return 0
         self.role = "leader"
@@ -255,8 +326,13 @@ class SignerWorker:
                 log.warning("%s; under CPU contention entry signing will be slower", self.signing.priority_error)
         producer = self._producer()
         self.watchdog.beat("init_transactions")
-        producer.init_transactions(60)
-        self.recover()
+        producer.init_transactions(60)  # fences the old leader: what it committed is final
+        if self._warm:
+            # snapshot_seq and snapshots_rejected: of the standby's first recovery
+            self.recovered_from = {**self.recovered_from, "tail_entries": self._catch_up(), "warm": True}
+        else:
+            self.recover()
+        self._ready_to_sign()
         consumer = self._consumer()
         self._assign(consumer)
         self.anchorer.start()
@@ -537,7 +613,9 @@ class SignerWorker:
             raise Fenced(f"abort failed: {abort_exc}") from exc
         for t in tokens:  # not published: ask again
             self.anchorer.submit(t.tree_size, t.body)
+        self._warm = False
         self.recover()
+        self._ready_to_sign()
         self._assign(consumer)
 
     # --- status ----------------------------------------------------------------------------------

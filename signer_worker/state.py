@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 from collections import OrderedDict
 from typing import Any, Callable, Iterable, NamedTuple
 
@@ -45,6 +46,8 @@ class LedgerState:
         self.checkpoint_size = 0
         self.unanchored: dict[int, bytes] = {}  # tree_size -> checkpoint body awaiting a token
         self.skipped_on_recovery = 0
+        #: our signed checkpoints by size, (root, body or None once anchored), not yet passed
+        self.claims: dict[int, list[tuple[bytes, bytes | None]]] = {}
         #: offset of the head entry on the entries topic when known (after recovery or a
         #: snapshot); None once entries were produced without learning where they landed
         self.head_offset: int | None = None
@@ -58,8 +61,9 @@ class LedgerState:
         self.head = h
         self.agents[action["agent_id"]] = (entry["agent_seq"] + 1, h)
         self.tree.append(merkle.leaf_hash(records.merkle_leaf_input(h)))
-        self.events[action["event_id"]] = Known(action["agent_id"], entry["seq"], h, bytes(action["payload_hash"]),
-                                               action["action_type"])
+        # agent ids and action types repeat: one shared string each (a million events held)
+        self.events[action["event_id"]] = Known(sys.intern(action["agent_id"]), entry["seq"], h,
+                                               bytes(action["payload_hash"]), sys.intern(action["action_type"]))
         if len(self.events) > self.horizon:
             self.events.popitem(last=False)
 
@@ -82,29 +86,39 @@ class LedgerState:
 
     def recover(self, entries: Iterable[tuple[int, bytes]], checkpoints: Iterable[tuple[int, bytes]],
                 key: PublicKey) -> None:
-        """Rebuild from the committed topics (all of them, or the tail after an adopted
-        snapshot): ``checkpoints`` first (our validly signed checkpoints by size), then
+        """Rebuild from the committed topics (all of them, the tail after an adopted
+        snapshot, or, for a standby that follows the leader, what was committed since the
+        last call): ``checkpoints`` first (our validly signed checkpoints by size), then
         ``entries``, comparing each checkpoint's root with the compact range's as it passes
         that size (it cannot answer a past root later). The last matching checkpoint sets
-        ``checkpoint_size``; those with no TimestampAnchor are the anchor backlog."""
+        ``checkpoint_size``; those with no TimestampAnchor are the anchor backlog. A claim
+        beyond the entries read so far waits for the next call (a transaction's markers
+        can become visible on ``checkpoints`` before ``entries``)."""
         claimed, anchored = self._read_checkpoints(checkpoints, key)
-        for size, body in list(self.unanchored.items()):  # a snapshot's backlog, anchored since
+        for size, found in claimed.items():
+            self.claims.setdefault(size, []).extend(found)
+        for size, body in list(self.unanchored.items()):  # anchored since (a snapshot's backlog)
             if hashlib.sha256(body).digest() in anchored:
                 del self.unanchored[size]
+        for size, found in self.claims.items():
+            self.claims[size] = [(root, None if body is None or hashlib.sha256(body).digest() in anchored else body)
+                                 for root, body in found]
         roots: dict[int, bytes] = {}
 
         def note_root() -> None:
-            if self.tree.size in claimed:
+            if self.tree.size in self.claims:
                 roots[self.tree.size] = self.tree.root()
 
-        note_root()  # a checkpoint of the empty tree
+        note_root()  # a checkpoint of the empty tree, or of the size reached by the last call
         self._recover_entries(entries, key, after_each=note_root)
         for size, root in roots.items():
-            for claimed_root, body in claimed[size]:
+            for claimed_root, body in self.claims.pop(size):
                 if claimed_root == root:
                     self.checkpoint_size = max(self.checkpoint_size, size)
                     if body is not None:
                         self.unanchored[size] = body
+        for size in [s for s in self.claims if s < self.tree.size]:  # passed before they were read
+            del self.claims[size]
 
     def _recover_entries(self, stream: Iterable[tuple[int, bytes]], key: PublicKey,
                          after_each: Callable[[], None]) -> None:

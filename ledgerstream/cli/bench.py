@@ -181,17 +181,22 @@ def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int,
 @bench.command()
 @click.option("--sizes", default="100000,1000000", show_default=True, callback=_sizes,
               help="Ledger sizes (entries, comma-separated), each measured on a ledger of its own.")
+@click.option("--tail", default=5000, show_default=True, type=click.IntRange(0),
+              help="Entries the first signer writes after its snapshot before it is killed (the restart "
+                   "replays them; half the default --snapshot-every is the average case).")
 @bootstrap_option
 @out_option
 @json_option
-def recovery(sizes: tuple[int, ...], bootstrap: str | None, out: Path | None, as_json: bool) -> None:
+def recovery(sizes: tuple[int, ...], tail: int, bootstrap: str | None, out: Path | None, as_json: bool) -> None:
     """What a signer restart costs as the ledger grows. For each size a ledger is written
     (checkpoint signing, by the signer's own sequencer), then a real signer process is started
-    on it (its recovery_s and RSS), killed with SIGKILL and started again with one action
-    produced right after the kill: seconds from the kill until that entry is committed, the
-    new process's recovery_s and RSS. ``growth`` compares the largest size with the smallest.
-    Private topics (deleted afterwards); without a configured Kafka it starts a private
-    embedded broker. See docs/benchmarks.md."""
+    on it (full replay: its recovery_s and RSS; it then writes a snapshot), signs --tail more
+    entries, is killed with SIGKILL and started again with one action produced right after
+    the kill: seconds from the kill until that entry is committed, the new process's
+    recovery_s and RSS. Then a leader and a warm standby: kill -9 the leader, seconds until
+    the standby commits the next action. ``growth`` compares the largest size with the
+    smallest. Private topics (deleted afterwards); without a configured Kafka it starts a
+    private embedded broker. See docs/benchmarks.md."""
     from ledgerstream.core import config
     from ledgerstream.core.errors import ConfigError
     from ledgerstream.tools.bench_recovery import run
@@ -200,15 +205,16 @@ def recovery(sizes: tuple[int, ...], bootstrap: str | None, out: Path | None, as
         bootstrap = config.resolve_bootstrap(bootstrap)
     except ConfigError:
         bootstrap = None
-    result = run(sizes, bootstrap, log=info)
+    result = run(sizes, bootstrap, log=info, tail=tail)
     if out is not None or as_json:
         report(result, as_json, out)
     if not as_json:
         for size, point in result["points"].items():
-            first, again = point["first_start"], point["after_kill"]
+            first, again, standby = point["first_start"], point["after_kill"], point["standby"]
             click.echo(f"{int(size):>10,} entries: start {first['recovery_s']} s ({first['rss_mb']} MB); "
                        f"after kill -9: recovery {again['recovery_s']} s, kill to commit {again['kill_to_commit_s']} s, "
-                       f"RSS {again['rss_mb']} MB")
+                       f"RSS {again['rss_mb']} MB; standby takeover {standby['kill_to_commit_s']} s "
+                       f"(session timeout {standby['session_timeout_s']} s)")
         click.echo(f"growth: {result['growth']}")
         click.echo(f"goal: {result['goal']}")
 

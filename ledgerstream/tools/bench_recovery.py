@@ -38,6 +38,7 @@ from ledgerstream.core.kafka_security import kafka_config, role_env
 from ledgerstream.core.wire import codec
 from ledgerstream.tools.bench_kafka import private_kafka
 from ledgerstream.tools.bench_ledger import LedgerWriter
+from ledgerstream.signer_worker.settings import SignerSettings
 
 #: seconds a signer may take to become ready (a full replay of millions of entries is slow)
 READY_TIMEOUT = 1800.0
@@ -46,12 +47,13 @@ READY_TIMEOUT = 1800.0
 class _Signer:
     """One signer process on the bench topics, with its own status file."""
 
-    def __init__(self, bootstrap: str, key_path: Path, prefix: str, workdir: Path, name: str) -> None:
+    def __init__(self, bootstrap: str, key_path: Path, prefix: str, workdir: Path, name: str,
+                 leader_election: bool = False) -> None:
         self.status_file = workdir / f"{name}.status.json"
         self.status_file.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "ledgerstream.signer_worker", "--bootstrap", bootstrap, "--key", str(key_path),
                 "--topic-prefix", prefix, "--status-file", str(self.status_file), "--signing-mode", "entry",
-                "--no-leader-election", "--watchdog-seconds", "0"]
+                "--watchdog-seconds", "0", *([] if leader_election else ["--no-leader-election"])]
         with open(workdir / f"{name}.log", "ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                          env=dict(os.environ, **role_env(bootstrap, "admin")))
@@ -60,22 +62,30 @@ class _Signer:
         """The status once the process reports ``recovery_s``."""
         return self._wait(lambda st: st.get("recovery_s") is not None, timeout, "ready")
 
+    def status(self, what: str, done: Callable[[dict[str, Any]], Any], timeout: float = 120.0) -> dict[str, Any]:
+        """The status once ``done(status)`` holds."""
+        return self._wait(done, timeout, what)
+
     def snapshot_written(self, timeout: float = 120.0) -> dict[str, Any]:
         """The status once the process has written a snapshot (after a full replay it writes
         one at once), or reports that snapshots are off."""
         return self._wait(lambda st: (st.get("snapshots") or {}).get("written", 0) > 0
                           or (st.get("snapshots") or {}).get("off"), timeout, "done with its first snapshot")
 
+    def read_status(self) -> dict[str, Any]:
+        try:
+            status = json.loads(self.status_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return status if status.get("pid") == self.proc.pid else {}
+
     def _wait(self, done: Callable[[dict[str, Any]], Any], timeout: float, what: str) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the signer exited with {self.proc.returncode} (see its log)")
-            try:
-                status = json.loads(self.status_file.read_text())
-            except (OSError, ValueError):
-                status = {}
-            if status.get("pid") == self.proc.pid and done(status):
+            status = self.read_status()
+            if status and done(status):
                 return status
             time.sleep(0.05)
         raise RuntimeError(f"the signer was not {what} after {timeout:.0f} s")
@@ -117,50 +127,103 @@ def _committed_after(bootstrap: str, topic: str) -> Callable[[float], tuple[floa
     return wait
 
 
-def _point(bootstrap: str, topics: Any, key_path: Path, workdir: Path, size: int,
+def _point(bootstrap: str, topics: Any, key_path: Path, workdir: Path, size: int, tail: int,
            log: Callable[[str], None]) -> dict[str, Any]:
     from confluent_kafka import Producer
 
     from ledgerstream.tools.bench_ledger import action_record
 
     prefix = topics.actions[: -len("actions")]
+    producer = Producer(kafka_config(bootstrap, "admin", {"acks": "all", "enable.idempotence": True,
+                                                          "linger.ms": 5}))
+
+    def send(n: int, agent: str) -> None:
+        for i in range(n):
+            producer.produce(topics.actions, action_record(size + i, agent), key=agent.encode())
+            producer.poll(0)
+        producer.flush(60)
+
     first = _Signer(bootstrap, key_path, prefix, workdir, f"signer-{size}-a")
     try:
         start = first.ready()
         start_rss = procinfo.rss_mb(first.proc.pid)
         first.snapshot_written()
-        log(f"  first start: ready after {start['recovery_s']} s, RSS {start_rss} MB; kill -9 ...")
+        # entries after the snapshot, as a crash would find them: the restart replays this tail
+        send(tail, "tail")
+        first.status(f"{size + tail} entries", lambda st: st.get("next_seq") == size + tail)
+        log(f"  first start: ready after {start['recovery_s']} s, RSS {start_rss} MB; {tail:,} entries "
+            f"after its snapshot; kill -9 ...")
         committed = _committed_after(bootstrap, topics.entries)
-        producer = Producer(kafka_config(bootstrap, "admin", {"acks": "all", "enable.idempotence": True}))
         killed_at = time.time()
         first.kill()
     finally:
         first.stop()
     second = _Signer(bootstrap, key_path, prefix, workdir, f"signer-{size}-b")
     try:
-        producer.produce(topics.actions, action_record(size, "after-kill"), key=b"after-kill")
-        producer.flush(30)
-        committed_at, raw = committed(READY_TIMEOUT)
-        entry = codec.decode(raw, expect="LedgerEntry")[1]
-        if (entry["seq"], entry["action"]["agent_id"]) != (size, "after-kill"):
-            raise RuntimeError(f"the entry committed after the kill is seq {entry['seq']} of "
-                               f"{entry['action']['agent_id']!r}, not seq {size} of 'after-kill'")
+        send(1, "after-kill")
+        committed_at, _ = _expect(committed, size + tail, "after-kill")
         again = second.ready(60)
         again_rss = procinfo.rss_mb(second.proc.pid)
-        recovered_from = again.get("recovered_from")
     finally:
         second.stop()
-    result = {"entries": size, "first_start": {"recovery_s": start["recovery_s"], "rss_mb": start_rss},
+    takeover = _takeover(bootstrap, prefix, key_path, workdir, size, size + tail + 1, send, topics)
+    result = {"entries": size, "tail": tail,
+              "first_start": {"recovery_s": start["recovery_s"], "rss_mb": start_rss},
               "after_kill": {"recovery_s": again["recovery_s"], "rss_mb": again_rss,
                              "kill_to_commit_s": round(committed_at - killed_at, 2),
-                             "recovered_from": recovered_from}}
+                             "recovered_from": again.get("recovered_from")},
+              "standby": takeover}
     log(f"  after kill -9: recovery_s {again['recovery_s']}, kill to commit {result['after_kill']['kill_to_commit_s']} s, "
-        f"RSS {again_rss} MB")
+        f"RSS {again_rss} MB; standby takeover {takeover['kill_to_commit_s']} s "
+        f"(session timeout {takeover['session_timeout_s']} s)")
     return result
 
 
+def _expect(committed: Callable[[float], tuple[float, bytes]], seq: int, agent: str) -> tuple[float, dict[str, Any]]:
+    """When the next committed entry landed; it must be entry ``seq`` of ``agent``."""
+    at, raw = committed(READY_TIMEOUT)
+    entry = codec.decode(raw, expect="LedgerEntry")[1]
+    if (entry["seq"], entry["action"]["agent_id"]) != (seq, agent):
+        raise RuntimeError(f"the entry committed after the kill is seq {entry['seq']} of "
+                           f"{entry['action']['agent_id']!r}, not seq {seq} of {agent!r}")
+    return at, entry
+
+
+def _takeover(bootstrap: str, prefix: str, key_path: Path, workdir: Path, size: int, next_seq: int,
+              send: Callable[[int, str], None], topics: Any) -> dict[str, Any]:
+    """A leader and a warm standby: kill -9 the leader once the standby has caught up, then
+    one action; seconds from the kill until its entry is committed by the standby."""
+    pair = [_Signer(bootstrap, key_path, prefix, workdir, f"signer-{size}-{n}", leader_election=True) for n in "cd"]
+    try:
+        leader = next(s for s in _until_roles(pair) if s.read_status().get("role") == "leader")
+        standby = next(s for s in pair if s is not leader)
+        standby.status("following", lambda st: st.get("role") == "standby" and st.get("next_seq") == next_seq)
+        committed = _committed_after(bootstrap, topics.entries)
+        killed_at = time.time()
+        leader.kill()
+        send(1, "after-takeover")
+        committed_at, _ = _expect(committed, next_seq, "after-takeover")
+        took = standby.status("leader", lambda st: st.get("role") == "leader" and st.get("recovery_s") is not None)
+        return {"kill_to_commit_s": round(committed_at - killed_at, 2), "recovery_s": took["recovery_s"],
+                "session_timeout_s": SignerSettings.session_timeout_ms / 1000, "recovered_from": took.get("recovered_from"),
+                "rss_mb": procinfo.rss_mb(standby.proc.pid)}
+    finally:
+        for s in pair:
+            s.stop()
+
+
+def _until_roles(pair: list[_Signer], timeout: float = 120.0) -> list[_Signer]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        roles = sorted(str(s.read_status().get("role")) for s in pair)
+        if roles == ["leader", "standby"]:
+            return pair
+        time.sleep(0.1)
+    raise RuntimeError("no leader and standby pair within 120 s (see the signer logs)")
+
+
 def run(sizes: tuple[int, ...] = (100_000, 1_000_000), bootstrap: str | None = None,
-        log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
+        log: Callable[[str], None] = lambda msg: None, tail: int = 5_000) -> dict[str, Any]:
     from ledgerstream.core.config import Topics
     from ledgerstream.stack.topics import delete_topics, ensure_topics
 
@@ -177,7 +240,7 @@ def run(sizes: tuple[int, ...] = (100_000, 1_000_000), bootstrap: str | None = N
                 log(f"writing a ledger of {size:,} entries (checkpoint signing) ...")
                 LedgerWriter(key, size, kafka.bootstrap, topics, "checkpoint").write_to(size, log)
                 log(f"signer restarts at {size:,} entries ...")
-                points[str(size)] = _point(kafka.bootstrap, topics, key_path, kafka.scratch, size, log)
+                points[str(size)] = _point(kafka.bootstrap, topics, key_path, kafka.scratch, size, tail, log)
             finally:
                 delete_topics(kafka.bootstrap, topics)
         embedded = kafka.embedded

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_bench_recovery_restarts_a_real_signer_at_each_size(bootstrap: str) -> None:
-    result = bench_recovery.run(sizes=(1500, 300), bootstrap=bootstrap)
+    result = bench_recovery.run(sizes=(1500, 300), bootstrap=bootstrap, tail=40)
     assert result["benchmark"] == "recovery" and result["sizes"] == [300, 1500]
     assert set(result["points"]) == {"300", "1500"}
     for size, point in result["points"].items():
@@ -24,5 +24,10 @@ def test_bench_recovery_restarts_a_real_signer_at_each_size(bootstrap: str) -> N
         # the new process started after the kill and committed after it was ready
         assert again["kill_to_commit_s"] >= again["recovery_s"] - 0.05
         # it started from the snapshot the first process wrote after its full replay
-        assert again["recovered_from"] == {"snapshot_seq": int(size), "tail_entries": 0, "snapshots_rejected": 0}
+        assert again["recovered_from"] == {"snapshot_seq": int(size), "tail_entries": 40, "snapshots_rejected": 0,
+                                           "warm": False}
+        # the standby took over warm: it had followed the leader up to the last entry
+        standby = point["standby"]
+        assert standby["recovered_from"]["warm"] is True and standby["recovered_from"]["tail_entries"] == 0
+        assert standby["kill_to_commit_s"] >= standby["recovery_s"]
     assert set(result["growth"]) == {"recovery_s_ratio", "kill_to_commit_ratio", "rss_ratio"}

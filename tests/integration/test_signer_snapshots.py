@@ -20,7 +20,8 @@ from test_signer_helpers import (TopicTail, action_items, check_checkpoints, che
 
 pytestmark = [pytest.mark.integration]
 
-ARGS = ("--snapshot-every", "100", "--checkpoint-every", "50", "--batch-size", "60")
+# recovery on start (a standby's warm takeover is test_signer_standby's)
+ARGS = ("--snapshot-every", "100", "--checkpoint-every", "50", "--batch-size", "60", "--no-leader-election")
 
 
 def _actions(n: int, start: int = 0) -> list[dict[str, Any]]:
@@ -102,7 +103,7 @@ def test_restart_adopts_the_latest_snapshot(bootstrap, topics, start_signer, sig
     signer = start_signer(*ARGS)
     signer.wait_role("leader")
     got = signer.status()["recovered_from"]
-    assert got == {"snapshot_seq": latest, "tail_entries": 450 - latest, "snapshots_rejected": 0}
+    assert got == {"snapshot_seq": latest, "tail_entries": 450 - latest, "snapshots_rejected": 0, "warm": False}
     _finish(bootstrap, topics, signer, first, pub)
     assert not _alerts(bootstrap, topics.alerts)
 

@@ -117,3 +117,40 @@ def test_a_paused_leader_is_a_zombie_once_the_standby_took_over(bootstrap, topic
     assert leader.proc.returncode == 3, leader.log()
     _final_check(bootstrap, topics, tail, first + second + third, pub)
     assert standby.proc.poll() is None and standby.status()["role"] == "leader"
+
+
+def test_a_warm_standby_follows_the_leader_and_takes_over_with_its_state(bootstrap, topics, start_signer,
+                                                                         signer_key_path) -> None:
+    """The standby adopts what the leader commits while it waits (status ``next_seq``), so its
+    takeover reads only the last moments (``recovered_from.warm``); it keeps the dedup window
+    and the snapshot chunks, so a duplicate is still recognised and the snapshots it writes
+    are adopted by the next start."""
+    pub = mldsa.load_private_key(signer_key_path).public_key()
+    args = ("--snapshot-every", "200", "--batch-size", "100")
+    pair = (start_signer(*args), start_signer(*args))
+    leader, standby = wait_until(lambda: _roles(*pair), 60, "one leader and one standby",
+                                 on_timeout=lambda: f"{pair[0].log()}\n{pair[1].log()}")
+    first = _actions(600, "first")
+    produce(bootstrap, topics.actions, action_items(first))
+    tail = TopicTail(bootstrap, topics.entries)
+    wait_until(lambda: tail.poll() >= 600, 60, "600 entries", on_timeout=leader.log)
+    wait_until(lambda: standby.status().get("next_seq") == 600, 30, "the standby to follow", on_timeout=standby.log)
+    assert standby.status()["role"] == "standby"
+    leader.kill9()
+    standby.wait_role("leader", timeout=60)
+    got = standby.status()["recovered_from"]
+    assert got["warm"] is True and got["tail_entries"] == 0, got
+    second = _actions(450, "second")
+    produce(bootstrap, topics.actions, action_items([first[7], *second]))  # first[7] is a duplicate
+    _final_check(bootstrap, topics, tail, first + second, pub)
+    assert standby.status()["duplicates"] == 1
+    wait_until(lambda: standby.status()["snapshots"]["last_seq"] >= 800, 30, "a snapshot by the new leader")
+    standby.kill9()
+    again = start_signer(*args, "--no-leader-election")
+    again.wait_role("leader", timeout=60)
+    assert again.status()["recovered_from"]["snapshot_seq"] >= 800
+    assert again.status()["recovered_from"]["snapshots_rejected"] == 0, again.log()
+    third = _actions(20, "third")
+    produce(bootstrap, topics.actions, action_items([first[9], second[9], *third]))
+    _final_check(bootstrap, topics, tail, first + second + third, pub)
+    assert again.status()["duplicates"] == 2
