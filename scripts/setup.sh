@@ -55,6 +55,9 @@ if command -v go >/dev/null 2>&1; then
   command -v ssh-agent >/dev/null 2>&1 || echo "setup: no ssh-agent (openssh-client): the dev stack runs without litewitness" >&2
   .venv/bin/python -c "from ledgerstream.stack.litewitness import build; print(build())" \
     || { echo "setup: building litewitness failed; the dev stack runs without it" >&2; [ "${CI:-}" != "true" ] || exit 1; }
+  echo "== Tessera harness (bench signer --compare tessera; built with Go, cached)"
+  .venv/bin/python -c "from ledgerstream.tools.bench_tessera import build; print(build())" \
+    || { echo "setup: building the Tessera harness failed; bench signer --compare tessera will say so" >&2; [ "${CI:-}" != "true" ] || exit 1; }
 else
   echo "setup: go missing: the dev stack runs without litewitness (docs/witnesses.md)" >&2
 fi

@@ -25,7 +25,9 @@ class LeaderLease:
             "group.id": group,
             "enable.auto.commit": False,
             "session.timeout.ms": session_timeout_ms,
-            "heartbeat.interval.ms": max(500, session_timeout_ms // 6),
+            # a standby learns of the rebalance that hands it the lease at its next heartbeat:
+            # short ones keep a takeover within the session timeout plus a fraction of a second
+            "heartbeat.interval.ms": max(200, session_timeout_ms // 20),
             "max.poll.interval.ms": 300000,
             # Sticky and incremental: a standby joining (or rejoining) must not take partition
             # 0 from a live leader. With an eager assignor every rebalance revokes it first,

@@ -382,8 +382,7 @@ class SignerWorker:
         self.watchdog.beat("consuming actions")
         ahead, self._ahead = self._ahead, None
         if ahead is None:
-            msgs = consumer.consume(self.s.batch_size, timeout=self.s.batch_ms / 1000)
-            msgs = [m for m in msgs if self._usable(m)]
+            msgs = [m for m in self._take(consumer) if self._usable(m)]
             consumed = len(msgs)
         else:
             msgs, consumed = [], ahead.consumed  # sequenced already
@@ -491,6 +490,20 @@ class SignerWorker:
         for key, value in out:
             producer.produce(self.s.topics.signer_state, value, key=key)
         return snap
+
+    def _take(self, consumer: Consumer) -> list[Any]:
+        """The next batch, without waiting for it to fill: whatever the consumer holds now
+        (up to batch_size); if nothing, wait up to batch_ms for the first record and take
+        what arrived with it. Below saturation a record is signed and committed as soon as
+        the transaction before it is done, not after a fixed batch window; under a backlog
+        the consumer holds full batches and nothing changes."""
+        msgs = consumer.consume(self.s.batch_size, timeout=0)
+        if msgs:
+            return msgs
+        msgs = consumer.consume(1, timeout=self.s.batch_ms / 1000)
+        if msgs and self.s.batch_size > 1:
+            msgs += consumer.consume(self.s.batch_size - 1, timeout=0)
+        return msgs
 
     def _sequence_ahead(self, producer: Producer, consumer: Consumer) -> None:
         """Sequence what the consumer already holds of the next batch (no waiting), into

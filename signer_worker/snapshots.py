@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
@@ -93,8 +94,9 @@ def unpack_chunk(raw: bytes, count: int) -> list[Event]:
     if (len(seqs), len(eh), len(ph)) != (8 * count, _HASH * count, _HASH * count) or any(len(c) != count for c in columns):
         raise SnapshotError("chunk_invalid", f"dedup chunk columns do not hold {count} events each")
     events, agents, types = columns
-    return [(events[i], Known(agents[i], struct.unpack_from(">Q", seqs, 8 * i)[0], eh[_HASH * i:_HASH * (i + 1)],
-                              ph[_HASH * i:_HASH * (i + 1)], types[i])) for i in range(count)]
+    intern = sys.intern  # agent ids and action types repeat (as in LedgerState.apply)
+    return [(events[i], Known(intern(agents[i]), struct.unpack_from(">Q", seqs, 8 * i)[0], eh[_HASH * i:_HASH * (i + 1)],
+                              ph[_HASH * i:_HASH * (i + 1)], intern(types[i]))) for i in range(count)]
 
 
 # --- reading the topic ---------------------------------------------------------------------------

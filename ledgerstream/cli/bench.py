@@ -68,19 +68,30 @@ def producer(events: int, bootstrap: str | None, out: Path | None, as_json: bool
 @click.option("--signing-nice", type=click.IntRange(-20, 19), default=None,
               help="The signers' --signing-nice (the entry-signing thread's priority) [the signer's default, -10]; "
                    "0 shows what the priority adds.")
+@click.option("--compare", "compare_with", type=click.Choice(["tessera"]), default=None,
+              help="Also measure Tessera v1.0.4's POSIX log on this machine (built with Go; issue 18's setup) "
+                   "and report our checkpoint-mode entries/s against its appends/s.")
+@click.option("--compare-seconds", default=20.0, show_default=True, type=click.FloatRange(2, 600),
+              help="Tessera's measurement window.")
 @out_option
 @json_option
 def signer(events: int, latency_events: int, backends: tuple[str, ...], profile: str | None,
-           signing_nice: int | None, out: Path | None, as_json: bool) -> None:
+           signing_nice: int | None, compare_with: str | None, compare_seconds: float, out: Path | None,
+           as_json: bool) -> None:
     """Signer entries/s (drain) and produce-to-committed latency (paced), per ML-DSA backend
     and signing mode, beside the backend's raw sign rate, on a private embedded broker.
     See docs/benchmarks-signer.md for what each number measures."""
     from rich.console import Console
 
+    from ledgerstream.tools import bench_tessera
     from ledgerstream.tools.bench_signer import render, run
 
     result = run(events, latency_events=latency_events, backends=list(backends) or None, profile=profile,
                  signing_nice=signing_nice, log=info)
+    if compare_with == "tessera":
+        ours = max((row["modes"]["checkpoint"]["entries_per_s"] for row in result["backends"].values()
+                    if "checkpoint" in row["modes"]), default=0)
+        result["compare"] = bench_tessera.compare(ours, bench_tessera.run(compare_seconds, log=info))
     if out is not None:
         out.write_text(json.dumps(result, indent=2) + "\n")
         info(f"results written to {out}")

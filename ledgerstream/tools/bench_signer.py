@@ -481,6 +481,15 @@ def render(result: dict[str, Any], console: Any) -> None:
     console.print(table)
     console.print(f"goal: entry-mode entries/s >= {GOAL_RATIO} x raw sign/s: "
                   + ", ".join(f"{b} {'met' if ok else 'NOT met'}" for b, ok in result["goal"]["met"].items()))
+    cmp = result.get("compare")
+    if cmp is not None:
+        t = cmp["tessera"]
+        if "skipped" in t:
+            console.print(f"Tessera: not measured ({t['skipped']})")
+        else:
+            console.print(f"checkpoint mode {cmp['checkpoint_mode_entries_per_s']:,} entries/s vs Tessera v1.0.4 POSIX "
+                          f"{t['entries_per_s']:,} appends/s ({t['adders']} adders, {t['seconds']} s): "
+                          f"ratio {cmp['ratio']} (goal >= 1)")
 
 
 def profile_in_process(bootstrap: str, backend: str, mode: str = "entry", events: int = 5000,
