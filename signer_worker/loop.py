@@ -174,6 +174,8 @@ class SignerWorker:
         self.recovered_from = {"snapshot_seq": base[0].record["next_seq"] if base else None,
                                "tail_entries": self.state.next_seq - (base[0].record["next_seq"] if base else 0),
                                "snapshots_rejected": len(found), "warm": False}
+        self.seq = Sequencer(self.state, self.key, signing_mode=self.s.signing_mode,
+                             max_record_bytes=self.s.max_record_bytes, defer_signing=self.sign_ahead)
         log.info("recovered %d entries (%s), checkpoint at %d, %d unanchored, in %.2fs",
                  self.state.next_seq, "from a snapshot" if base else "full replay", self.state.checkpoint_size,
                  len(self.state.unanchored), time.monotonic() - t0)
@@ -191,10 +193,8 @@ class SignerWorker:
             yield offset, raw
 
     def _ready_to_sign(self) -> None:
-        """After a recovery: a sequencer on the rebuilt state, the anchor backlog handed over,
-        snapshots continuing from the latest one known."""
-        self.seq = Sequencer(self.state, self.key, signing_mode=self.s.signing_mode,
-                             max_record_bytes=self.s.max_record_bytes, defer_signing=self.sign_ahead)
+        """Before signing on: the anchor backlog handed over, snapshots continuing from the
+        latest one known (a standby's state followed the leader since its recovery)."""
         for size, body in sorted(self.state.unanchored.items()):
             self.anchorer.submit(size, body)
         base = self._snapshot_base

@@ -97,12 +97,25 @@ class Signature:
             raise ValueError("a signature line is '— <name> <base64>'")
         check_name(name)
         try:
-            raw = base64.b64decode(b64, validate=True)
-        except binascii.Error as exc:
+            raw = canonical_b64decode(b64)
+        except ValueError as exc:
             raise ValueError(f"signature of {name!r} is not base64: {exc}") from None
         if len(raw) < 5:
             raise ValueError(f"signature of {name!r} is shorter than a key ID")
         return cls(name, raw[:4], raw[4:])
+
+
+def canonical_b64decode(text: str) -> bytes:
+    """Standard padded base64 in its one canonical form: a string that decodes but is not
+    what encoding the bytes gives (non-zero padding bits) is refused, so a note or vkey has
+    one spelling and what is parsed re-renders to the same bytes. ValueError otherwise."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(str(exc)) from None
+    if base64.b64encode(raw).decode() != text:
+        raise ValueError("not the canonical base64 of its bytes (non-zero padding bits)")
+    return raw
 
 
 def format_note(text: bytes, signatures: Iterable[Signature]) -> bytes:
@@ -229,9 +242,9 @@ def parse_vkey(vkey: str) -> Verifier:
         raise ValueError("a vkey is <name>+<hex key ID>+<base64 key>")
     name, hex_id, b64 = parts
     try:
-        material = base64.b64decode(b64, validate=True)
+        material = canonical_b64decode(b64)
         want = bytes.fromhex(hex_id)
-    except (binascii.Error, ValueError) as exc:
+    except ValueError as exc:
         raise ValueError(f"vkey {name!r}: {exc}") from None
     kind = next((k for k, t in sorted(TYPE_BYTES.items(), key=lambda kv: -len(kv[1])) if material.startswith(t)), None)
     if kind is None:

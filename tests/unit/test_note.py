@@ -168,3 +168,18 @@ def test_the_record_vectors_checkpoint_note_follows_the_spec() -> None:
     assert cp["signed_note"].encode() == want
     text, verified = note.verify_note(want, [note.Verifier(cp["origin"], note.MLDSA65, public)])
     assert text == bytes.fromhex(cp["body"]) and len(verified) == 1
+
+
+def test_non_canonical_base64_is_refused() -> None:
+    """Fuzzing found '…A/=' (non-zero padding bits) parsed to the same bytes as '…A8=': one
+    note, two spellings. Only the canonical spelling is accepted, in lines and in vkeys."""
+    line = "\u2014 ! " + "+" * 2 + "/" * 64 + "A" * 20 + "/="
+    with pytest.raises(ValueError, match="canonical"):
+        note.Signature.from_line(line)
+    canonical = line[:-2] + "8="
+    sig = note.Signature.from_line(canonical)  # the canonical spelling parses, to the same bytes
+    assert base64.b64encode(sig.key_id + sig.signature).decode() == canonical.split(" ")[-1]
+    assert base64.b64decode(line.split(" ")[-1]) == sig.key_id + sig.signature
+    with pytest.raises(ValueError, match="canonical"):
+        note.canonical_b64decode("AB==")  # 'AA==' is the canonical spelling of b"\x00"
+    assert note.canonical_b64decode("AA==") == b"\x00"

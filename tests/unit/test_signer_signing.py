@@ -246,8 +246,9 @@ class _Kafka:
         self.aborts += 1
         self.txn, self.txn_offsets = None, None
 
-    def read_partition(self, bootstrap: str, topic: str, role: str = "reader") -> list[tuple[int, bytes]]:
-        return list(enumerate(self.log.get(topic, [])))
+    def read_partition(self, bootstrap: str, topic: str, role: str = "reader",
+                       start: int | None = None) -> list[tuple[int, bytes]]:
+        return list(enumerate(self.log.get(topic, [])))[start or 0:]
 
 
 class _SlowKey:
@@ -264,6 +265,7 @@ class _SlowKey:
 def _worker(key: PrivateKey, kafka: _Kafka, topics: Topics, monkeypatch: pytest.MonkeyPatch,
             max_chunk: int | None = None, **settings: Any) -> SignerWorker:
     monkeypatch.setattr(loop_module, "read_partition", kafka.read_partition)
+    settings.setdefault("snapshot_every", 0)  # this in-memory Kafka has no signer-state (test_signer_snapshots)
     worker = SignerWorker(SignerSettings(bootstrap="memory:0", topics=topics, key_path=Path("unused"),
                                          leader_election=False, **settings), key)
     worker.recover()
