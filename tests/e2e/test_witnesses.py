@@ -249,7 +249,10 @@ def test_bundles_carry_the_cosigned_note_and_verify_bundle_checks_the_witness_po
         return path
 
     note = bytearray(members[bf.NOTE])
-    note[-10] ^= 0x01  # inside the last cosignature
+    # inside the last cosignature's base64 (a full group, clear of the padding): another base64
+    # letter, so the line still parses and the signature must fail (flipping a bit could make
+    # it a non-base64 character, e.g. 'A' -> '@', and the note would not parse at all)
+    note[-10] = ord("B") if note[-10] != ord("B") else ord("C")
     for path, why in ((rezip({bf.NOTE: bytes(note)}, "forged.zip"), "does not verify"),
                       (rezip({bf.NOTE: None, bf.WITNESSES: None}, "unwitnessed.zip"), "cosigned by 2")):
         bad = json.loads(cli(env, "verify-bundle", str(path), "--json", *pin).stdout)
