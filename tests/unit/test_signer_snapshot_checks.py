@@ -71,7 +71,7 @@ def test_adopting_a_snapshot_gives_the_state_of_a_full_replay(key):
 
 def test_tail_after_a_snapshot_continues_to_the_same_state(key):
     st, raws = _ledger(key, 60)
-    head_st, _ = LedgerState(1000), None
+    head_st = LedgerState(1000)
     head_st.recover(enumerate(raws[:41]), [], key.public_key())
     cand, chunks = _snapshot(head_st, key)
     adopted = LedgerState(1000)
