@@ -375,6 +375,16 @@ class IndexCore:
         conn.executemany("INSERT INTO links VALUES (?,?,?,?,?,?)", link_rows)
         conn.executemany("INSERT OR REPLACE INTO missing VALUES (?,?)", missing_rows)
         conn.executemany(
+            "INSERT INTO agents VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(agent_id) DO UPDATE SET "
+            "entries = entries + excluded.entries, last_seq = excluded.last_seq, last_time = excluded.last_time, "
+            "last_occurred_at = excluded.last_occurred_at, last_action = excluded.last_action, "
+            "head_hash = excluded.head_hash", _agent_rows(entry_rows))
+        calls: dict[tuple[str, str], int] = {}
+        for _from_seq, from_agent, _to_seq, to_agent, _relation in edges:  # the linked-to agent called
+            calls[(to_agent, from_agent)] = calls.get((to_agent, from_agent), 0) + 1
+        conn.executemany("INSERT INTO agent_calls VALUES (?,?,?) ON CONFLICT(caller, callee) DO UPDATE SET "
+                         "calls = calls + excluded.calls", [(a, b, n) for (a, b), n in calls.items()])
+        conn.executemany(
             "UPDATE links SET to_seq = ?1 WHERE from_seq = ?2 AND to_agent_id = ?3 AND relation = ?4 "
             "AND to_seq IS NULL AND to_event_id = (SELECT COALESCE(event_id, event_id_reused) FROM entries "
             "WHERE seq = ?1)", [(to_seq, from_seq, to_agent, relation)
@@ -525,6 +535,21 @@ def _entry_row(c: CheckedEntry) -> tuple:
     return (e["seq"], a["event_id"], None, bytes(c.entry_hash), c.offset, len(raw), _sha256(raw), a["agent_id"],
             e["agent_seq"], a.get("session_id"), a["action_type"], e["received_at"], a["occurred_at"], e["key_id"],
             int(e.get("signature") is not None), bytes(a["payload_hash"]), None, None)
+
+
+def _agent_rows(entry_rows: list[tuple]) -> list[list]:
+    """One ``agents`` row per agent in a batch of entry rows (seq order): its count, first and
+    latest entry, for an upsert that adds the count and moves the head."""
+    agents: dict[str, list] = {}
+    for entry in entry_rows:  # columns of _entry_row
+        seq, entry_hash, agent, action, t, occurred = entry[0], entry[3], entry[7], entry[10], entry[11], entry[12]
+        row = agents.get(agent)
+        if row is None:
+            agents[agent] = [agent, 1, seq, seq, t, t, occurred, action, entry_hash]
+        else:
+            row[1] += 1
+            row[3:] = [seq, row[4], t, occurred, action, entry_hash]
+    return list(agents.values())
 
 
 def _foreign_entry(c: CheckedEntry, kind: str, detail: str) -> tuple:

@@ -17,6 +17,8 @@ Tables (docs/index.md has the column-by-column description):
 ``anchors``         RFC 3161 anchors (``TimestampAnchor`` records) of checkpoints
 ``foreign_records`` records of either topic that are not part of the ledger (never given a seq)
 ``findings``        every finding the Checker raised, keyed by a stable id
+``agents``          per agent: entries, first and latest seq, times, latest action (O(A) reads)
+``agent_calls``     per caller -> callee agent pair: resolved cross-agent links (the call graph)
 ``meta``            key/value: schema version, trust, topics, Checker state, sizes
 ``checker_journal`` the Checker's append-only journal (``verifier_worker.store.journal_line``)
 =================== =========================================================================
@@ -37,7 +39,8 @@ class IndexOutdated(ConfigError):
 
 
 #: 2: the Checker's per-entry state lives in index/history.py's files, not in checker_journal
-SCHEMA_VERSION = 2
+#: 3: the ``agents`` and ``agent_calls`` summaries (the dashboard's overview without a scan)
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -94,6 +97,24 @@ CREATE TABLE IF NOT EXISTS links (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS links_to_seq ON links(to_seq) WHERE to_seq IS NOT NULL;
 CREATE INDEX IF NOT EXISTS links_to_event ON links(to_event_id);
+CREATE INDEX IF NOT EXISTS links_resolved ON links(from_seq) WHERE to_seq IS NOT NULL;
+CREATE TABLE IF NOT EXISTS agents (
+    agent_id     TEXT PRIMARY KEY,
+    entries      INTEGER NOT NULL,          -- entries of the ledger with this agent_id
+    first_seq    INTEGER NOT NULL,
+    last_seq     INTEGER NOT NULL,          -- its chain head
+    first_time   INTEGER NOT NULL,          -- received_at of its first entry, µs
+    last_time    INTEGER NOT NULL,          -- received_at of its latest entry, µs
+    last_occurred_at INTEGER NOT NULL,      -- the agent's own clock at its latest action, µs
+    last_action  TEXT NOT NULL,
+    head_hash    BLOB NOT NULL              -- entry_hash of its latest entry
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS agent_calls (
+    caller       TEXT NOT NULL,             -- the agent a link names (the linked-to entry's agent)
+    callee       TEXT NOT NULL,             -- the agent whose action carries the link
+    calls        INTEGER NOT NULL,          -- resolved links between them
+    PRIMARY KEY (caller, callee)
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS checkpoints (
     topic_offset INTEGER PRIMARY KEY,
@@ -185,6 +206,8 @@ DATA_TABLES: dict[str, str] = {
     "anchors": "topic_offset",
     "foreign_records": "topic, topic_offset",
     "findings": "finding_id",
+    "agents": "agent_id",
+    "agent_calls": "caller, callee",
 }
 
 

@@ -154,6 +154,11 @@ def indexed_size(conn: sqlite3.Connection) -> int:
     return int(get_meta(conn, "indexed_size", 0))
 
 
+def missing_count(conn: sqlite3.Connection) -> int:
+    """How many seqs below :func:`indexed_size` are gaps (no record was seen): O(gaps)."""
+    return int(conn.execute("SELECT COUNT(*) FROM missing").fetchone()[0])
+
+
 def tiles_size(conn: sqlite3.Connection) -> int:
     """Size of the tile tree: the newest verified checkpoint's tree size."""
     return int(get_meta(conn, "tiles_size", 0))
@@ -231,6 +236,68 @@ def action_types(conn: sqlite3.Connection) -> list[str]:
         if row is None:
             return found
         found.append(row[0])
+
+
+@dataclass(frozen=True)
+class AgentSummary:
+    """One ``agents`` row: an agent's entries and chain head, kept by the follower per batch."""
+
+    agent_id: str
+    entries: int
+    first_seq: int
+    last_seq: int
+    first_time: int              # received_at of its first entry, µs
+    last_time: int
+    last_occurred_at: int        # the agent's clock at its latest action, µs
+    last_action: str
+    head_hash: bytes
+
+
+def agents(conn: sqlite3.Connection) -> list[AgentSummary]:
+    """Every agent of the ledger, by agent id: O(A), one row each."""
+    return [AgentSummary(a, n, f, last, ft, lt, lo, act, bytes(h)) for a, n, f, last, ft, lt, lo, act, h in conn.execute(
+        "SELECT * FROM agents ORDER BY agent_id")]
+
+
+def agent_calls(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+    """Resolved cross-agent links per (caller, callee) agent pair: the call graph, O(edges)."""
+    return {(a, b): int(n) for a, b, n in conn.execute("SELECT caller, callee, calls FROM agent_calls")}
+
+
+def recent_calls(conn: sqlite3.Connection, limit: int) -> list[tuple[int, str, int, str]]:
+    """The newest ``limit`` resolved links as (caller_seq, caller, callee_seq, callee), oldest
+    first: seeks on ``links_resolved`` and the entries' primary key, O(limit log n)."""
+    rows = conn.execute(
+        "SELECT l.to_seq, t.agent_id, l.from_seq, f.agent_id FROM links AS l INDEXED BY links_resolved "
+        "JOIN entries AS f ON f.seq = l.from_seq JOIN entries AS t ON t.seq = l.to_seq "
+        "WHERE l.to_seq IS NOT NULL ORDER BY l.from_seq DESC, l.position DESC LIMIT ?", (limit,)).fetchall()
+    return [(int(a), b, int(c), d) for a, b, c, d in reversed(rows)]
+
+
+def entries_since(conn: sqlite3.Connection, since: int) -> int:
+    """How many entries have ledger time >= ``since`` (µs): O(k) on ``entries_time``."""
+    return int(conn.execute("SELECT COUNT(*) FROM entries INDEXED BY entries_time WHERE time >= ?",
+                            (since,)).fetchone()[0])
+
+
+def finding_counts_by_agent(conn: sqlite3.Connection, kind: str) -> dict[str, int]:
+    """How many findings of ``kind`` name each agent (``findings_kind``: O(findings of that kind))."""
+    return {a: int(n) for a, n in conn.execute(
+        "SELECT agent_id, COUNT(*) FROM findings WHERE kind = ? AND agent_id IS NOT NULL GROUP BY agent_id", (kind,))}
+
+
+def recent_checkpoints(conn: sqlite3.Connection, limit: int) -> list[Checkpoint]:
+    """The newest ``limit`` checkpoint records of a trusted key, whatever their status, newest first."""
+    return [c for c in (_checkpoint(row) for row in conn.execute(
+        f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY topic_offset DESC LIMIT ?",  # noqa: S608
+        (limit,))) if c is not None]
+
+
+def recent_foreign(conn: sqlite3.Connection, topic: str, limit: int) -> list[ForeignRecord]:
+    """The newest ``limit`` foreign records of ``topic``, oldest first (a primary-key range)."""
+    rows = conn.execute("SELECT * FROM foreign_records WHERE topic = ? ORDER BY topic_offset DESC LIMIT ?",
+                        (topic, limit)).fetchall()
+    return [_foreign(row) for row in reversed(rows)]
 
 
 def entry_findings(conn: sqlite3.Connection, seq: int) -> list[tuple[str, str]]:
@@ -373,10 +440,14 @@ def foreign_records(conn: sqlite3.Connection, topic: str | None = None, after_of
     if topic is not None:
         where = "topic = ? AND " + where
         args.insert(0, topic)
-    return [ForeignRecord(t, o, k, d, s, None if h is None else bytes(h), key, a, e, size, bytes(digest))
-            for t, o, k, d, s, h, key, a, e, size, digest in conn.execute(
-                f"SELECT * FROM foreign_records WHERE {where} ORDER BY topic, topic_offset "  # noqa: S608
-                f"LIMIT {int(limit)}", args)]
+    return [_foreign(row) for row in conn.execute(
+        f"SELECT * FROM foreign_records WHERE {where} ORDER BY topic, topic_offset "  # noqa: S608
+        f"LIMIT {int(limit)}", args)]
+
+
+def _foreign(row: tuple) -> ForeignRecord:
+    t, o, k, d, s, h, key, a, e, size, digest = row
+    return ForeignRecord(t, o, k, d, s, None if h is None else bytes(h), key, a, e, size, bytes(digest))
 
 
 # --- raw record bytes (from Kafka, by offset) -----------------------------------------------

@@ -1,7 +1,7 @@
 """Per-agent summary of the ledger: how many entries, seq range, last activity, chain head.
 
-Only entries of the ledger count: from the ledger index when there is one (one index seek
-per agent and per figure, :func:`from_index`), else from one read of both topics through
+Only entries of the ledger count: from the ledger index when there is one (its ``agents``
+summary, one row per agent: :func:`from_index`), else from one read of both topics through
 the core Checker (``core/adoption.py``), so a record signed by another key, a fork or a
 replayed copy never shows up as an agent's action.
 """
@@ -16,6 +16,7 @@ from ledgerstream.core.adoption import adopt
 from ledgerstream.core.config import Topics
 from ledgerstream.core.topic_reader import read_partition
 from ledgerstream.core.verify import CheckerConfig
+from ledgerstream.index import query
 
 
 @dataclass
@@ -72,22 +73,6 @@ def ledger_entries(bootstrap: str, topics: Topics, config: CheckerConfig, *, wit
 
 
 def from_index(conn: sqlite3.Connection) -> list[AgentRow]:
-    """The same rows from the ledger index: the distinct agents by a loose scan of the
-    ``entries_agent`` index, then per agent its first and latest entry (index seeks) and its
-    entry count (an index-only count): O(A log n + n_index) at worst, never the topic."""
-    rows: list[AgentRow] = []
-    agent = ""
-    while True:
-        found = conn.execute("SELECT agent_id FROM entries INDEXED BY entries_agent WHERE agent_id > ? "
-                             "ORDER BY agent_id LIMIT 1", (agent,)).fetchone()
-        if found is None:
-            return rows
-        agent = found[0]
-        first = conn.execute("SELECT seq FROM entries INDEXED BY entries_agent WHERE agent_id = ? ORDER BY seq "
-                             "LIMIT 1", (agent,)).fetchone()[0]
-        last, occurred, head = conn.execute(
-            "SELECT seq, occurred_at, entry_hash FROM entries INDEXED BY entries_agent WHERE agent_id = ? "
-            "ORDER BY seq DESC LIMIT 1", (agent,)).fetchone()
-        count = conn.execute("SELECT COUNT(*) FROM entries INDEXED BY entries_agent WHERE agent_id = ?",
-                             (agent,)).fetchone()[0]
-        rows.append(AgentRow(agent, count, first, last, occurred, bytes(head).hex()))
+    """The same rows from the ledger index's ``agents`` summary: O(A), never the topic."""
+    return [AgentRow(a.agent_id, a.entries, a.first_seq, a.last_seq, a.last_occurred_at, a.head_hash.hex())
+            for a in query.agents(conn)]

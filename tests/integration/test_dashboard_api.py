@@ -110,8 +110,11 @@ def test_api_reports_head_agents_graph_and_verified_entries(dashboard, bootstrap
     assert get(f"{dash.url}/api/entry/99")[0] == 404
     assert get(f"{dash.url}/entry/abc", accept="text/html")[0] == 404
 
-    # with a ledger index in HOME, entry pages come from it (O(log n)): the same report
+    # with a ledger index in HOME, every ledger answer comes from it (O(log n) or O(k)): the
+    # same answers as the live view, which read the topics itself (the oracle here)
     assert report["source"] == "live"
+    live = {path: get(f"{dash.url}{path}")[1] for path in ("/api/head", "/api/agents", "/api/checkpoints", "/api/graph")}
+    assert live["/api/head"]["source"] == "live"
     index = subprocess.run([sys.executable, "-m", "ledgerstream.cli.main", "index", "run", "--once", "--no-alerts",
                             "--home", str(dash.home), "--bootstrap", bootstrap, "--topic-prefix", dash.prefix,
                             "--trusted-key", str(dash.home / "signer.pub.pem"), "--tsa-ca", str(dash.tsa_ca)],
@@ -126,6 +129,22 @@ def test_api_reports_head_agents_graph_and_verified_entries(dashboard, bootstrap
                             [bytes.fromhex(h) for h in proof["hashes"]], bytes.fromhex(proof["root_hash"]))
     assert proof["root_hash"] == cps[0]["root_hash"]
     assert get(f"{dash.url}/api/entry/99")[0] == 404  # not indexed: the live view answers
+
+    head = get(f"{dash.url}/api/head")[1]
+    assert head["source"] == "index"
+    same = ("size", "seq", "entry_hash", "root", "root_size", "last_received_at", "records_on_topic", "foreign_records")
+    assert {k: head[k] for k in same} == {k: live["/api/head"][k] for k in same}
+    by_agent = lambda rows: {a["agent_id"]: a for a in rows}  # noqa: E731
+    assert by_agent(get(f"{dash.url}/api/agents")[1]) == by_agent(live["/api/agents"])
+    indexed_cp = next(c for c in get(f"{dash.url}/api/checkpoints")[1] if c["offset"] == cps[0]["offset"])
+    assert {k: indexed_cp[k] for k in ("tree_size", "root_hash", "chain_head", "signature", "root", "key_id")} == {
+        k: cps[0][k] for k in ("tree_size", "root_hash", "chain_head", "signature", "root", "key_id")}
+    assert [(a["tsa"], a["offset"]) for a in indexed_cp["anchors"]] == [(a["tsa"], a["offset"]) for a in cps[0]["anchors"]]
+    graph = get(f"{dash.url}/api/graph")[1]
+    assert graph["edges"] == live["/api/graph"]["edges"] and graph["nodes"] == live["/api/graph"]["nodes"]
+    assert sorted(map(str, graph["recent"])) == sorted(map(str, live["/api/graph"]["recent"]))
+    overview = get(f"{dash.url}/api/overview")[1]
+    assert overview["head"]["source"] == "index" and overview["follower"]["ledger"].startswith("off")
 
 
 def test_token_guards_every_route(dashboard) -> None:

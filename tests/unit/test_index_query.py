@@ -155,3 +155,38 @@ def test_replay_drivers_seq_range_action_types_and_entry_findings(index) -> None
     assert_indexed(lines)
     assert first is None  # no checkpoint here has an RFC 3161 anchor
     assert query.entry_findings(conn, 5) == [] and query.finding_counts(conn) == {}
+
+
+def test_agent_summaries_and_the_call_graph_match_the_entries(index) -> None:
+    """The follower's ``agents`` and ``agent_calls`` rows against a fold of the builder's
+    own entries (the oracle), and each summary read is a bounded index read."""
+    b, conn = index
+    size = query.indexed_size(conn)
+    assert size >= 299
+    expected: dict[str, tuple] = {}
+    calls: dict[tuple[str, str], int] = {}
+    recent = []
+    for e in b.entries[:size]:
+        a = e["action"]
+        first = expected.get(a["agent_id"])
+        count, first_seq, first_time = (first[1] + 1, first[2], first[4]) if first else (1, e["seq"], e["received_at"])
+        expected[a["agent_id"]] = (a["agent_id"], count, first_seq, e["seq"], first_time, e["received_at"],
+                                   a["occurred_at"], a["action_type"], e["entry_hash"])
+        for link in a["links"]:
+            caller_seq = next(x["seq"] for x in b.entries if x["action"]["event_id"] == link["event_id"])
+            calls[(link["agent_id"], a["agent_id"])] = calls.get((link["agent_id"], a["agent_id"]), 0) + 1
+            recent.append((caller_seq, link["agent_id"], e["seq"], a["agent_id"]))
+    got = query.agents(conn)  # a scan of the agents table: one row per agent
+    assert [tuple(vars(x).values()) for x in got] == [expected[k] for k in sorted(expected)]
+    assert query.agent_calls(conn) == calls and len(calls) == 3
+    got, lines = plans(conn, lambda: query.recent_calls(conn, 5))
+    assert_indexed(lines)
+    assert got == recent[-5:]
+    since = b.entries[200]["received_at"]
+    got, lines = plans(conn, lambda: query.entries_since(conn, since))
+    assert_indexed(lines)
+    assert got == size - 200
+    got, lines = plans(conn, lambda: query.recent_checkpoints(conn, 1))
+    assert lines == ["SCAN checkpoints"]  # backwards along the rowid (topic_offset), stopping at the limit
+    assert [c.tree_size for c in got] == [250]
+    assert query.recent_foreign(conn, "entries", 5) == []

@@ -10,24 +10,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from aiohttp import web
 
 from ledgerstream.core.config import is_loopback
 from ledgerstream.core.errors import ConfigError, LedgerstreamError
 from ledgerstream.core.topic_reader import read_partition
-from ledgerstream.index.reads import open_for
+from ledgerstream.index.db import get_meta
+from ledgerstream.index.reads import IndexedLedger, open_for
 from ledgerstream.tools.dashboard import pages, status_files, tlog
 from ledgerstream.tools.dashboard.auth import host_middleware, security_headers, token_middleware
 from ledgerstream.core.verify.trust import NoteTrust
 from ledgerstream.tools.dashboard.checks import EntryChecker, EntryReport
 from ledgerstream.tools.dashboard.follower import Follower
 from ledgerstream.tools.dashboard.hub import Hub
-from ledgerstream.tools.dashboard.indexed import IndexedEntries
+from ledgerstream.tools.dashboard.indexed import IndexedEntries, IndexedOverview
 from ledgerstream.tools.dashboard.ledger import LedgerView
 from ledgerstream.tools.dashboard.settings import DashboardSettings
 
@@ -46,21 +48,48 @@ class Dashboard:
     hub: Hub
     follower: Follower | None = None
 
+    def open_index(self) -> IndexedLedger | None:
+        """HOME's ledger index when it follows these topics under exactly the dashboard's
+        trusted signer keys (another key set would be another ledger); None otherwise."""
+        s = self.settings
+        ix = open_for(s.home, s.bootstrap, s.topics)
+        if ix is not None and set((get_meta(ix.conn, "trust") or {}).get("trusted_keys") or ()) != set(
+                self.checker.config.trusted_keys):
+            ix.close()
+            return None
+        return ix
+
+    @contextmanager
+    def ledger(self) -> Iterator[IndexedOverview | LedgerView]:
+        """Where the ledger questions are answered: the index when there is one (and the
+        live follower of the ledger topics is stopped: its memory and start-up replay grow
+        with the ledger), else the live view."""
+        ix = self.open_index()
+        if ix is None:
+            yield self.view
+            return
+        if self.follower is not None:
+            self.follower.stop_ledger("the ledger index answers")
+        try:
+            yield IndexedOverview(ix)
+        finally:
+            ix.close()
+
     def overview(self) -> dict[str, Any]:
         home = self.settings.home
-        head = self.view.head()
-        return {
-            "head": head,
-            "checkpoints": self.view.checkpoint_views(20),
-            "verifiers": status_files.verifiers(home),
-            "signers": status_files.signers(home),
-            "agents": self.view.agent_views(),
-            "graph": self.view.graph(status_files.graph_edges(home)),
-            "alerts": self.view.alert_summary(),
-            "foreign": self.view.foreign_views(20),
-            "follower": dict(self.follower.state) if self.follower else {},
-            "topics": self.settings.topics.as_dict(),
-        }
+        with self.ledger() as ledger:
+            return {
+                "head": ledger.head(),
+                "checkpoints": ledger.checkpoint_views(20),
+                "verifiers": status_files.verifiers(home),
+                "signers": status_files.signers(home),
+                "agents": ledger.agent_views(),
+                "graph": ledger.graph(status_files.graph_edges(home)),
+                "alerts": self.view.alert_summary(),
+                "foreign": ledger.foreign_views(20),
+                "follower": dict(self.follower.state) if self.follower else {},
+                "topics": self.settings.topics.as_dict(),
+            }
 
     def fetch_entry(self, offset: int) -> bytes:
         """The raw record at ``offset`` of the entries topic (older entries are not cached)."""
@@ -87,8 +116,7 @@ class Dashboard:
     def indexed_report(self, seq: int) -> EntryReport | None:
         """The entry's report from HOME's ledger index (``indexed.py``) when it has indexed
         ``seq``; None to use the live view (no index, another ledger, or not indexed yet)."""
-        s = self.settings
-        ix = open_for(s.home, s.bootstrap, s.topics)
+        ix = self.open_index()
         if ix is None:
             return None
         try:
@@ -151,14 +179,16 @@ async def api_overview(request: web.Request) -> web.Response:
 
 
 async def api_head(request: web.Request) -> web.Response:
-    return _json(request.app[DASHBOARD].view.head())
+    with request.app[DASHBOARD].ledger() as ledger:
+        return _json(ledger.head())
 
 
 async def api_checkpoints(request: web.Request) -> web.Response:
     limit = request.query.get("limit", "50")
     if not limit.isdigit():
         raise web.HTTPBadRequest(text="limit must be a non-negative integer\n")
-    return _json(request.app[DASHBOARD].view.checkpoint_views(int(limit)))
+    with request.app[DASHBOARD].ledger() as ledger:
+        return _json(ledger.checkpoint_views(int(limit)))
 
 
 async def api_verifiers(request: web.Request) -> web.Response:
@@ -170,12 +200,14 @@ async def api_signers(request: web.Request) -> web.Response:
 
 
 async def api_agents(request: web.Request) -> web.Response:
-    return _json(request.app[DASHBOARD].view.agent_views())
+    with request.app[DASHBOARD].ledger() as ledger:
+        return _json(ledger.agent_views())
 
 
 async def api_graph(request: web.Request) -> web.Response:
     dash = request.app[DASHBOARD]
-    return _json(dash.view.graph(status_files.graph_edges(dash.settings.home)))
+    with dash.ledger() as ledger:
+        return _json(ledger.graph(status_files.graph_edges(dash.settings.home)))
 
 
 async def api_alerts(request: web.Request) -> web.Response:
@@ -249,7 +281,10 @@ async def _start(app: web.Application) -> None:
 
     s = dash.settings
     dash.follower = Follower(s.bootstrap, s.topics, dash.view, on_alert, log=log.warning)
-    dash.follower.start()
+    ix = dash.open_index()
+    if ix is not None:
+        ix.close()
+    dash.follower.start(ledger=ix is None)
     app[PUSHER] = asyncio.create_task(_pusher(app))
 
 

@@ -3,7 +3,9 @@
 Manual assignment from the beginning, ``read_committed``, no consumer group: the
 dashboard only reads, commits nothing, and rebuilds its picture on every start. One
 thread reads ``entries`` and ``checkpoints`` (the ledger), another ``alerts``, so alerts
-appear at once even while a long ledger is still being replayed.
+appear at once even while a long ledger is still being replayed. With a ledger index
+(``indexed.py``) the ledger thread does not run, or stops once the index appears: the
+index answers those questions without a replay.
 """
 from __future__ import annotations
 
@@ -25,29 +27,38 @@ class Follower:
     def __init__(self, bootstrap: str, topics: Topics, view: LedgerView, on_alert: AlertCallback,
                  log: Callable[[str], None] = print) -> None:
         self.bootstrap, self.topics, self.view, self.on_alert, self.log = bootstrap, topics, view, on_alert, log
-        self._stop = threading.Event()
+        self._stops = {"ledger": threading.Event(), "alerts": threading.Event()}
         self._threads: list[threading.Thread] = []
         #: per thread: "connecting" | "waiting for topics" | "replaying" | "live" | "error: ..."
+        #: | "off: <why>" (the ledger's, when the index answers)
         self.state: dict[str, str] = {"ledger": "connecting", "alerts": "connecting"}
 
-    def start(self) -> None:
+    def start(self, *, ledger: bool = True) -> None:
+        """Follow the alerts, and the ledger topics unless ``ledger`` is False (an index answers)."""
+        if not ledger:
+            self.stop_ledger("the ledger index answers")
         for name, topics, handler in (
             ("ledger", [self.topics.entries, self.topics.checkpoints], self._ledger_record),
             ("alerts", [self.topics.alerts], self._alert_record),
         ):
+            if self._stops[name].is_set():
+                continue
             thread = threading.Thread(target=self._follow, args=(name, topics, handler),
                                       name=f"follow-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
+    def stop_ledger(self, why: str) -> None:
+        """Stop following the ledger topics (the thread ends within half a second)."""
+        if not self._stops["ledger"].is_set():
+            self._stops["ledger"].set()
+            self.state["ledger"] = f"off: {why}"
+
     def stop(self) -> None:
-        self._stop.set()
+        for stop in self._stops.values():
+            stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
-
-    @property
-    def caught_up(self) -> bool:
-        return self.state.get("ledger") == "live"
 
     def _ledger_record(self, topic: str, partition: int, offset: int, value: bytes) -> None:
         if topic == self.topics.entries:
@@ -66,6 +77,7 @@ class Follower:
             "enable.auto.commit": False, "isolation.level": "read_committed", "enable.partition.eof": True,
             "max.partition.fetch.bytes": 16 * 1024 * 1024,
         }))
+        stop = self._stops[name]
         try:
             partitions = self._wait_for_topics(name, consumer, topics)
             if partitions is None:
@@ -73,7 +85,7 @@ class Follower:
             consumer.assign(partitions)
             at_end: set[tuple[str, int]] = set()
             self.state[name] = "replaying"
-            while not self._stop.is_set():
+            while not stop.is_set():
                 for msg in consumer.consume(500, timeout=0.5):
                     err = msg.error()
                     key = (msg.topic(), msg.partition())
@@ -82,7 +94,7 @@ class Follower:
                         handler(msg.topic(), msg.partition(), msg.offset(), msg.value() or b"")
                     elif err.code() == KafkaError._PARTITION_EOF:
                         at_end.add(key)
-                        if len(at_end) == len(partitions):
+                        if len(at_end) == len(partitions) and not stop.is_set():
                             self.state[name] = "live"
                     else:
                         self.log(f"dashboard: Kafka error on {key[0]}: {err}")
@@ -93,7 +105,7 @@ class Follower:
             consumer.close()
 
     def _wait_for_topics(self, name: str, consumer: Consumer, topics: list[str]) -> list[TopicPartition] | None:
-        while not self._stop.is_set():
+        while not self._stops[name].is_set():
             try:
                 known = consumer.list_topics(timeout=10).topics
             except KafkaException as exc:

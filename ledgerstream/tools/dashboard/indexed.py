@@ -1,22 +1,29 @@
-"""Entry pages from the ledger index: O(log n) per page at any ledger size.
+"""The dashboard's answers from the ledger index: O(log n) or O(k) per answer at any size.
 
-The dashboard's live view (``ledger.py``) follows the topics from offset 0, so right after a
-start it has not reached old entries, and what it keeps grows with the ledger. When HOME has
-an index for these topics, ``/entry/<seq>`` and ``/api/entry/<seq>`` are answered from it
-instead: the row, the record fetched by its offset, the core's findings about that seq, an
-inclusion proof from the tiles and the anchors of the newest verified checkpoint. Same
-report (``checks.EntryChecker.report``), same rule (the index ran the core Checker).
+The dashboard's live view (``ledger.py``) follows the topics from offset 0: what it keeps
+and its start-up replay grow with the ledger. When HOME has an index of these topics under
+the dashboard's trusted keys, every ledger question is answered from it instead (the index
+ran the core Checker: same rule, same entries):
+
+- ``/entry/<seq>`` and ``/api/entry/<seq>`` (:class:`IndexedEntries`): the row, the record
+  fetched by its offset, the core's findings about that seq, an inclusion proof from the
+  tiles and the anchors of the newest verified checkpoint, through the same report
+  (``checks.EntryChecker.report``);
+- the overview, ``/api/head``, ``/api/checkpoints``, ``/api/agents``, ``/api/graph``
+  (:class:`IndexedOverview`): the index's summaries (``agents``, ``agent_calls``) and a
+  bounded number of rows each.
 """
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Iterable
 
 from ledgerstream.core.wire import codec
 from ledgerstream.core.tiles import TileReader
 from ledgerstream.core.verify import Kind
 from ledgerstream.index import query
 from ledgerstream.index.reads import ACCEPTED_ANCHORS, IndexedLedger
-from ledgerstream.tools.dashboard.ledger import ENTRY_CHECK_OF_KIND, Anchor, CheckpointInfo, Foreign
+from ledgerstream.tools.dashboard.ledger import ENTRY_CHECK_OF_KIND, Anchor, CheckpointInfo, Foreign, call_graph
 
 #: a checkpoint the index calls verified had its signature verified under the trusted keys
 _SIGNATURE_STATUS = "valid"
@@ -76,3 +83,71 @@ class IndexedEntries:
             rec: dict[str, Any] = codec.decode(fetched[a.topic_offset], expect="TimestampAnchor")[1]
             out.append((cp, Anchor(a.tsa, bytes(rec["timestamp"]["token"]), a.topic_offset)))
         return out
+
+
+#: the dashboard's root column for each status of an indexed checkpoint
+_ROOT_OF_STATUS = {"verified": "match", "pending": "pending", "unconfirmed": "unconfirmed"}
+RECENT_CALLS = 50
+
+
+class IndexedOverview:
+    """The overview's ledger part (the readers of
+    :class:`~ledgerstream.tools.dashboard.ledger.LedgerView` the API uses), answered by one
+    open index: each a bounded number of rows, never a scan of the entries."""
+
+    source = "index"
+
+    def __init__(self, ix: IndexedLedger) -> None:
+        self.ix = ix
+
+    def head(self, now_us: int | None = None) -> dict[str, Any]:
+        conn = self.ix.conn
+        now_us = now_us or time.time_ns() // 1000
+        size = query.indexed_size(conn)
+        last = query.entry_by_seq(conn, size - 1) if size else None
+        latest = query.latest_checkpoint(conn)
+        foreign = query.foreign_count(conn, self.ix.topics.entries)
+        return {
+            "size": size, "seq": size - 1 if size else None,
+            "entry_hash": last.entry_hash.hex() if last else None,
+            # the root of the newest verified checkpoint (the tiles' tree), not of entries it does not cover yet
+            "root": latest.root_hash.hex() if latest else None, "root_size": latest.tree_size if latest else 0,
+            "last_received_at": last.time if last else None,
+            # the entry records indexed (a gap has no record) and those kept out of the ledger
+            "records_on_topic": size - query.missing_count(conn) + foreign, "foreign_records": foreign,
+            "throughput": {"per_second_10s": round(query.entries_since(conn, now_us - 10_000_000) / 10, 2),
+                           "per_second_1m": round(query.entries_since(conn, now_us - 60_000_000) / 60, 2)},
+            "source": self.source,
+        }
+
+    def checkpoint_views(self, limit: int = 50) -> list[dict[str, Any]]:
+        witnessed = self.ix.witnessed_size
+        out = []
+        for c in query.recent_checkpoints(self.ix.conn, limit):
+            bad_signature = c.finding == Kind.CHECKPOINT_BAD_SIGNATURE.value
+            out.append({"tree_size": c.tree_size, "root_hash": c.root_hash.hex(), "chain_head": c.chain_head.hex(),
+                        "created_at": c.created_at, "key_id": c.key_id,
+                        "signature": "invalid" if bad_signature else "valid",
+                        "root": _ROOT_OF_STATUS.get(c.status, "mismatch"), "status": c.status, "finding": c.finding,
+                        "offset": c.topic_offset,
+                        "anchors": [{"tsa": a.tsa, "offset": a.topic_offset, "status": a.status}
+                                    for a in query.anchors_of(self.ix.conn, c)],
+                        "witnessed": c.status == "verified" and 0 < c.tree_size <= witnessed})
+        return out
+
+    def agent_views(self) -> list[dict[str, Any]]:
+        breaks = query.finding_counts_by_agent(self.ix.conn, Kind.AGENT_CHAIN_BREAK.value)
+        rows = sorted(query.agents(self.ix.conn), key=lambda a: -a.entries)
+        return [{"agent_id": a.agent_id, "count": a.entries, "head_seq": a.last_seq, "head_hash": a.head_hash.hex(),
+                 "last_action": a.last_action, "first_seen": a.first_time, "last_seen": a.last_time,
+                 "chain_breaks": breaks.get(a.agent_id, 0)} for a in rows]
+
+    def graph(self, verifier_edges: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+        conn = self.ix.conn
+        recent = [{"caller_seq": a, "caller": b, "callee_seq": c, "callee": d}
+                  for a, b, c, d in query.recent_calls(conn, RECENT_CALLS)]
+        return call_graph(query.agent_calls(conn), recent, {a.agent_id for a in query.agents(conn)}, verifier_edges)
+
+    def foreign_views(self, limit: int = 50) -> list[dict[str, Any]]:
+        return [{"offset": f.topic_offset, "seq": f.claimed_seq, "reason": f"{f.kind}: {f.detail}"}
+                for f in query.recent_foreign(self.ix.conn, self.ix.topics.entries, limit)]

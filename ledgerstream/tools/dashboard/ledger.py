@@ -22,7 +22,7 @@ import time
 from array import array
 from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ledgerstream.core.wire import codec
 from ledgerstream.core.adoption import Adoption, Foreign as ForeignRecord
@@ -266,9 +266,10 @@ class LedgerView:
             return {
                 "size": size, "seq": size - 1 if size else None,
                 "entry_hash": _hex(self._hash_at(size - 1)) if size else None,
-                "root": self.tree.root(size).hex(), "last_received_at": self.last_received_at or None,
+                "root": self.tree.root(size).hex(), "root_size": size, "last_received_at": self.last_received_at or None,
                 "records_on_topic": self.records_seen, "foreign_records": self.foreign_total,
                 "throughput": {"per_second_10s": round(last_10s / 10, 2), "per_second_1m": round(last_1m / 60, 2)},
+                "source": "live",
             }
 
     def checkpoint_views(self, limit: int = 50) -> list[dict[str, Any]]:
@@ -307,28 +308,10 @@ class LedgerView:
             return [asdict(a) for a in sorted(self.agents.values(), key=lambda a: -a.count)]
 
     def graph(self, verifier_edges: list[dict[str, Any]] = ()) -> dict[str, Any]:
-        """Agents as nodes, caller -> callee edges with call counts: the resolved links read
-        here, plus the edges the verifiers found (``from`` names ``to`` as its cause, so the
-        caller is their ``to``), each call counted once."""
+        """The call graph (:func:`call_graph`) of the resolved links read here."""
         with self._lock:
-            edges = dict(self.edges)
-            seen = {(e["caller_seq"], e["callee_seq"]) for e in self.recent_edges}
-            recent = list(self.recent_edges)
-            nodes = set(self.agents)
-        for e in verifier_edges:
-            call = {"caller_seq": e.get("to_seq"), "caller": e.get("to_agent"),
-                    "callee_seq": e.get("from_seq"), "callee": e.get("from_agent")}
-            key = (call["caller_seq"], call["callee_seq"])
-            if key in seen or not call["caller"] or not call["callee"]:
-                continue
-            seen.add(key)
-            edges[(call["caller"], call["callee"])] = edges.get((call["caller"], call["callee"]), 0) + 1
-            recent.append(call)
-        for a, b in edges:
-            nodes |= {a, b}
-        return {"nodes": sorted(nodes),
-                "edges": [{"caller": a, "callee": b, "calls": n} for (a, b), n in sorted(edges.items())],
-                "recent": recent[-50:]}
+            edges, recent, nodes = dict(self.edges), list(self.recent_edges), set(self.agents)
+        return call_graph(edges, recent, nodes, verifier_edges)
 
     def alert_views(self, after: int = 0, limit: int = 200) -> list[dict[str, Any]]:
         with self._lock:
@@ -346,3 +329,26 @@ class LedgerView:
         with self._lock:
             return [asdict(f) for f in list(self.foreign)[-limit:]]
 
+
+
+def call_graph(edges: dict[tuple[str, str], int], recent: list[dict[str, Any]], nodes: set[str],
+               verifier_edges: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+    """Agents as nodes, caller -> callee edges with call counts: the ledger's resolved links
+    (``edges`` counts, ``recent`` calls), plus the edges the verifiers found (``from`` names
+    ``to`` as its cause, so the caller is their ``to``), each call counted once."""
+    edges, recent, nodes = dict(edges), list(recent), set(nodes)
+    seen = {(e["caller_seq"], e["callee_seq"]) for e in recent}
+    for e in verifier_edges:
+        call = {"caller_seq": e.get("to_seq"), "caller": e.get("to_agent"),
+                "callee_seq": e.get("from_seq"), "callee": e.get("from_agent")}
+        key = (call["caller_seq"], call["callee_seq"])
+        if key in seen or not call["caller"] or not call["callee"]:
+            continue
+        seen.add(key)
+        edges[(call["caller"], call["callee"])] = edges.get((call["caller"], call["callee"]), 0) + 1
+        recent.append(call)
+    for a, b in edges:
+        nodes |= {a, b}
+    return {"nodes": sorted(nodes),
+            "edges": [{"caller": a, "callee": b, "calls": n} for (a, b), n in sorted(edges.items())],
+            "recent": recent[-50:]}

@@ -46,7 +46,7 @@ function renderHead(head) {
   text("head-size", head.size);
   text("head-seq", head.seq === null ? "–" : head.seq);
   text("head-hash", short(head.entry_hash));
-  text("head-root", short(head.root));
+  text("head-root", head.root ? `${short(head.root)} (size ${head.root_size})` : "–");
   text("rate-10s", head.throughput.per_second_10s);
   text("rate-1m", head.throughput.per_second_1m);
 }
