@@ -165,6 +165,8 @@ class SignerWorker:
         self._pos = {"entries": 0, "checkpoints": 0, "signer_state": 0}
         base, found = self._adoptable_snapshot()
         self._alerts = found
+        if self.snapshots_off:  # no snapshot will ask for event ids
+            self.state.events.forget_ids()
         if base is not None:
             cand, events = base
             self.state.adopt(cand.record, events)
@@ -199,6 +201,7 @@ class SignerWorker:
             self.anchorer.submit(size, body)
         base = self._snapshot_base
         self.snapshots.restart_from(base[0] if base else None, base[1] if base else None)
+        self.state.events.release_ids(self.snapshots.covered)
 
     # --- warm standby ----------------------------------------------------------------------------
     def _stand_by(self, lease: LeaderLease, stop: threading.Event) -> bool:
@@ -241,6 +244,8 @@ class SignerWorker:
                     if rec["key_id"] == self.pub.key_id and rec["origin"] == self.s.origin:
                         self.pub.verify(bytes(rec["signature"]), snapshots.signing_message(rec))
                         self._snapshot_base = (rec, key.decode())
+                        chunks = rec["dedup_chunks"]  # the leader wrote these events' ids: not needed here
+                        self.state.events.release_ids(chunks[-1]["first_seq"] + chunks[-1]["count"] if chunks else 0)
                 except (DecodeError, InvalidSignature):
                     continue  # the leader's next start refuses it with an alert
         return self.state.next_seq - before
@@ -439,6 +444,7 @@ class SignerWorker:
             return
         if snap is not None:
             self.snapshots.committed(snap)
+            self.state.events.release_ids(self.snapshots.covered)
         if had_entries:  # where they landed is known only if a snapshot asked
             self.state.head_offset = snap.record["entries_offset"] if snap is not None else None
         for key, n in counts.items():

@@ -27,7 +27,8 @@ from ledgerstream.core import merkle, records
 from ledgerstream.core.errors import DecodeError, InvalidSignature
 from ledgerstream.core.mldsa import PrivateKey, PublicKey
 from ledgerstream.core.wire import codec
-from ledgerstream.signer_worker.state import Known, LedgerState
+from ledgerstream.signer_worker.dedup import Known
+from ledgerstream.signer_worker.state import LedgerState
 
 #: the signing input's domain separation (docs/spec.md section 11)
 SNAPSHOT_DOMAIN = b"ledgerstream/signer-snapshot/v1\n"
@@ -257,6 +258,11 @@ class SnapshotWriter:
         self.last_time = time.monotonic()
         self.slot = 0 if slot_of == snapshot_key(1).decode() else 1  # the other slot next
 
+    @property
+    def covered(self) -> int:
+        """The seq the live chunks reach: the next snapshot writes the events from here on."""
+        return self.live[-1].end if self.live else 0
+
     def due(self, next_seq: int) -> bool:
         if self.every <= 0 or next_seq <= self.last_seq:
             return False
@@ -264,13 +270,8 @@ class SnapshotWriter:
 
     def capture(self, state: LedgerState, origin: str, key_id: str, unanchored: dict[int, bytes]) -> Pending:
         """Everything but the offsets, as of now (the end of this transaction's entries)."""
-        covered = self.live[-1].end if self.live else 0
-        fresh: list[Event] = []
-        for event_id, known in reversed(state.events.items()):
-            if known.seq < covered:
-                break
-            fresh.append((event_id, known))
-        fresh.reverse()
+        covered = self.covered
+        fresh = state.events.ids_since(covered)
         chunks = []
         for i in range(0, len(fresh), CHUNK_MAX):
             part = fresh[i:i + CHUNK_MAX]

@@ -11,37 +11,27 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
-from collections import OrderedDict
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable
 
 from ledgerstream.core import merkle, records
 from ledgerstream.core.wire import codec
 from ledgerstream.core.errors import DecodeError, InvalidSignature
 from ledgerstream.core.mldsa import PublicKey
+from ledgerstream.signer_worker.dedup import DedupWindow, Known
 
 log = logging.getLogger("ledgerstream.signer")
-
-
-class Known(NamedTuple):
-    """What the signer remembers of a sequenced event (dedup and link resolution)."""
-
-    agent_id: str
-    seq: int
-    entry_hash: bytes
-    payload_hash: bytes
-    action_type: str
 
 
 class LedgerState:
     """seq, chain head, per-agent heads, Merkle compact range and a bounded event index."""
 
-    def __init__(self, dedup_horizon: int = 1_000_000) -> None:
+    def __init__(self, dedup_horizon: int = 1_000_000, *, keep_ids: bool = True) -> None:
+        """``keep_ids``: keep the event ids a snapshot has not written yet (off without snapshots)."""
         self.next_seq = 0
         self.head = records.ZERO_HASH
         self.agents: dict[str, tuple[int, bytes]] = {}
         self.tree = merkle.CompactRange()
-        self.events: OrderedDict[str, Known] = OrderedDict()
+        self.events = DedupWindow(dedup_horizon, keep_ids=keep_ids)
         self.horizon = dedup_horizon
         self.checkpoint_size = 0
         self.unanchored: dict[int, bytes] = {}  # tree_size -> checkpoint body awaiting a token
@@ -61,11 +51,8 @@ class LedgerState:
         self.head = h
         self.agents[action["agent_id"]] = (entry["agent_seq"] + 1, h)
         self.tree.append(merkle.leaf_hash(records.merkle_leaf_input(h)))
-        # agent ids and action types repeat: one shared string each (a million events held)
-        self.events[action["event_id"]] = Known(sys.intern(action["agent_id"]), entry["seq"], h,
-                                               bytes(action["payload_hash"]), sys.intern(action["action_type"]))
-        if len(self.events) > self.horizon:
-            self.events.popitem(last=False)
+        self.events.add(action["event_id"], Known(action["agent_id"], entry["seq"], h, bytes(action["payload_hash"]),
+                                                  action["action_type"]))
 
     def agent_position(self, agent_id: str) -> tuple[int, bytes]:
         return self.agents.get(agent_id, (0, records.ZERO_HASH))
@@ -79,10 +66,8 @@ class LedgerState:
         self.tree = merkle.CompactRange(snapshot["next_seq"], [bytes(h) for h in snapshot["tree_hashes"]])
         self.checkpoint_size = snapshot["checkpoint_size"]
         self.unanchored = {u["tree_size"]: bytes(u["body"]) for u in snapshot["unanchored"]}
-        self.events = OrderedDict(events)
+        self.events.load(events)
         self.head_offset = snapshot["entries_offset"]
-        while len(self.events) > self.horizon:
-            self.events.popitem(last=False)
 
     def recover(self, entries: Iterable[tuple[int, bytes]], checkpoints: Iterable[tuple[int, bytes]],
                 key: PublicKey) -> None:

@@ -53,7 +53,7 @@ def _pyca(key: PrivateKey) -> pyca_mldsa.MLDSA65PublicKey:
 
 
 def _state_view(st: LedgerState) -> tuple:
-    return st.next_seq, st.head, dict(st.agents), st.tree.size, st.tree.root(), list(st.events)
+    return st.next_seq, st.head, dict(st.agents), st.tree.size, st.tree.root(), st.events.knowns()
 
 
 # --- sequencing ------------------------------------------------------------------------------

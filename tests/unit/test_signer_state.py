@@ -42,7 +42,7 @@ def _chain(key: PrivateKey, n: int, *, signing_mode: str = "entry") -> tuple[Seq
 
 def _view(st: LedgerState) -> tuple:
     return (st.next_seq, st.head, dict(st.agents), st.tree.size, st.tree.root(),
-            {k: v for k, v in st.events.items()})
+            st.events.knowns())
 
 
 def _forge(entry: dict[str, Any], signer: PrivateKey, *, claim_key_id: str | None = None) -> dict[str, Any]:

@@ -1,0 +1,139 @@
+"""The signer's fixed-memory dedup window against a second implementation: the plain
+ordered dict of the last ``horizon`` events the signer used before (a model of the
+documented rule, docs/signer.md "Dedup"), under random traffic, tiny horizons (wrap-around
+at every step) and forced hash collisions (probing and backward-shift deletion)."""
+from __future__ import annotations
+
+import random
+import tracemalloc
+import zlib
+from collections import OrderedDict
+
+import pytest
+
+from ledgerstream.signer_worker.dedup import DedupWindow, Known
+
+pytestmark = pytest.mark.unit
+
+
+class Model:
+    """The rule: the last ``horizon`` sequenced events by event id, oldest forgotten first."""
+
+    def __init__(self, horizon: int) -> None:
+        self.horizon = horizon
+        self.events: OrderedDict[str, Known] = OrderedDict()
+
+    def add(self, event_id: str, known: Known) -> None:
+        self.events[event_id] = known
+        if len(self.events) > self.horizon:
+            self.events.popitem(last=False)
+
+
+def _known(i: int, rng: random.Random) -> Known:
+    return Known(f"agent-{rng.randrange(5)}", i, rng.randbytes(32), rng.randbytes(32), f"tool:{rng.randrange(3)}")
+
+
+def _run(window: DedupWindow, rng: random.Random, steps: int, ids: int) -> None:
+    model = Model(window.horizon)
+    for seq in range(steps):
+        # the sequencer adds only ids it does not know (within the horizon); an id may come
+        # back once it has left the window
+        event_id = f"evt-{rng.randrange(ids)}"
+        while event_id in model.events:
+            event_id = f"evt-{rng.randrange(ids)}"
+        known = _known(seq, rng)
+        window.add(event_id, known)
+        model.add(event_id, known)
+        for probe in {event_id, *(f"evt-{rng.randrange(ids)}" for _ in range(3))}:
+            assert window.get(probe) == model.events.get(probe), (seq, probe)
+        assert len(window) == len(model.events)
+    assert window.knowns() == list(model.events.values())
+    for i in range(ids):
+        assert window.get(f"evt-{i}") == model.events.get(f"evt-{i}")
+
+
+@pytest.mark.parametrize("horizon", [1, 2, 3, 7, 64, 1000])
+def test_matches_the_ordered_dict_rule(horizon: int) -> None:
+    rng = random.Random(horizon)
+    _run(DedupWindow(horizon), rng, steps=max(3000, 5 * horizon), ids=2 * horizon + 5)
+
+
+@pytest.mark.parametrize("buckets", [1, 3, 17])
+def test_colliding_fingerprints_are_told_apart_and_deleted_in_place(buckets: int, monkeypatch) -> None:
+    """Every id lands on one of ``buckets`` slot fingerprints: long probe chains, matches
+    decided by the second fingerprint, deletions that shift entries back across the table end."""
+
+    def weak(self: DedupWindow, event_id: str) -> tuple[int, int]:
+        h = zlib.crc32(event_id.encode())
+        return (h % buckets) * 0x9E3779B97F4A7C15 % (1 << 64) or 1, h
+
+    monkeypatch.setattr(DedupWindow, "_hash", weak)
+    rng = random.Random(buckets)
+    _run(DedupWindow(50), rng, steps=2000, ids=120)
+
+
+def test_a_gap_in_seqs_restarts_the_window() -> None:
+    rng = random.Random(1)
+    window = DedupWindow(4)
+    for seq in range(3):
+        window.add(f"e{seq}", _known(seq, rng))
+    later = _known(10, rng)
+    window.add("e10", later)
+    assert window.get("e1") is None and window.get("e10") == later and len(window) == 1
+
+
+def test_event_ids_are_kept_until_a_snapshot_covers_them() -> None:
+    rng = random.Random(2)
+    window = DedupWindow(5)
+    knowns = [_known(seq, rng) for seq in range(8)]
+    for seq, k in enumerate(knowns):
+        window.add(f"e{seq}", k)
+    # seqs 3..7 are in the window; ids older than the window are never asked for
+    assert window.ids_since(0) == [(f"e{s}", knowns[s]) for s in range(3, 8)]
+    assert window.ids_since(6) == [(f"e{s}", knowns[s]) for s in (6, 7)]
+    window.release_ids(6)
+    assert window.ids_since(0) == [(f"e{s}", knowns[s]) for s in (6, 7)]
+    loaded = DedupWindow(5)
+    loaded.load([(f"e{s}", knowns[s]) for s in range(8)])  # a snapshot's window: its ids are written
+    assert loaded.ids_since(0) == [] and loaded.get("e4") == knowns[4] and loaded.get("e2") is None
+    window.forget_ids()
+    window.add("e8", _known(8, rng))
+    assert window.ids_since(0) == [] and window.get("e8") is not None
+
+
+def test_memory_is_fixed_at_start() -> None:
+    """After the window is allocated, a hundred horizons of traffic allocate nothing that stays."""
+    rng = random.Random(3)
+    window = DedupWindow(1000, keep_ids=False)
+    knowns = [_known(seq, rng) for seq in range(100_000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for seq, k in enumerate(knowns):
+            window.add(f"event-{seq}", k)
+        grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024, grown
+    assert len(window) == 1000 and window.get("event-98999") is None and window.get("event-99000") == knowns[99_000]
+
+
+def test_a_horizon_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        DedupWindow(0)
+
+
+def test_an_id_sequenced_again_names_its_newest_entry_until_that_one_leaves() -> None:
+    """Recovery over a ledger written with a shorter horizon can meet an id twice in the window."""
+    rng = random.Random(4)
+    window = DedupWindow(4)
+    knowns = [_known(seq, rng) for seq in range(7)]
+    ids = ["x", "a", "x", "b", "c", "d", "e"]
+    for seq in range(3):
+        window.add(ids[seq], knowns[seq])
+    assert window.get("x") == knowns[2]
+    for seq in range(3, 6):  # seq 0 and 1 leave: "x" still names seq 2
+        window.add(ids[seq], knowns[seq])
+        assert window.get("x") == knowns[2]
+    window.add(ids[6], knowns[6])  # seq 2 leaves
+    assert window.get("x") is None and window.get("e") == knowns[6]
