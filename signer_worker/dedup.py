@@ -5,8 +5,8 @@ event_id X?". The window answers it for the last ``horizon`` seqs (an event is e
 ``seq``, so they are contiguous) from flat columns indexed by ``seq % horizon`` (the
 event's keyed-hash fingerprints, entry hash, payload commitment, agent and action type)
 and an open-addressing table of ``2**k >= 2 * horizon`` slots (fingerprint, seq) with
-linear probing and backward-shift deletion. All of it is allocated, and touched, when the
-signer starts: about 120 bytes per event of horizon, whatever the ledger's size, where a
+linear probing and backward-shift deletion. All of it is allocated, and touched, with the
+first event remembered: about 120 bytes per event of horizon, whatever the ledger's size, where a
 dict of Python objects grew to ~520 bytes per event (docs/signer.md "Dedup").
 
 An event id is hashed with BLAKE2b-128 under a key drawn at start: 64 bits pick the slot,
@@ -49,16 +49,8 @@ class DedupWindow:
         self.start = 0  # oldest seq held
         self.end = 0    # next seq
         self._key = os.urandom(16)
-        slots = 1 << max(4, (2 * horizon - 1).bit_length())
-        self._mask = slots - 1
-        self._slot_key = array("Q", bytes(8 * slots))  # 0: empty (a fingerprint is never 0)
-        self._slot_seq = array("q", bytes(8 * slots))
-        self._h1 = array("Q", bytes(8 * horizon))
-        self._fp = array("Q", bytes(8 * horizon))
-        self._entry = bytearray(_HASH * horizon)
-        self._payload = bytearray(_HASH * horizon)
-        self._agent = array("I", bytes(4 * horizon))
-        self._action = array("I", bytes(4 * horizon))
+        self._mask = (1 << max(4, (2 * horizon - 1).bit_length())) - 1
+        self._allocated = False
         self._names: list[str] = []  # agent ids and action types, each once
         self._name_ids: dict[str, int] = {}
         self._keep_ids = keep_ids
@@ -66,12 +58,28 @@ class DedupWindow:
         self._ids_from = 0
         self._last: tuple[str, int, int] = ("", 0, 0)
 
+    def _allocate(self) -> None:
+        """The whole window at once, written through (resident), when the first event comes:
+        memory from then on does not depend on how many events follow."""
+        horizon, slots = self.horizon, self._mask + 1
+        self._slot_key = array("Q", [0]) * slots  # 0: empty (a fingerprint is never 0)
+        self._slot_seq = array("q", [0]) * slots
+        self._h1 = array("Q", [0]) * horizon
+        self._fp = array("Q", [0]) * horizon
+        self._entry = bytearray(_HASH * horizon)
+        self._payload = bytearray(_HASH * horizon)
+        self._agent = array("I", [0]) * horizon
+        self._action = array("I", [0]) * horizon
+        self._allocated = True
+
     def __len__(self) -> int:
         return self.end - self.start
 
     # --- reads -----------------------------------------------------------------------------------
     def get(self, event_id: str) -> Known | None:
         """The event's entry if it is one of the last ``horizon``."""
+        if not self._allocated:
+            return None
         slot = self._find(*self._hash(event_id))
         return None if slot < 0 else self._known(self._slot_seq[slot])
 
@@ -88,6 +96,8 @@ class DedupWindow:
     # --- writes ----------------------------------------------------------------------------------
     def add(self, event_id: str, known: Known) -> None:
         """Remember entry ``known.seq`` (the next seq); the oldest leaves once ``horizon`` are held."""
+        if not self._allocated:
+            self._allocate()
         seq = known.seq
         if seq != self.end:
             if len(self):
@@ -198,6 +208,6 @@ class DedupWindow:
         keys[hole] = 0
 
     def _clear(self, seq: int) -> None:
-        self._slot_key = array("Q", bytes(8 * (self._mask + 1)))
+        self._slot_key = array("Q", [0]) * (self._mask + 1)
         self._ids.clear()
         self.start = self.end = self._ids_from = seq

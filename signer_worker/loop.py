@@ -208,25 +208,34 @@ class SignerWorker:
         """Wait for the lease while following the leader: the state is recovered once, then
         every FOLLOW_EVERY_S what the leader committed since is adopted, so that a takeover
         only reads the last moments (docs/signer.md, "Hot standby")."""
-        last = -math.inf
-        while not stop.is_set():
-            lease.poll(0.2)
-            if lease.held:
-                return True
-            if time.monotonic() - last < FOLLOW_EVERY_S:
-                continue
-            last = time.monotonic()
-            try:
-                if self._warm:
-                    self._catch_up()
-                else:
-                    self.recover()
-                    self._warm = True
-            except (ConfigError, KafkaException) as exc:  # e.g. the broker is down: start over later
-                log.warning("standby: cannot follow the ledger (%s); will recover again", exc)
-                self._warm = False
-            self.write_status()
-        return False
+        # the lease is polled on a thread of its own: the rebalance that hands it over is seen
+        # within a poll interval, not after a catch-up that happens to be reading the topics
+        settled, leaving = threading.Event(), threading.Event()
+
+        def wait_for_lease() -> None:
+            while not (stop.is_set() or leaving.is_set() or lease.held):
+                lease.poll(0.05)
+            settled.set()
+
+        poller = threading.Thread(target=wait_for_lease, name="lease-wait", daemon=True)
+        poller.start()
+        try:
+            while not settled.is_set():
+                try:
+                    if self._warm:
+                        self._catch_up()
+                    else:
+                        self.recover()
+                        self._warm = True
+                except (ConfigError, KafkaException) as exc:  # e.g. the broker is down: start over later
+                    log.warning("standby: cannot follow the ledger (%s); will recover again", exc)
+                    self._warm = False
+                self.write_status()
+                settled.wait(FOLLOW_EVERY_S)
+        finally:
+            leaving.set()  # on an error too: the poller never outlives the wait
+            poller.join()
+        return lease.held and not stop.is_set()
 
     def _catch_up(self) -> int:
         """Adopt what the leader committed since the last call (entries, checkpoints and the
