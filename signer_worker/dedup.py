@@ -9,9 +9,11 @@ linear probing and backward-shift deletion. All of it is allocated, and touched,
 first event remembered: about 120 bytes per event of horizon, whatever the ledger's size, where a
 dict of Python objects grew to ~520 bytes per event (docs/signer.md "Dedup").
 
-An event id is hashed with BLAKE2b-128 under a key drawn at start: 64 bits pick the slot,
-the other 64 confirm the match, so a false match needs a 128-bit collision and nobody
-outside the process can aim event ids at one slot. Event ids themselves are kept only
+An event id gets two 64-bit fingerprints from a keyed hash (Python's SipHash-1-3 string hash
+of the id and of the id + NUL under the interpreter's random key, or BLAKE2b-128 under a key
+drawn at start when PYTHONHASHSEED fixes that key): one picks the slot, the other confirms the
+match, so a false match needs a 128-bit collision and nobody outside the process can aim
+event ids at one slot. Event ids themselves are kept only
 for the events a snapshot has not written yet (``ids_since``), which snapshots need in
 their dedup chunks; ``release_ids`` drops them once a snapshot covers them.
 """
@@ -23,10 +25,17 @@ import logging
 import os
 from array import array
 from collections import deque
+from dataclasses import dataclass
 from typing import Iterable, NamedTuple
+
+import numpy as np
 
 log = logging.getLogger("ledgerstream.signer")
 _HASH = 32
+_U64 = 0xFFFF_FFFF_FFFF_FFFF
+#: Python's str hash is SipHash-1-3 under a 128-bit key drawn at interpreter start (hash-flooding
+#: resistant) unless PYTHONHASHSEED fixes the key; then the window uses keyed BLAKE2b instead
+KEYED_STR_HASH = os.environ.get("PYTHONHASHSEED", "random") == "random"
 
 
 class Known(NamedTuple):
@@ -39,16 +48,39 @@ class Known(NamedTuple):
     action_type: str
 
 
+@dataclass(frozen=True)
+class Columns:
+    """A run of consecutive events as columns: a dedup chunk's layout (snapshots.py), read
+    into the window without an object per event."""
+
+    first_seq: int
+    event_ids: list[str]
+    agents: list[str]
+    actions: list[str]
+    entry_hashes: bytes  # 32 bytes per event
+    payload_hashes: bytes
+
+    def __len__(self) -> int:
+        return len(self.event_ids)
+
+    def events(self) -> list[tuple[str, Known]]:
+        eh, ph = self.entry_hashes, self.payload_hashes
+        return [(e, Known(a, self.first_seq + i, eh[_HASH * i:_HASH * (i + 1)], ph[_HASH * i:_HASH * (i + 1)], t))
+                for i, (e, a, t) in enumerate(zip(self.event_ids, self.agents, self.actions))]
+
+
 class DedupWindow:
     """Event id -> :class:`Known` for the last ``horizon`` seqs, in fixed memory."""
 
-    def __init__(self, horizon: int, *, keep_ids: bool = True) -> None:
+    def __init__(self, horizon: int, *, keep_ids: bool = True, str_hash: bool = KEYED_STR_HASH) -> None:
+        """``str_hash``: fingerprint with Python's own string hash (see :data:`KEYED_STR_HASH`)."""
         if horizon < 1:
             raise ValueError(f"the dedup horizon must be at least 1, got {horizon}")
         self.horizon = horizon
         self.start = 0  # oldest seq held
         self.end = 0    # next seq
         self._key = os.urandom(16)
+        self._str_hash = str_hash
         self._mask = (1 << max(4, (2 * horizon - 1).bit_length())) - 1
         self._allocated = False
         self._names: list[str] = []  # agent ids and action types, each once
@@ -131,12 +163,87 @@ class DedupWindow:
                 self._ids.popleft()
                 self._ids_from += 1
 
-    def load(self, events: Iterable[tuple[str, Known]]) -> None:
-        """Take a snapshot's window (its ids are written already: none kept)."""
-        for event_id, known in events:
-            self.add(event_id, known)
+    def load(self, runs: Iterable[Columns]) -> None:
+        """Take a snapshot's window, consecutive runs of events oldest first (its ids are
+        written already: none kept). Into an empty window the columns are copied and the
+        table built with array operations: a million events in about a second."""
+        runs = [r for r in runs if len(r)]
+        if len(self) or not runs:
+            for run in runs:
+                for event_id, known in run.events():
+                    self.add(event_id, known)
+        else:
+            self._load_columns(runs)
         self._ids.clear()
         self._ids_from = self.end
+
+    def _load_columns(self, runs: list[Columns]) -> None:
+        for i in range(1, len(runs)):  # a run that does not follow the one before restarts the window
+            if runs[i].first_seq != runs[i - 1].first_seq + len(runs[i - 1]):
+                log.warning("dedup window: the snapshot's events jump from %d to %d; the window restarts there",
+                            runs[i - 1].first_seq + len(runs[i - 1]) - 1, runs[i].first_seq)
+                return self._load_columns(runs[i:])
+        if not self._allocated:
+            self._allocate()
+        ids = [e for r in runs for e in r.event_ids]
+        skip = max(0, len(ids) - self.horizon)  # only the last ``horizon`` events stay
+        ids = ids[skip:]
+        n, first = len(ids), runs[0].first_seq + skip
+        h1, fp = self._hash_many(ids)
+        seqs = np.arange(first, first + n, dtype=np.int64)
+        ring = seqs % self.horizon
+        np.frombuffer(self._h1, dtype=np.uint64)[ring] = h1
+        np.frombuffer(self._fp, dtype=np.uint64)[ring] = fp
+        seq = runs[0].first_seq
+        for run in runs:  # the hash columns: copied run by run into the ring (it may wrap)
+            for column, data in ((self._entry, run.entry_hashes), (self._payload, run.payload_hashes)):
+                self._copy_into_ring(column, memoryview(data), seq, first)
+            seq += len(run)
+        for column, name in ((self._agent, "agents"), (self._action, "actions")):
+            values = [x for r in runs for x in getattr(r, name)][skip:]
+            number = {x: self._name_id(x) for x in set(values)}
+            np.frombuffer(column, dtype=np.uint32)[ring] = np.fromiter(map(number.__getitem__, values),
+                                                                       dtype=np.uint32, count=n)
+        newest = np.arange(n)
+        ordered = np.sort(h1)
+        if np.any(ordered[1:] == ordered[:-1]):  # an id sequenced twice (past an older horizon): keep the newest
+            pairs = np.stack([h1, fp], axis=1)[::-1].copy()
+            _, last = np.unique(pairs.view("V16").ravel(), return_index=True)
+            newest = np.sort(n - 1 - last)
+        self._build_table(h1[newest], seqs[newest])
+        self.start, self.end = first, first + n
+
+    def _copy_into_ring(self, column: bytearray, data: memoryview, seq: int, first: int) -> None:
+        """32-byte values of seqs ``seq``.. into ``column``, dropping those before ``first``."""
+        if seq < first:
+            data, seq = data[_HASH * (first - seq):], first
+        while len(data):
+            r = seq % self.horizon
+            take = min(len(data) // _HASH, self.horizon - r)
+            column[_HASH * r:_HASH * (r + take)] = data[:_HASH * take]
+            data, seq = data[_HASH * take:], seq + take
+
+    def _build_table(self, h1: np.ndarray, seqs: np.ndarray) -> None:
+        """Linear probing for many keys at once: each round, every key still waiting tries its
+        next slot; of those that find it empty, the first takes it. A key only ever passes
+        slots that were taken before it, as one-by-one inserts would."""
+        keys = np.frombuffer(self._slot_key, dtype=np.uint64)
+        values = np.frombuffer(self._slot_seq, dtype=np.int64)
+        mask = np.uint64(self._mask)
+        pos = (h1 & mask).astype(np.int64)
+        claim = np.full(self._mask + 1, -1, dtype=np.int64)  # which waiting key got an empty slot this round
+        won = np.zeros(len(h1), dtype=bool)
+        waiting = np.arange(len(h1))
+        while waiting.size:
+            slots = pos[waiting]
+            free = keys[slots] == 0
+            contenders, at = waiting[free], slots[free]
+            claim[at] = contenders  # of several keys for one slot, one write lands: that key takes it
+            winners = contenders[claim[at] == contenders]
+            keys[pos[winners]], values[pos[winners]] = h1[winners], seqs[winners]
+            won[winners] = True
+            waiting = waiting[~won[waiting]]
+            pos[waiting] = (pos[waiting] + 1) & self._mask
 
     def release_ids(self, below: int) -> None:
         """A snapshot committed the events before ``below``: their ids are not needed again."""
@@ -155,11 +262,30 @@ class DedupWindow:
         last = self._last
         if last[0] == event_id:
             return last[1], last[2]
+        if self._str_hash:
+            h1, fp = (hash(event_id) & _U64) or 1, hash(event_id + "\0") & _U64
+            self._last = (event_id, h1, fp)
+            return h1, fp
         d = int.from_bytes(hashlib.blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=16,
                                            key=self._key).digest(), "little")
         h1, fp = (d & 0xFFFF_FFFF_FFFF_FFFF) or 1, d >> 64
         self._last = (event_id, h1, fp)
         return h1, fp
+
+    def _hash_many(self, event_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_hash` of each id, as two arrays."""
+        n = len(event_ids)
+        if self._str_hash:
+            h1 = np.fromiter(map(hash, event_ids), dtype=np.int64, count=n).view(np.uint64)
+            h1[h1 == 0] = 1
+            fp = np.fromiter((hash(e + "\0") for e in event_ids), dtype=np.int64, count=n).view(np.uint64)
+            return h1, fp
+        key, blake2b = self._key, hashlib.blake2b
+        d = np.frombuffer(b"".join(blake2b(e.encode("utf-8", "surrogatepass"), digest_size=16, key=key).digest()
+                                   for e in event_ids), dtype="<u8").reshape(len(event_ids), 2)
+        h1 = d[:, 0].copy()
+        h1[h1 == 0] = 1
+        return h1, d[:, 1].copy()
 
     def _find(self, h1: int, fp: int) -> int:
         keys, seqs, mask, horizon = self._slot_key, self._slot_seq, self._mask, self.horizon

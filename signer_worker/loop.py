@@ -178,6 +178,7 @@ class SignerWorker:
                                "snapshots_rejected": len(found), "warm": False}
         self.seq = Sequencer(self.state, self.key, signing_mode=self.s.signing_mode,
                              max_record_bytes=self.s.max_record_bytes, defer_signing=self.sign_ahead)
+        procinfo.release_free_memory()  # the snapshot's chunks and the replayed records are garbage now
         log.info("recovered %d entries (%s), checkpoint at %d, %d unanchored, in %.2fs",
                  self.state.next_seq, "from a snapshot" if base else "full replay", self.state.checkpoint_size,
                  len(self.state.unanchored), time.monotonic() - t0)
@@ -259,7 +260,7 @@ class SignerWorker:
                     continue  # the leader's next start refuses it with an alert
         return self.state.next_seq - before
 
-    def _adoptable_snapshot(self) -> tuple[tuple[snapshots.Candidate, list[snapshots.Event]] | None, list[Finding]]:
+    def _adoptable_snapshot(self) -> tuple[tuple[snapshots.Candidate, list[Columns]] | None, list[Finding]]:
         """The newest snapshot on signer-state that passes snapshots.check, and a finding
         for each newer one that did not."""
         if self.snapshots_off and self.snapshots_off != "no signer-state topic":

@@ -27,7 +27,7 @@ from ledgerstream.core import merkle, records
 from ledgerstream.core.errors import DecodeError, InvalidSignature
 from ledgerstream.core.mldsa import PrivateKey, PublicKey
 from ledgerstream.core.wire import codec
-from ledgerstream.signer_worker.dedup import Known
+from ledgerstream.signer_worker.dedup import Columns, Known
 from ledgerstream.signer_worker.state import LedgerState
 
 #: the signing input's domain separation (docs/spec.md section 11)
@@ -79,8 +79,9 @@ def pack_chunk(events: Sequence[Event]) -> bytes:
     })
 
 
-def unpack_chunk(raw: bytes, count: int) -> list[Event]:
-    """The events of a chunk whose hash a verified snapshot named; the columns must agree."""
+def unpack_chunk(raw: bytes, count: int) -> Columns:
+    """The events of a chunk whose hash a verified snapshot named, as columns; the columns
+    must agree and the seqs must be consecutive (every capture writes a run of entries)."""
     if count < 0 or count > CHUNK_MAX:
         raise SnapshotError("chunk_invalid", f"a dedup chunk of {count} events (limit {CHUNK_MAX})")
     try:
@@ -94,10 +95,12 @@ def unpack_chunk(raw: bytes, count: int) -> list[Event]:
         raise SnapshotError("chunk_invalid", f"dedup chunk is not UTF-8: {exc}") from exc
     if (len(seqs), len(eh), len(ph)) != (8 * count, _HASH * count, _HASH * count) or any(len(c) != count for c in columns):
         raise SnapshotError("chunk_invalid", f"dedup chunk columns do not hold {count} events each")
+    first = struct.unpack_from(">Q", seqs)[0] if count else 0
+    if seqs != struct.pack(f">{count}Q", *range(first, first + count)):
+        raise SnapshotError("chunk_invalid", f"dedup chunk seqs are not consecutive from {first}")
     events, agents, types = columns
-    intern = sys.intern  # agent ids and action types repeat (as in LedgerState.apply)
-    return [(events[i], Known(intern(agents[i]), struct.unpack_from(">Q", seqs, 8 * i)[0], eh[_HASH * i:_HASH * (i + 1)],
-                              ph[_HASH * i:_HASH * (i + 1)], intern(types[i]))) for i in range(count)]
+    intern = sys.intern  # agent ids and action types repeat
+    return Columns(first, events, [intern(a) for a in agents], [intern(t) for t in types], bytes(eh), bytes(ph))
 
 
 # --- reading the topic ---------------------------------------------------------------------------
@@ -150,8 +153,8 @@ def read_store(stream: Iterable[tuple[int, bytes | None, bytes | None]]) -> Stor
 
 
 def check(cand: Candidate, chunks: dict[str, bytes], key: PublicKey, origin: str,
-          entry_at: Callable[[int], bytes | None]) -> list[Event]:
-    """The dedup window of a snapshot fit to adopt; SnapshotError says why it is not."""
+          entry_at: Callable[[int], bytes | None]) -> list[Columns]:
+    """The dedup window of a snapshot fit to adopt, chunk by chunk; SnapshotError says why it is not."""
     if cand.record is None:
         raise SnapshotError("undecodable", f"snapshot {cand.key} at offset {cand.offset} is not a record: {cand.error}")
     rec = cand.record
@@ -170,15 +173,15 @@ def check(cand: Candidate, chunks: dict[str, bytes], key: PublicKey, origin: str
     except ValueError as exc:
         raise SnapshotError("invalid", f"snapshot {cand.key}: {exc}") from exc
     _check_head(cand, key, entry_at)
-    knowns: list[Event] = []
+    window: list[Columns] = []
     for ref in rec["dedup_chunks"]:
         raw = chunks.get(ref["key"])
         if raw is None:
             raise SnapshotError("chunk_missing", f"snapshot {cand.key} needs dedup chunk {ref['key']}, which is gone")
         if hashlib.sha256(raw).digest() != bytes(ref["sha256"]):
             raise SnapshotError("chunk_altered", f"dedup chunk {ref['key']} does not have the hash snapshot {cand.key} names")
-        knowns.extend(unpack_chunk(raw, ref["count"]))
-    return knowns
+        window.append(unpack_chunk(raw, ref["count"]))
+    return window
 
 
 def _check_head(cand: Candidate, key: PublicKey, entry_at: Callable[[int], bytes | None]) -> None:

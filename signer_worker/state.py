@@ -17,7 +17,7 @@ from ledgerstream.core import merkle, records
 from ledgerstream.core.wire import codec
 from ledgerstream.core.errors import DecodeError, InvalidSignature
 from ledgerstream.core.mldsa import PublicKey
-from ledgerstream.signer_worker.dedup import DedupWindow, Known
+from ledgerstream.signer_worker.dedup import Columns, DedupWindow, Known
 
 log = logging.getLogger("ledgerstream.signer")
 
@@ -58,7 +58,7 @@ class LedgerState:
         return self.agents.get(agent_id, (0, records.ZERO_HASH))
 
     # --- recovery ----------------------------------------------------------------------------
-    def adopt(self, snapshot: dict[str, Any], events: Iterable[tuple[str, Known]]) -> None:
+    def adopt(self, snapshot: dict[str, Any], window: Iterable[Columns]) -> None:
         """Start from a verified ``SignerSnapshot`` record and its dedup window (snapshots.check)."""
         self.next_seq = snapshot["next_seq"]
         self.head = bytes(snapshot["head"])
@@ -66,7 +66,7 @@ class LedgerState:
         self.tree = merkle.CompactRange(snapshot["next_seq"], [bytes(h) for h in snapshot["tree_hashes"]])
         self.checkpoint_size = snapshot["checkpoint_size"]
         self.unanchored = {u["tree_size"]: bytes(u["body"]) for u in snapshot["unanchored"]}
-        self.events.load(events)
+        self.events.load(window)
         self.head_offset = snapshot["entries_offset"]
 
     def recover(self, entries: Iterable[tuple[int, bytes]], checkpoints: Iterable[tuple[int, bytes]],

@@ -11,7 +11,9 @@ from collections import OrderedDict
 
 import pytest
 
-from ledgerstream.signer_worker.dedup import DedupWindow, Known
+import numpy as np
+
+from ledgerstream.signer_worker.dedup import Columns, DedupWindow, Known
 
 pytestmark = pytest.mark.unit
 
@@ -52,10 +54,61 @@ def _run(window: DedupWindow, rng: random.Random, steps: int, ids: int) -> None:
         assert window.get(f"evt-{i}") == model.events.get(f"evt-{i}")
 
 
+def _columns(events: list[tuple[str, Known]]) -> Columns:
+    return Columns(events[0][1].seq, [e for e, _ in events], [k.agent_id for _, k in events],
+                   [k.action_type for _, k in events], b"".join(k.entry_hash for _, k in events),
+                   b"".join(k.payload_hash for _, k in events))
+
+
+def _load_like_adds(rng: random.Random, *, horizon: int, runs: tuple[int, ...], ids: int, first: int = 0,
+                    str_hash: bool = True) -> None:
+    """A snapshot's runs loaded at once into an empty window answer exactly like the same
+    events added one by one (the reference path), then keep doing so under new traffic."""
+    events, seq = [], first
+    for _ in range(sum(runs)):  # ids may repeat: an id sequenced again past an older, shorter horizon
+        events.append((f"evt-{rng.randrange(ids)}", _known(seq, rng)))
+        seq += 1
+    bulk, one_by_one = DedupWindow(horizon, str_hash=str_hash), DedupWindow(horizon, str_hash=str_hash)
+    at = 0
+    chunks = []
+    for size in runs:
+        chunks.append(_columns(events[at:at + size]))
+        at += size
+    bulk.load(chunks)
+    for event_id, known in events:
+        one_by_one.add(event_id, known)
+    for step in range(3 * horizon):
+        assert len(bulk) == len(one_by_one) and bulk.knowns() == one_by_one.knowns()
+        for i in range(ids):
+            assert bulk.get(f"evt-{i}") == one_by_one.get(f"evt-{i}"), (step, i)
+        fresh = (f"new-{step}", _known(seq + step, rng))
+        bulk.add(*fresh)
+        one_by_one.add(*fresh)
+
+
+@pytest.mark.parametrize("horizon, runs, first", [(10, (4, 3), 0), (10, (7, 9, 5), 3), (64, (20, 20, 30), 1000),
+                                                   (1000, (400, 700), 5)])
+@pytest.mark.parametrize("str_hash", [True, False], ids=["siphash", "blake2b"])
+def test_loading_a_snapshot_window_matches_adding_one_by_one(horizon: int, runs: tuple[int, ...], first: int,
+                                                             str_hash: bool) -> None:
+    _load_like_adds(random.Random(horizon), horizon=horizon, runs=runs, ids=sum(runs) // 2 + 3, first=first,
+                    str_hash=str_hash)
+
+
+def test_a_jump_between_runs_restarts_the_loaded_window() -> None:
+    rng = random.Random(5)
+    before = [(f"a{i}", _known(i, rng)) for i in range(4)]
+    after = [(f"b{i}", _known(10 + i, rng)) for i in range(3)]
+    window = DedupWindow(20)
+    window.load([_columns(before), _columns(after)])
+    assert window.get("a1") is None and window.get("b2") == after[2][1] and len(window) == 3
+
+
+@pytest.mark.parametrize("str_hash", [True, False], ids=["siphash", "blake2b"])
 @pytest.mark.parametrize("horizon", [1, 2, 3, 7, 64, 1000])
-def test_matches_the_ordered_dict_rule(horizon: int) -> None:
+def test_matches_the_ordered_dict_rule(horizon: int, str_hash: bool) -> None:
     rng = random.Random(horizon)
-    _run(DedupWindow(horizon), rng, steps=max(3000, 5 * horizon), ids=2 * horizon + 5)
+    _run(DedupWindow(horizon, str_hash=str_hash), rng, steps=max(3000, 5 * horizon), ids=2 * horizon + 5)
 
 
 @pytest.mark.parametrize("buckets", [1, 3, 17])
@@ -68,8 +121,11 @@ def test_colliding_fingerprints_are_told_apart_and_deleted_in_place(buckets: int
         return (h % buckets) * 0x9E3779B97F4A7C15 % (1 << 64) or 1, h
 
     monkeypatch.setattr(DedupWindow, "_hash", weak)
+    monkeypatch.setattr(DedupWindow, "_hash_many", lambda self, ids: tuple(
+        np.array(column, dtype=np.uint64) for column in zip(*(weak(self, e) for e in ids))))
     rng = random.Random(buckets)
     _run(DedupWindow(50), rng, steps=2000, ids=120)
+    _load_like_adds(rng, horizon=50, runs=(30, 40, 25), ids=70)
 
 
 def test_a_gap_in_seqs_restarts_the_window() -> None:
@@ -94,7 +150,7 @@ def test_event_ids_are_kept_until_a_snapshot_covers_them() -> None:
     window.release_ids(6)
     assert window.ids_since(0) == [(f"e{s}", knowns[s]) for s in (6, 7)]
     loaded = DedupWindow(5)
-    loaded.load([(f"e{s}", knowns[s]) for s in range(8)])  # a snapshot's window: its ids are written
+    loaded.load([_columns([(f"e{s}", knowns[s]) for s in range(8)])])  # a snapshot's window: its ids are written
     assert loaded.ids_since(0) == [] and loaded.get("e4") == knowns[4] and loaded.get("e2") is None
     window.forget_ids()
     window.add("e8", _known(8, rng))

@@ -139,7 +139,10 @@ def test_chunks_round_trip_and_refuse_inconsistent_columns():
     events = [(f"évt-{i}", Known(f"agent/{i % 3}", 100 + i, bytes([i]) * 32, bytes([255 - i]) * 32, "tool:x"))
               for i in range(5)]
     raw = snapshots.pack_chunk(events)
-    assert snapshots.unpack_chunk(raw, 5) == events
+    assert snapshots.unpack_chunk(raw, 5).events() == events
+    gap = [(e, k._replace(seq=k.seq + (i == 4))) for i, (e, k) in enumerate(events)]  # seq 104 missing
+    with pytest.raises(snapshots.SnapshotError, match="consecutive"):
+        snapshots.unpack_chunk(snapshots.pack_chunk(gap), 5)
     for count in (4, 6, -1, snapshots.CHUNK_MAX + 1):
         with pytest.raises(snapshots.SnapshotError):
             snapshots.unpack_chunk(raw, count)
@@ -149,7 +152,7 @@ def test_chunks_round_trip_and_refuse_inconsistent_columns():
             snapshots.unpack_chunk(codec.encode("SignerDedupChunk", dict(rec, **{column: value})), 5)
     with pytest.raises(snapshots.SnapshotError):
         snapshots.unpack_chunk(b"\xc3\x01garbage", 1)
-    assert snapshots.unpack_chunk(snapshots.pack_chunk([]), 0) == []
+    assert snapshots.unpack_chunk(snapshots.pack_chunk([]), 0).events() == []
 
 
 def test_read_store_keeps_the_latest_value_per_key_like_compaction(key):
@@ -186,9 +189,10 @@ def test_writer_chunks_the_window_and_drops_what_leaves_the_horizon(key, monkeyp
     assert (b"dedup/00000000000000000002", None) in out and out[-1][0] == b"snapshot/1"
     store = snapshots.read_store((i, k, v) for i, (k, v) in enumerate(
         [(k.encode(), v) for k, v in chunks.items()] + out))
-    events = snapshots.check(store.candidates[0], store.chunks, key.public_key(), ORIGIN, _entry_at(raws))
+    window = snapshots.check(store.candidates[0], store.chunks, key.public_key(), ORIGIN, _entry_at(raws))
+    events = [e for run in window for e in run.events()]
     adopted = LedgerState(8)
-    adopted.adopt(store.candidates[0].record, events)
+    adopted.adopt(store.candidates[0].record, window)
     assert adopted.events.knowns() == st.events.knowns() and len(adopted.events) == 8
     assert all(adopted.events.get(e) == st.events.get(e) == k for e, k in events[-8:])
 

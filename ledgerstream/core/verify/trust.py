@@ -81,14 +81,20 @@ class TrustedKeys:
             raise VerificationError(f"key_id {key_id[:16]} is not a trusted signer key", kind="unknown_key",
                                     key_id=key_id, trusted=sorted(self.by_id)) from None
 
+    @staticmethod
+    def home_paths(home: Path) -> list[Path]:
+        """The signer keys HOME trusts by default: HOME/keys/signer.pub.pem and
+        HOME/keys/trusted/*.pem, those present."""
+        keys_dir = home / "keys"
+        return [p for p in [keys_dir / "signer.pub.pem", *sorted((keys_dir / "trusted").glob("*.pem"))] if p.exists()]
+
     @classmethod
     def load(cls, home: Path, extra: Iterable[Path] = ()) -> TrustedKeys:
-        """HOME/keys/signer.pub.pem and HOME/keys/trusted/*.pem if present, and each ``extra`` PEM."""
+        """The keys of :meth:`home_paths`, and each ``extra`` PEM."""
         keys = cls()
         keys_dir = home / "keys"
-        for path in [keys_dir / "signer.pub.pem", *sorted((keys_dir / "trusted").glob("*.pem"))]:
-            if path.exists():
-                keys.add_pem(path)
+        for path in cls.home_paths(home):
+            keys.add_pem(path)
         for path in extra:
             keys.add_pem(Path(path))
         if not keys.by_id:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ledgerstream.core import config
+from ledgerstream.core.verify.trust import TrustedKeys
 from ledgerstream.core.alert_signature import VerifierKey, trusted_verifier_keys
 from ledgerstream.core.config import Topics, is_loopback
 from ledgerstream.core.errors import ConfigError
@@ -71,7 +72,7 @@ def resolve(*, home: Path | None, host: str, port: int, token: str | None, boots
     else the index's HOME/tiles (served once the index has written them)."""
     home_dir = Path(home).expanduser().resolve() if home else config.home()
     topics = Topics.with_prefix(topic_prefix) if topic_prefix is not None else config.resolve_topics(home_dir)
-    keys = public_keys or tuple(p for p in [home_dir / "keys" / "signer.pub.pem"] if p.exists())
+    keys = public_keys or tuple(TrustedKeys.home_paths(home_dir))  # the same default as every verifier
     ca = tsa_ca or next((p for p in [home_dir / "tsa" / "ca.pem"] if p.exists()), None)
     for path in (*keys, *([ca] if ca else [])):
         if not path.is_file():
