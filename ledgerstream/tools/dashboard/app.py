@@ -21,7 +21,7 @@ from aiohttp import web
 from ledgerstream.core.config import is_loopback
 from ledgerstream.core.errors import ConfigError, LedgerstreamError
 from ledgerstream.core.topic_reader import read_partition
-from ledgerstream.index.db import get_meta
+from ledgerstream.index.db import SCHEMA_VERSION, get_meta
 from ledgerstream.index.reads import IndexedLedger, open_for
 from ledgerstream.tools.dashboard import pages, status_files, tlog
 from ledgerstream.tools.dashboard.auth import host_middleware, security_headers, token_middleware
@@ -50,11 +50,12 @@ class Dashboard:
 
     def open_index(self) -> IndexedLedger | None:
         """HOME's ledger index when it follows these topics under exactly the dashboard's
-        trusted signer keys (another key set would be another ledger); None otherwise."""
+        trusted signer keys (another key set would be another ledger) in this version's layout
+        (an older one is being rebuilt by its follower); None otherwise."""
         s = self.settings
         ix = open_for(s.home, s.bootstrap, s.topics)
-        if ix is not None and set((get_meta(ix.conn, "trust") or {}).get("trusted_keys") or ()) != set(
-                self.checker.config.trusted_keys):
+        if ix is not None and (get_meta(ix.conn, "schema_version") != SCHEMA_VERSION or set(
+                (get_meta(ix.conn, "trust") or {}).get("trusted_keys") or ()) != set(self.checker.config.trusted_keys)):
             ix.close()
             return None
         return ix
