@@ -160,6 +160,11 @@ class SignerWorker:
     def recover(self) -> None:
         """Rebuild seq, chain heads, Merkle tree, dedup index and anchor backlog: from the
         latest snapshot that verifies plus the tail after it, else from the whole ledger."""
+        self._recover()
+        # the snapshot's chunks and the replayed records are garbage now that _recover returned
+        procinfo.release_free_memory()
+
+    def _recover(self) -> None:
         t0 = time.monotonic()
         self.state = LedgerState(self.s.dedup_horizon)
         self._pos = {"entries": 0, "checkpoints": 0, "signer_state": 0}
@@ -178,7 +183,6 @@ class SignerWorker:
                                "snapshots_rejected": len(found), "warm": False}
         self.seq = Sequencer(self.state, self.key, signing_mode=self.s.signing_mode,
                              max_record_bytes=self.s.max_record_bytes, defer_signing=self.sign_ahead)
-        procinfo.release_free_memory()  # the snapshot's chunks and the replayed records are garbage now
         log.info("recovered %d entries (%s), checkpoint at %d, %d unanchored, in %.2fs",
                  self.state.next_seq, "from a snapshot" if base else "full replay", self.state.checkpoint_size,
                  len(self.state.unanchored), time.monotonic() - t0)
