@@ -34,11 +34,18 @@ from support.minimal_bundle_verifier import verify as minimal_verify
 pytestmark = pytest.mark.integration
 
 
-def _produce(bootstrap: str, topic: str, actions: list[dict[str, Any]]) -> None:
+def _produce(bootstrap: str, topic: str, actions: list[dict[str, Any]], signer: SignerProcess, size: int) -> None:
+    """One at a time, each sequenced before the next is sent: the agents' keys put them on
+    different partitions, whose records the signer may take in any order, and the tests
+    name entries by seq (links then also resolve in order)."""
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     for action in actions:
         producer.produce(topic, codec.encode("ActionEvent", action), key=action["agent_id"].encode())
-        producer.flush(30)  # one at a time: links then resolve in order
+        producer.flush(30)
+        size += 1
+        deadline = time.monotonic() + 60
+        while signer.status().get("next_seq", 0) < size and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def _wait_anchored(signer: SignerProcess, size: int, timeout: float = 60.0) -> None:
@@ -76,7 +83,7 @@ def ledger(bootstrap: str, dev_tsa, signer_key_path: Path, tmp_path_factory) -> 
         batches = [[plan, search, *noise[0:2]], [write, delete, *noise[2:4]], noise[4:8]]
         size = 0
         for batch in batches:
-            _produce(bootstrap, topics.actions, batch)
+            _produce(bootstrap, topics.actions, batch, signer, size)
             size += len(batch)
             _wait_anchored(signer, size)
     finally:
