@@ -10,7 +10,7 @@ then only decodes, re-hashes and chains, while this mostly idle process uses the
 core (docs/benchmarks-verifier.md). Batches are queued in the checker process in order (it
 checks them in order and runs ahead); their alerts are then published in batch order and
 awaited (``acks=all``). The
-checker process saves its state (journal + state.json) only at points where every finding
+checker process saves its state (state.sqlite + history files) only at points where every finding
 so far has been published, so after a crash the unsaved batches are read again and their
 alerts re-published with the same ``alert_id``. Up to four batches are in flight, so the
 reader keeps filling batches while the checker works. Any failure to check, publish or save

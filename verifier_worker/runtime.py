@@ -26,7 +26,6 @@ from ledgerstream.verifier_worker.store import StateStore, write_json_atomic
 
 log = logging.getLogger("ledgerstream.verifier")
 
-GRAPH_EDGES = 10_000       # graph.json keeps the newest edges (the state keeps them all)
 SAVE_INTERVAL = 1.0        # seconds between state saves while batches keep coming
 PROGRESS_GRACE = 30.0      # seconds without progress while behind before "unhealthy"
 
@@ -96,10 +95,10 @@ class VerifierRuntime:
         self.store.save(self.checker, {"alerts": dict(self.alerts)})
         self._dirty, self._saved_at = False, time.monotonic()
         self._durable = self._view()
-        if len(self.checker.graph.edges) != self._graph_edges:
-            self._graph_edges = len(self.checker.graph.edges)
+        if self.checker.graph.total_edges != self._graph_edges:  # graph.json: the newest edges the history keeps
+            self._graph_edges = self.checker.graph.total_edges
             write_json_atomic(self.s.state_dir / "graph.json",
-                              {**self.checker.graph.to_dict(limit=GRAPH_EDGES), "updated_at": time.time()})
+                              {**self.checker.graph.to_dict(), "updated_at": time.time()})
 
     def _view(self) -> dict[str, Any]:
         ch = self.checker

@@ -119,8 +119,11 @@ def verifier(entries: int, threads: int | None, signer_json: Path | None, bootst
     and by a real verifier worker end to end, beside raw ML-DSA-65 sign/verify rates measured
     in the same run. Goal: the worker verifies at least twice as fast as the signer signs
     (this run's signer_sequencer, or a measured signer with --signer-json); the pure
-    checker is judged beside it (checker_met). Uses private topics (deleted afterwards); without
-    a configured Kafka it starts a private embedded broker."""
+    checker is judged beside it (checker_met). Then the caught-up worker is killed with SIGKILL
+    and started again: seconds until its restored state is reported (restart_s) and its checker
+    process's RSS, beside the old way's cost (checker_1_thread.journal_restore: rebuilding the
+    in-memory history from a journal line per entry). Uses private topics (deleted afterwards);
+    without a configured Kafka it starts a private embedded broker."""
     from ledgerstream.core import config, mldsa
     from ledgerstream.core.errors import ConfigError
     from ledgerstream.tools.bench_verifier import run, signer_rate_from

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ledgerstream.core.errors import ConfigError, TimestampError
+from ledgerstream.core.spilled import durable_journal
 from ledgerstream.core.tiles import TILE_HEIGHT, TileConflict, TileWriter
 from ledgerstream.core.timestamp import token_gen_time
 from ledgerstream.core.verify import (CHECKPOINTS, ENTRIES, CheckedCheckpoint, CheckedEntry, Checker,
@@ -56,7 +57,6 @@ from ledgerstream.index.db import get_meta, open_db, set_meta
 from ledgerstream.index.history import IndexHistory
 from ledgerstream.index.paths import IndexPaths
 from ledgerstream.core.alerting import alert_id
-from ledgerstream.verifier_worker.store import journal_line
 
 log = logging.getLogger("ledgerstream.index")
 
@@ -296,7 +296,7 @@ class IndexCore:
             conn.executemany("INSERT OR IGNORE INTO findings VALUES (?,?,?,?,?,?,?,?,?,?)",
                              [_finding_row(f) for f in findings])
             conn.executemany("INSERT INTO checker_journal(line) VALUES (?)",  # the history keeps the rest
-                             [(journal_line(r),) for r in journal if "e" not in r and "g" not in r])
+                             [(line,) for line in durable_journal(journal)])
             set_meta(conn, "checker", state)
             set_meta(conn, "indexed_size", ch.tree.size)
             set_meta(conn, "next_offset", dict(ch.next_offset))

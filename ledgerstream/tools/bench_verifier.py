@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from ledgerstream.core import mldsa, records
+from ledgerstream.core import mldsa, procinfo, records
 from ledgerstream.core.wire import avro_fast, codec
 from ledgerstream.tools.proc_cpu import cpu_seconds, tree_cpu_seconds
 from ledgerstream.core.kafka_security import kafka_config, role_env
@@ -105,7 +105,24 @@ def bench_checker(key: mldsa.PrivateKey, entries: list[bytes], checkpoints: list
     if findings or checker.position != len(entries):
         raise RuntimeError(f"benchmark ledger did not verify: {findings[:3]}")
     return {"threads": threads, "entries": len(entries), "seconds": round(elapsed, 2),
-            "per_s": round(len(entries) / elapsed), "per_cpu_s": round(len(entries) / cpu)}
+            "per_s": round(len(entries) / elapsed), "per_cpu_s": round(len(entries) / cpu),
+            "journal_restore": _journal_restore(checker) if not threads else None}
+
+
+def _journal_restore(checker: Any) -> dict[str, Any]:
+    """The baseline for a worker's restart: what restoring the in-memory history from a journal
+    with a line per entry costs (how workers restarted before D38), for this checker's ledger."""
+    from ledgerstream.core.verify import Checker
+
+    journal = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in checker.drain_journal()).encode()
+    state = json.loads(json.dumps(checker.export_state()))
+    start = time.perf_counter()
+    restored = Checker.restore(checker.config, state, (json.loads(line) for line in journal.splitlines()))
+    seconds = time.perf_counter() - start
+    if restored.tree.root() != checker.tree.root():
+        raise RuntimeError("the journal did not restore the same tree")
+    return {"seconds": round(seconds, 2), "journal_bytes_per_entry": round(len(journal) / max(1, checker.position)),
+            "note": "in process: parse the journal and rebuild the in-memory history (no Python start-up)"}
 
 
 def bench_worker(key: mldsa.PrivateKey, entries: list[bytes], checkpoints: list[bytes], bootstrap: str,
@@ -154,11 +171,15 @@ def bench_worker(key: mldsa.PrivateKey, entries: list[bytes], checkpoints: list[
 
     broker_now = (lambda: cpu_seconds(broker_pid)) if broker_pid else (lambda: float("nan"))
     log(f"worker: verifying {len(entries)} entries from Kafka ...")
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "ledgerstream.verifier_worker", "--home", str(home),
+                                 "--id", "bench", "--bootstrap", bootstrap, "--topic-prefix", prefix],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=dict(os.environ, **role_env(bootstrap, "admin")))
+
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "ledgerstream.verifier_worker", "--home", str(home), "--id", "bench",
-                             "--bootstrap", bootstrap, "--topic-prefix", prefix],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=dict(os.environ, **role_env(bootstrap, "admin")))
+    proc = spawn()
     progress: list[tuple[float, int, float, float]] = []  # at each committed batch: time, entries, CPU worker, broker
     try:
         while True:
@@ -172,7 +193,20 @@ def bench_worker(key: mldsa.PrivateKey, entries: list[bytes], checkpoints: list[
             if now - start > 600:
                 raise RuntimeError("the verifier worker did not finish within 600 s")
             time.sleep(0.02)
-        _wait_for_position(home / "verifiers" / "bench" / "status.json", len(entries), proc)
+        status_path = home / "verifiers" / "bench" / "status.json"
+        _wait_for_position(status_path, len(entries), proc)
+        log("worker: kill -9, then a restart on the saved state ...")
+        time.sleep(1.5)  # the status timer saves what is left once batches stop
+        proc.kill()
+        proc.wait(30)
+        restarted = time.perf_counter()
+        proc = spawn()
+        resumed = _wait_for_position(status_path, len(entries), proc, pid=proc.pid)
+        restart = {"restart_s": round(time.perf_counter() - restarted, 2), "resumed_at": resumed["position"],
+                   "checker_rss_mb": procinfo.rss_mb(int(resumed["checker_pid"])),
+                   "note": "kill -9 of a caught-up worker, then seconds from starting it again until its "
+                           "restored state is written to status.json (Python and imports included); "
+                           "checker_rss_mb: its checker process at that moment"}
     finally:
         proc.terminate()
         proc.wait(30)
@@ -184,6 +218,7 @@ def bench_worker(key: mldsa.PrivateKey, entries: list[bytes], checkpoints: list[
             "steady_entries": counted,
             "cpu_us_per_entry": _per_entry_us(last[2] - first[2], counted),
             "broker_cpu_us_per_entry": _per_entry_us(last[3] - first[3], counted),
+            "restart": restart,
             "note": "steady_per_s and cpu_us_per_entry (worker + checker process, all threads) between the "
                     "batches committed at about 20 % and 80 % of the ledger; wall_s includes start-up"}
 
@@ -200,18 +235,21 @@ def _steady_window(progress: list[tuple[float, int, float, float]], entries: int
     return progress[0], progress[-1]
 
 
-def _wait_for_position(status_path: Path, entries: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    """The worker's own status must confirm it verified every entry (not only consumed it)."""
+def _wait_for_position(status_path: Path, entries: int, proc: subprocess.Popen[bytes], timeout: float = 30.0,
+                       pid: int | None = None) -> dict[str, Any]:
+    """The worker's own status must confirm it verified every entry (not only consumed it);
+    with ``pid``, a status written by that process (a restarted worker). Returns the status."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if json.loads(status_path.read_text())["position"] >= entries:
-                return
+            status = json.loads(status_path.read_text())
+            if status["position"] >= entries and (pid is None or status["pid"] == pid):
+                return status
         except (OSError, ValueError, KeyError):
             pass
         if time.monotonic() > deadline or proc.poll() is not None:
             raise RuntimeError(f"the verifier worker did not report all {entries} entries verified")
-        time.sleep(0.05)
+        time.sleep(0.02)
 
 
 def _per_entry_us(seconds: float, entries: int) -> float | None:

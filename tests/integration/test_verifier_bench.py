@@ -18,6 +18,10 @@ def test_bench_verifier_runs_every_scenario_on_a_real_worker(bootstrap: str) -> 
         assert scenarios[name]["per_s"] > 0 and scenarios[name]["entries"] == 2000
     worker = scenarios["worker_end_to_end"]
     assert worker["entries"] == 2000 and worker["wall_s"] > 0
+    assert worker["restart"]["resumed_at"] == 2000 and worker["restart"]["restart_s"] > 0  # after a real kill -9
+    assert worker["restart"]["checker_rss_mb"] > 0
+    baseline = scenarios["checker_1_thread"]["journal_restore"]
+    assert baseline["seconds"] >= 0 and baseline["journal_bytes_per_entry"] > 50
     goal = result["goal"]
     assert goal["target_per_s"] == round(2 * scenarios["signer_sequencer"]["per_s"])
     assert goal["checker_per_s"] == max(scenarios["checker_1_thread"]["per_s"], scenarios["checker_threads"]["per_s"])

@@ -17,10 +17,10 @@ import pytest
 
 from ledgerstream.core import mldsa
 from ledgerstream.core.verify import Checker, CheckerConfig
-from ledgerstream.index import history
+from ledgerstream.core import spilled
 from ledgerstream.index.core import IndexCore
 from ledgerstream.index.db import IndexOutdated
-from ledgerstream.index.history import SpilledHashes, SpilledTree
+from ledgerstream.core.spilled import SpilledHashes, SpilledTree, SpillIncomplete
 from ledgerstream.index.paths import IndexPaths
 from support.ledger_builder import LedgerBuilder, entry_bytes
 from support.rfc9162_checker import mth_from_leaf_hashes, verify_consistency, verify_inclusion
@@ -34,7 +34,7 @@ CONFIG = CheckerConfig.from_keys([KEY.public_key()])
 
 @pytest.fixture(autouse=True)
 def small_tail(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(history, "TAIL_BYTES", 5 * 32)  # reads cross the file / memory boundary
+    monkeypatch.setattr(spilled, "TAIL_BYTES", 5 * 32)  # reads cross the file / memory boundary
 
 
 def test_spilled_tree_roots_and_proofs_match_rfc9162_across_reopens(tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_a_file_shorter_than_the_committed_state_is_refused(tmp_path: Path) -> N
     hashes += os.urandom(64)
     hashes.sync()
     hashes.close()
-    with pytest.raises(IndexOutdated, match="holds 2 hashes, the index state 3"):
+    with pytest.raises(SpillIncomplete, match="holds 2 hashes, the committed state 3"):
         SpilledHashes(tmp_path / "hashes", 3, fsync=False)
 
 
@@ -101,7 +101,7 @@ def test_reopened_after_every_batch_the_index_agrees_with_the_memory_checker(tmp
     assert got == want == []
     core = IndexCore(IndexPaths.of(tmp_path), CONFIG, fsync=False)
     assert core.checker.tree.root() == memory.tree.root() and len(memory.graph.edges) > 20
-    assert core.checker.graph.edges == []  # not kept in memory: the database's links table has them
+    assert not core.checker.graph.edges  # not kept in memory: the database's links table has them
     assert core.conn.execute("SELECT COUNT(*) FROM links WHERE to_seq IS NOT NULL").fetchone()[0] == len(memory.graph.edges)
     core.close()
 

@@ -536,11 +536,11 @@ def test_the_index_checker_on_disk_finds_what_the_in_memory_one_finds(name: str,
     files, events and agent heads in SQLite) and reopens it from disk after every batch of 3
     records, as after a crash: the same findings, in order, as one in-memory Checker, and the
     same tree."""
-    from ledgerstream.index import history
+    from ledgerstream.core import spilled
     from ledgerstream.index.core import IndexCore
     from ledgerstream.index.paths import IndexPaths
 
-    monkeypatch.setattr(history, "TAIL_BYTES", 3 * 32)  # most reads come from the files
+    monkeypatch.setattr(spilled, "TAIL_BYTES", 3 * 32)  # most reads come from the files
     inject, _ = FAULTS[name]
     ledger = clean_prefix()
     inject(ledger)
@@ -561,3 +561,46 @@ def test_the_index_checker_on_disk_finds_what_the_in_memory_one_finds(name: str,
         assert core.checker.head_hash == memory.head_hash
     finally:
         core.close()
+
+
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_the_verifier_checker_on_disk_finds_what_the_in_memory_one_finds(name: str, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A verifier worker's Checker over verifier_worker/history.py (hashes and Merkle levels in
+    files, events, agent heads and checkpoint bodies in its own SQLite), saved and reopened
+    after every batch of 3 records as after a restart: the same findings, in order, as one
+    in-memory Checker, the same tree and head, and the same call-graph counts."""
+    from ledgerstream.core import spilled
+    from ledgerstream.verifier_worker.store import StateStore
+
+    monkeypatch.setattr(spilled, "TAIL_BYTES", 3 * 32)
+    inject, _ = FAULTS[name]
+    ledger = clean_prefix()
+    ledger.entry("agent-a", links=[("agent-late", "evt-late")])  # pending across a save and reload
+    ledger.entries(3)
+    ledger.entry("agent-late", event_id="evt-late")
+    inject(ledger)
+    continue_honestly(ledger)
+    memory = Checker(config())
+    want = [f.kind.value for topic, offset, raw in ledger.records for f in memory.feed(topic, offset, raw)]
+    want += [f.kind.value for f in memory.finish()]
+    got: list[str] = []
+    for start in range(0, len(ledger.records), 3):
+        store = StateStore(tmp_path, fsync=False)
+        checker, _ = store.load(config())
+        got += [f.kind.value for topic, offset, raw in ledger.records[start:start + 3]
+                for f in checker.feed(topic, offset, raw)]
+        store.save(checker, {})
+        store.close()
+    store = StateStore(tmp_path, fsync=False)
+    checker, _ = store.load(config())
+    try:
+        got += [f.kind.value for f in checker.finish()]
+        assert got == want and got
+        assert (checker.position, checker.tree.root(), checker.head_hash) == \
+            (memory.position, memory.tree.root(), memory.head_hash)
+        assert checker.graph.to_dict() == memory.graph.to_dict() and memory.graph.total_edges
+        assert checker.stats.to_dict() == memory.stats.to_dict()
+    finally:
+        store.close()
+

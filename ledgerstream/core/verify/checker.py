@@ -71,13 +71,13 @@ class Checker:
                  history: History | None = None) -> None:
         """``on_adopt``: called with each record as it becomes entry ``seq`` of the ledger
         (in seq order), for readers that need to know which record that is (``core/adoption.py``).
-        ``history``: where per-entry state lives (default: memory); a persistent one also
-        keeps the call graph's edges out of memory (only their counts are kept)."""
+        ``history``: where per-entry state lives (default: memory); it also says how many of the
+        call graph's newest edges stay in memory (the counts by agent pair always do)."""
         self.config = config
         self.on_adopt = on_adopt
         self.stats = Stats()
         self._history: History = history or MemoryHistory()
-        self.graph = CallGraph(keep_edges=not self._history.persistent)
+        self.graph = CallGraph(max_edges=self._history.graph_edges)
         self.next_offset = {ENTRIES: 0, CHECKPOINTS: 0}
         self._gaps: list[tuple[int, int]] = []         # missing seq ranges [first, last]; last's hash is known
         self._tree = self._history.tree
@@ -673,6 +673,8 @@ class Checker:
             "peers": [[p.offset, p.size, p.root.hex(), p.origin, p.key_id, p.source] for p in self._peers],
             "last_rejection": {k: (v.value if v else None) for k, v in self._last_rejection.items()},
             "stats": self.stats.to_dict(),
+            # a persistent history's journal holds no edges: the graph's counts travel here
+            **({"graph": self.graph.export()} if self._history.persistent else {}),
         }
 
     @classmethod
@@ -697,6 +699,8 @@ class Checker:
         ch._origin = state.get("origin")
         ch._peers = deque(_PeerClaim(o, s, bytes.fromhex(r), origin, k, src) for o, s, r, origin, k, src in state.get("peers", []))
         ch._last_rejection = {k: (Kind(v) if v else None) for k, v in state["last_rejection"].items()}
+        if "graph" in state:
+            ch.graph.restore(state["graph"])
         stats = dict(state["stats"])
         findings = Counter(stats.pop("findings", {}))
         ch.stats = Stats(**stats, findings=findings)

@@ -22,6 +22,8 @@ CheckpointBody = tuple[int, bytes, int]
 class History(Protocol):
     #: True when it outlives the process (the Checker then needs no per-entry journal to restore)
     persistent: bool
+    #: how many of the newest call-graph edges the Checker keeps in memory (None: all)
+    graph_edges: int | None
 
     @property
     def tree(self) -> merkle.MerkleTree:
@@ -52,6 +54,7 @@ class MemoryHistory:
     """Everything in memory: ~100 bytes per entry plus the event index."""
 
     persistent = False
+    graph_edges: int | None = None
 
     def __init__(self) -> None:
         self._hashes = bytearray()
@@ -88,3 +91,16 @@ class MemoryHistory:
 
     def add_checkpoint_body(self, body_hash: bytes, body: CheckpointBody) -> None:
         self._bodies[body_hash] = body
+
+    def copy_into(self, other: History) -> None:
+        """Everything remembered, into the empty ``other``: how a state kept in memory (an
+        earlier verifier's journal) becomes a persistent one."""
+        for seq in range(self._tree.size):
+            other.append(self.hash_at(seq))
+        for event_id, (seq, agent_id) in self._events.items():
+            other.add_event(event_id, seq, agent_id)
+        for agent_id, head in self._agents.items():
+            other.set_agent(agent_id, head)
+        for body_hash, body in self._bodies.items():
+            other.add_checkpoint_body(body_hash, body)
+

@@ -1,7 +1,8 @@
 """Step [8], cross-agent links: the rule for one resolved link and the call graph they build."""
 from __future__ import annotations
 
-from collections import Counter
+import dataclasses
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -23,17 +24,16 @@ class Edge:
 class CallGraph:
     """The cross-agent call graph built from resolved links; answers who called whom."""
 
-    def __init__(self, keep_edges: bool = True) -> None:
-        """``keep_edges`` False: count edges by agent pair only (memory independent of the
-        ledger's size; the ledger index stores the edges in its database instead)."""
-        self.edges: list[Edge] = []
-        self.keep_edges = keep_edges
+    def __init__(self, max_edges: int | None = None) -> None:
+        """``max_edges``: keep only the newest this many edges (0: none, None: all); edges are
+        always counted by agent pair, so memory can stay independent of the ledger's size
+        (the ledger index keeps every edge in its database instead)."""
+        self.edges: deque[Edge] = deque(maxlen=max_edges)
         self.total_edges = 0
         self._pairs: Counter[tuple[str, str]] = Counter()
 
     def add(self, edge: Edge) -> None:
-        if self.keep_edges:
-            self.edges.append(edge)
+        self.edges.append(edge)
         self.total_edges += 1
         self._pairs[(edge.from_agent, edge.to_agent)] += 1
 
@@ -48,9 +48,19 @@ class CallGraph:
         return out
 
     def to_dict(self, limit: int | None = None) -> dict[str, Any]:
-        edges = self.edges if limit is None else self.edges[-limit:]
+        edges = list(self.edges)[-limit:] if limit else list(self.edges)
         return {"edges": [e.to_dict() for e in edges], "agents": self.agent_pairs(),
                 "total_edges": self.total_edges}
+
+    def export(self) -> dict[str, Any]:
+        """The counts and kept edges, for a checker whose history outlives it (no journal of edges)."""
+        return {"edges": [dataclasses.astuple(e) for e in self.edges], "total_edges": self.total_edges,
+                "pairs": [[src, dst, n] for (src, dst), n in sorted(self._pairs.items())]}
+
+    def restore(self, saved: Mapping[str, Any]) -> None:
+        self.edges.extend(Edge(*e) for e in saved["edges"])
+        self.total_edges = int(saved["total_edges"])
+        self._pairs = Counter({(src, dst): int(n) for src, dst, n in saved["pairs"]})
 
 
 @dataclass
