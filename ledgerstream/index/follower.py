@@ -98,6 +98,8 @@ class IndexFollower:
         self.started_at = time.time()
         self._roles = {settings.topics.entries: ENTRIES, settings.topics.checkpoints: CHECKPOINTS}
         self._at_eof = {ENTRIES: False, CHECKPOINTS: False}
+        #: committed records not read yet per topic, as of the last fetch (None: not known yet)
+        self._behind: dict[str, int | None] = {ENTRIES: None, CHECKPOINTS: None}
         self._rate: deque[tuple[float, int]] = deque(maxlen=30)
         self._status_at = 0.0
         self._progress_at = 0.0
@@ -220,6 +222,12 @@ class IndexFollower:
                 continue
             self._at_eof[role] = False
             out.append((role, msg.offset(), msg.value() or b""))
+        for topic, role in self._roles.items():  # what the last fetch saw: no request to the broker
+            tp = TopicPartition(topic, 0)
+            end = consumer.get_watermark_offsets(tp, cached=True)[1]  # read_committed: the last stable offset
+            position = consumer.position([tp])[0].offset
+            if end >= 0 and position >= 0:
+                self._behind[role] = max(0, end - position)
         return out
 
     def _done(self, consumer: Consumer, ends: dict[str, int]) -> bool:
@@ -267,6 +275,7 @@ class IndexFollower:
             "pid": os.getpid(), "running": running, "mode": "once" if self.s.once else "follow",
             "indexed_size": core.indexed_size, "tiles_size": core.tiles_size, "foreign": core.foreign,
             "findings": findings, "next_offset": core.next_offset, "caught_up": all(self._at_eof.values()),
+            "records_behind": dict(self._behind),
             "entries_per_second": round(rate, 1), "started_at": self.started_at, "updated_at": time.time(),
             "tiles_dir": str(self.s.paths.tiles_dir), "db": str(self.s.paths.db),
             "topics": {ENTRIES: self.s.topics.entries, CHECKPOINTS: self.s.topics.checkpoints},

@@ -55,7 +55,8 @@ def newest_seq(bootstrap: str, topics: Topics, config: CheckerConfig | None) -> 
     raise NoGenuineEntry(f"no genuine entry among the last {len(tail)} records of {topics.entries}")
 
 
-def _follower(paths: IndexPaths) -> dict[str, Any] | None:
+def follower_status(paths: IndexPaths) -> dict[str, Any] | None:
+    """The follower's status file, with ``alive``: whether its pid runs now (None: no file)."""
     try:
         status = json.loads(paths.status.read_text())
     except (OSError, ValueError):
@@ -73,7 +74,7 @@ def _follower(paths: IndexPaths) -> dict[str, Any] | None:
 
 def follower_alive(paths: IndexPaths) -> bool:
     """Whether an index follower runs on ``paths`` now (its status file's pid is alive)."""
-    follower = _follower(paths)
+    follower = follower_status(paths)
     return bool(follower and follower["alive"])
 
 
@@ -109,7 +110,7 @@ def index_status(paths: IndexPaths, bootstrap: str | None, topics: Topics,
         else:
             doc["newest_seq"] = newest
             doc["lag"] = 0 if newest is None else max(0, newest + 1 - doc["indexed_size"])
-    doc["follower"] = _follower(paths)
+    doc["follower"] = follower_status(paths)
     return doc
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -132,6 +133,9 @@ def test_api_reports_head_agents_graph_and_verified_entries(dashboard, bootstrap
 
     head = get(f"{dash.url}/api/head")[1]
     assert head["source"] == "index"
+    # `index run --once` read every committed record, then stopped: the page must not call it current
+    assert {k: head["index"][k] for k in ("follower", "caught_up", "records_behind")} == {
+        "follower": "stopped", "caught_up": False, "records_behind": 0}
     same = ("size", "seq", "entry_hash", "root", "root_size", "last_received_at", "records_on_topic", "foreign_records")
     assert {k: head[k] for k in same} == {k: live["/api/head"][k] for k in same}
     by_agent = lambda rows: {a["agent_id"]: a for a in rows}  # noqa: E731
@@ -145,6 +149,13 @@ def test_api_reports_head_agents_graph_and_verified_entries(dashboard, bootstrap
     assert sorted(map(str, graph["recent"])) == sorted(map(str, live["/api/graph"]["recent"]))
     overview = get(f"{dash.url}/api/overview")[1]
     assert overview["head"]["source"] == "index" and overview["follower"]["ledger"].startswith("off")
+
+    # the index goes away: the live view follows the topics again and answers the whole ledger
+    shutil.rmtree(dash.home / "index")
+    assert get(f"{dash.url}/api/head")[1]["source"] == "live"
+    wait_for(lambda: get(f"{dash.url}/api/overview")[1]["follower"]["ledger"] == "live", 30, "the live follow")
+    again = get(f"{dash.url}/api/head")[1]
+    assert {k: again[k] for k in same} == {k: live["/api/head"][k] for k in same}
 
 
 def test_token_guards_every_route(dashboard) -> None:

@@ -4,6 +4,7 @@ any other index would show another ledger (or fail on tables it lacks), so the d
 its own live view then."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,32 @@ def test_an_index_of_an_older_layout_is_not_used(tmp_path: Path) -> None:
 def test_no_index_means_the_live_view(tmp_path: Path) -> None:
     with _dashboard(tmp_path, OURS).ledger() as ledger:
         assert ledger.head()["source"] == "live" and ledger.head()["size"] == 0
+
+
+def test_the_head_says_how_current_the_index_is(tmp_path: Path) -> None:
+    """``head.index`` (what the page shows under the head) from the follower's status file: a
+    live follower at the end is current; a live one with records to read says how many; a
+    dead pid or no follower at all is never shown as current."""
+    import json
+    import subprocess
+    import sys
+
+    from ledgerstream.tools.dashboard.indexed import index_progress
+
+    paths = IndexPaths.of(tmp_path)
+    assert index_progress(paths) == {"follower": "none", "caught_up": False, "records_behind": None, "updated_at": None}
+    paths.status.parent.mkdir(parents=True, exist_ok=True)
+
+    def status(pid: int, caught_up: bool, behind: dict) -> dict:
+        paths.status.write_text(json.dumps({"pid": pid, "running": True, "caught_up": caught_up,
+                                            "records_behind": behind, "updated_at": 1.5}))
+        return index_progress(paths)
+
+    assert status(os.getpid(), True, {"entries": 0, "checkpoints": 0}) == {
+        "follower": "running", "caught_up": True, "records_behind": 0, "updated_at": 1.5}
+    assert status(os.getpid(), False, {"entries": 5, "checkpoints": 1})["records_behind"] == 6
+    assert status(os.getpid(), False, {"entries": None, "checkpoints": None})["records_behind"] is None
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = status(gone.pid, True, {"entries": 0, "checkpoints": 0})
+    assert dead["follower"] == "stopped" and dead["caught_up"] is False

@@ -64,9 +64,11 @@ class Dashboard:
     def ledger(self) -> Iterator[IndexedOverview | LedgerView]:
         """Where the ledger questions are answered: the index when there is one (and the
         live follower of the ledger topics is stopped: its memory and start-up replay grow
-        with the ledger), else the live view."""
+        with the ledger), else the live view (following the topics again if it had stopped)."""
         ix = self.open_index()
         if ix is None:
+            if self.follower is not None:
+                self.follower.resume_ledger()  # the index went away: the live view catches up again
             yield self.view
             return
         if self.follower is not None:

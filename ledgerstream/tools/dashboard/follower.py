@@ -5,7 +5,7 @@ dashboard only reads, commits nothing, and rebuilds its picture on every start. 
 thread reads ``entries`` and ``checkpoints`` (the ledger), another ``alerts``, so alerts
 appear at once even while a long ledger is still being replayed. With a ledger index
 (``indexed.py``) the ledger thread does not run, or stops once the index appears: the
-index answers those questions without a replay.
+index answers those questions without a replay; it runs again if the index goes away.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ class Follower:
                  log: Callable[[str], None] = print) -> None:
         self.bootstrap, self.topics, self.view, self.on_alert, self.log = bootstrap, topics, view, on_alert, log
         self._stops = {"ledger": threading.Event(), "alerts": threading.Event()}
+        self._switch = threading.Lock()  # stop_ledger / resume_ledger
         self._threads: list[threading.Thread] = []
         #: per thread: "connecting" | "waiting for topics" | "replaying" | "live" | "error: ..."
         #: | "off: <why>" (the ledger's, when the index answers)
@@ -37,26 +38,41 @@ class Follower:
         """Follow the alerts, and the ledger topics unless ``ledger`` is False (an index answers)."""
         if not ledger:
             self.stop_ledger("the ledger index answers")
-        for name, topics, handler in (
-            ("ledger", [self.topics.entries, self.topics.checkpoints], self._ledger_record),
-            ("alerts", [self.topics.alerts], self._alert_record),
-        ):
-            if self._stops[name].is_set():
-                continue
-            thread = threading.Thread(target=self._follow, args=(name, topics, handler),
-                                      name=f"follow-{name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        for name in ("ledger", "alerts"):
+            if not self._stops[name].is_set():
+                self._start(name)
+
+    def _start(self, name: str, start: dict[str, int] | None = None) -> None:
+        """``start``: offset per topic (default: the beginning)."""
+        topics, handler = (([self.topics.entries, self.topics.checkpoints], self._ledger_record) if name == "ledger"
+                           else ([self.topics.alerts], self._alert_record))
+        thread = threading.Thread(target=self._follow, args=(name, topics, handler, self._stops[name], start or {}),
+                                  name=f"follow-{name}", daemon=True)
+        thread.start()
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
 
     def stop_ledger(self, why: str) -> None:
         """Stop following the ledger topics (the thread ends within half a second)."""
-        if not self._stops["ledger"].is_set():
-            self._stops["ledger"].set()
-            self.state["ledger"] = f"off: {why}"
+        with self._switch:
+            if not self._stops["ledger"].is_set():
+                self._stops["ledger"].set()
+                self.state["ledger"] = f"off: {why}"
+
+    def resume_ledger(self) -> None:
+        """Follow the ledger topics again (the index went away), from the records after the
+        last ones the view took: it continues where it stopped."""
+        with self._switch:
+            if not self._stops["ledger"].is_set() or self._stops["alerts"].is_set():
+                return  # following already, or the whole follower is stopping
+            self._stops["ledger"] = threading.Event()  # the old thread keeps the set one and ends
+            self.state["ledger"] = "connecting"
+            at = dict(self.view.resume_at)
+            self._start("ledger", {self.topics.entries: at["entries"], self.topics.checkpoints: at["checkpoints"]})
 
     def stop(self) -> None:
-        for stop in self._stops.values():
-            stop.set()
+        with self._switch:
+            for stop in self._stops.values():
+                stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
 
@@ -71,15 +87,15 @@ class Follower:
         if alert is not None:
             self.on_alert(alert)
 
-    def _follow(self, name: str, topics: list[str], handler: Callable[[str, int, int, bytes], None]) -> None:
+    def _follow(self, name: str, topics: list[str], handler: Callable[[str, int, int, bytes], None],
+                stop: threading.Event, start: dict[str, int]) -> None:
         consumer = Consumer(kafka_config(self.bootstrap, "reader", {
             "group.id": f"ledgerstream-dashboard-{uuid.uuid4().hex}",
             "enable.auto.commit": False, "isolation.level": "read_committed", "enable.partition.eof": True,
             "max.partition.fetch.bytes": 16 * 1024 * 1024,
         }))
-        stop = self._stops[name]
         try:
-            partitions = self._wait_for_topics(name, consumer, topics)
+            partitions = self._wait_for_topics(name, consumer, topics, stop, start)
             if partitions is None:
                 return
             consumer.assign(partitions)
@@ -104,8 +120,9 @@ class Follower:
         finally:
             consumer.close()
 
-    def _wait_for_topics(self, name: str, consumer: Consumer, topics: list[str]) -> list[TopicPartition] | None:
-        while not self._stops[name].is_set():
+    def _wait_for_topics(self, name: str, consumer: Consumer, topics: list[str], stop: threading.Event,
+                         start: dict[str, int]) -> list[TopicPartition] | None:
+        while not stop.is_set():
             try:
                 known = consumer.list_topics(timeout=10).topics
             except KafkaException as exc:
@@ -113,7 +130,8 @@ class Follower:
                 time.sleep(2)
                 continue
             if all(t in known and known[t].error is None for t in topics):
-                return [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in sorted(known[t].partitions)]
+                return [TopicPartition(t, p, start.get(t, OFFSET_BEGINNING))
+                        for t in topics for p in sorted(known[t].partitions)]
             self.state[name] = f"waiting for topics {', '.join(t for t in topics if t not in known)}"
             time.sleep(2)
         return None

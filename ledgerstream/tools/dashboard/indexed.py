@@ -22,7 +22,9 @@ from ledgerstream.core.wire import codec
 from ledgerstream.core.tiles import TileReader
 from ledgerstream.core.verify import Kind
 from ledgerstream.index import query
+from ledgerstream.index.paths import IndexPaths
 from ledgerstream.index.reads import ACCEPTED_ANCHORS, IndexedLedger
+from ledgerstream.index.status import follower_status
 from ledgerstream.tools.dashboard.ledger import ENTRY_CHECK_OF_KIND, Anchor, CheckpointInfo, Foreign, call_graph
 
 #: a checkpoint the index calls verified had its signature verified under the trusted keys
@@ -85,6 +87,20 @@ class IndexedEntries:
         return out
 
 
+def index_progress(paths: IndexPaths) -> dict[str, Any]:
+    """How current the index's answers are, from its follower's status file: whether a follower
+    runs, is caught up, and how many records it has still to read (the page says so: answers
+    from a lagging or stopped index are never shown as current)."""
+    status = follower_status(paths)
+    if status is None:
+        return {"follower": "none", "caught_up": False, "records_behind": None, "updated_at": None}
+    behind = status.get("records_behind") or {}
+    known = [n for n in behind.values() if isinstance(n, int)]
+    return {"follower": "running" if status["alive"] else "stopped",
+            "caught_up": bool(status["alive"] and status.get("caught_up")),
+            "records_behind": sum(known) if known else None, "updated_at": status.get("updated_at")}
+
+
 #: the dashboard's root column for each status of an indexed checkpoint
 _ROOT_OF_STATUS = {"verified": "match", "pending": "pending", "unconfirmed": "unconfirmed"}
 RECENT_CALLS = 50
@@ -118,6 +134,7 @@ class IndexedOverview:
             "throughput": {"per_second_10s": round(query.entries_since(conn, now_us - 10_000_000) / 10, 2),
                            "per_second_1m": round(query.entries_since(conn, now_us - 60_000_000) / 60, 2)},
             "source": self.source,
+            "index": index_progress(self.ix.paths),
         }
 
     def checkpoint_views(self, limit: int = 50) -> list[dict[str, Any]]:

@@ -121,12 +121,16 @@ class LedgerView:
         self.forged_total = 0  # alerts that are not verified (forged or unsigned)
         self.forged_counts: dict[str, int] = {}
         self.version = 0  # bumps on every change, so pushers can tell
+        #: per ledger topic ("entries" / "checkpoints"), the offset after the last record taken:
+        #: where a follow that stopped (an index answered) resumes
+        self.resume_at = {"entries": 0, "checkpoints": 0}
 
     # --- writers (Kafka threads) -------------------------------------------------------------
     def add_entry_record(self, offset: int, raw: bytes) -> None:
         with self._lock:
             self.records_seen += 1
             self.version += 1
+            self.resume_at["entries"] = offset + 1
             self._note(self._core.feed_entries([(offset, raw)]))
 
     def _note(self, findings: list) -> None:
@@ -184,6 +188,7 @@ class LedgerView:
     def add_checkpoint_record(self, offset: int, raw: bytes) -> None:
         with self._lock:  # the core confirms the newest entry once a checkpoint covers it
             self.version += 1
+            self.resume_at["checkpoints"] = offset + 1
             self._note(self._core.feed_checkpoints([(offset, raw)]))
         try:
             name, rec = codec.decode(raw, expect=("Checkpoint", "TimestampAnchor"))

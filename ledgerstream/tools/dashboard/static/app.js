@@ -49,6 +49,22 @@ function renderHead(head) {
   text("head-root", head.root ? `${short(head.root)} (size ${head.root_size})` : "–");
   text("rate-10s", head.throughput.per_second_10s);
   text("rate-1m", head.throughput.per_second_1m);
+  const [source, current] = headSource(head);
+  text("head-source", source);
+  document.getElementById("head-source").classList.toggle("stale", !current);
+}
+
+// Where the head's answers come from, and whether they are current: an index that lags or
+// whose follower stopped says so instead of passing for the ledger's present state.
+function headSource(head) {
+  const ix = head.index;
+  if (head.source !== "index" || !ix) return ["live view of the topics", true];
+  if (ix.caught_up) return ["from the index · caught up", true];
+  if (ix.follower === "running") {
+    return [`from the index · ${ix.records_behind === null ? "catching up" : `${ix.records_behind} records behind`}`, false];
+  }
+  const asOf = ix.updated_at ? ` · as of ${when(ix.updated_at * 1e6)}` : "";
+  return [`from the index · ${ix.follower === "none" ? "no index follower" : "index follower stopped"}${asOf}`, false];
 }
 
 function renderCheckpoints(cps) {
