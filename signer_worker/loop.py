@@ -30,7 +30,7 @@ from ledgerstream.core.alert_signature import SIGNER_VERIFIER_ID
 from ledgerstream.core.errors import ConfigError, DecodeError, InvalidSignature
 from ledgerstream.core.wire import codec
 from ledgerstream.core.mldsa import PrivateKey
-from ledgerstream.core.topic_reader import read_keyed, read_partition
+from ledgerstream.core.topic_reader import read_keyed, read_partition, take
 from ledgerstream.core.verify import Finding, Kind
 from ledgerstream.signer_worker import snapshots
 from ledgerstream.core.watchdog import Watchdog
@@ -136,6 +136,11 @@ class SignerWorker:
             "queue.buffering.max.messages": 1_000_000,
             "queue.buffering.max.kbytes": 2_000_000,
             "transaction.timeout.ms": 60000,
+            # A transaction that begins right after the previous commit is refused with
+            # CONCURRENT_TRANSACTIONS until the broker has written that commit's markers
+            # (a few ms); librdkafka retries after retry.backoff.ms, 100 by default, which
+            # made it the largest part of a paced entry's latency (docs/benchmarks-signer.md).
+            "retry.backoff.ms": 5,
         })
         conf.update(self.s.extra_producer)
         return Producer(conf)
@@ -517,11 +522,8 @@ class SignerWorker:
         what arrived with it. Below saturation a record is signed and committed as soon as
         the transaction before it is done, not after a fixed batch window; under a backlog
         the consumer holds full batches and nothing changes."""
-        msgs = consumer.consume(self.s.batch_size, timeout=0)
-        if msgs:
-            return msgs
-        msgs = consumer.consume(1, timeout=self.s.batch_ms / 1000)
-        if msgs and self.s.batch_size > 1:
+        msgs = take(consumer, self.s.batch_size, self.s.batch_ms / 1000)
+        if len(msgs) == 1 and self.s.batch_size > 1:  # the first of a burst: take what came with it
             msgs += consumer.consume(self.s.batch_size - 1, timeout=0)
         return msgs
 

@@ -16,6 +16,13 @@ from ledgerstream.core.errors import ConfigError
 from ledgerstream.core.kafka_security import kafka_config
 
 
+def take(consumer: Consumer, most: int, timeout: float) -> list[Any]:
+    """Up to ``most`` messages without waiting for ``most`` of them: what the consumer holds
+    now, else the first message to arrive within ``timeout``. (``consume(n, timeout)`` returns
+    only when n messages are there or the timeout has passed, even if one came at once.)"""
+    return consumer.consume(most, timeout=0) or consumer.consume(1, timeout=timeout)
+
+
 def read_partition(bootstrap: str, topic: str, partition: int = 0, *, start: int | None = None,
                    timeout: float = 30.0, batch: int = 1000, role: str = "reader") -> Iterator[tuple[int, bytes]]:
     """Yield ``(offset, value)`` for every committed record from ``start`` to the end
@@ -68,9 +75,7 @@ def _read(bootstrap: str, topic: str, partition: int, start: int | None, timeout
         consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING if start is None else start)])
         last_data = time.monotonic()
         while True:
-            # short waits: consume() returns only when the batch is full or the wait is over,
-            # even after end-of-partition, so a 1 s wait cost every small read a second
-            msgs = consumer.consume(batch, timeout=0.1)
+            msgs = take(consumer, batch, 0.1)  # a small read ends when its end-of-partition event comes
             if msgs:
                 last_data = time.monotonic()
             elif time.monotonic() - last_data >= timeout:

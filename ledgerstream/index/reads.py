@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ledgerstream.core import merkle, records
 from ledgerstream.core.wire import codec
@@ -66,6 +67,16 @@ class IndexedLedger:
         return cls(conn, paths, bootstrap, topics, config)
 
     _fetcher: query.RecordFetcher | None = field(default=None, init=False, repr=False)
+
+    @contextmanager
+    def consistent(self) -> Iterator[None]:
+        """Every query inside reads one committed state of the index (a read transaction):
+        answers built from several queries never mix two of the follower's commits."""
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
 
     def close(self) -> None:
         if self._fetcher is not None:

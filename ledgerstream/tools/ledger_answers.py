@@ -84,9 +84,10 @@ def checkpoints(home: Path, bootstrap: str, topics: Topics, *, note: Note | None
     checkpoint record is never listed), from the index or from a full read."""
     with _index(home, bootstrap, topics, note) as ledger:
         if ledger is not None:
-            witnessed = ledger.witnessed_size
-            return [checkpoint_json(c.record(), ledger.anchor_records(c), ledger.note_lines(c), witnessed)
-                    for c in ledger.checkpoints()]
+            with ledger.consistent():  # the witnessed size and the cosignatures from the same commit
+                witnessed = ledger.witnessed_size
+                return [checkpoint_json(c.record(), ledger.anchor_records(c), ledger.note_lines(c), witnessed)
+                        for c in ledger.checkpoints()]
     snap = load_ledger(bootstrap, topics, _trust(home))
     return [checkpoint_json(c, snap.anchors_for(c), snap.note_lines_for(c), snap.witnessed_size)
             for c in snap.checkpoints]

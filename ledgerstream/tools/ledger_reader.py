@@ -24,7 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 
 from ledgerstream.core.config import Topics
 from ledgerstream.core.errors import ConfigError
-from ledgerstream.core.topic_reader import read_partition
+from ledgerstream.core.topic_reader import read_partition, take
 from ledgerstream.core.kafka_security import kafka_config
 
 
@@ -139,7 +139,7 @@ def read_topic(bootstrap: str, topic: str, *, since_ms: int | None = None, follo
         while not (stop is not None and stop.is_set()):
             if not follow and at_end.issuperset(parts):
                 return
-            for msg in consumer.consume(500, timeout=0.5):
+            for msg in take(consumer, 500, 0.5):
                 err = msg.error()
                 if err is None:
                     at_end.discard(msg.partition())

@@ -69,3 +69,29 @@ def test_read_topic_all_partitions_since_and_follow(bootstrap: str, topics: Topi
     stop.set()
     reader.join(10)
     assert seen == [b"live"]
+
+
+def test_take_returns_the_first_record_without_waiting_out_its_timeout(bootstrap: str, topics: Topics) -> None:
+    """core/topic_reader.take: librdkafka's consume(n, timeout) holds one record back until n
+    are there or the timeout has passed (shown here with the bare call); take hands it over as
+    soon as it arrives, and returns nothing only after the timeout (D39)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from ledgerstream.core.kafka_security import kafka_config
+    from ledgerstream.core.topic_reader import take
+
+    LedgerWriter(bootstrap, topics).commit([b"only"])
+    consumer = Consumer(kafka_config(bootstrap, "reader", {"group.id": "take-test", "isolation.level": "read_committed"}))
+    try:
+        consumer.assign([TopicPartition(topics.entries, 0, 0)])
+        start = time.monotonic()
+        held = consumer.consume(500, timeout=3.0)
+        assert [m.value() for m in held] == [b"only"] and time.monotonic() - start >= 3.0
+        consumer.assign([TopicPartition(topics.entries, 0, 0)])
+        start = time.monotonic()
+        got = take(consumer, 500, 20.0)
+        assert [m.value() for m in got] == [b"only"] and time.monotonic() - start < 10.0
+        start = time.monotonic()
+        assert take(consumer, 500, 1.0) == [] and time.monotonic() - start >= 1.0
+    finally:
+        consumer.close()

@@ -432,3 +432,18 @@ def test_a_refused_priority_is_reported_and_signing_goes_on(key: PrivateKey,
 def test_signer_settings_reject_an_impossible_nice_value() -> None:
     with pytest.raises(ValueError, match="signing_nice"):
         SignerSettings(bootstrap="x", topics=Topics.with_prefix("t."), key_path=Path("k"), signing_nice=-21)
+
+
+def test_the_signers_producer_retries_a_refused_transaction_start_within_milliseconds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transaction begun right after a commit is refused (CONCURRENT_TRANSACTIONS) until the
+    broker has written that commit's markers, and librdkafka waits retry.backoff.ms (100 by
+    default) before asking again: with back-to-back transactions that wait was most of a
+    paced entry's latency (docs/benchmarks-signer.md, 2026-12-06). The signer asks again after
+    a few ms."""
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setattr(loop_module, "Producer", lambda conf: seen.append(conf) or conf)
+    settings = dict(bootstrap="127.0.0.1:9", topics=Topics.with_prefix("t."), key_path=Path("k"),
+                    leader_election=False)
+    SignerWorker(SignerSettings(**settings), PrivateKey.generate())._producer()
+    assert seen[-1]["retry.backoff.ms"] <= 10 and seen[-1]["transactional.id"]

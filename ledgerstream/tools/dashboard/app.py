@@ -74,7 +74,8 @@ class Dashboard:
         if self.follower is not None:
             self.follower.stop_ledger("the ledger index answers")
         try:
-            yield IndexedOverview(ix)
+            with ix.consistent():  # one committed state of the index for the whole answer
+                yield IndexedOverview(ix)
         finally:
             ix.close()
 

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from ledgerstream.core.config import Topics
+from ledgerstream.core.topic_reader import take
 from ledgerstream.tools.dashboard.ledger import LedgerView
 from ledgerstream.core.kafka_security import kafka_config
 
@@ -102,7 +103,7 @@ class Follower:
             at_end: set[tuple[str, int]] = set()
             self.state[name] = "replaying"
             while not stop.is_set():
-                for msg in consumer.consume(500, timeout=0.5):
+                for msg in take(consumer, 500, 0.5):
                     err = msg.error()
                     key = (msg.topic(), msg.partition())
                     if err is None:
