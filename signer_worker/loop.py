@@ -326,7 +326,11 @@ class SignerWorker:
         md = consumer.list_topics(self.s.topics.actions, timeout=30)
         parts = [TopicPartition(self.s.topics.actions, p) for p in md.topics[self.s.topics.actions].partitions]
         committed = consumer.committed(parts, timeout=30)
-        consumer.assign(committed)
+        # A partition the group never committed starts at its first record. Named as an
+        # offset, not left to auto.offset.reset: librdkafka's lookup of that logical offset
+        # held the partition's first record back for a second, on every takeover (D39).
+        consumer.assign([tp if tp.offset >= 0 else TopicPartition(tp.topic, tp.partition, consumer.get_watermark_offsets(
+            TopicPartition(tp.topic, tp.partition), timeout=30, cached=False)[0]) for tp in committed])
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> int:

@@ -65,7 +65,7 @@ class IndexSettings:
     once: bool = False
     reindex: bool = False
     batch_size: int = 2000           # records per consume() and per commit at most
-    batch_seconds: float = 0.2       # how long consume() waits for the first record
+    batch_seconds: float = 0.2       # a batch is batch_size records or what arrived within this
     threads: int = 1                 # signature-check threads (core/verify/ SignaturePool)
     status_seconds: float = 2.0
     watchdog_seconds: float = 120.0  # 0: no watchdog

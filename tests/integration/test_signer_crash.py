@@ -102,12 +102,12 @@ def test_kill9_storm_with_leader_election(bootstrap, topics, start_signer, signe
 def test_kill9_storm_pyca_backend(bootstrap, topics, start_signer, signer_key_path,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Five kills of a signer on the slower pyca backend without leader election (fencing
-    by transactional.id alone), larger transactions, checkpoints by count and by time. A
-    chunk (250) takes at least three transactions even when it is all waiting when the
+    by transactional.id alone), transactions of 50, checkpoints by count and by time. A
+    chunk (250) takes at least five transactions even when it is all waiting when the
     restarted signer starts to consume, so the kill after the first commit lands mid-stream."""
     monkeypatch.setenv(mldsa.BACKEND_ENV, "pyca")
     pub = mldsa.load_private_key(signer_key_path).public_key()
     entries, cps, signers = _kill_storm(bootstrap, topics, start_signer, total=1500, kills=5,
-                                        args=("--no-leader-election", "--batch-size", "100",
+                                        args=("--no-leader-election", "--batch-size", "50",
                                               "--checkpoint-every", "230"), seed=11)
     _assert_exactly_once(bootstrap, topics, entries, cps, signers, pub)
