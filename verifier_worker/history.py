@@ -15,8 +15,9 @@ from ledgerstream.core.spilled import SpilledHistory
 from ledgerstream.core.verify import AgentHead
 from ledgerstream.core.verify.history import CheckpointBody
 
-#: the newest call-graph edges kept in memory: what graph.json shows (every pair is counted)
-GRAPH_EDGES = 10_000
+#: the newest call-graph edges kept in memory and in each saved state: what graph.json shows
+#: (every agent pair is counted)
+GRAPH_EDGES = 1_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -29,6 +29,7 @@ from ledgerstream.verifier_worker.history import SCHEMA, VerifierHistory
 
 log = logging.getLogger(__name__)
 
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Replace ``path`` with ``data`` as JSON so readers never see a partial file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -70,6 +71,7 @@ class StateStore:
 
     def load(self, config: CheckerConfig) -> tuple[Checker, dict[str, Any]]:
         """The checker as last saved (a fresh one if there is no state) and the worker's extras."""
+        self.close()
         self.folder.mkdir(parents=True, exist_ok=True)
         if (self.folder / "state.json").exists():  # deleted once a conversion has committed
             return self._convert(config)
@@ -88,13 +90,13 @@ class StateStore:
             raise ConfigError(f"verifier state in {self.folder} is unusable: {exc} (use --reverify)") from exc
         return checker, saved.get("worker", {})
 
-    def save(self, checker: Checker, worker: dict[str, Any], *, earlier: list[str] = []) -> None:
+    def save(self, checker: Checker, worker: dict[str, Any], *, earlier: tuple[str, ...] = ()) -> None:
         """One transaction: the new journal records (after ``earlier`` lines), the history's new
         rows, the state. The history's files are fsynced before it commits."""
         conn, history = self._conn, self._history
         if conn is None or history is None:
             raise RuntimeError("StateStore.save before load")
-        lines = earlier + durable_journal(checker.drain_journal())
+        lines = [*earlier, *durable_journal(checker.drain_journal())]
         history.sync()
         conn.execute("BEGIN")
         try:
@@ -146,7 +148,7 @@ class StateStore:
         checker = Checker.restore(config, old.export_state(), durable_records(journal), history=history)
         checker.graph.restore(old.graph.export())
         worker = saved.get("worker", {})
-        self.save(checker, worker, earlier=durable_journal(journal))
+        self.save(checker, worker, earlier=tuple(durable_journal(journal)))
         for name in _OLD_FILES:
             (self.folder / name).unlink(missing_ok=True)
         return checker, worker
