@@ -49,6 +49,32 @@ EQUIVALENTS = REPO / "scripts" / "mutation_equivalents.json"
 # cheap stage and only survivors pay for all. ORDERS gives, per function, another stage
 # order (scripts/mutation_runner.py finds the function a mutant is in): the same tests,
 # the likeliest killers first.
+VERIFY_CHECKER = [
+    "tests/unit/test_verify_checker.py::test_long_clean_ledger_raises_nothing",
+    "tests/unit/test_verify_checker.py::test_checkpoint_signing_mode_verifies_through_checkpoints",
+    "tests/unit/test_verify_checker.py::test_each_fault_raises_exactly_its_kind",
+    "tests/unit/test_verify_checker.py::test_random_bit_flips_are_always_rejected_and_never_break_the_chain",
+    "tests/unit/test_verify_checker.py::test_a_run_of_garbage_is_one_incident",
+    "tests/unit/test_verify_checker.py::test_injected_chain_break_then_honest_entries_resyncs_on_the_honest_chain",
+    "tests/unit/test_verify_checker.py::test_one_entry_gap_keeps_checkpoints_verifiable",
+    "tests/unit/test_verify_checker.py::test_longer_gap_makes_later_checkpoints_unverifiable_not_alarming",
+    "tests/unit/test_verify_checker.py::test_fork_of_the_head_is_followed_when_the_chain_continues_from_it",
+    "tests/unit/test_verify_checker.py::test_redelivered_offsets_are_skipped",
+    "tests/unit/test_verify_checker.py::test_pending_link_resolved_later_becomes_an_edge",
+    "tests/unit/test_verify_checker.py::test_link_grace_in_ledger_time_and_or_entries",
+    "tests/unit/test_verify_checker.py::test_resolved_links_must_answer_the_actions_links",
+    "tests/unit/test_verify_checker.py::test_checkpoint_before_its_entries_waits_for_them",
+    "tests/unit/test_verify_checker.py::test_checkpoint_beyond_the_ledger_is_reported_at_the_end",
+    "tests/unit/test_verify_checker.py::test_approved_action_without_valid_approvals_is_reported_when_approvers_are_configured",
+    "tests/unit/test_verify_checker.py::test_restore_from_journal_and_state_continues_exactly",
+    "tests/unit/test_verify_checker.py::test_stalled_when_actions_wait_and_the_signer_does_not_move",
+    "tests/unit/test_verify_checker.py::test_stalled_without_signer_offsets_uses_the_entries_end",
+    "tests/unit/test_verify_checker.py::test_stalled_when_checkpoints_are_overdue",
+    "tests/unit/test_verify_checker.py::test_every_kind_has_a_severity_and_a_documented_section",
+    "tests/unit/test_verify_checker.py::test_pipelined_signature_checks_find_exactly_what_one_by_one_finds",
+    "tests/unit/test_verify_checker.py::test_signature_pool_checks_a_chunk_per_worker_and_keeps_the_order",
+    "tests/unit/test_verify_checker.py::test_checked_entries_can_be_integrated_by_another_checker",
+]
 SELECTIONS: dict[str, list[list[str]]] = {
     "ledgerstream/core/merkle.py": [[
         "tests/unit/test_merkle_vectors.py",
@@ -70,6 +96,72 @@ SELECTIONS: dict[str, list[list[str]]] = {
     ], [
         # 3000 random entries, the typed writer against entry_hash: ~9 s when it passes
         "tests/unit/test_signer_fast_paths.py::test_entry_hash_typed_equals_entry_hash_on_random_entries",
+    ]],
+    # core/verify/: small ledgers fed through the Checker, ~4 s a mutant when all pass. The copy
+    # has no compiled _entry_reader (an ignored build product), so only test_entry_reader's
+    # fallback test is selected. entries and checkpoints ran with VERIFY_CHECKER, all of
+    # test_verify_checker.py but its on-disk index test, which was being reworked at the time
+    # (2026-12-06, D38); the later modules run the whole file.
+    "ledgerstream/core/verify/entries.py": [[
+        "tests/unit/test_verify_entries_mutants.py",
+        "tests/unit/test_raw_signatures.py",
+        "tests/unit/test_entry_reader.py::test_without_the_compiled_reader_the_checker_falls_back",
+        "tests/unit/test_wire_byte_order.py",
+        *VERIFY_CHECKER,
+        "tests/unit/test_verdict_vectors.py",
+    ], [
+        "tests/unit/test_approvals_verify.py",
+        "tests/unit/test_sequencer.py",
+    ]],
+    "ledgerstream/core/verify/checkpoints.py": [[
+        "tests/unit/test_verify_checkpoints_mutants.py",
+        "tests/unit/test_verify_note_signatures.py",
+        *VERIFY_CHECKER,
+        "tests/unit/test_verdict_vectors.py",
+        "tests/fuzz/test_fuzz_note.py",
+    ], [
+        "tests/unit/test_witness_client.py",
+    ]],
+    "ledgerstream/core/verify/signatures.py": [[
+        "tests/unit/test_verify_signatures_mutants.py",
+        "tests/unit/test_raw_signatures.py",
+        "tests/unit/test_wire_byte_order.py",
+        "tests/unit/test_verify_checker.py",
+        "tests/unit/test_verdict_vectors.py",
+    ]],
+    "ledgerstream/core/verify/findings.py": [[
+        "tests/unit/test_verify_findings_mutants.py",
+        "tests/unit/test_verify_checker.py",
+        "tests/unit/test_verify_note_signatures.py",
+        "tests/unit/test_verdict_vectors.py",
+        "tests/unit/test_alert_signature_vector.py",
+    ], [
+        # ~2.5 s: signs and verifies alerts with ML-DSA
+        "tests/unit/test_alert_signature.py",
+    ]],
+    "ledgerstream/core/verify/liveness.py": [[
+        "tests/unit/test_verify_liveness_mutants.py",
+        "tests/unit/test_verify_checker.py::test_stalled_when_actions_wait_and_the_signer_does_not_move",
+        "tests/unit/test_verify_checker.py::test_stalled_without_signer_offsets_uses_the_entries_end",
+        "tests/unit/test_verify_checker.py::test_stalled_when_checkpoints_are_overdue",
+    ]],
+    "ledgerstream/core/verify/links.py": [[
+        "tests/unit/test_verify_links_mutants.py",
+        "tests/unit/test_verify_checker.py",
+        "tests/unit/test_verdict_vectors.py",
+        "tests/unit/test_index_query.py",
+    ], [
+        # the verifier's and the index's stores round-trip the call graph: ~6 s and ~3 s
+        "tests/unit/test_verifier_store.py",
+        "tests/unit/test_index_core.py",
+    ]],
+    "ledgerstream/core/verify/history.py": [[
+        "tests/unit/test_verify_history_mutants.py",
+        "tests/unit/test_verify_checker.py",
+        "tests/unit/test_verdict_vectors.py",
+    ], [
+        "tests/unit/test_verifier_store.py",
+        "tests/unit/test_index_history.py",
     ]],
 }
 ORDERS: dict[str, dict[str, list[int]]] = {
