@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from ledgerstream.core import config, interpreter, mldsa, note
+from ledgerstream.core import config, interpreter, mldsa, note, procinfo
 from ledgerstream.core.errors import LedgerstreamError
 from ledgerstream.signer_worker.loop import SignerWorker
 from ledgerstream.signer_worker.settings import SignerSettings
@@ -80,6 +80,7 @@ SWITCH_INTERVAL_S = 0.001
 
 def main(argv: list[str] | None = None) -> int:
     interpreter.tune(SWITCH_INTERVAL_S)  # our own process: see signing.py and core/interpreter.py
+    procinfo.fix_mmap_threshold()  # RSS after a recovery independent of the ledger's history
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         a = parse_args(argv)

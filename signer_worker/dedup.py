@@ -51,17 +51,29 @@ class Known(NamedTuple):
 @dataclass(frozen=True)
 class Columns:
     """A run of consecutive events as columns: a dedup chunk's layout (snapshots.py), read
-    into the window without an object per event."""
+    into the window without an object per event. The event ids stay one newline-separated
+    text until they are hashed, run by run: a million id strings alive at once would pin
+    their allocator arenas after the load (the RSS after recovery would grow with the
+    window's fill, docs/signer.md "Dedup")."""
 
     first_seq: int
-    event_ids: list[str]
+    ids_text: str  # the event ids joined by "\n" (an id holds no control character)
     agents: list[str]
     actions: list[str]
     entry_hashes: bytes  # 32 bytes per event
     payload_hashes: bytes
 
+    @classmethod
+    def of(cls, first_seq: int, event_ids: list[str], agents: list[str], actions: list[str],
+           entry_hashes: bytes, payload_hashes: bytes) -> Columns:
+        return cls(first_seq, "\n".join(event_ids), agents, actions, entry_hashes, payload_hashes)
+
     def __len__(self) -> int:
-        return len(self.event_ids)
+        return len(self.agents)
+
+    @property
+    def event_ids(self) -> list[str]:
+        return self.ids_text.split("\n") if self.agents else []
 
     def events(self) -> list[tuple[str, Known]]:
         eh, ph = self.entry_hashes, self.payload_hashes
@@ -185,11 +197,17 @@ class DedupWindow:
                 return self._load_columns(runs[i:])
         if not self._allocated:
             self._allocate()
-        ids = [e for r in runs for e in r.event_ids]
-        skip = max(0, len(ids) - self.horizon)  # only the last ``horizon`` events stay
-        ids = ids[skip:]
-        n, first = len(ids), runs[0].first_seq + skip
-        h1, fp = self._hash_many(ids)
+        total = sum(len(r) for r in runs)
+        skip = max(0, total - self.horizon)  # only the last ``horizon`` events stay
+        n, first = total - skip, runs[0].first_seq + skip
+        h1, fp = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64)
+        at = -skip  # where the next run's first id goes in h1/fp (negative: ids to drop)
+        for run in runs:  # one run's id strings at a time (see Columns)
+            ids = run.event_ids[max(0, -at):]
+            if ids:
+                to = max(0, at)
+                h1[to:to + len(ids)], fp[to:to + len(ids)] = self._hash_many(ids)
+            at += len(run)
         seqs = np.arange(first, first + n, dtype=np.int64)
         ring = seqs % self.horizon
         np.frombuffer(self._h1, dtype=np.uint64)[ring] = h1

@@ -90,17 +90,18 @@ def unpack_chunk(raw: bytes, count: int) -> Columns:
         raise SnapshotError("chunk_invalid", f"undecodable dedup chunk: {exc}") from exc
     seqs, eh, ph = rec["seqs"], rec["entry_hashes"], rec["payload_hashes"]
     try:
-        columns = [rec[name].decode().split("\n") if count else [] for name in ("event_ids", "agent_ids", "action_types")]
+        ids, agents, types = (rec[name].decode() if count else "" for name in ("event_ids", "agent_ids", "action_types"))
     except UnicodeDecodeError as exc:
         raise SnapshotError("chunk_invalid", f"dedup chunk is not UTF-8: {exc}") from exc
-    if (len(seqs), len(eh), len(ph)) != (8 * count, _HASH * count, _HASH * count) or any(len(c) != count for c in columns):
+    lines = [text.count("\n") + 1 if count else 0 for text in (ids, agents, types)]
+    if (len(seqs), len(eh), len(ph)) != (8 * count, _HASH * count, _HASH * count) or any(n != count for n in lines):
         raise SnapshotError("chunk_invalid", f"dedup chunk columns do not hold {count} events each")
     first = struct.unpack_from(">Q", seqs)[0] if count else 0
     if seqs != struct.pack(f">{count}Q", *range(first, first + count)):
         raise SnapshotError("chunk_invalid", f"dedup chunk seqs are not consecutive from {first}")
-    events, agents, types = columns
     intern = sys.intern  # agent ids and action types repeat
-    return Columns(first, events, [intern(a) for a in agents], [intern(t) for t in types], bytes(eh), bytes(ph))
+    return Columns(first, ids, [intern(a) for a in agents.split("\n")] if count else [],
+                   [intern(t) for t in types.split("\n")] if count else [], bytes(eh), bytes(ph))
 
 
 # --- reading the topic ---------------------------------------------------------------------------
