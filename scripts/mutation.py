@@ -163,6 +163,30 @@ SELECTIONS: dict[str, list[list[str]]] = {
         "tests/unit/test_verifier_store.py",
         "tests/unit/test_index_history.py",
     ]],
+    # trust.py: CheckerConfig is used by every Checker test, but its loaders (HOME's keys,
+    # witnesses.json, the TSA CA, the policy) are reached in the suite only through CLI tests
+    # that run the installed `ledgerstream` as a subprocess, which imports the real tree, not
+    # the mutated copy: those are not selected.
+    "ledgerstream/core/verify/trust.py": [[
+        "tests/unit/test_verify_trust_mutants.py",
+        "tests/unit/test_verify_note_signatures.py",
+        "tests/unit/test_raw_signatures.py",
+        "tests/unit/test_verdict_vectors.py",
+        "tests/unit/test_verify_checker.py::test_link_grace_in_ledger_time_and_or_entries",
+    ], [
+        # ~1.5 s: a witness quorum configured through CheckerConfig
+        "tests/unit/test_witness_client.py",
+    ]],
+    "ledgerstream/core/verify/checker.py": [[
+        "tests/unit/test_verify_checker_mutants.py",
+        "tests/unit/test_verify_checker.py",
+        "tests/unit/test_verdict_vectors.py",
+        "tests/unit/test_verify_note_signatures.py",
+    ], [
+        # the verifier's and the index's stores restore a Checker: ~6 s and ~3 s
+        "tests/unit/test_verifier_store.py",
+        "tests/unit/test_index_core.py",
+    ]],
 }
 ORDERS: dict[str, dict[str, list[int]]] = {
     "ledgerstream/core/records.py": {f: [0, 2, 1] for f in ("entry_hash_typed", "_jcs_typed_action", "_q_opt")},
@@ -191,6 +215,10 @@ def main() -> int:
     parser.add_argument("--summary", action="store_true",
                         help="run nothing: summarise the last session again (after editing the equivalents)")
     parser.add_argument("--keep", action="store_true", help="keep the copied tree")
+    parser.add_argument("--skip-listed", action="store_true",
+                        help="do not run the mutants that scripts/mutation_equivalents.json lists by operator and "
+                             "original line alone (e.g. the annotation-only ones): a survivor costs the whole "
+                             "selection; they are reported as equivalent, not run")
     args = parser.parse_args()
 
     workdir = args.workdir.resolve()
@@ -292,6 +320,9 @@ def _run(cosmic_ray: Path, workdir: Path, module: str, tests: list[str], args) -
         if not (args.resume and session.exists()):
             session.unlink(missing_ok=True)
             _cr(cosmic_ray, tree, "init", config, session)
+            if args.skip_listed:
+                print(f"== {module}: {_skip_listed(session, module, tree)} mutants listed as equivalent "
+                      "(operator and line) are not run", flush=True)
         if previous is not None:
             # the listed equivalents survived the full run; only the unexplained are run again
             keep = {(s["operator"], s["occurrence"]) for s in previous["unexpected"]}
@@ -332,6 +363,29 @@ def _pending(session: Path) -> int:
                           ).fetchone()[0]
 
 
+SKIPPED_LISTED = "listed equivalent, not run: "
+
+
+def _skip_listed(session: Path, module: str, tree: Path) -> int:
+    """Record a 'skipped' result for every one-line mutant that an entry of
+    scripts/mutation_equivalents.json without an "after" matches (operator glob and original
+    line): Cosmic Ray then does not run it, and _report counts it as equivalent."""
+    listed = [e for e in (json.loads(EQUIVALENTS.read_text()).get(module, []) if EQUIVALENTS.exists() else [])
+              if "after" not in e]
+    source = (tree / module).read_text().splitlines()
+    skip = []
+    with sqlite3.connect(session) as db:
+        for job, operator, first, last in db.execute(
+                "select job_id, operator_name, start_pos_row, end_pos_row from mutation_specs"):
+            before = source[first - 1].strip()
+            if first == last and any(fnmatch.fnmatchcase(operator, e["operator"]) and e["before"] == before
+                                     for e in listed):
+                skip.append((job, SKIPPED_LISTED + before))
+        db.executemany("insert into work_results (job_id, worker_outcome, output, test_outcome, diff) "
+                       "values (?, 'SKIPPED', ?, NULL, NULL)", skip)
+    return len(skip)
+
+
 def _restrict(session: Path, keep: set[tuple[str, int]]) -> None:
     with sqlite3.connect(session) as db:
         drop = [job for job, op, occ in db.execute("select job_id, operator_name, occurrence from mutation_specs")
@@ -349,7 +403,7 @@ def _diff_lines(diff: str) -> tuple[str, str]:
 def _report(cosmic_ray: Path, module: str, session: Path, tests: list[str], elapsed: float) -> dict:
     dump = subprocess.run([str(cosmic_ray), "dump", str(session)], check=True, capture_output=True, text=True)
     listed = json.loads(EQUIVALENTS.read_text()).get(module, []) if EQUIVALENTS.exists() else []
-    counts = {"killed": 0, "survived": 0, "incompetent": 0, "pending": 0, "no_test": 0}
+    counts = {"killed": 0, "survived": 0, "incompetent": 0, "pending": 0, "no_test": 0, "not_run_equivalent": 0}
     survivors, unexpected, matched = [], [], set()
     for line in dump.stdout.splitlines():
         item, result = json.loads(line)
@@ -357,6 +411,17 @@ def _report(cosmic_ray: Path, module: str, session: Path, tests: list[str], elap
         if result is None:
             counts["pending"] += 1
             continue
+        if result["worker_outcome"] == "skipped" and (result["output"] or "").startswith(SKIPPED_LISTED):
+            entry = {"operator": spec["operator_name"], "occurrence": spec["occurrence"],
+                     "line": spec["start_pos"][0], "function": spec.get("definition_name"),
+                     "before": result["output"][len(SKIPPED_LISTED):], "after": None, "not_run": True}
+            match = next((k for k, e in enumerate(listed) if "after" not in e and _matches(e, entry)), None)
+            if match is not None:
+                counts["not_run_equivalent"] += 1
+                entry["reason"] = listed[match]["reason"]
+                matched.add(match)
+                survivors.append(entry)
+                continue
         if result["worker_outcome"] in ("no-test", "skipped"):
             counts["no_test"] += 1
             continue
@@ -395,7 +460,8 @@ def _matches(listed: dict, survivor: dict) -> bool:
 
 def _print(r: dict) -> None:
     print(f"== {r['module']}: {r['total']} mutants, {r['killed']} killed, {r['equivalent']} equivalent "
-          f"(listed), {len(r['unexpected'])} survived unexplained, {r['incompetent']} incompetent, "
+          f"(listed; {r.get('not_run_equivalent', 0)} of them not run), {len(r['unexpected'])} survived unexplained, "
+          f"{r['incompetent']} incompetent, "
           f"{r['pending']} not run; {r['seconds']} s")
     for s in r["unexpected"]:
         print(f"   SURVIVED line {s['line']} ({s['function']}) {s['operator']}#{s['occurrence']}:\n"
