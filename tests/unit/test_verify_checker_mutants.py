@@ -240,8 +240,9 @@ def test_expire_checkpoints_settles_only_those_read_below_the_offset_given() -> 
     feed_entries(checker, entries[:4])
     checker.feed(CHECKPOINTS, 300, enc("Checkpoint", first))
     checker.feed(CHECKPOINTS, 302, enc("Checkpoint", second))
-    found = checker.expire_checkpoints(int("302"))
+    found = checker.expire_checkpoints(int("301"))
     assert [(f.kind.value, f.evidence["offset"]) for f in found] == [("checkpoint_root_mismatch", "300")]
+    assert checker.expire_checkpoints(int("302")) == []  # 302 is not below 302
     assert [(f.kind.value, f.evidence["offset"]) for f in checker.expire_checkpoints(303)] == [
         ("checkpoint_root_mismatch", "302")]
 
@@ -403,6 +404,9 @@ def test_a_smaller_checkpoint_carrying_the_verified_root_and_head_is_inconsisten
     assert checker.feed(CHECKPOINTS, 0, enc("Checkpoint", cp5)) == []
     found = checker.feed(CHECKPOINTS, 1, enc("Checkpoint", forged)) + checker.finish()
     assert [f.kind.value for f in found] == ["checkpoint_inconsistent"]
+    # evidence: the values compared, the root this ledger has at size 3 among them
+    assert found[0].evidence["computed_root"] == b.tree.root(3).hex()
+    assert found[0].evidence["verified_size"] == "5" and found[0].evidence["root"] == cp5["root_hash"].hex()
 
 
 def test_a_resolved_link_to_an_event_of_another_agent_is_a_link_mismatch() -> None:
@@ -491,3 +495,124 @@ def test_a_restored_checker_still_knows_which_checkpoints_it_rejected() -> None:
     assert [f.kind.value for f in checker.feed(CHECKPOINTS, 0, enc("Checkpoint", rogue))] == ["checkpoint_bad_signature"]
     restored = Checker.restore(config(), checker.export_state(), checker.drain_journal())
     assert restored.feed(CHECKPOINTS, 1, enc("TimestampAnchor", LedgerBuilder.anchor(rogue, b"token"))) == []
+
+
+@pytest.mark.parametrize("size", [1, 4, 5, 300])
+def test_a_checkpoint_finding_points_at_the_last_entry_it_covers(size: int) -> None:
+    # docs/alerts.md: "for checkpoints, the last entry the checkpoint covers"
+    b = LedgerBuilder(KEY, signing_mode="checkpoint")
+    entries = b.many(size)
+    wrong = b.checkpoint(root=bytes(32))  # signed, but not the root of the entries
+    checker = Checker(config())
+    feed_entries(checker, entries)
+    found = checker.feed(CHECKPOINTS, 0, enc("Checkpoint", wrong)) + checker.finish()
+    assert [(f.kind.value, f.seq_from, f.seq_to) for f in found] == [("checkpoint_root_mismatch", size - 1, size - 1)]
+    # the evidence: the values compared (the builder's tree and chain are the entries')
+    ev = found[0].evidence
+    assert (ev["expected_root"], ev["got_root"]) == (b.tree.root(size).hex(), bytes(32).hex())
+    assert ev["expected_head"] == ev["got_head"] == b.hashes[size - 1].hex()
+
+
+@pytest.mark.parametrize("target_at", [0, 1, 2])
+def test_a_resolved_link_to_any_entry_of_a_reported_gap_raises_nothing_more(target_at: int) -> None:
+    # docs/alerts.md `gap` is the one alert: a link resolved to a missing entry (first, middle
+    # or last of the gap) cannot be checked against it and is no link_mismatch
+    b = LedgerBuilder(KEY)
+    entries = b.many(3)
+    missing = []
+    for i in range(3):
+        missing.append(b.entry("agent-b"))
+        b.entries.pop()  # sequenced, never published
+    entries.append(b.entry("agent-a", links=[("agent-b", missing[target_at]["action"]["event_id"])]))
+    assert entries[-1]["resolved_links"][0]["status"] == "resolved"
+    checker = Checker(config())
+    found = feed_entries(checker, entries) + [f.kind.value for f in checker.finish()]
+    assert found == ["gap"]
+
+
+@pytest.mark.parametrize("origin", ["a.example/other-log", "z.example/other-log"])
+@pytest.mark.parametrize("configured", [False, True])
+def test_a_peer_checkpoint_of_another_origin_raises_nothing(origin: str, configured: bool) -> None:
+    # docs/alerts.md `split_view`: "Checkpoints not signed by a trusted key or of another origin
+    # raise nothing" (origins sorting before and after this ledger's); the origin is the
+    # configured one or that of the verified checkpoints
+    b = LedgerBuilder(KEY)
+    entries = b.many(5)
+    checker = Checker(config(origin=b.origin if configured else None))
+    feed_entries(checker, entries)
+    if not configured:
+        assert checker.feed(CHECKPOINTS, 0, enc("Checkpoint", b.checkpoint())) == []
+    checker.finish()
+    other = LedgerBuilder(KEY, origin=origin)
+    other.many(3, agents=("someone-else",))
+    assert checker.check_peer_checkpoint((9, enc("Checkpoint", other.checkpoint())), "mirror.checkpoints") == []
+    assert checker.stats.peer_checkpoints_checked == 0
+
+
+def test_a_link_answer_without_a_link_is_a_link_mismatch() -> None:
+    # docs/spec.md section 9 step 7: resolved_links answers action.links one by one, so an
+    # action without links has no answers
+    b = LedgerBuilder(KEY)
+    entries = b.many(2)
+    def answer(e: dict[str, Any]) -> None:
+        e["resolved_links"] = [{"agent_id": "agent-b", "event_id": "e-1", "status": "pending", "seq": None,
+                                "entry_hash": None}]
+    entries.append(b.entry("agent-a", mutate=answer))
+    checker = Checker(config())
+    found = feed_entries(checker, entries) + [f.kind.value for f in checker.finish()]
+    assert found == ["link_mismatch"]
+
+
+def test_rejected_records_are_counted_and_a_run_of_them_is_one_incident() -> None:
+    # docs/alerts.md: a record failing steps 1-3 is rejected; a run of them of one kind is one
+    # incident, the rest counted as `suppressed`
+    b = LedgerBuilder(KEY)
+    entries = b.many(2)
+    checker = Checker(config())
+    found = feed_entries(checker, entries[:1])
+    for offset in (1, 2, 3):
+        found += [f.kind.value for f in checker.feed(ENTRIES, offset, b"\x00garbage")]
+    found += [f.kind.value for f in checker.feed(ENTRIES, 4, entry_bytes(entries[1]))]
+    assert found == ["undecodable"]
+    s = checker.stats
+    assert (s.entries_seen, s.entries_rejected, s.suppressed) == (5, 3, 2)
+
+
+def test_an_older_consistent_checkpoint_read_after_a_newer_one_raises_nothing() -> None:
+    # [6] sizes never shrink *for the same history*: a smaller checkpoint whose root and head
+    # are this ledger's at its size (a delayed record) is consistent, no alert
+    b = LedgerBuilder(KEY)
+    entries = b.many(5)
+    cp3, cp5 = b.checkpoint(size=3), b.checkpoint(size=5)
+    checker = Checker(config())
+    feed_entries(checker, entries)
+    assert checker.feed(CHECKPOINTS, 0, enc("Checkpoint", cp5)) == []
+    assert checker.feed(CHECKPOINTS, 1, enc("Checkpoint", cp3)) + checker.finish() == []
+    assert checker.stats.checkpoints_seen == 2
+
+
+@pytest.mark.parametrize("root", [bytes(32), b"\xff" * 32])
+def test_a_checkpoint_of_the_verified_size_with_another_root_is_inconsistent(root: bytes) -> None:
+    # docs/alerts.md `checkpoint_inconsistent`: roots never change; here roots that sort
+    # before and after the verified one, signed by the trusted key
+    b = LedgerBuilder(KEY)
+    entries = b.many(5)
+    cp5 = b.checkpoint()
+    checker = Checker(config())
+    feed_entries(checker, entries)
+    assert checker.feed(CHECKPOINTS, 0, enc("Checkpoint", cp5)) == []
+    other = b.checkpoint(root=root)
+    assert [f.kind.value for f in checker.feed(CHECKPOINTS, 1, enc("Checkpoint", other))] == ["checkpoint_inconsistent"]
+
+
+def test_a_missing_first_entry_explains_the_agent_seq_of_the_agent_s_next_entry() -> None:
+    # docs/alerts.md `agent_chain_break`: "Not raised when a reported gap explains the jump";
+    # here the gap is entry 0 alone, which was the agent's first entry
+    b = LedgerBuilder(KEY)
+    b.entry("agent-a")
+    b.entries.pop()  # seq 0: sequenced, never published
+    entries = [b.entry("agent-a"), b.entry("agent-b")]
+    assert entries[0]["agent_seq"] == 1
+    checker = Checker(config())
+    found = feed_entries(checker, entries) + [f.kind.value for f in checker.finish()]
+    assert found == ["gap"]
