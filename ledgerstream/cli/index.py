@@ -34,7 +34,7 @@ def index() -> None:
 @index.command()
 @click.option("--once", is_flag=True, help="Index up to the current end of the topics, then exit (tests, cron).")
 @click.option("--reindex", is_flag=True, help="Delete the index and its tiles first and rebuild them from Kafka.")
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=2000, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=5000, show_default=True,
               help="Records read, checked and committed together at most.")
 @click.option("--threads", type=click.IntRange(1, 16), default=1, show_default=True,
               help="Signature-check threads beside the one that decodes, re-hashes and chains.")

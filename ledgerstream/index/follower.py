@@ -30,7 +30,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from ledgerstream.core import interpreter
+from ledgerstream.core import interpreter, procinfo
 from ledgerstream.core.config import Topics
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.core.kafka_security import kafka_config
@@ -48,6 +48,9 @@ log = logging.getLogger("ledgerstream.index")
 EXIT_OK, EXIT_CONFIG, EXIT_BATCH_FAILED = 0, 2, 70
 MAX_RECORD_BYTES = 8 * 1024 * 1024
 PROGRESS_SECONDS = 5.0
+#: what librdkafka fetches ahead and queues (KiB): its default (64 MiB per partition) is RSS
+#: that grows with how far behind the follower is, not with what a batch needs
+FETCH_QUEUE_KIB = 32 * 1024
 #: ``--once`` gives up (exit 2) when neither records nor the end of the topics come this long
 ONCE_IDLE_SECONDS = 60.0
 #: consumer group of the index's consumer: under the reader role's ACL prefix (stack/security.py);
@@ -64,7 +67,7 @@ class IndexSettings:
     paths: IndexPaths
     once: bool = False
     reindex: bool = False
-    batch_size: int = 2000           # records per consume() and per commit at most
+    batch_size: int = 5000           # records per consume() and per commit at most
     batch_seconds: float = 0.2       # a batch is batch_size records or what arrived within this
     threads: int = 1                 # signature-check threads (core/verify/ SignaturePool)
     status_seconds: float = 2.0
@@ -182,8 +185,8 @@ class IndexFollower:
             "group.id": f"{GROUP_PREFIX}{uuid.uuid4().hex}",
             "enable.auto.commit": False, "enable.auto.offset.store": False,
             "isolation.level": "read_committed", "enable.partition.eof": True,
-            "max.partition.fetch.bytes": 2 * MAX_RECORD_BYTES, "fetch.max.bytes": 64 * 1024 * 1024,
-            "fetch.wait.max.ms": 100,
+            "max.partition.fetch.bytes": 2 * MAX_RECORD_BYTES, "fetch.max.bytes": FETCH_QUEUE_KIB * 1024,
+            "queued.max.messages.kbytes": FETCH_QUEUE_KIB, "fetch.wait.max.ms": 100,
         }))
         try:
             ends: dict[str, int] = {}
@@ -285,6 +288,7 @@ class IndexFollower:
 
 def run_follower(settings: IndexSettings) -> int:
     """Run in the foreground with SIGTERM / SIGINT handlers that stop after the current batch."""
+    procinfo.fix_mmap_threshold()  # RSS flat at any ledger size, as in the signer (decision D41)
     follower = IndexFollower(settings)
     previous = {sig: signal.signal(sig, follower.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
