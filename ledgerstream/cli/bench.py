@@ -148,10 +148,14 @@ def verifier(entries: int, threads: int | None, signer_json: Path | None, bootst
 @click.option("--signing-mode", type=click.Choice(["checkpoint", "entry"]), default="checkpoint", show_default=True,
               help="How the benchmark ledger is signed (entry: an ML-DSA-65 signature per entry, slower to build "
                    "and to follow).")
+@click.option("--event-ids", type=click.Choice(["uuid7", "uuid4"]), default="uuid7", show_default=True,
+              help="Event ids of the benchmark ledger: time-ordered UUIDv7 as ledgerstream's producers make them, "
+                   "or random UUIDv4 as other producers may (the index's worst case).")
 @bootstrap_option
 @out_option
 @json_option
-def index(entries: int, signing_mode: str, bootstrap: str | None, out: Path | None, as_json: bool) -> None:
+def index(entries: int, signing_mode: str, event_ids: str, bootstrap: str | None, out: Path | None,
+          as_json: bool) -> None:
     """The ledger index at two sizes (a fifth of --entries, then all): follow rate and peak
     RSS of a real follower, show and prove inclusion latency p50/p99 in-process, replay of
     one agent's k entries for k = 10, 100, 1000, index and tile bytes per entry, and the
@@ -166,13 +170,13 @@ def index(entries: int, signing_mode: str, bootstrap: str | None, out: Path | No
         bootstrap = config.resolve_bootstrap(bootstrap)
     except ConfigError:
         bootstrap = None
-    result = run(entries, bootstrap, signing_mode, log=info)
+    result = run(entries, bootstrap, signing_mode, log=info, event_ids=event_ids)
     if out is not None or as_json:
         report(result, as_json, out)
     if not as_json:
         for size, point in result["points"].items():
             click.echo(f"{int(size):>10,} entries: follow {point['follow']['entries_per_s']} entries/s, "
-                       f"peak RSS {point['follow']['peak_rss_mb']} MB; show p50/p99 {point['show']['p50_ms']}/"
+                       f"RSS peak/median {point['follow']['peak_rss_mb']}/{point['follow']['median_rss_mb']} MB; show p50/p99 {point['show']['p50_ms']}/"
                        f"{point['show']['p99_ms']} ms; prove p50/p99 {point['prove_inclusion']['p50_ms']}/"
                        f"{point['prove_inclusion']['p99_ms']} ms; replay k=10/100/1000: "
                        + "/".join(f"{r['seconds']}s" for r in point["replay_agent"].values())

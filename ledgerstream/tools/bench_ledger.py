@@ -13,14 +13,18 @@ from typing import Any, Callable
 from ledgerstream.core import mldsa, records
 from ledgerstream.core.kafka_security import kafka_config
 from ledgerstream.core.wire import codec
+from ledgerstream.producers.uuid7 import uuid7
 
 CHECKPOINT_EVERY = 1000
+#: how benchmark event ids are made: ``uuid7`` as ledgerstream's producers make them (time
+#: ordered), ``uuid4`` random (other producers; the worst case for the index's event-id column)
+EVENT_IDS: dict[str, Callable[[], str]] = {"uuid7": uuid7, "uuid4": lambda: str(uuid.uuid4())}
 
 
-def action_record(i: int, agent: str) -> bytes:
+def action_record(i: int, agent: str, event_id: Callable[[], str] = EVENT_IDS["uuid4"]) -> bytes:
     """An encoded ActionEvent: the i-th of the benchmark ledger, for ``agent``."""
     return codec.encode("ActionEvent", {
-        "event_id": str(uuid.uuid4()), "agent_id": agent, "session_id": f"s-{i // 100}", "action_type": "tool:search",
+        "event_id": event_id(), "agent_id": agent, "session_id": f"s-{i // 100}", "action_type": "tool:search",
         "payload": None, "payload_salt": None, "payload_hash": records.sha256(str(i).encode()),
         "occurred_at": time.time_ns() // 1000, "links": [], "policy": None, "approvals": [], "trace": None,
         "producer": {"library": "ledgerstream", "version": "bench", "host": "bench", "pid": os.getpid(),
@@ -31,13 +35,14 @@ class LedgerWriter:
     """The signer's sequencer writing straight to the topics, one transaction per checkpoint."""
 
     def __init__(self, key: mldsa.PrivateKey, total: int, bootstrap: str, topics: Any, signing_mode: str,
-                 rare: dict[str, int] | None = None) -> None:
+                 rare: dict[str, int] | None = None, event_ids: str = "uuid4") -> None:
         from confluent_kafka import Producer
 
         from ledgerstream.signer_worker.sequencer import Sequencer
         from ledgerstream.signer_worker.state import LedgerState
 
         self.key, self.topics, self.total = key, topics, total
+        self.event_id = EVENT_IDS[event_ids]
         self.state = LedgerState()
         self.seq = Sequencer(self.state, key, signing_mode=signing_mode)
         rng = random.Random(7)  # the rare agents' entries (k of each), spread over the whole ledger
@@ -56,7 +61,7 @@ class LedgerWriter:
             self.producer.begin_transaction()
             for _ in range(min(CHECKPOINT_EVERY, size - self.state.tree.size)):
                 i = self.state.tree.size
-                out = self.seq.process(action_record(i, self.rare.get(i, f"agent-{i % 50}")), Source("bench.actions", 0, i))
+                out = self.seq.process(action_record(i, self.rare.get(i, f"agent-{i % 50}"), self.event_id), Source("bench.actions", 0, i))
                 self.producer.produce(self.topics.entries, codec.encode("LedgerEntry", out.entry))
                 self.producer.poll(0)
             st, now = self.state, time.time_ns() // 1000

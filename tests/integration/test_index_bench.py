@@ -18,6 +18,7 @@ def test_bench_index_measures_both_sizes_with_a_real_follower(bootstrap: str) ->
         assert point["entries"] == int(size) and point["write_entries_per_s"] > 0
         follow = point["follow"]
         assert follow["wall_s"] > 0 and follow["entries_per_s"] > 0 and follow["peak_rss_mb"] > 20  # a live process
+        assert 20 < follow["median_rss_mb"] <= follow["peak_rss_mb"]
         for read in ("show", "prove_inclusion"):
             assert point[read]["n"] == bench_index.SAMPLES and 0 < point[read]["p50_ms"] <= point[read]["p99_ms"]
         # every rare agent's entries that the ledger holds at this size are replayed, no more
@@ -27,4 +28,6 @@ def test_bench_index_measures_both_sizes_with_a_real_follower(bootstrap: str) ->
         assert point["index_bytes_per_entry"] > 32 and point["tile_bytes_per_entry"] >= 32  # a hash per leaf at least
     assert result["points"]["5000"]["replay_agent"]["rare-1000"]["k"] == 1000
     assert result["points"]["1000"]["baseline_full_read_show_s"] > 0
-    assert set(result["flat"]) == {"show_p99_ratio", "prove_p99_ratio", "follower_peak_rss_ratio"}
+    assert set(result["flat"]) == {"show_p99_ratio", "prove_p99_ratio", "follower_peak_rss_ratio",
+                                   "follower_median_rss_ratio"}
+    assert result["event_ids"] == "uuid7"  # as ledgerstream's producers make them
