@@ -227,7 +227,7 @@ def open_db(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     (a power loss may lose the newest transactions, which the follower then redoes from
     Kafka). Readers open it read-only and never block the writer. Measured at 500k
     entries, the writer's cache and checkpoint settings with 5,000-record batches took
-    the follower from 34.2 to 25.9 s (docs/benchmarks.md, "Ledger index")."""
+    the follower from 34.2 to 27.0 s (decision D41)."""
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA query_only = ON")

@@ -48,8 +48,9 @@ log = logging.getLogger("ledgerstream.index")
 EXIT_OK, EXIT_CONFIG, EXIT_BATCH_FAILED = 0, 2, 70
 MAX_RECORD_BYTES = 8 * 1024 * 1024
 PROGRESS_SECONDS = 5.0
-#: what librdkafka fetches ahead and queues (KiB): its default (64 MiB per partition) is RSS
-#: that grows with how far behind the follower is, not with what a batch needs
+#: what librdkafka fetches ahead and queues (KiB; its default and our old fetch.max.bytes
+#: were 64 MiB): a batch needs ~5 MB, the rest is memory held while the follower is behind.
+#: Not measured on its own (decision D41)
 FETCH_QUEUE_KIB = 32 * 1024
 #: ``--once`` gives up (exit 2) when neither records nor the end of the topics come this long
 ONCE_IDLE_SECONDS = 60.0
@@ -288,7 +289,7 @@ class IndexFollower:
 
 def run_follower(settings: IndexSettings) -> int:
     """Run in the foreground with SIGTERM / SIGINT handlers that stop after the current batch."""
-    procinfo.fix_mmap_threshold()  # RSS flat at any ledger size, as in the signer (decision D41)
+    procinfo.fix_mmap_threshold()  # freed large blocks leave at once, as in the signer (decisions D40, D41)
     follower = IndexFollower(settings)
     previous = {sig: signal.signal(sig, follower.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
