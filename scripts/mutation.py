@@ -14,7 +14,9 @@ What it does, for each module named:
    Cosmic Ray mutates the module *on disk*, and a copy keeps the real tree, and anyone
    running tests in it, away from the mutants.
 3. ``cosmic-ray init`` + ``baseline`` (the selected tests must pass unmutated) + ``exec``
-   with the local distributor: one mutant at a time, one test process at a time. Each
+   with the local distributor: one mutant at a time, one test process at a time; with
+   ``--jobs N``, N ``exec`` at once, each on its own copy of the tree and its own share of
+   the pending mutants (a copy of the session), merged back into the session as they end. Each
    mutant's test command is scripts/mutation_runner.py, which runs the module's test stages
    (SELECTIONS below) in the order ORDERS gives for the function the mutant is in.
 4. Prints the score and every surviving mutant as a one-line diff, minus the ones listed
@@ -215,11 +217,16 @@ def main() -> int:
     parser.add_argument("--summary", action="store_true",
                         help="run nothing: summarise the last session again (after editing the equivalents)")
     parser.add_argument("--keep", action="store_true", help="keep the copied tree")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="mutants run at once, each share on its own tree copy (default 1; a mutant's "
+                             "tests are single-process, so up to the number of cores)")
     parser.add_argument("--skip-listed", action="store_true",
                         help="do not run the mutants that scripts/mutation_equivalents.json lists by operator and "
                              "original line alone (e.g. the annotation-only ones): a survivor costs the whole "
                              "selection; they are reported as equivalent, not run")
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
 
     workdir = args.workdir.resolve()
     if workdir == REPO or REPO in workdir.parents:
@@ -317,6 +324,10 @@ def _run(cosmic_ray: Path, workdir: Path, module: str, tests: list[str], args) -
             return False
         previous = json.loads(report_path.read_text())
     try:
+        for leftover in sorted(session.parent.glob(f"{session.stem}.shard*.sqlite")):  # a killed --jobs run
+            if args.resume and session.exists():
+                _merge_results(session, leftover)
+            leftover.unlink()
         if not (args.resume and session.exists()):
             session.unlink(missing_ok=True)
             _cr(cosmic_ray, tree, "init", config, session)
@@ -332,13 +343,17 @@ def _run(cosmic_ray: Path, workdir: Path, module: str, tests: list[str], args) -
             print(f"!! {module}: the selected tests fail on the unmutated copy", file=sys.stderr)
             return False
         started = time.monotonic()
-        print(f"== {module}: exec ({_count(session)} mutants, {_pending(session)} to run, one at a time)",
-              flush=True)
-        _cr(cosmic_ray, tree, "exec", config, session)
+        print(f"== {module}: exec ({_count(session)} mutants, {_pending(session)} to run, "
+              f"{args.jobs} at a time)", flush=True)
+        if args.jobs == 1:
+            _cr(cosmic_ray, tree, "exec", config, session)
+        else:
+            _exec_shards(cosmic_ray, tree, config, session, args.jobs)
         elapsed = time.monotonic() - started
     finally:
-        if not args.keep and tree.exists():
-            shutil.rmtree(tree)
+        for copy in [tree, *_shard_trees(tree, args.jobs)]:
+            if not args.keep and copy.exists():
+                shutil.rmtree(copy)
     report = _report(cosmic_ray, module, session, tests, elapsed)
     if previous is not None:
         report["rerun_of"] = {k: previous[k] for k in ("total", "killed", "survived")}
@@ -350,6 +365,61 @@ def _run(cosmic_ray: Path, workdir: Path, module: str, tests: list[str], args) -
 
 def _cr(cosmic_ray: Path, tree: Path, verb: str, config: Path, session: Path) -> None:
     subprocess.run([str(cosmic_ray), verb, str(config), str(session)], cwd=tree, check=True)
+
+
+def _shard_trees(tree: Path, jobs: int) -> list[Path]:
+    return [tree.with_name(f"{tree.name}-{k}") for k in range(1, jobs)]
+
+
+def _exec_shards(cosmic_ray: Path, tree: Path, config: Path, session: Path, jobs: int) -> None:
+    """Run the pending mutants in `jobs` parallel ``exec``: shard k gets every jobs-th
+    pending mutant in a copy of the session and runs it in its own tree copy (Cosmic Ray
+    mutates files on disk, so two mutants must never share a tree). Each shard's results
+    are merged into the session when it ends, also when another one failed or on Ctrl-C
+    (and by ``--resume`` if this process was killed), so no finished mutant runs again."""
+    with sqlite3.connect(session) as db:
+        pending = [job for (job,) in db.execute(
+            "select job_id from work_items where job_id not in (select job_id from work_results) order by job_id")]
+    trees = [tree, *_shard_trees(tree, jobs)]
+    for copy in trees[1:]:
+        _copy_tree(copy)
+    shards = []
+    for k, copy in enumerate(trees):
+        share = set(pending[k::jobs])
+        path = session.with_name(f"{session.stem}.shard{k}.sqlite")
+        shutil.copyfile(session, path)
+        _restrict_jobs(path, share)
+        shards.append((path, subprocess.Popen([str(cosmic_ray), "exec", str(config), str(path)], cwd=copy)))
+    failed = []
+    try:
+        for path, proc in shards:
+            if proc.wait():
+                failed.append(path.name)
+    finally:
+        for path, proc in shards:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait()
+            _merge_results(session, path)
+            path.unlink()
+    if failed:
+        raise subprocess.CalledProcessError(1, f"cosmic-ray exec of {', '.join(failed)}")
+
+
+def _restrict_jobs(session: Path, keep: set[str]) -> None:
+    """Leave in `session` only the pending work items in `keep` (finished ones stay)."""
+    with sqlite3.connect(session) as db:
+        _drop(db, [job for (job,) in db.execute(
+            "select job_id from work_items where job_id not in (select job_id from work_results)") if job not in keep])
+
+
+def _merge_results(session: Path, shard: Path) -> None:
+    with sqlite3.connect(session) as db:
+        db.execute("attach database ? as shard", (str(shard),))
+        db.execute("insert or ignore into work_results (worker_outcome, output, test_outcome, diff, job_id) "
+                   "select worker_outcome, output, test_outcome, diff, job_id from shard.work_results")
+        db.commit()
+        db.execute("detach database shard")
 
 
 def _count(session: Path) -> int:
@@ -388,10 +458,13 @@ def _skip_listed(session: Path, module: str, tree: Path) -> int:
 
 def _restrict(session: Path, keep: set[tuple[str, int]]) -> None:
     with sqlite3.connect(session) as db:
-        drop = [job for job, op, occ in db.execute("select job_id, operator_name, occurrence from mutation_specs")
-                if (op, occ) not in keep]
-        db.executemany("delete from mutation_specs where job_id = ?", [(j,) for j in drop])
-        db.executemany("delete from work_items where job_id = ?", [(j,) for j in drop])
+        _drop(db, [job for job, op, occ in db.execute("select job_id, operator_name, occurrence from mutation_specs")
+                   if (op, occ) not in keep])
+
+
+def _drop(db: sqlite3.Connection, jobs: list[str]) -> None:
+    db.executemany("delete from mutation_specs where job_id = ?", [(j,) for j in jobs])
+    db.executemany("delete from work_items where job_id = ?", [(j,) for j in jobs])
 
 
 def _diff_lines(diff: str) -> tuple[str, str]:

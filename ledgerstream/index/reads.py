@@ -66,7 +66,7 @@ class IndexedLedger:
             return None
         return cls(conn, paths, bootstrap, topics, config)
 
-    _fetcher: query.RecordFetcher | None = field(default=None, init=False, repr=False)
+    _fetchers: dict[str, query.RecordFetcher] = field(default_factory=dict, init=False, repr=False)
 
     @contextmanager
     def consistent(self) -> Iterator[None]:
@@ -79,16 +79,18 @@ class IndexedLedger:
             self.conn.execute("COMMIT")
 
     def close(self) -> None:
-        if self._fetcher is not None:
-            self._fetcher.close()
-            self._fetcher = None
+        for fetcher in self._fetchers.values():
+            fetcher.close()
+        self._fetchers.clear()
         self.conn.close()
 
-    def records(self) -> query.RecordFetcher:
-        """The entries topic's records by offset, over one consumer for this view's life."""
-        if self._fetcher is None:
-            self._fetcher = query.RecordFetcher(self.bootstrap, self.topics.entries)
-        return self._fetcher
+    def records(self, topic: str | None = None) -> query.RecordFetcher:
+        """Records of ``topic`` (default: the entries topic) by offset, over one consumer per
+        topic for this view's life: listing k checkpoints costs k fetches, not k consumers."""
+        topic = topic or self.topics.entries
+        if topic not in self._fetchers:
+            self._fetchers[topic] = query.RecordFetcher(self.bootstrap, topic)
+        return self._fetchers[topic]
 
     # --- waiting for a lagging index -----------------------------------------------------
     def require(self, ready: Callable[[], bool], what: str, needed_seq: int, wait: float,
@@ -170,7 +172,7 @@ class IndexedLedger:
         """The TimestampAnchor records (token included) the Checker accepted for ``checkpoint``,
         fetched from the checkpoints topic by offset, in topic order."""
         anchors = [a for a in query.anchors_of(self.conn, checkpoint) if a.status in ACCEPTED_ANCHORS]
-        fetched = query.fetch_records(self.bootstrap, self.topics.checkpoints, [a.topic_offset for a in anchors])
+        fetched = self.records(self.topics.checkpoints).fetch([a.topic_offset for a in anchors]) if anchors else {}
         return [codec.decode(fetched[a.topic_offset], expect="TimestampAnchor")[1] for a in anchors]
 
     def note_lines(self, checkpoint: query.Checkpoint) -> list[NoteLine]:

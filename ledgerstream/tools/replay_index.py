@@ -112,7 +112,7 @@ def _foreign_rows(ix: IndexedLedger, s: Selection, led: Ledger) -> list[Row]:
         led.findings.append(f"more than {MAX_FOREIGN} foreign records on the entries topic: only the first are shown")
     decodable = [f for f in foreign if f.kind != "undecodable"]
     led.undecodable += [(f.topic_offset, f.detail) for f in foreign if f.kind == "undecodable"]
-    raws = query.fetch_records(ix.bootstrap, ix.topics.entries, [f.topic_offset for f in decodable]) if decodable else {}
+    raws = ix.records().fetch([f.topic_offset for f in decodable]) if decodable else {}
     rows = []
     for f in decodable:
         raw = raws.get(f.topic_offset)
@@ -132,7 +132,7 @@ def _foreign_rows(ix: IndexedLedger, s: Selection, led: Ledger) -> list[Row]:
 
 def _checkpoint_info(ix: IndexedLedger, c: query.Checkpoint) -> CheckpointInfo:
     """A verified checkpoint with its record bytes and accepted anchors, fetched by offset."""
-    raw = query.fetch_records(ix.bootstrap, ix.topics.checkpoints, [c.topic_offset])[c.topic_offset]
+    raw = ix.records(ix.topics.checkpoints).fetch([c.topic_offset])[c.topic_offset]
     _, rec = codec.decode(raw, expect="Checkpoint")
     if bytes(rec["body"]) != c.body:
         raise LookupError(f"checkpoints topic offset {c.topic_offset} no longer holds the indexed checkpoint: reindex")

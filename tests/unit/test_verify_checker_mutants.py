@@ -5,8 +5,10 @@ docstrings and docs/alerts.md, and where they are hashes, from the builder's own
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +200,37 @@ def test_a_token_may_predate_its_checkpoint_by_the_clock_skew_only(tsa: TsaFiles
     got = checker.feed(CHECKPOINTS, 1, enc("TimestampAnchor", LedgerBuilder.anchor(cp, token)))
     assert [f.kind.value for f in got] == found
     assert checker.stats.timestamps_verified == 1
+
+
+def _gen_time(token: bytes, tmp: Path) -> datetime:
+    """genTime as `openssl ts -reply -text` prints it (not our parser), e.g.
+    "Time stamp: Dec  6 16:40:01.123 2026 GMT"."""
+    (tmp / "t.tsr").write_bytes(token)
+    text = subprocess.run(["openssl", "ts", "-reply", "-in", str(tmp / "t.tsr"), "-text"],
+                          capture_output=True, text=True, check=True).stdout
+    stamp = re.search(r"^Time stamp: (.+) GMT$", text, re.M).group(1)
+    return datetime.strptime(" ".join(stamp.split()), "%b %d %H:%M:%S.%f %Y").replace(tzinfo=timezone.utc)
+
+
+def test_a_token_earlier_than_its_checkpoint_by_a_fraction_of_a_second_is_out_of_order(tsa: TsaFiles,
+                                                                                      tmp_path: Path) -> None:
+    # no clock skew allowed: a genTime 0.2-0.9 s before created_at, in the same whole second,
+    # predates the checkpoint (created_at is in microseconds, compared exactly)
+    while time.time() % 1 > 0.6:  # leave the stamp time to land in this second
+        time.sleep(0.05)
+    second = int(time.time())
+    b = LedgerBuilder(KEY)
+    entries = b.many(2)
+    b.now_us = second * 1_000_000 + 999_000
+    cp = b.checkpoint()
+    token = _stamp(tsa, cp["body"], tmp_path)
+    gen = _gen_time(token, tmp_path)
+    assert int(gen.timestamp()) == second and gen.timestamp() < second + 0.999  # the oracle's own premise
+    checker = Checker(config(tsa_ca=tsa.ca_cert.read_bytes(), clock_skew_seconds=0.0))
+    assert feed_entries(checker, entries) == []
+    assert checker.feed(CHECKPOINTS, 0, enc("Checkpoint", cp)) == []
+    got = checker.feed(CHECKPOINTS, 1, enc("TimestampAnchor", LedgerBuilder.anchor(cp, token)))
+    assert [f.kind.value for f in got] == ["timestamp_out_of_order"]
 
 
 @pytest.mark.parametrize("claimed", [6, 8, 300])
@@ -496,6 +529,36 @@ def test_a_restored_checker_still_knows_which_checkpoints_it_rejected() -> None:
     assert [f.kind.value for f in checker.feed(CHECKPOINTS, 0, enc("Checkpoint", rogue))] == ["checkpoint_bad_signature"]
     restored = Checker.restore(config(), checker.export_state(), checker.drain_journal())
     assert restored.feed(CHECKPOINTS, 1, enc("TimestampAnchor", LedgerBuilder.anchor(rogue, b"token"))) == []
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_only_the_newest_1000_rejected_checkpoints_silence_their_anchors(restart: bool) -> None:
+    # rogue checkpoints are attacker input: the checker remembers the newest 1000 it reported
+    # (in memory and in its state); an anchor of an older one is reported again, as an anchor
+    # of a checkpoint this ledger does not have (docs/alerts.md timestamp_invalid)
+    b = LedgerBuilder(KEY)
+    entries = b.many(3)
+    rogue = PrivateKey.from_seed(bytes(range(5, 37)))
+    checker = Checker(config())
+    feed_entries(checker, entries)
+    cps, found = [], []
+    for offset in range(1002):
+        b.now_us += 1
+        cps.append(b.checkpoint(key=rogue))
+        found += checker.feed(CHECKPOINTS, offset, enc("Checkpoint", cps[-1]))
+    assert [f.kind.value for f in found] == ["checkpoint_bad_signature"]  # one run, one incident
+    found += checker.feed(CHECKPOINTS, 1002, enc("Checkpoint", cps[5]))  # reported again: the newest now
+    state = checker.export_state()
+    assert state["rejected_bodies"] == [hashlib.sha256(cp["body"]).hexdigest()
+                                        for cp in cps[2:5] + cps[6:] + [cps[5]]]
+    if restart:
+        checker = Checker.restore(config(), state, checker.drain_journal())
+
+    def anchor(i: int, offset: int) -> list[str]:
+        return [f.kind.value for f in checker.feed(CHECKPOINTS, offset, enc("TimestampAnchor",
+                                                                            LedgerBuilder.anchor(cps[i], b"t")))]
+    assert anchor(5, 1003) == [] and anchor(2, 1004) == [] and anchor(1001, 1005) == []
+    assert anchor(1, 1006) == ["timestamp_invalid"] and anchor(0, 1007) == ["timestamp_invalid"]
 
 
 @pytest.mark.parametrize("size", [1, 4, 5, 300])

@@ -26,6 +26,9 @@ STATE_VERSION = 1
 
 #: peer checkpoints a live verifier holds until its ledger reaches their size
 MAX_PEER_PENDING = 10_000
+#: rejected checkpoints whose anchors and note signatures raise nothing more (the newest ones;
+#: rogue checkpoints are attacker input, so the memory of them is bounded)
+MAX_REJECTED_BODIES = 1000
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ class Checker:
         self._last_cp: _CheckpointHead | None = None
         self._origin: str | None = None  # the origin of the verified checkpoints (split-view checks)
         self._peers: deque[_PeerClaim] = deque()  # peer checkpoints beyond this ledger, waiting
-        self._rejected_bodies: set[bytes] = set()
+        self._rejected_bodies: dict[bytes, None] = {}  # insertion-ordered, newest last
         self._last_gen: dict[str, float] = {}                   # TSA subject -> newest genTime (epoch s)
         self._last_rejection: dict[str, Kind | None] = {ENTRIES: None, CHECKPOINTS: None}
         self._journal: list[dict[str, Any]] = []
@@ -170,12 +173,21 @@ class Checker:
             if c.rejection is not None:
                 out += self._reject(CHECKPOINTS, c.rejection)
                 if c.record is not None and c.name == "Checkpoint":
-                    self._rejected_bodies.add(c.body_hash)
+                    self._reject_body(c.body_hash)
                 continue
             self._last_rejection[CHECKPOINTS] = None
             self._queue.append(c)
         out += self._drain_queue()
         return self._record(out)
+
+    def _reject_body(self, body_hash: bytes) -> None:
+        """Remember a reported checkpoint, so that its anchors raise nothing more; the oldest
+        is forgotten beyond MAX_REJECTED_BODIES (its anchors are then reported as anchors of
+        a checkpoint this ledger does not have)."""
+        self._rejected_bodies.pop(body_hash, None)
+        self._rejected_bodies[body_hash] = None
+        if len(self._rejected_bodies) > MAX_REJECTED_BODIES:
+            del self._rejected_bodies[next(iter(self._rejected_bodies))]
 
     def feed(self, topic: str, offset: int, raw: bytes) -> list[Finding]:
         """One record of ``topic`` ("entries" or "checkpoints")."""
@@ -203,7 +215,7 @@ class Checker:
             item = self._queue.popleft()
             if item.name == "Checkpoint" and item.record["tree_size"] > self.position:
                 rec = item.record
-                self._rejected_bodies.add(item.body_hash)
+                self._reject_body(item.body_hash)
                 out.append(Finding.make(
                     Kind.CHECKPOINT_ROOT_MISMATCH,
                     f"checkpoint claims {rec['tree_size']} entries but the ledger has {self.position}",
@@ -668,7 +680,7 @@ class Checker:
                               for p in self._pending if not p.done],
             "ledger_time": self._ledger_time,
             "last_gen": self._last_gen,
-            "rejected_bodies": sorted(b.hex() for b in self._rejected_bodies)[-1000:],
+            "rejected_bodies": [b.hex() for b in self._rejected_bodies],
             "origin": self._origin,
             "peers": [[p.offset, p.size, p.root.hex(), p.origin, p.key_id, p.source] for p in self._peers],
             "last_rejection": {k: (v.value if v else None) for k, v in self._last_rejection.items()},
@@ -695,7 +707,7 @@ class Checker:
         ch.next_offset = {k: int(v) for k, v in state["next_offset"].items()}
         ch._ledger_time = int(state["ledger_time"])
         ch._last_gen = {k: float(v) for k, v in state["last_gen"].items()}
-        ch._rejected_bodies = {bytes.fromhex(b) for b in state["rejected_bodies"]}
+        ch._rejected_bodies = dict.fromkeys(bytes.fromhex(b) for b in state["rejected_bodies"])
         ch._origin = state.get("origin")
         ch._peers = deque(_PeerClaim(o, s, bytes.fromhex(r), origin, k, src) for o, s, r, origin, k, src in state.get("peers", []))
         ch._last_rejection = {k: (Kind(v) if v else None) for k, v in state["last_rejection"].items()}

@@ -79,7 +79,7 @@ class IndexedEntries:
         if cp is None or cp.tree_size != tree_size or self._latest is None:
             return []
         anchors = [a for a in query.anchors_of(self.ix.conn, self._latest) if a.status in ACCEPTED_ANCHORS]
-        fetched = query.fetch_records(self.ix.bootstrap, self.ix.topics.checkpoints, [a.topic_offset for a in anchors])
+        fetched = self.ix.records(self.ix.topics.checkpoints).fetch([a.topic_offset for a in anchors]) if anchors else {}
         out = []
         for a in anchors:
             rec: dict[str, Any] = codec.decode(fetched[a.topic_offset], expect="TimestampAnchor")[1]
