@@ -181,6 +181,8 @@ SELECTIONS: dict[str, list[list[str]]] = {
     ]],
     "ledgerstream/core/verify/checker.py": [[
         "tests/unit/test_verify_checker_mutants.py",
+        "tests/unit/test_verify_checker_ingest_mutants.py",
+        "tests/unit/test_verify_checker_evaluate_mutants.py",
         "tests/unit/test_verify_checker.py",
         "tests/unit/test_verdict_vectors.py",
         "tests/unit/test_verify_note_signatures.py",
