@@ -52,3 +52,32 @@ def test_checkpoint_before_its_entries_waits_and_one_without_entries_is_reported
         assert alert["kind"] == "checkpoint_root_mismatch" and "claims 160 entries" in alert["detail"]
     finally:
         worker.stop()
+
+
+def test_an_over_claiming_checkpoint_settled_by_expiry_does_not_stop_the_verification_behind_it(
+        bootstrap: str, topics: Topics, tmp_path: Path) -> None:
+    # docs/decisions.md D43: a checkpoint claiming more entries than the ledger has, committed to
+    # the real topic ahead of a genuine checkpoint of the ledger's newest entry, is reported once
+    # the wait is over (docs/alerts.md `checkpoint_root_mismatch`); the genuine one behind it is
+    # verified and the worker keeps running (it used to raise out of the Merkle tree)
+    home = verifier_home(tmp_path, KEY)
+    builder, writer = LedgerBuilder(KEY), LedgerWriter(bootstrap, topics)
+    writer.commit([entry_bytes(e) for e in builder.many(100)], [enc("Checkpoint", builder.checkpoint())])
+    worker = WorkerProcess(home, "v1", bootstrap, topics, "--checkpoint-wait-seconds", str(WAIT)).start()
+    try:
+        worker.wait_position(100)
+        tip = builder.many(5)
+        exact = builder.checkpoint()
+        builder.many(5)                                                    # entries never published
+        writer.commit([entry_bytes(e) for e in tip])
+        worker.wait_position(105)
+        writer.commit([], [enc("Checkpoint", builder.checkpoint()), enc("Checkpoint", exact)])
+        wait_until(lambda: (worker.status() or {}).get("last_checkpoint", {}).get("tree_size") == 105, WAIT + 30,
+                   "the checkpoint over 105 verified behind the one claiming 110", worker.log)
+        st = worker.status()
+        assert st["alerts"] == {"checkpoint_root_mismatch": 1}, st["alerts"]
+        (alert,) = alerts_of(bootstrap, topics, "v1").values()
+        assert alert["kind"] == "checkpoint_root_mismatch" and "claims 110 entries" in alert["detail"]
+        assert worker.proc.poll() is None, worker.log()
+    finally:
+        worker.stop()

@@ -10,26 +10,13 @@ from typing import Any
 import pytest
 
 from ledgerstream.core import merkle, records
-from ledgerstream.core.mldsa import PrivateKey
-from ledgerstream.core.verify import CHECKPOINTS, ENTRIES, Checker, CheckerConfig, check_entries
+from ledgerstream.core.verify import CHECKPOINTS, ENTRIES, Checker, check_entries
+from support.checker_cases import KEY, checker_config, feed_entries
 from support.ledger_builder import STEP_US, LedgerBuilder, enc, entry_bytes
 
 pytestmark = pytest.mark.unit
 
-KEY = PrivateKey.from_seed(bytes(range(32)))
-
-
-def config(**kw: Any) -> CheckerConfig:
-    kw.setdefault("link_grace_entries", 50)
-    kw.setdefault("link_grace_seconds", None)
-    return CheckerConfig.from_keys([KEY.public_key()], **kw)
-
-
-def feed_entries(checker: Checker, entries: list[dict[str, Any]], first_offset: int = 0) -> list[str]:
-    found = []
-    for i, e in enumerate(entries):
-        found += checker.feed(ENTRIES, first_offset + i, entry_bytes(e))
-    return [f.kind.value for f in found]
+config = checker_config
 
 
 def batch(entries: list[dict[str, Any]], first_offset: int = 0) -> list[tuple[int, bytes]]:

@@ -5,10 +5,7 @@ docstrings and docs/alerts.md, and where they are hashes, from the builder's own
 from __future__ import annotations
 
 import hashlib
-import re
-import subprocess
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,26 +13,14 @@ import pytest
 
 from ledgerstream.core import records
 from ledgerstream.core.mldsa import PrivateKey
-from ledgerstream.core.verify import CHECKPOINTS, ENTRIES, Checker, CheckerConfig
+from ledgerstream.core.verify import CHECKPOINTS, ENTRIES, Checker
 from ledgerstream.stack.devtsa import TsaFiles, ensure_ca
+from support.checker_cases import KEY, checker_config, feed_entries, gen_time, stamp
 from support.ledger_builder import LedgerBuilder, enc, entry_bytes
 
 pytestmark = pytest.mark.unit
 
-KEY = PrivateKey.from_seed(bytes(range(32)))
-
-
-def config(**kw: Any) -> CheckerConfig:
-    kw.setdefault("link_grace_entries", 50)
-    kw.setdefault("link_grace_seconds", None)
-    return CheckerConfig.from_keys([KEY.public_key()], **kw)
-
-
-def feed_entries(checker: Checker, entries: list[dict[str, Any]], first_offset: int = 0) -> list[str]:
-    found = []
-    for i, e in enumerate(entries):
-        found += checker.feed(ENTRIES, first_offset + i, entry_bytes(e))
-    return [f.kind.value for f in found]
+config = checker_config
 
 
 @pytest.mark.parametrize("n", [1, 2, 5])
@@ -174,17 +159,6 @@ def tsa(tmp_path_factory: pytest.TempPathFactory) -> TsaFiles:
     return ensure_ca(tmp_path_factory.mktemp("tsa"))
 
 
-def _stamp(files: TsaFiles, data: bytes, tmp: Path) -> bytes:
-    """An RFC 3161 reply over ``data`` (SHA-256), its genTime the current time."""
-    (tmp / "data").write_bytes(data)
-    for args, cwd in ((["-query", "-data", tmp / "data", "-sha256", "-cert", "-out", tmp / "q.tsq"], None),
-                      (["-reply", "-config", files.config, "-queryfile", tmp / "q.tsq", "-out", tmp / "r.tsr"],
-                       files.dir)):
-        done = subprocess.run(["openssl", "ts", *map(str, args)], cwd=cwd, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
-    return (tmp / "r.tsr").read_bytes()
-
-
 @pytest.mark.parametrize("created_after_now, found", [(-3600, []), (200, []), (3600, ["timestamp_out_of_order"])])
 def test_a_token_may_predate_its_checkpoint_by_the_clock_skew_only(tsa: TsaFiles, tmp_path: Path,
                                                                     created_after_now: int, found: list[str]) -> None:
@@ -193,23 +167,13 @@ def test_a_token_may_predate_its_checkpoint_by_the_clock_skew_only(tsa: TsaFiles
     b = LedgerBuilder(KEY, now_us=int((time.time() + created_after_now) * 1e6))
     entries = b.many(3)
     cp = b.checkpoint()
-    token = _stamp(tsa, cp["body"], tmp_path)  # genTime: now
+    token = stamp(tsa, cp["body"], tmp_path)  # genTime: now
     checker = Checker(config(tsa_ca=tsa.ca_cert.read_bytes()))
     assert feed_entries(checker, entries) == []
     assert checker.feed(CHECKPOINTS, 0, enc("Checkpoint", cp)) == []
     got = checker.feed(CHECKPOINTS, 1, enc("TimestampAnchor", LedgerBuilder.anchor(cp, token)))
     assert [f.kind.value for f in got] == found
     assert checker.stats.timestamps_verified == 1
-
-
-def _gen_time(token: bytes, tmp: Path) -> datetime:
-    """genTime as `openssl ts -reply -text` prints it (not our parser), e.g.
-    "Time stamp: Dec  6 16:40:01.123 2026 GMT"."""
-    (tmp / "t.tsr").write_bytes(token)
-    text = subprocess.run(["openssl", "ts", "-reply", "-in", str(tmp / "t.tsr"), "-text"],
-                          capture_output=True, text=True, check=True).stdout
-    stamp = re.search(r"^Time stamp: (.+) GMT$", text, re.M).group(1)
-    return datetime.strptime(" ".join(stamp.split()), "%b %d %H:%M:%S.%f %Y").replace(tzinfo=timezone.utc)
 
 
 def test_a_token_earlier_than_its_checkpoint_by_a_fraction_of_a_second_is_out_of_order(tsa: TsaFiles,
@@ -223,8 +187,8 @@ def test_a_token_earlier_than_its_checkpoint_by_a_fraction_of_a_second_is_out_of
     entries = b.many(2)
     b.now_us = second * 1_000_000 + 999_000
     cp = b.checkpoint()
-    token = _stamp(tsa, cp["body"], tmp_path)
-    gen = _gen_time(token, tmp_path)
+    token = stamp(tsa, cp["body"], tmp_path)
+    gen = gen_time(token, tmp_path)
     assert int(gen.timestamp()) == second and gen.timestamp() < second + 0.999  # the oracle's own premise
     checker = Checker(config(tsa_ca=tsa.ca_cert.read_bytes(), clock_skew_seconds=0.0))
     assert feed_entries(checker, entries) == []
@@ -412,7 +376,7 @@ def test_tokens_of_one_tsa_must_not_go_back_in_time(tsa: TsaFiles, tmp_path: Pat
     tokens = []
     for cp in cps:  # the second token is stamped after the first
         (tmp_path / str(len(tokens))).mkdir()
-        tokens.append(_stamp(tsa, cp["body"], tmp_path / str(len(tokens))))
+        tokens.append(stamp(tsa, cp["body"], tmp_path / str(len(tokens))))
     checker = Checker(config(tsa_ca=tsa.ca_cert.read_bytes()))
     feed_entries(checker, entries)
     for i, cp in enumerate(cps):
@@ -680,3 +644,38 @@ def test_a_missing_first_entry_explains_the_agent_seq_of_the_agent_s_next_entry(
     checker = Checker(config())
     found = feed_entries(checker, entries) + [f.kind.value for f in checker.finish()]
     assert found == ["gap"]
+
+
+# --- found by the mutation analysis of 2026-12-06 (docs/decisions.md D43) ---
+
+def test_expiring_an_over_claiming_checkpoint_still_verifies_one_of_the_ledger_s_size() -> None:
+    # expire_checkpoints' docstring: queued checkpoints claiming more entries than the ledger
+    # has are settled (docs/alerts.md `checkpoint_root_mismatch`); one queued behind it that
+    # covers exactly the ledger, newest entry included, is verified like any other
+    b = LedgerBuilder(KEY)
+    entries = b.many(8)
+    big, exact = b.checkpoint(size=8), b.checkpoint(size=5)
+    checker = Checker(config())
+    assert feed_entries(checker, entries[:5]) == []
+    assert checker.feed_checkpoints([(0, enc("Checkpoint", big)), (1, enc("Checkpoint", exact))]) == []
+    found = checker.expire_checkpoints(2)
+    assert [(f.kind.value, f.seq_from, f.seq_to) for f in found] == [("checkpoint_root_mismatch", 5, 7)]
+    assert checker.stats.checkpoints_verified == 1 and checker.tree.size == 5
+    assert checker.expire_checkpoints(2) == []  # settled once
+
+
+def test_a_held_peer_claim_is_compared_as_soon_as_a_checkpoint_completes_the_ledger_to_its_size() -> None:
+    # docs/alerts.md `split_view`: a claim beyond the ledger is held "until its own ledger
+    # reaches that size"; the ledger's own checkpoint over its newest entry reaches it, with
+    # no further entry needed
+    b = LedgerBuilder(KEY)
+    entries = b.many(5)
+    own = b.checkpoint()
+    other = LedgerBuilder(KEY)
+    other.many(5, agents=("someone-else",))
+    checker = Checker(config())
+    assert feed_entries(checker, entries) == []
+    assert checker.feed_peer_checkpoints([(0, enc("Checkpoint", other.checkpoint()))], "mirror") == []
+    found = checker.feed_checkpoints([(0, enc("Checkpoint", own))])
+    assert [f.kind.value for f in found] == ["split_view"]
+    assert checker.stats.checkpoints_verified == 1

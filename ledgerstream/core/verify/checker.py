@@ -178,6 +178,7 @@ class Checker:
             self._last_rejection[CHECKPOINTS] = None
             self._queue.append(c)
         out += self._drain_queue()
+        out += self._drain_peers()  # a checkpoint may have integrated the entry a held claim waits for
         return self._record(out)
 
     def _reject_body(self, body_hash: bytes) -> None:
@@ -207,7 +208,8 @@ class Checker:
         ``before_offset`` (all queued ones when None) has been fed: those still waiting for
         entries claim more entries than the ledger has. Checkpoints read later stay pending:
         a checkpoint may be read before the entries it covers, and that is no finding."""
-        return self._record(self._expire(before_offset))
+        out = self._expire(before_offset)
+        return self._record(out + self._drain_peers())
 
     def _expire(self, before_offset: int | None = None) -> list[Finding]:
         out = []
@@ -222,7 +224,7 @@ class Checker:
                     seq=self.position, seq_to=rec["tree_size"] - 1, tree_size=rec["tree_size"],
                     ledger_size=self.position, **at_offset(item.offset, CHECKPOINTS)))
             else:
-                out += self._evaluate(item)
+                out += self._evaluate_queued(item)
         return out
 
     # --- entries -------------------------------------------------------------------------------
@@ -454,11 +456,16 @@ class Checker:
                 size = item.record["tree_size"]
                 if size > self.position:
                     break  # waits for its entries; later records wait behind it (arrival order)
-                if size > self._tree.size:
-                    self._finalize_tentative()
             self._queue.popleft()
-            out += self._evaluate(item)
+            out += self._evaluate_queued(item)
         return out
+
+    def _evaluate_queued(self, item: CheckedCheckpoint) -> list[Finding]:
+        """[6] for a record taken off the queue: a checkpoint that covers the tentative head
+        (size <= position) integrates it first, whoever settles the queue."""
+        if item.name == "Checkpoint" and item.record["tree_size"] > self._tree.size:
+            self._finalize_tentative()
+        return self._evaluate(item)
 
     def _evaluate(self, item: CheckedCheckpoint) -> list[Finding]:
         if item.name == "TimestampAnchor":
