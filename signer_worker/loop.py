@@ -45,6 +45,55 @@ from ledgerstream.core.kafka_security import kafka_config
 log = logging.getLogger("ledgerstream.signer")
 
 
+def producer_config(s: SignerSettings) -> dict[str, Any]:
+    """The signer's transactional producer settings (also the Kafka floor relay's,
+    tools/kafka_relay.py, so the floor it measures is this client's)."""
+    conf = kafka_config(s.bootstrap, "signer", {
+        "transactional.id": s.txn_id,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "message.max.bytes": 8 * 1024 * 1024,
+        # produce requests stay below the broker's G1 humongous-object size (half a 1 MB
+        # region): larger ones cost a small-heap broker several times the CPU per record
+        "batch.size": 256 * 1024,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 2_000_000,
+        "transaction.timeout.ms": 60000,
+        # A transaction that begins right after the previous commit is refused with
+        # CONCURRENT_TRANSACTIONS until the broker has written that commit's markers
+        # (a few ms); librdkafka retries after retry.backoff.ms, 100 by default, which
+        # made it the largest part of a paced entry's latency (docs/benchmarks-signer.md).
+        "retry.backoff.ms": 5,
+    })
+    conf.update(s.extra_producer)
+    return conf
+
+
+def consumer_config(s: SignerSettings) -> dict[str, Any]:
+    """The signer's read_committed consumer of ``actions`` (offsets go in its transactions)."""
+    return kafka_config(s.bootstrap, "signer", {
+        "group.id": s.group,
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        "max.partition.fetch.bytes": 16 * 1024 * 1024,
+    })
+
+
+def assign_actions(consumer: Consumer, topic: str) -> None:
+    """Assign every partition of ``topic``, each from the group's committed offset."""
+    md = consumer.list_topics(topic, timeout=30)
+    parts = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
+    committed = consumer.committed(parts, timeout=30)
+    # A partition the group never committed starts at its first record. Named as an
+    # offset, not left to auto.offset.reset: librdkafka's lookup of that logical offset
+    # held the partition's first record back for a second, on every takeover (D39).
+    consumer.assign([tp if tp.offset >= 0 else TopicPartition(tp.topic, tp.partition, consumer.get_watermark_offsets(
+        TopicPartition(tp.topic, tp.partition), timeout=30, cached=False)[0]) for tp in committed])
+
+
 class Fenced(Exception):
     """Another signer instance took over; this one must stop writing."""
 
@@ -62,8 +111,9 @@ Produce = Callable[..., None]  # producer.produce(topic, value, key=None), or a 
 @dataclass
 class _Ahead:
     """The next batch, consumed and sequenced while the current transaction is finished and
-    committed (a backlog is being drained; entry signing on the signing thread), so the
-    signing thread does not wait for the loop between transactions.
+    committed (a backlog is being drained), so the signing thread (entry mode) does not wait
+    for the loop between transactions, and (checkpoint mode) the broker writes this
+    transaction's records while the loop sequences the next batch.
     Nothing of it is produced before its own transaction begins; if the current transaction
     aborts, it is dropped with the rest of the in-memory state (``recover``)."""
 
@@ -124,36 +174,10 @@ class SignerWorker:
 
     # --- set-up ------------------------------------------------------------------------------
     def _producer(self) -> Producer:
-        conf = kafka_config(self.s.bootstrap, "signer", {
-            "transactional.id": self.s.txn_id,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            "message.max.bytes": 8 * 1024 * 1024,
-            # produce requests stay below the broker's G1 humongous-object size (half a 1 MB
-            # region): larger ones cost a small-heap broker several times the CPU per record
-            "batch.size": 256 * 1024,
-            "queue.buffering.max.messages": 1_000_000,
-            "queue.buffering.max.kbytes": 2_000_000,
-            "transaction.timeout.ms": 60000,
-            # A transaction that begins right after the previous commit is refused with
-            # CONCURRENT_TRANSACTIONS until the broker has written that commit's markers
-            # (a few ms); librdkafka retries after retry.backoff.ms, 100 by default, which
-            # made it the largest part of a paced entry's latency (docs/benchmarks-signer.md).
-            "retry.backoff.ms": 5,
-        })
-        conf.update(self.s.extra_producer)
-        return Producer(conf)
+        return Producer(producer_config(self.s))
 
     def _consumer(self) -> Consumer:
-        return Consumer(kafka_config(self.s.bootstrap, "signer", {
-            "group.id": self.s.group,
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        }))
+        return Consumer(consumer_config(self.s))
 
     def _end_probe(self) -> Consumer:
         """A consumer only for end offsets that include the open transaction's records
@@ -323,14 +347,7 @@ class SignerWorker:
         self.watchdog.beat(doing)
 
     def _assign(self, consumer: Consumer) -> None:
-        md = consumer.list_topics(self.s.topics.actions, timeout=30)
-        parts = [TopicPartition(self.s.topics.actions, p) for p in md.topics[self.s.topics.actions].partitions]
-        committed = consumer.committed(parts, timeout=30)
-        # A partition the group never committed starts at its first record. Named as an
-        # offset, not left to auto.offset.reset: librdkafka's lookup of that logical offset
-        # held the partition's first record back for a second, on every takeover (D39).
-        consumer.assign([tp if tp.offset >= 0 else TopicPartition(tp.topic, tp.partition, consumer.get_watermark_offsets(
-            TopicPartition(tp.topic, tp.partition), timeout=30, cached=False)[0]) for tp in committed])
+        assign_actions(consumer, self.s.topics.actions)
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> int:
@@ -449,8 +466,8 @@ class SignerWorker:
             had_entries = counts["entries"] > 0
             snap = self._capture_snapshot(published, tokens) if self._snapshot_due(counts["entries"]) else None
             positions = consumer.position(consumer.assignment()) if consumed else None
-            if self.sign_ahead and consumed >= self.s.batch_size:  # a backlog: start on the next batch now
-                self._sequence_ahead(producer, consumer)
+            if (self.sign_ahead or self.s.signing_mode == "checkpoint") and consumed >= self.s.batch_size:
+                self._sequence_ahead(producer, consumer)  # a backlog: start on the next batch now
             if self._to_sign:
                 self._submit(producer)
             while self._current_left:  # every entry of the batch, in seq order, as its chunk is signed

@@ -96,6 +96,13 @@ def typed_hash_agrees() -> bool:
     return False
 
 
+def _commits(action: dict[str, Any]) -> bool:
+    """The payload commitment holds (or there is no payload): the one rule of
+    records.validate_action that avro_fast.read_valid_action leaves to its caller."""
+    payload = action["payload"]
+    return payload is None or records.payload_commitment(action["payload_salt"], payload) == action["payload_hash"]
+
+
 class Sequencer:
     """Applies the ledger rules (docs/spec.md) to incoming actions, in order."""
 
@@ -123,19 +130,25 @@ class Sequencer:
         raw = raw or b""
         if len(raw) > self.max_record_bytes:
             return dead_letter("oversized", f"{len(raw)} bytes > limit {self.max_record_bytes}", raw, src)
-        action = avro_fast.read_action(raw)  # canonical records of the current schema, else None
-        body = None
-        if action is None:
-            try:
-                _, action = codec.decode(raw, expect="ActionEvent")
-            except DecodeError as exc:
-                return dead_letter(exc.reason, str(exc), raw, src)
-        else:
+        fast = avro_fast.read_valid_action(raw)  # proven valid but for the commitment, else None
+        if fast is not None and _commits(fast[0]):
+            action, action_text = fast
             body = raw[codec.HEADER_LEN:]
-        try:
-            records.validate_action(action)
-        except (ValueError, TypeError, KeyError) as exc:
-            return dead_letter("invalid_field", str(exc), raw, src)
+        else:  # the reference path: decode, validate_action, and the reason when it fails
+            action_text = None
+            action = avro_fast.read_action(raw)  # canonical records of the current schema, else None
+            body = None
+            if action is None:
+                try:
+                    _, action = codec.decode(raw, expect="ActionEvent")
+                except DecodeError as exc:
+                    return dead_letter(exc.reason, str(exc), raw, src)
+            else:
+                body = raw[codec.HEADER_LEN:]
+            try:
+                records.validate_action(action)
+            except (ValueError, TypeError, KeyError) as exc:
+                return dead_letter("invalid_field", str(exc), raw, src)
         known = self.state.events.get(action["event_id"])
         if known is not None:
             if (known.agent_id, known.payload_hash, known.action_type) == (
@@ -147,14 +160,16 @@ class Sequencer:
                                "with different content", raw, src)
         try:
             # read_action's records have exactly the schema's types: the typed hash applies
-            entry = self._entry(action, src, typed=body is not None and self.typed_hash)
+            entry = self._entry(action, src, typed=body is not None and self.typed_hash, action_text=action_text)
         except _NotCanonicalisable as exc:
             return dead_letter("invalid_field", str(exc), raw, src)
         return Outcome(entry=entry, action_body=body,
                        signing_message=records.entry_signing_message(entry["entry_hash"])
                        if self.defer_signing else None)
 
-    def _entry(self, action: dict[str, Any], src: Source, typed: bool = False) -> dict[str, Any]:
+    def _entry(self, action: dict[str, Any], src: Source, typed: bool = False,
+               action_text: bytes | None = None) -> dict[str, Any]:
+        """``action_text``: the action's JCS text from avro_fast.read_valid_action."""
         st = self.state
         agent_seq, agent_prev = st.agent_position(action["agent_id"])
         entry: dict[str, Any] = {
@@ -172,8 +187,12 @@ class Sequencer:
             "signature": None,
             "timestamp_token": None,
         }
+        preimage = None if action_text is None else avro_fast.entry_hash_input(entry, action_text)
         try:
-            h = records.entry_hash_typed(entry) if typed else records.entry_hash(entry)
+            if preimage is not None:
+                h = records.sha256(preimage)
+            else:
+                h = records.entry_hash_typed(entry) if typed else records.entry_hash(entry)
         except (ValueError, TypeError) as exc:  # nothing applied yet: the state is untouched
             raise _NotCanonicalisable(f"action cannot be hashed (RFC 8785): {exc}") from exc
         entry["entry_hash"] = h

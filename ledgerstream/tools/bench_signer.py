@@ -291,13 +291,7 @@ def bench_scenario(bootstrap: str, key_path: Path, workdir: Path, backend: str, 
         producer.flush(60)
         tail.wait(events + latency_events, 60 + latency_events / 20, alive)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _terminate(proc)
         end.close()
         if tail is not None:
             tail.close()
@@ -327,6 +321,66 @@ def bench_scenario(bootstrap: str, key_path: Path, workdir: Path, backend: str, 
         "entry_bytes_mean": round(sum(len(raw) for _, raw in tail.arrivals) / len(tail.arrivals)),
         "signing_thread_nice": status.get("signing_thread_nice"),  # as the signer set it (entry mode)
     }
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def kafka_floor(bootstrap: str, workdir: Path, events: int, value_bytes: int, log: Log,
+                broker_pid: int | None = None) -> dict[str, Any]:
+    """The same drain as :func:`bench_scenario`, through ``tools/kafka_relay.py`` (the signer's
+    transactional loop and client settings, no ledger work) writing ``value_bytes`` records:
+    the ceiling of any Python signer over confluent-kafka on this machine and broker."""
+    from ledgerstream.core.config import Topics
+    from ledgerstream.stack.topics import ensure_topics
+
+    topics = Topics.with_prefix(f"relay{uuid.uuid4().hex[:8]}.")
+    ensure_topics(bootstrap, topics)
+    log(f"[kafka floor] producing {events} actions, then relaying them ({value_bytes}-byte records) ...")
+    _produce_all(bootstrap, topics.actions, _encoded_actions(events))
+    end = _StableEnd(bootstrap, topics.entries)
+    tail: _Tail | None = None
+    status_file = workdir / "relay-status.json"
+    status_file.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "ledgerstream.tools.kafka_relay", "--bootstrap", bootstrap,
+            "--topic-prefix", topics.actions[: -len("actions")], "--events", str(events),
+            "--value-bytes", str(value_bytes), "--status-file", str(status_file)]
+    with open(workdir / "relay.log", "ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, **role_env(bootstrap, "admin")))
+    try:
+        alive = lambda: proc.poll() is None or status_file.exists()  # noqa: E731
+        end.wait(0, 120, alive)
+        cpu0 = (cpu_seconds(proc.pid), cpu_seconds(broker_pid) if broker_pid else float("nan"))
+        # the records relayed while the clocks ran: those not yet visible when they started
+        # (offsets count one marker per transaction, a few among thousands)
+        counted = max(1, events - end.samples[-1][1])
+        end.wait(events - 1, 60 + events / 20, alive)
+        cpu1 = (cpu_seconds(proc.pid), cpu_seconds(broker_pid) if broker_pid else float("nan"))
+        tail = _Tail(bootstrap, topics.entries)
+        tail.wait(events, 60, alive)
+        end.wait(tail.offsets[events - 1], 10, alive)
+        proc.wait(30)
+        started = json.loads(status_file.read_text())["first_taken_at"]
+        rate = events / (end.visible_at(tail.offsets[events - 1]) - started)
+        sizes = [len(value) for _, value in tail.arrivals[:events]]
+    finally:
+        _terminate(proc)
+        end.close()
+        if tail is not None:
+            tail.close()
+    delete_topics(bootstrap, topics)
+    log(f"[kafka floor] {rate:,.0f} records/s")
+    return {"records_per_s": round(rate), "record_bytes": value_bytes, "record_bytes_mean": round(sum(sizes) / events),
+            "cpu_us_per_record": {"relay": _per_entry_us(cpu1[0] - cpu0[0], counted),
+                                  "broker": _per_entry_us(cpu1[1] - cpu0[1], counted)}}
 
 
 def _broker_burst(bootstrap: str, broker_pid: int, records: int, size: int = 3800, batch: int = 500) -> float:
@@ -409,6 +463,7 @@ def run(events: int = 20_000, *, latency_events: int = 1000, backends: list[str]
     backends = backends or mldsa.available_backends()
     load_before = os.getloadavg()[0]
     results: dict[str, Any] = {}
+    floor: dict[str, Any] | None = None
     profile_text = None
     with tempfile.TemporaryDirectory(prefix="ledgerstream-bench-signer-") as tmp:
         work = Path(tmp)
@@ -432,6 +487,10 @@ def run(events: int = 20_000, *, latency_events: int = 1000, backends: list[str]
                         row["raw_sign_cpu_us_after_entry"] = round(_sign_cpu_us(backend))
                     row["modes"][mode] = r
                 results[backend] = _with_ratios(row)
+            checkpoint = next((r["modes"]["checkpoint"] for r in results.values() if "checkpoint" in r["modes"]), None)
+            if checkpoint is not None:  # the baseline: the same drain with no ledger work
+                floor = kafka_floor(broker.bootstrap, work, events, checkpoint["entry_bytes_mean"], log, broker.pid)
+                floor["checkpoint_mode_share"] = round(checkpoint["entries_per_s"] / max(floor["records_per_s"], 1), 2)
             if profile:
                 log(f"[{profile}/entry] cProfile of an in-process signer ...")
                 profile_text = profile_in_process(broker.bootstrap, profile, "entry", events)
@@ -450,6 +509,7 @@ def run(events: int = 20_000, *, latency_events: int = 1000, backends: list[str]
                    "checkpoint_every": defaults.checkpoint_every, "leader_election": False, "tsa": None,
                    "signing_nice": defaults.signing_nice if signing_nice is None else signing_nice},
         "backends": results,
+        **({"kafka_floor": floor} if floor else {}),
         "goal": {"entry_mode_ratio_to_raw_sign": GOAL_RATIO, "met": met},
         **({"profile": profile_text} if profile_text else {}),
     }
@@ -482,6 +542,12 @@ def render(result: dict[str, Any], console: Any) -> None:
     console.print(table)
     console.print(f"goal: entry-mode entries/s >= {GOAL_RATIO} x raw sign/s: "
                   + ", ".join(f"{b} {'met' if ok else 'NOT met'}" for b, ok in result["goal"]["met"].items()))
+    floor = result.get("kafka_floor")
+    if floor is not None:
+        cpu = floor["cpu_us_per_record"]
+        console.print(f"Kafka floor (the signer's transactional loop, no ledger work, {floor['record_bytes']:,}-byte "
+                      f"records): {floor['records_per_s']:,} records/s, CPU µs/record relay+broker "
+                      f"{cpu['relay']}+{cpu['broker']}; checkpoint mode reaches {floor['checkpoint_mode_share']} of it")
     cmp = result.get("compare")
     if cmp is not None:
         t = cmp["tessera"]

@@ -23,3 +23,12 @@ def test_entry_scenario_measures_a_real_signer(bootstrap: str, kafka_broker, sig
     assert r["entry_bytes_mean"] > 3000  # an ML-DSA-65 signature is 3,309 bytes
     signing_thread = mldsa.load_private_key(signer_key_path).sign_many_releases_gil
     assert r["signing_thread_nice"] == (5 if signing_thread else None)
+
+
+def test_the_kafka_floor_relays_every_action_through_transactions(bootstrap: str, kafka_broker, tmp_path) -> None:
+    r = bench_signer.kafka_floor(bootstrap, tmp_path, 3000, 700, lambda msg: None, kafka_broker.pid)
+    # kafka_floor itself raises unless 3000 records became visible to a read_committed consumer
+    assert r["records_per_s"] > 0 and r["record_bytes"] == 700
+    assert r["record_bytes_mean"] == 700  # each action padded to the size asked for
+    assert r["cpu_us_per_record"]["relay"] > 0 and r["cpu_us_per_record"]["broker"] > 0
+    assert (tmp_path / "relay-status.json").exists()

@@ -79,8 +79,8 @@ def _kill_storm(bootstrap: str, topics: Any, start_signer: Any, *, total: int, k
 
 
 def _assert_exactly_once(bootstrap: str, topics: Any, entries: list[dict], cps: list[dict],
-                         signers: list, pub: mldsa.PublicKey) -> None:
-    check_ledger(entries, pub)
+                         signers: list, pub: mldsa.PublicKey, *, signed: bool = True) -> None:
+    check_ledger(entries, pub, signed=signed)
     check_checkpoints(entries, cps, pub)
     dl = TopicTail(bootstrap, topics.deadletter)
     assert dl.poll(0.5) == 0, "no input was bad: nothing may be dead-lettered"
@@ -111,3 +111,14 @@ def test_kill9_storm_pyca_backend(bootstrap, topics, start_signer, signer_key_pa
                                         args=("--no-leader-election", "--batch-size", "50",
                                               "--checkpoint-every", "230"), seed=11)
     _assert_exactly_once(bootstrap, topics, entries, cps, signers, pub)
+
+
+def test_kill9_storm_checkpoint_mode(bootstrap, topics, start_signer, signer_key_path) -> None:
+    """Five kills of a checkpoint-mode signer: its entries take the compiled fast path (D44)
+    and, with a backlog, the next batch is sequenced before the current transaction commits
+    (transactions of 20: a chunk of 500 is 25 of them, so kills land mid-stream)."""
+    pub = mldsa.load_private_key(signer_key_path).public_key()
+    entries, cps, signers = _kill_storm(bootstrap, topics, start_signer, total=3000, kills=5,
+                                        args=("--signing-mode", "checkpoint", "--batch-size", "20",
+                                              "--checkpoint-every", "170"), seed=17)
+    _assert_exactly_once(bootstrap, topics, entries, cps, signers, pub, signed=False)

@@ -52,6 +52,18 @@ def test_render_shows_every_row_and_the_goal() -> None:
     assert "load 0.5 -> 1.5" in text
 
 
+def test_render_shows_the_kafka_floor_beside_checkpoint_mode() -> None:
+    out = io.StringIO()
+    floor = {"records_per_s": 80654, "record_bytes": 528, "record_bytes_mean": 528,
+             "cpu_us_per_record": {"relay": 7, "broker": 10}, "checkpoint_mode_share": 0.22}
+    bench_signer.render({**RESULT, "kafka_floor": floor}, Console(file=out, width=300, color_system=None))
+    text = " ".join(out.getvalue().split())
+    assert "Kafka floor" in text and "80,654 records/s" in text and "7+10" in text and "0.22 of it" in text
+    plain = io.StringIO()
+    bench_signer.render(RESULT, Console(file=plain, width=300, color_system=None))
+    assert "Kafka floor" not in plain.getvalue()
+
+
 def test_cli_prints_json_and_writes_out(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 

@@ -45,6 +45,43 @@ def test_a_link_does_not_age_while_ledger_time_stands_still_at_zero() -> None:
     assert [(f.kind.value, f.seq_from) for f in found] == [("link_dangling", 0)]
 
 
+@pytest.mark.parametrize("restarted", [False, True])
+def test_ledger_time_starts_at_the_first_entry_even_before_the_epoch(restarted: bool) -> None:
+    # docs/spec.md section 3: ledger time is "received_at of the newest entry minus that of the
+    # linking entry", whatever the clock's origin: entries received 2 s before 1970 (received_at
+    # is a signed long) have waited no ledger time until a later one arrives. (It used to start
+    # at 0, so such a link had waited 2 s at once.)
+    b = LedgerBuilder(KEY, now_us=-2_000_000 - STEP_US)
+    checker = Checker(config(link_grace_seconds=1, link_grace_entries=None))
+    if restarted:  # the state of a checker that has seen no entry yet
+        checker = Checker.restore(config(link_grace_seconds=1, link_grace_entries=None), checker.export_state(), [])
+    entries = [b.entry("agent-a", links=[("agent-x", "never")]), b.entry("agent-b", advance_ms=0)]
+    assert [e["received_at"] for e in entries] == [-2_000_000, -2_000_000]
+    assert kinds(checker.feed_entries(batch(entries))) == []
+    b.now_us += 1_000_000  # one second later: exactly the grace, not more
+    assert kinds(checker.feed_entries(batch([b.entry("agent-b", advance_ms=0)], 2))) == []
+    b.now_us += 1
+    found = checker.feed_entries(batch([b.entry("agent-b", advance_ms=0)], 3))
+    assert [(f.kind.value, f.seq_from) for f in found] == [("link_dangling", 0)]
+
+
+def test_a_link_into_a_missing_entry_makes_an_edge_only_when_that_entry_s_hash_is_known() -> None:
+    # docs/alerts.md `gap` and the call graph (docs/verifiers.md): entries 1..3 never arrive; the
+    # hash of 3 is known from entry 4's prev_hash, those of 1 and 2 from nowhere. Entry 5 links
+    # to the events of entries 1 and 3: the link into 3 is checked against that hash and is an
+    # edge; nothing shows who wrote entry 1, so that link is not (and not a finding either)
+    b = LedgerBuilder(KEY, signing_mode="checkpoint")
+    first = b.entry("agent-a")
+    hidden = [b.entry("agent-x", event_id="in-hole"), b.entry("agent-b"), b.entry("agent-y", event_id="known")]
+    after = [b.entry("agent-b"), b.entry("agent-c", links=[("agent-x", "in-hole"), ("agent-y", "known")]),
+             b.entry("agent-b")]  # (the newest entry is integrated when the next one comes)
+    assert [r["status"] for r in after[1]["resolved_links"]] == ["resolved", "resolved"]
+    checker = Checker(config())
+    found = checker.feed_entries(batch([first]) + batch(after, 4))
+    assert [(f.kind.value, f.seq_from) for f in found] == [("gap", 1)]
+    assert hidden[2]["seq"] == 3 and checker.graph.agent_pairs() == {"agent-c": {"agent-y": 1}}
+
+
 # --- feeding: offsets already processed ---------------------------------------------------------
 
 def test_feeding_only_records_already_processed_returns_nothing_and_changes_nothing() -> None:

@@ -88,7 +88,7 @@ class Checker:
         self._candidate: CheckedEntry | None = None
         self._pending: deque[PendingLink] = deque()
         self._pending_by_target: dict[tuple[str, str], list[PendingLink]] = {}
-        self._ledger_time = 0
+        self._ledger_time: int | None = None  # received_at of the newest entry (None before the first)
         self._queue: deque[CheckedCheckpoint] = deque()        # checkpoint-topic records in arrival order
         self._last_cp: _CheckpointHead | None = None
         self._origin: str | None = None  # the origin of the verified checkpoints (split-view checks)
@@ -281,8 +281,9 @@ class Checker:
             self._fill_gap(first, seq, prev)
         self._candidate = None
         out += self._make_tentative(c)
-        self._ledger_time = max(self._ledger_time, int(e["received_at"]))
-        out += self._dangling(seq)
+        received = int(e["received_at"])
+        self._ledger_time = received if self._ledger_time is None else max(self._ledger_time, received)
+        out += self._dangling(seq, self._ledger_time)
         return out
 
     def _same_seq(self, c: CheckedEntry, known: bytes) -> Finding:
@@ -421,8 +422,8 @@ class Checker:
     def _gap_after(self, seq: int) -> bool:
         return any(last > seq for _, last in self._gaps)
 
-    def _dangling(self, now_seq: int) -> list[Finding]:
-        """[8] pending links whose grace period (ledger time and/or entries) has run out."""
+    def _dangling(self, now_seq: int, now_us: int) -> list[Finding]:
+        """[8] pending links whose grace period (ledger time ``now_us`` and/or entries) has run out."""
         out = []
         cfg = self.config
         while self._pending:
@@ -430,7 +431,7 @@ class Checker:
             if p.done:
                 self._pending.popleft()
                 continue
-            late_s = cfg.link_grace_seconds is None or (self._ledger_time - p.since_us) / 1e6 > cfg.link_grace_seconds
+            late_s = cfg.link_grace_seconds is None or (now_us - p.since_us) / 1e6 > cfg.link_grace_seconds
             late_n = cfg.link_grace_entries is None or now_seq - p.from_seq > cfg.link_grace_entries
             if not (late_s and late_n):
                 break
@@ -443,7 +444,7 @@ class Checker:
                     del self._pending_by_target[(p.to_agent, p.to_event)]
             out.append(Finding.make(
                 Kind.LINK_DANGLING, f"entry {p.from_seq}: link to {p.to_agent}/{p.to_event} is still unresolved "
-                f"after {now_seq - p.from_seq} entries and {(self._ledger_time - p.since_us) / 1e6:.0f}s",
+                f"after {now_seq - p.from_seq} entries and {(now_us - p.since_us) / 1e6:.0f}s",
                 seq=p.from_seq, agent_id=p.from_agent, to_agent=p.to_agent, to_event=p.to_event))
         return out
 
@@ -712,7 +713,7 @@ class Checker:
         if ch._tree.size != state["integrated"]:
             raise ValueError(f"journal holds {ch._tree.size} entries, state expects {state['integrated']}")
         ch.next_offset = {k: int(v) for k, v in state["next_offset"].items()}
-        ch._ledger_time = int(state["ledger_time"])
+        ch._ledger_time = None if state["ledger_time"] is None else int(state["ledger_time"])
         ch._last_gen = {k: float(v) for k, v in state["last_gen"].items()}
         ch._rejected_bodies = dict.fromkeys(bytes.fromhex(b) for b in state["rejected_bodies"])
         ch._origin = state.get("origin")

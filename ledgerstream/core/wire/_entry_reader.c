@@ -181,6 +181,7 @@ static const char *const KEY_NAMES[K_COUNT] = {
     "parent_span_id", "producer", "library", "version", "host", "pid", "adapter", "offline",
 };
 static PyObject *KEYS[K_COUNT];
+static PyObject *NeedsEscape;  /* _entry_reader.NeedsEscape: a value the fast writers do not take */
 
 typedef PyObject *(*FieldReader)(Reader *);
 typedef struct {
@@ -273,7 +274,15 @@ static PyObject *get(PyObject *dict, int key) { return PyDict_GetItem(dict, KEYS
 static int w_str(Out *o, PyObject *s) {
     Py_ssize_t n;
     const char *utf8 = PyUnicode_AsUTF8AndSize(s, &n);
-    if (utf8 == NULL || out_reserve(o, (size_t)n + 2) < 0) return -1;
+    if (utf8 == NULL) return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)utf8[i];
+        if (c < 0x20 || c == '"' || c == '\\') {  /* JSON escapes it: the caller's Python path writes it */
+            PyErr_SetString(NeedsEscape, "a string JSON would escape");
+            return -1;
+        }
+    }
+    if (out_reserve(o, (size_t)n + 2) < 0) return -1;
     o->buf[o->len++] = '"';
     memcpy(o->buf + o->len, utf8, (size_t)n);
     o->len += (size_t)n;
@@ -290,12 +299,25 @@ static int w_long(Out *o, PyObject *v) {
 }
 
 static int w_hex(Out *o, PyObject *b) {
+    if (!PyBytes_Check(b)) {  /* the signer's entries are built in Python: never trust a type */
+        PyErr_SetString(PyExc_TypeError, "expected bytes");
+        return -1;
+    }
     return out_hex(o, (const unsigned char *)PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b));
 }
 
+static int missing(int key) {
+    PyErr_Format(PyExc_KeyError, "missing field %s", KEY_NAMES[key]);
+    return -1;
+}
+
 /* "<lit>" then the value of one key, written by one of the writers above */
-#define W(lit, writer, dict, key)                                        \
-    if (OUT_LIT(o, lit) < 0 || writer(o, get((dict), (key))) < 0) return -1
+#define W(lit, writer, dict, key)                                                      \
+    do {                                                                               \
+        PyObject *v_ = get((dict), (key));                                             \
+        if (v_ == NULL) return missing(key);                                           \
+        if (OUT_LIT(o, lit) < 0 || writer(o, v_) < 0) return -1;                       \
+    } while (0)
 
 static int w_action(Out *o, PyObject *a) {
     W("{\"action_type\":", w_str, a, K_ACTION_TYPE);
@@ -358,9 +380,16 @@ static int w_action(Out *o, PyObject *a) {
     return OUT_LIT(o, "}");
 }
 
-static int w_entry(Out *o, PyObject *e) {
+/* the preimage of the entry hash; the action's JCS text is ``action_text`` when not NULL */
+static int w_entry(Out *o, PyObject *e, PyObject *action_text) {
     if (out_raw(o, TAG_ENTRY, sizeof TAG_ENTRY) < 0 || OUT_LIT(o, "{\"action\":") < 0) return -1;
-    if (w_action(o, get(e, K_ACTION)) < 0) return -1;
+    if (action_text != NULL) {
+        if (out_raw(o, PyBytes_AS_STRING(action_text), (size_t)PyBytes_GET_SIZE(action_text)) < 0) return -1;
+    } else {
+        PyObject *action = get(e, K_ACTION);
+        if (action == NULL) return missing(K_ACTION);
+        if (w_action(o, action) < 0) return -1;
+    }
     W(",\"agent_prev_hash\":", w_hex, e, K_AGENT_PREV_HASH);
     W(",\"agent_seq\":", w_long, e, K_AGENT_SEQ);
     W(",\"key_id\":", w_str, e, K_KEY_ID);
@@ -368,27 +397,400 @@ static int w_entry(Out *o, PyObject *e) {
     W(",\"received_at\":", w_long, e, K_RECEIVED_AT);
     if (OUT_LIT(o, ",\"resolved_links\":[") < 0) return -1;
     PyObject *links = get(e, K_RESOLVED_LINKS);
+    if (links == NULL || !PyList_Check(links)) return missing(K_RESOLVED_LINKS);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(links); i++) {
         PyObject *x = PyList_GET_ITEM(links, i);
         if (i && OUT_LIT(o, ",") < 0) return -1;
         W("{\"agent_id\":", w_str, x, K_AGENT_ID);
         if (OUT_LIT(o, ",\"entry_hash\":") < 0) return -1;
         PyObject *hash = get(x, K_ENTRY_HASH);
+        if (hash == NULL) return missing(K_ENTRY_HASH);
         if ((hash == Py_None ? OUT_LIT(o, "null") : w_hex(o, hash)) < 0) return -1;
         W(",\"event_id\":", w_str, x, K_EVENT_ID);
         if (OUT_LIT(o, ",\"seq\":") < 0) return -1;
         PyObject *seq = get(x, K_SEQ);
+        if (seq == NULL) return missing(K_SEQ);
         if ((seq == Py_None ? OUT_LIT(o, "null") : w_long(o, seq)) < 0) return -1;
         W(",\"status\":", w_str, x, K_STATUS);
         if (OUT_LIT(o, "}") < 0) return -1;
     }
     W("],\"seq\":", w_long, e, K_SEQ);
     PyObject *source = get(e, K_SOURCE);
+    if (source == NULL) return missing(K_SOURCE);
     W(",\"source\":{\"offset\":", w_long, source, K_OFFSET);
     W(",\"partition\":", w_long, source, K_PARTITION);
     W(",\"topic\":", w_str, source, K_TOPIC);
     W("},\"v\":", w_long, e, K_SPEC_VERSION);
     return OUT_LIT(o, "}");
+}
+
+/* --- the signer's fast path (signer_worker/sequencer.py) -------------------------------------
+ * read_action takes an ActionEvent only when every rule of records.validate_action that needs
+ * no hash is proven here: identifiers that are printable ASCII (U+0020..U+007E, no space at
+ * either end, at most MAX_ID_LEN), an action type of the ACTION_TYPE_RE grammar, a 32-byte
+ * payload hash, payload and salt together with a 32-byte salt, a payload proven to be RFC 8785
+ * canonical by is_canonical_json, occurred_at in [0, 2**53), no approvals. Everything else (not
+ * wrong, only not proven here) returns None and the Python path decides, with its message.
+ * The caller still checks the payload commitment (one SHA-256). Tests hold the C acceptance to
+ * be a subset of the Python rules on random and corrupted records. */
+
+#define MAX_ID_LEN 256           /* records.MAX_ID_LEN */
+#define MAX_ACTION_TYPE_LEN 256  /* records.MAX_ACTION_TYPE_LEN */
+#define HASH_LEN 32              /* records.HASH_LEN and records.SALT_LEN */
+#define MAX_SAFE_INT 9007199254740991LL
+#define MAX_JSON_DEPTH 128
+
+static int ascii_id(PyObject *s) {
+    if (s == Py_None || !PyUnicode_IS_ASCII(s)) return 0;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    const unsigned char *c = PyUnicode_1BYTE_DATA(s);
+    if (n < 1 || n > MAX_ID_LEN || c[0] == ' ' || c[n - 1] == ' ') return 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (c[i] < 0x20 || c[i] > 0x7e) return 0;
+    return 1;
+}
+
+static int action_type_ok(PyObject *s) {
+    if (!ascii_id(s)) return 0;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    const unsigned char *c = PyUnicode_1BYTE_DATA(s);
+    if (n > MAX_ACTION_TYPE_LEN) return 0;
+    Py_ssize_t segment = 0;  /* characters in the current segment */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char ch = c[i];
+        if (ch == ':') {
+            if (segment == 0) return 0;
+            segment = 0;
+        } else if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'
+                   || ch == '.' || ch == '-') {
+            segment++;
+        } else {
+            return 0;
+        }
+    }
+    return segment > 0;
+}
+
+/* RFC 8785 canonical JSON, proven for a subset: no floats or exponents, integers of at most 15
+ * characters, strings without code points from U+E000 up (where UTF-16 key order can differ
+ * from UTF-8 byte order) and keys without escapes, nesting up to MAX_JSON_DEPTH. 1: canonical;
+ * 0: not proven (records.validate_canonical_payload decides). */
+typedef struct {
+    const unsigned char *s;
+    Py_ssize_t n, p;
+} Json;
+
+static int js_value(Json *j, int depth);
+
+/* a string in JCS form; its body (between the quotes) in *body, *len; *escaped if it has escapes */
+static int js_string(Json *j, const unsigned char **body, Py_ssize_t *len, int *escaped) {
+    if (j->p >= j->n || j->s[j->p] != '"') return 0;
+    Py_ssize_t start = ++j->p;
+    *escaped = 0;
+    while (j->p < j->n) {
+        unsigned char c = j->s[j->p];
+        if (c == '"') {
+            *body = j->s + start;
+            *len = j->p - start;
+            j->p++;
+            return 1;
+        }
+        if (c < 0x20) return 0;                    /* JCS escapes every control character */
+        if (c == '\\') {
+            *escaped = 1;
+            if (j->p + 1 >= j->n) return 0;
+            unsigned char e = j->s[j->p + 1];
+            if (e == '"' || e == '\\' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't') {
+                j->p += 2;
+                continue;
+            }
+            /* \u00xx, lowercase, only for the controls without a short escape */
+            if (e != 'u' || j->p + 5 >= j->n || j->s[j->p + 2] != '0' || j->s[j->p + 3] != '0') return 0;
+            unsigned char h = j->s[j->p + 4], l = j->s[j->p + 5];
+            int lo = (l >= '0' && l <= '9') ? l - '0' : (l >= 'a' && l <= 'f') ? l - 'a' + 10 : -1;
+            if ((h != '0' && h != '1') || lo < 0) return 0;
+            int v = (h - '0') * 16 + lo;
+            if (v == '\b' || v == '\f' || v == '\n' || v == '\r' || v == '\t') return 0;
+            j->p += 6;
+            continue;
+        }
+        if (c < 0x80) {
+            j->p++;
+        } else if (c >= 0xc2 && c <= 0xdf) {       /* two bytes */
+            if (j->p + 1 >= j->n || (j->s[j->p + 1] & 0xc0) != 0x80) return 0;
+            j->p += 2;
+        } else if (c >= 0xe0 && c <= 0xed) {       /* three bytes, below U+E000, no surrogates */
+            if (j->p + 2 >= j->n) return 0;
+            unsigned char c1 = j->s[j->p + 1], c2 = j->s[j->p + 2];
+            if ((c1 & 0xc0) != 0x80 || (c2 & 0xc0) != 0x80) return 0;
+            if (c == 0xe0 && c1 < 0xa0) return 0;  /* overlong */
+            if (c == 0xed && c1 > 0x9f) return 0;  /* a surrogate */
+            j->p += 3;
+        } else {
+            return 0;                              /* U+E000 and up, or not UTF-8 */
+        }
+    }
+    return 0;
+}
+
+static int js_number(Json *j) {
+    Py_ssize_t start = j->p;
+    if (j->s[j->p] == '-') j->p++;
+    if (j->p >= j->n) return 0;
+    if (j->s[j->p] == '0') {
+        j->p++;
+        if (j->p - start == 2) return 0;           /* -0 is written 0 */
+    } else if (j->s[j->p] >= '1' && j->s[j->p] <= '9') {
+        while (j->p < j->n && j->s[j->p] >= '0' && j->s[j->p] <= '9') j->p++;
+    } else {
+        return 0;
+    }
+    if (j->p < j->n && (j->s[j->p] == '.' || j->s[j->p] == 'e' || j->s[j->p] == 'E')) return 0;
+    return j->p - start <= 15;                     /* below 2**53: written as they are */
+}
+
+static int js_literal(Json *j, const char *lit, Py_ssize_t n) {
+    if (j->n - j->p < n || memcmp(j->s + j->p, lit, (size_t)n) != 0) return 0;
+    j->p += n;
+    return 1;
+}
+
+static int js_value(Json *j, int depth) {
+    if (j->p >= j->n || depth > MAX_JSON_DEPTH) return 0;
+    unsigned char c = j->s[j->p];
+    if (c == '"') {
+        const unsigned char *body;
+        Py_ssize_t len;
+        int escaped;
+        return js_string(j, &body, &len, &escaped);
+    }
+    if (c == '{') {
+        j->p++;
+        if (j->p < j->n && j->s[j->p] == '}') {
+            j->p++;
+            return 1;
+        }
+        const unsigned char *prev = NULL;
+        Py_ssize_t prev_len = 0;
+        for (;;) {
+            const unsigned char *key;
+            Py_ssize_t len;
+            int escaped;
+            if (!js_string(j, &key, &len, &escaped) || escaped) return 0;
+            if (prev != NULL) {                    /* strictly increasing: sorted, no duplicates */
+                int cmp = memcmp(prev, key, (size_t)(prev_len < len ? prev_len : len));
+                if (cmp > 0 || (cmp == 0 && prev_len >= len)) return 0;
+            }
+            prev = key;
+            prev_len = len;
+            if (j->p >= j->n || j->s[j->p++] != ':' || !js_value(j, depth + 1) || j->p >= j->n) return 0;
+            c = j->s[j->p++];
+            if (c == '}') return 1;
+            if (c != ',') return 0;
+        }
+    }
+    if (c == '[') {
+        j->p++;
+        if (j->p < j->n && j->s[j->p] == ']') {
+            j->p++;
+            return 1;
+        }
+        for (;;) {
+            if (!js_value(j, depth + 1) || j->p >= j->n) return 0;
+            c = j->s[j->p++];
+            if (c == ']') return 1;
+            if (c != ',') return 0;
+        }
+    }
+    if (c == 't') return js_literal(j, "true", 4);
+    if (c == 'f') return js_literal(j, "false", 5);
+    if (c == 'n') return js_literal(j, "null", 4);
+    if (c == '-' || (c >= '0' && c <= '9')) return js_number(j);
+    return 0;
+}
+
+static int canonical_json(const unsigned char *s, Py_ssize_t n) {
+    Json j = {s, n, 0};
+    return js_value(&j, 0) && j.p == n;
+}
+
+static PyObject *is_canonical_json(PyObject *module, PyObject *data) {
+    (void)module;
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "expected bytes");
+        return NULL;
+    }
+    return PyBool_FromLong(canonical_json((const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)));
+}
+
+static int bytes_len(PyObject *b, Py_ssize_t n) { return PyBytes_Check(b) && PyBytes_GET_SIZE(b) == n; }
+
+static int action_ok(PyObject *a) {
+    if (!ascii_id(get(a, K_EVENT_ID)) || !ascii_id(get(a, K_AGENT_ID)) || !action_type_ok(get(a, K_ACTION_TYPE)))
+        return 0;
+    PyObject *session = get(a, K_SESSION_ID);
+    if (session != Py_None && !ascii_id(session)) return 0;
+    if (!bytes_len(get(a, K_PAYLOAD_HASH), HASH_LEN)) return 0;
+    PyObject *payload = get(a, K_PAYLOAD), *salt = get(a, K_PAYLOAD_SALT);
+    if ((payload == Py_None) != (salt == Py_None)) return 0;
+    if (payload != Py_None && (!bytes_len(salt, HASH_LEN) || !canonical_json(
+            (const unsigned char *)PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload)))) return 0;
+    long long occurred = PyLong_AsLongLong(get(a, K_OCCURRED_AT));
+    if (occurred < 0 || occurred > MAX_SAFE_INT) {  /* (a value beyond a long long is refused earlier) */
+        PyErr_Clear();
+        return 0;
+    }
+    if (PyList_GET_SIZE(get(a, K_APPROVALS)) != 0) return 0;
+    PyObject *links = get(a, K_LINKS);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(links); i++) {
+        PyObject *x = PyList_GET_ITEM(links, i);
+        if (!ascii_id(get(x, K_AGENT_ID)) || !ascii_id(get(x, K_EVENT_ID))) return 0;
+    }
+    return 1;
+}
+
+static PyObject *read_action(PyObject *module, PyObject *data) {
+    (void)module;
+    if (!PyBytes_CheckExact(data) || PyBytes_GET_SIZE(data) < HEADER_LEN) Py_RETURN_NONE;
+    Reader r = {(const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), HEADER_LEN};
+    PyObject *action = rd_action(&r);
+    if (action == NULL || r.p != r.n || !action_ok(action)) {
+        Py_XDECREF(action);
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    Out o = {NULL, 0, 0};
+    PyObject *result = NULL;
+    if (w_action(&o, action) == 0) {
+        PyObject *text = PyBytes_FromStringAndSize(o.buf, (Py_ssize_t)o.len);
+        if (text != NULL) result = PyTuple_Pack(2, action, text);
+        Py_XDECREF(text);
+    }
+    PyMem_Free(o.buf);
+    Py_DECREF(action);
+    return result;
+}
+
+/* entry_preimage(entry, action_text): records.entry_hash_input(entry) with the action's JCS text
+ * as read_action wrote it; None when a string of the entry would need a JSON escape */
+static PyObject *entry_preimage(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *entry, *action_text;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyDict_Type, &entry, &PyBytes_Type, &action_text)) return NULL;
+    Out o = {NULL, 0, 0};
+    PyObject *result = NULL;
+    if (w_entry(&o, entry, action_text) == 0) {
+        result = PyBytes_FromStringAndSize(o.buf, (Py_ssize_t)o.len);
+    } else if (PyErr_ExceptionMatches(NeedsEscape)) {
+        PyErr_Clear();
+        result = Py_NewRef(Py_None);
+    }
+    PyMem_Free(o.buf);
+    return result;
+}
+
+/* --- writing a LedgerEntry (avro_fast.encode_ledger_entry) ------------------------------------ */
+
+static int av_long(Out *o, int64_t v) {
+    if (out_reserve(o, 10) < 0) return -1;
+    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    while (z >= 0x80) {
+        o->buf[o->len++] = (char)((z & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    o->buf[o->len++] = (char)z;
+    return 0;
+}
+
+static int av_pylong(Out *o, PyObject *v) {
+    if (v == NULL) return -1;
+    long long n = PyLong_AsLongLong(v);
+    if (n == -1 && PyErr_Occurred()) return -1;
+    return av_long(o, n);
+}
+
+static int av_span(Out *o, const char *s, Py_ssize_t n) {
+    return av_long(o, n) < 0 ? -1 : out_raw(o, s, (size_t)n);
+}
+
+static int av_bytes(Out *o, PyObject *b) {
+    if (b == NULL || !PyBytes_Check(b)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "expected bytes");
+        return -1;
+    }
+    return av_span(o, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b));
+}
+
+static int av_str(Out *o, PyObject *s) {
+    Py_ssize_t n;
+    const char *utf8 = s == NULL ? NULL : PyUnicode_AsUTF8AndSize(s, &n);
+    if (utf8 == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "expected str");
+        return -1;
+    }
+    return av_span(o, utf8, n);
+}
+
+/* a ["null", X] union */
+static int av_opt(Out *o, PyObject *v, int (*write)(Out *, PyObject *)) {
+    if (v == NULL) {
+        PyErr_SetString(PyExc_KeyError, "missing field");
+        return -1;
+    }
+    if (v == Py_None) return out_raw(o, "\0", 1);
+    return out_raw(o, "\2", 1) < 0 ? -1 : write(o, v);
+}
+
+#define A(writer, dict, key) \
+    if (writer(o, get((dict), (key))) < 0) return -1
+
+static int av_entry(Out *o, PyObject *e, PyObject *action_body) {
+    A(av_pylong, e, K_SPEC_VERSION);
+    A(av_pylong, e, K_SEQ);
+    A(av_bytes, e, K_PREV_HASH);
+    A(av_bytes, e, K_ENTRY_HASH);
+    if (out_raw(o, PyBytes_AS_STRING(action_body), (size_t)PyBytes_GET_SIZE(action_body)) < 0) return -1;
+    A(av_pylong, e, K_RECEIVED_AT);
+    PyObject *source = get(e, K_SOURCE);
+    if (source == NULL) return missing(K_SOURCE);
+    A(av_str, source, K_TOPIC);
+    A(av_pylong, source, K_PARTITION);
+    A(av_pylong, source, K_OFFSET);
+    A(av_pylong, e, K_AGENT_SEQ);
+    A(av_bytes, e, K_AGENT_PREV_HASH);
+    PyObject *links = get(e, K_RESOLVED_LINKS);
+    if (links == NULL || !PyList_Check(links)) return missing(K_RESOLVED_LINKS);
+    Py_ssize_t count = PyList_GET_SIZE(links);
+    if (count) {
+        if (av_long(o, count) < 0) return -1;
+        for (Py_ssize_t i = 0; i < count; i++) {
+            PyObject *x = PyList_GET_ITEM(links, i);
+            A(av_str, x, K_AGENT_ID);
+            A(av_str, x, K_EVENT_ID);
+            A(av_str, x, K_STATUS);
+            if (av_opt(o, get(x, K_SEQ), av_pylong) < 0 || av_opt(o, get(x, K_ENTRY_HASH), av_bytes) < 0) return -1;
+        }
+    }
+    if (out_raw(o, "\0", 1) < 0) return -1;  /* the array's end (or its only, empty block) */
+    A(av_str, e, K_KEY_ID);
+    if (av_opt(o, get(e, K_SIGNATURE), av_bytes) < 0) return -1;
+    return av_opt(o, get(e, K_TIMESTAMP_TOKEN), av_bytes);
+}
+
+/* encode_entry(header, entry, action_body): the LedgerEntry single object, the action's
+ * canonical body bytes spliced in (avro_fast.encode_ledger_entry) */
+static PyObject *encode_entry(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *header, *entry, *action_body;
+    if (!PyArg_ParseTuple(args, "O!O!O!", &PyBytes_Type, &header, &PyDict_Type, &entry, &PyBytes_Type,
+                          &action_body)) return NULL;
+    Out o = {NULL, 0, 0};
+    PyObject *result = NULL;
+    if (out_raw(&o, PyBytes_AS_STRING(header), (size_t)PyBytes_GET_SIZE(header)) == 0
+            && av_entry(&o, entry, action_body) == 0)
+        result = PyBytes_FromStringAndSize(o.buf, (Py_ssize_t)o.len);
+    PyMem_Free(o.buf);
+    return result;
 }
 
 /* --- the module ----------------------------------------------------------------------------- */
@@ -405,7 +807,7 @@ static PyObject *read_entry(PyObject *module, PyObject *data) {
     }
     Out o = {NULL, 0, 0};
     PyObject *result = NULL;
-    if (w_entry(&o, entry) == 0) {
+    if (w_entry(&o, entry, NULL) == 0) {
         PyObject *preimage = PyBytes_FromStringAndSize(o.buf, (Py_ssize_t)o.len);
         if (preimage != NULL) result = PyTuple_Pack(2, entry, preimage);
         Py_XDECREF(preimage);
@@ -421,6 +823,22 @@ static PyMethodDef METHODS[] = {
      "The LedgerEntry in a canonical single-object record and its entry hash preimage\n"
      "(records.entry_hash_input), or None when this reader does not take the record.\n"
      "The 10-byte header is skipped unread: the caller checks it."},
+    {"read_action", read_action, METH_O,
+     "read_action(data: bytes) -> tuple[dict, bytes] | None\n\n"
+     "The ActionEvent in a canonical single-object record and its JCS text (the action's part of\n"
+     "the entry hash preimage), or None unless this reader proves every rule of\n"
+     "records.validate_action except the payload commitment. The header is skipped unread."},
+    {"is_canonical_json", is_canonical_json, METH_O,
+     "is_canonical_json(data: bytes) -> bool\n\n"
+     "True when data is RFC 8785 canonical JSON within this reader's subset (no floats, short\n"
+     "integers, no code point from U+E000 up, keys without escapes); False: not proven."},
+    {"entry_preimage", entry_preimage, METH_VARARGS,
+     "entry_preimage(entry: dict, action_text: bytes) -> bytes | None\n\n"
+     "records.entry_hash_input(entry), the action written as action_text (from read_action);\n"
+     "None when a string would need a JSON escape."},
+    {"encode_entry", encode_entry, METH_VARARGS,
+     "encode_entry(header: bytes, entry: dict, action_body: bytes) -> bytes\n\n"
+     "codec.encode('LedgerEntry', entry) byte for byte, the action's canonical body spliced in."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -432,5 +850,12 @@ PyMODINIT_FUNC PyInit__entry_reader(void) {
     for (int i = 0; i < K_COUNT; i++) {
         if (KEYS[i] == NULL && (KEYS[i] = PyUnicode_InternFromString(KEY_NAMES[i])) == NULL) return NULL;
     }
-    return PyModule_Create(&MODULE);
+    PyObject *module = PyModule_Create(&MODULE);
+    if (module == NULL) return NULL;
+    NeedsEscape = PyErr_NewException("ledgerstream.core.wire._entry_reader.NeedsEscape", NULL, NULL);
+    if (NeedsEscape == NULL || PyModule_AddObjectRef(module, "NeedsEscape", NeedsEscape) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

@@ -284,6 +284,28 @@ def read_action(data: bytes) -> dict[str, Any] | None:
         return None
 
 
+def read_valid_action(data: bytes) -> tuple[dict[str, Any], bytes] | None:
+    """The signer's fast path: ``(action, action_text)`` for an ActionEvent that
+    :func:`read_action` takes and for which the compiled reader proves every rule of
+    ``records.validate_action`` but the payload commitment (the caller checks that one),
+    ``action_text`` being the action's JCS text inside the entry hash preimage. None when
+    not compiled or not proven; the caller then takes the reference path, which also says
+    what is wrong."""
+    if _entry_reader is None or not (_active if _active is not None else active()):
+        return None
+    if type(data) is not bytes or data[:10] not in _ACTION_HEADERS:
+        return None
+    return _entry_reader.read_action(data)
+
+
+def entry_hash_input(entry: dict[str, Any], action_text: bytes) -> bytes | None:
+    """``records.entry_hash_input(entry)`` for an entry whose action came from
+    :func:`read_valid_action` (``action_text``), written by the compiled writer; None when one
+    of the entry's own strings needs a JSON escape (then ``records.entry_hash_typed``)."""
+    assert _entry_reader is not None  # read_valid_action returned the text
+    return _entry_reader.entry_preimage(entry, action_text)
+
+
 def read_entry(data: bytes) -> tuple[dict[str, Any], bytes] | None:
     """The LedgerEntry in ``data`` and its entry hash preimage, or None when the fast path
     does not apply.
@@ -369,6 +391,13 @@ def encode_ledger_entry(entry: dict[str, Any], action_body: bytes | None = None)
     """
     if action_body is None or not active():
         return codec.encode("LedgerEntry", entry)
+    if _entry_reader is not None:
+        return _entry_reader.encode_entry(_LEDGER_ENTRY_HEADER, entry, action_body)
+    return _encode_ledger_entry(entry, action_body)
+
+
+def _encode_ledger_entry(entry: dict[str, Any], action_body: bytes) -> bytes:
+    """:func:`encode_ledger_entry` without the compiled writer (and its reference in tests)."""
     source = entry["source"]
     links = entry["resolved_links"]
     if links:
