@@ -27,4 +27,5 @@ export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktra
 export PYTHONPATH="$build${PYTHONPATH:+:$PYTHONPATH}"
 "$python" -c "from ledgerstream.core.wire import avro_fast as a; assert a.compiled() and a._entry_reader.__file__ == '$so', \
     'the sanitized reader is not the one in use'; print('using', a._entry_reader.__file__)"
-"$python" -m pytest -p no:cacheprovider -q tests/fuzz/test_fuzz_codec.py tests/unit/test_entry_reader.py "$@"
+"$python" -m pytest -p no:cacheprovider -q tests/fuzz/test_fuzz_codec.py tests/unit/test_entry_reader.py \
+    tests/unit/test_signer_fast_path.py "$@"

@@ -14,7 +14,7 @@ of the id and of the id + NUL under the interpreter's random key, or BLAKE2b-128
 drawn at start when PYTHONHASHSEED fixes that key): one picks the slot, the other confirms the
 match, so a false match needs a 128-bit collision and nobody outside the process can aim
 event ids at one slot. Event ids themselves are kept only
-for the events a snapshot has not written yet (``ids_since``), which snapshots need in
+for the events a snapshot has not written yet (``columns_since``), which snapshots need in
 their dedup chunks; ``release_ids`` drops them once a snapshot covers them.
 """
 from __future__ import annotations
@@ -26,9 +26,14 @@ import os
 from array import array
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 import numpy as np
+
+try:  # compiled at install time when a C compiler is present (setup.py, optional)
+    from ledgerstream.signer_worker import _dedup_table
+except ImportError:  # pragma: no cover - depends on the install
+    _dedup_table = None
 
 log = logging.getLogger("ledgerstream.signer")
 _HASH = 32
@@ -75,6 +80,14 @@ class Columns:
     def event_ids(self) -> list[str]:
         return self.ids_text.split("\n") if self.agents else []
 
+    def split(self, most: int) -> list[Columns]:
+        """Consecutive runs of at most ``most`` events (none for an empty run)."""
+        ids = self.event_ids
+        return [Columns.of(self.first_seq + i, ids[i:i + most], self.agents[i:i + most], self.actions[i:i + most],
+                           self.entry_hashes[_HASH * i:_HASH * (i + most)],
+                           self.payload_hashes[_HASH * i:_HASH * (i + most)])
+                for i in range(0, len(self), most)]
+
     def events(self) -> list[tuple[str, Known]]:
         eh, ph = self.entry_hashes, self.payload_hashes
         return [(e, Known(a, self.first_seq + i, eh[_HASH * i:_HASH * (i + 1)], ph[_HASH * i:_HASH * (i + 1)], t))
@@ -84,8 +97,11 @@ class Columns:
 class DedupWindow:
     """Event id -> :class:`Known` for the last ``horizon`` seqs, in fixed memory."""
 
-    def __init__(self, horizon: int, *, keep_ids: bool = True, str_hash: bool = KEYED_STR_HASH) -> None:
-        """``str_hash``: fingerprint with Python's own string hash (see :data:`KEYED_STR_HASH`)."""
+    def __init__(self, horizon: int, *, keep_ids: bool = True, str_hash: bool = KEYED_STR_HASH,
+                 native: bool = True) -> None:
+        """``str_hash``: fingerprint with Python's own string hash (see :data:`KEYED_STR_HASH`);
+        ``native``: probe and write the table with the compiled ``_dedup_table`` when it is
+        built (the same bytes as the Python methods here, the reference)."""
         if horizon < 1:
             raise ValueError(f"the dedup horizon must be at least 1, got {horizon}")
         self.horizon = horizon
@@ -101,6 +117,8 @@ class DedupWindow:
         self._ids: deque[str] = deque()
         self._ids_from = 0
         self._last: tuple[str, int, int] = ("", 0, 0)
+        self._native = native and _dedup_table is not None
+        self._table: Any = None  # the compiled _dedup_table.Table over the arrays, once allocated
 
     def _allocate(self) -> None:
         """The whole window at once, written through (resident), when the first event comes:
@@ -115,6 +133,13 @@ class DedupWindow:
         self._agent = array("I", [0]) * horizon
         self._action = array("I", [0]) * horizon
         self._allocated = True
+        self._bind()
+
+    def _bind(self) -> None:
+        """(Re)make the compiled table's views after the arrays were allocated or replaced."""
+        if self._native:
+            self._table = _dedup_table.Table(self._slot_key, self._slot_seq, self._h1, self._fp, self._entry,
+                                             self._payload, self._agent, self._action, self._mask, self.horizon)
 
     def __len__(self) -> int:
         return self.end - self.start
@@ -124,18 +149,37 @@ class DedupWindow:
         """The event's entry if it is one of the last ``horizon``."""
         if not self._allocated:
             return None
-        slot = self._find(*self._hash(event_id))
+        h1, fp = self._hash(event_id)
+        slot = self._table.find(h1, fp) if self._table is not None else self._find(h1, fp)
         return None if slot < 0 else self._known(self._slot_seq[slot])
 
     def knowns(self) -> list[Known]:
         """Every entry held, oldest first (what a recovery must reproduce)."""
         return [self._known(s) for s in range(self.start, self.end)]
 
-    def ids_since(self, seq: int) -> list[tuple[str, Known]]:
-        """The events from ``seq`` on whose ids are still kept (those no snapshot covers yet)."""
+    def columns_since(self, seq: int) -> Columns:
+        """The events from ``seq`` on whose ids are still kept (those no snapshot covers yet),
+        copied out of the window's columns as they are (a snapshot's dedup chunks)."""
         first = max(seq, self._ids_from, self.start)
-        ids = itertools.islice(self._ids, first - self._ids_from, None) if self._keep_ids else ()
-        return [(event_id, self._known(s)) for s, event_id in zip(range(first, self.end), ids)]
+        if not self._keep_ids or first >= self.end:
+            return Columns.of(first, [], [], [], b"", b"")
+        n = self.end - first
+        ids = list(itertools.islice(self._ids, first - self._ids_from, None))
+        names = self._names
+        return Columns.of(first, ids, [names[i] for i in self._ring(self._agent, first, n)],
+                          [names[i] for i in self._ring(self._action, first, n)],
+                          self._ring_bytes(self._entry, first, n), self._ring_bytes(self._payload, first, n))
+
+    def _ring(self, column: array, seq: int, n: int) -> array:
+        """Items of seqs ``seq``..``seq + n - 1`` of a per-seq column (it may wrap)."""
+        r = seq % self.horizon
+        return column[r:r + n] if r + n <= self.horizon else column[r:] + column[:r + n - self.horizon]
+
+    def _ring_bytes(self, column: bytearray, seq: int, n: int) -> bytes:
+        r = seq % self.horizon
+        if r + n <= self.horizon:
+            return bytes(column[_HASH * r:_HASH * (r + n)])
+        return bytes(column[_HASH * r:]) + bytes(column[:_HASH * (r + n - self.horizon)])
 
     # --- writes ----------------------------------------------------------------------------------
     def add(self, event_id: str, known: Known) -> None:
@@ -150,6 +194,22 @@ class DedupWindow:
         if len(self) == self.horizon:
             self._evict()
         h1, fp = self._hash(event_id)
+        if self._table is not None:
+            self._table.insert(seq, h1, fp, known.entry_hash, known.payload_hash,
+                               self._name_id(known.agent_id), self._name_id(known.action_type))
+        else:
+            self._insert(seq, h1, fp, known)
+        self.end = seq + 1
+        if self._keep_ids:
+            if not self._ids:
+                self._ids_from = seq
+            self._ids.append(event_id)
+            if len(self._ids) > self.horizon:  # beyond the window: no snapshot needs them
+                self._ids.popleft()
+                self._ids_from += 1
+
+    def _insert(self, seq: int, h1: int, fp: int, known: Known) -> None:
+        """Write seq's columns and its slot (the reference of ``_dedup_table.Table.insert``)."""
         r = seq % self.horizon
         self._h1[r], self._fp[r] = h1, fp
         self._entry[_HASH * r:_HASH * (r + 1)] = known.entry_hash
@@ -166,14 +226,6 @@ class DedupWindow:
                 break
             slot = (slot + 1) & mask
         seqs[slot] = seq
-        self.end = seq + 1
-        if self._keep_ids:
-            if not self._ids:
-                self._ids_from = seq
-            self._ids.append(event_id)
-            if len(self._ids) > self.horizon:  # beyond the window: no snapshot needs them
-                self._ids.popleft()
-                self._ids_from += 1
 
     def load(self, runs: Iterable[Columns]) -> None:
         """Take a snapshot's window, consecutive runs of events oldest first (its ids are
@@ -332,6 +384,9 @@ class DedupWindow:
         """Forget the oldest seq: delete its slot (unless its id now names a newer entry)."""
         seq = self.start
         self.start += 1
+        if self._table is not None:
+            self._table.evict(seq)
+            return
         h1 = self._h1[seq % self.horizon]
         keys, seqs, mask = self._slot_key, self._slot_seq, self._mask
         hole = h1 & mask
@@ -352,6 +407,8 @@ class DedupWindow:
         keys[hole] = 0
 
     def _clear(self, seq: int) -> None:
+        self._table = None  # (its views of the old table go with it)
         self._slot_key = array("Q", [0]) * (self._mask + 1)
+        self._bind()
         self._ids.clear()
         self.start = self.end = self._ids_from = seq

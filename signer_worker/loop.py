@@ -111,9 +111,8 @@ Produce = Callable[..., None]  # producer.produce(topic, value, key=None), or a 
 @dataclass
 class _Ahead:
     """The next batch, consumed and sequenced while the current transaction is finished and
-    committed (a backlog is being drained), so the signing thread (entry mode) does not wait
-    for the loop between transactions, and (checkpoint mode) the broker writes this
-    transaction's records while the loop sequences the next batch.
+    committed (a backlog is being drained; entry signing on the signing thread), so the
+    signing thread does not wait for the loop between transactions.
     Nothing of it is produced before its own transaction begins; if the current transaction
     aborts, it is dropped with the rest of the in-memory state (``recover``)."""
 
@@ -466,8 +465,8 @@ class SignerWorker:
             had_entries = counts["entries"] > 0
             snap = self._capture_snapshot(published, tokens) if self._snapshot_due(counts["entries"]) else None
             positions = consumer.position(consumer.assignment()) if consumed else None
-            if (self.sign_ahead or self.s.signing_mode == "checkpoint") and consumed >= self.s.batch_size:
-                self._sequence_ahead(producer, consumer)  # a backlog: start on the next batch now
+            if self.sign_ahead and consumed >= self.s.batch_size:  # a backlog: start on the next batch now
+                self._sequence_ahead(producer, consumer)
             if self._to_sign:
                 self._submit(producer)
             while self._current_left:  # every entry of the batch, in seq order, as its chunk is signed

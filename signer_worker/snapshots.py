@@ -21,13 +21,13 @@ import struct
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 from ledgerstream.core import merkle, records
 from ledgerstream.core.errors import DecodeError, InvalidSignature
 from ledgerstream.core.mldsa import PrivateKey, PublicKey
 from ledgerstream.core.wire import codec
-from ledgerstream.signer_worker.dedup import Columns, Known
+from ledgerstream.signer_worker.dedup import Columns
 from ledgerstream.signer_worker.state import LedgerState
 
 #: the signing input's domain separation (docs/spec.md section 11)
@@ -62,20 +62,17 @@ def signing_message(record: dict[str, Any]) -> bytes:
 
 
 # --- dedup chunks ------------------------------------------------------------------------------
-Event = tuple[str, Known]  # event_id and what the signer remembers of it
-
-
-def pack_chunk(events: Sequence[Event]) -> bytes:
-    """A ``SignerDedupChunk`` record (single-object encoded) of ``events``, in order."""
-    knowns = [k for _, k in events]
+def pack_chunk(events: Columns) -> bytes:
+    """A ``SignerDedupChunk`` record (single-object encoded) of a run of consecutive events."""
+    n = len(events)
     return codec.encode("SignerDedupChunk", {
-        "first_seq": knowns[0].seq if knowns else 0,
-        "seqs": b"".join(struct.pack(">Q", k.seq) for k in knowns),
-        "event_ids": "\n".join(e for e, _ in events).encode(),
-        "agent_ids": "\n".join(k.agent_id for k in knowns).encode(),
-        "action_types": "\n".join(k.action_type for k in knowns).encode(),
-        "entry_hashes": b"".join(k.entry_hash for k in knowns),
-        "payload_hashes": b"".join(k.payload_hash for k in knowns),
+        "first_seq": events.first_seq if n else 0,
+        "seqs": struct.pack(f">{n}Q", *range(events.first_seq, events.first_seq + n)),
+        "event_ids": events.ids_text.encode() if n else b"",
+        "agent_ids": "\n".join(events.agents).encode(),
+        "action_types": "\n".join(events.actions).encode(),
+        "entry_hashes": events.entry_hashes,
+        "payload_hashes": events.payload_hashes,
     })
 
 
@@ -274,14 +271,12 @@ class SnapshotWriter:
 
     def capture(self, state: LedgerState, origin: str, key_id: str, unanchored: dict[int, bytes]) -> Pending:
         """Everything but the offsets, as of now (the end of this transaction's entries)."""
-        covered = self.covered
-        fresh = state.events.ids_since(covered)
+        fresh = state.events.columns_since(self.covered)
         chunks = []
-        for i in range(0, len(fresh), CHUNK_MAX):
-            part = fresh[i:i + CHUNK_MAX]
+        for part in fresh.split(CHUNK_MAX):
             raw = pack_chunk(part)
-            first = part[0][1].seq
-            chunks.append((ChunkRef(chunk_key(first), first, len(part), hashlib.sha256(raw).digest()), raw))
+            chunks.append((ChunkRef(chunk_key(part.first_seq), part.first_seq, len(part),
+                                    hashlib.sha256(raw).digest()), raw))
         floor = state.next_seq - self.horizon
         kept = [c for c in self.live if c.end > floor]
         dropped = [c for c in self.live if c.end <= floor]

@@ -1,10 +1,14 @@
 """Random records of every shape the LedgerEntry / ActionEvent schemas allow (not only valid
-actions: the codec does not care), for the fast-path tests against codec."""
+actions: the codec does not care), for the fast-path tests against codec; and valid actions
+as our producers write them (:func:`plain_action`), for the signer's fast path."""
 from __future__ import annotations
 
 import os
 import random
+import string
 from typing import Any
+
+import rfc8785
 
 from ledgerstream.core import records
 
@@ -86,3 +90,61 @@ def minimal_action() -> dict[str, Any]:
             "payload_salt": None, "payload_hash": bytes(32), "occurred_at": 5, "links": [], "policy": None,
             "approvals": [], "trace": None,
             "producer": {"library": "l", "version": "v", "host": "h", "pid": 1, "adapter": None}, "offline": False}
+
+
+# --- valid actions, as our producers write them (the signer's fast path, tests/unit/test_signer_fast_path.py)
+
+PRINTABLE = string.ascii_letters + string.digits + " !#$%&'()*+,-./:;<=>?@[]^_`{|}~"
+ODD_TEXT = "ab Z\"\\/\n\t\x01\x1f\x7fé€\u2028\ud7ff\ue000😀"
+ODD_KEYS = "abcAB_é\"\\😀\ue000"
+
+
+def json_value(rng: random.Random, depth: int = 0, text: str = ODD_TEXT, keys: str = ODD_KEYS,
+               floats: float = 0.05) -> Any:
+    """A JSON value of nesting up to 4, with the given string and key characters."""
+    kinds = ["int", "str", "bool", "null"] + (["obj", "list"] if depth < 4 else [])
+    if rng.random() < floats:
+        kinds.append("float")
+    kind = rng.choice(kinds)
+    if kind == "int":
+        return rng.choice([0, -1, 7, 10**14, -(10**13), 2**53 - 1, -(2**53) + 1, rng.randint(-10**6, 10**6)])
+    if kind == "float":
+        return rng.choice([0.5, -1.25, 1e21, 3.0])
+    if kind == "str":
+        return "".join(rng.choice(text) for _ in range(rng.randint(0, 8)))
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "null":
+        return None
+    if kind == "list":
+        return [json_value(rng, depth + 1, text, keys, floats) for _ in range(rng.randint(0, 4))]
+    return {"".join(rng.choice(keys) for _ in range(rng.randint(0, 4))): json_value(rng, depth + 1, text, keys, floats)
+            for _ in range(rng.randint(0, 5))}
+
+
+def printable_id(rng: random.Random, odd: float = 0.1) -> str:
+    """Mostly a plain printable-ASCII id; sometimes one the fast path must decline or refuse."""
+    if rng.random() < odd:
+        return rng.choice([" lead", "trail ", "é-agent", "q\"uote", "back\\slash", "x" * 257, "x" * 256, "",
+                           "tab\tin", "a  b", "~"])
+    return "".join(rng.choice(PRINTABLE) for _ in range(rng.randint(1, 30))).strip() or "a"
+
+
+def plain_action(rng: random.Random) -> dict[str, Any]:
+    """An action as our producers write them: valid, ids of printable ASCII, a JSON payload."""
+    payload = rfc8785.dumps(json_value(rng, text="ab Z/\x7fé€\u2028", keys="abcAB_é", floats=0))
+    salt = os.urandom(32)
+    return {
+        "event_id": printable_id(rng, 0), "agent_id": printable_id(rng, 0),
+        "session_id": rng.choice([None, printable_id(rng, 0)]),
+        "action_type": rng.choice(["tool:search", "llm:call", "a.b-c_d:E9"]), "payload": payload,
+        "payload_salt": salt, "payload_hash": records.payload_commitment(salt, payload),
+        "occurred_at": rng.randint(0, 2**53 - 1),
+        "links": [{"agent_id": printable_id(rng, 0), "event_id": printable_id(rng, 0), "relation": "caused_by"}
+                  for _ in range(rng.choice([0, 0, 1, 3]))],
+        "policy": rng.choice([None, {"decision": "approved", "rule": rng.choice([None, "r"]), "reason": None}]),
+        "approvals": [], "trace": rng.choice([None, {"trace_id": "t", "span_id": "s", "parent_span_id": None}]),
+        "producer": {"library": "ledgerstream", "version": "0.2", "host": "h", "pid": rng.randint(0, 2**31 - 1),
+                     "adapter": rng.choice([None, "langchain"])},
+        "offline": rng.random() < 0.2,
+    }

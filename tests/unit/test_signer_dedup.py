@@ -16,6 +16,8 @@ import numpy as np
 from ledgerstream.signer_worker.dedup import Columns, DedupWindow, Known
 
 pytestmark = pytest.mark.unit
+#: the compiled table (signer_worker/_dedup_table.c) and the Python reference, each against the rules
+NATIVE = pytest.mark.parametrize("native", [True, False], ids=["c", "python"])
 
 
 class Model:
@@ -61,14 +63,15 @@ def _columns(events: list[tuple[str, Known]]) -> Columns:
 
 
 def _load_like_adds(rng: random.Random, *, horizon: int, runs: tuple[int, ...], ids: int, first: int = 0,
-                    str_hash: bool = True) -> None:
+                    str_hash: bool = True, native: bool = True) -> None:
     """A snapshot's runs loaded at once into an empty window answer exactly like the same
     events added one by one (the reference path), then keep doing so under new traffic."""
     events, seq = [], first
     for _ in range(sum(runs)):  # ids may repeat: an id sequenced again past an older, shorter horizon
         events.append((f"evt-{rng.randrange(ids)}", _known(seq, rng)))
         seq += 1
-    bulk, one_by_one = DedupWindow(horizon, str_hash=str_hash), DedupWindow(horizon, str_hash=str_hash)
+    bulk = DedupWindow(horizon, str_hash=str_hash, native=native)
+    one_by_one = DedupWindow(horizon, str_hash=str_hash, native=native)
     at = 0
     chunks = []
     for size in runs:
@@ -89,10 +92,11 @@ def _load_like_adds(rng: random.Random, *, horizon: int, runs: tuple[int, ...], 
 @pytest.mark.parametrize("horizon, runs, first", [(10, (4, 3), 0), (10, (7, 9, 5), 3), (64, (20, 20, 30), 1000),
                                                    (1000, (400, 700), 5)])
 @pytest.mark.parametrize("str_hash", [True, False], ids=["siphash", "blake2b"])
+@NATIVE
 def test_loading_a_snapshot_window_matches_adding_one_by_one(horizon: int, runs: tuple[int, ...], first: int,
-                                                             str_hash: bool) -> None:
+                                                             str_hash: bool, native: bool) -> None:
     _load_like_adds(random.Random(horizon), horizon=horizon, runs=runs, ids=sum(runs) // 2 + 3, first=first,
-                    str_hash=str_hash)
+                    str_hash=str_hash, native=native)
 
 
 def test_a_jump_between_runs_restarts_the_loaded_window() -> None:
@@ -106,13 +110,16 @@ def test_a_jump_between_runs_restarts_the_loaded_window() -> None:
 
 @pytest.mark.parametrize("str_hash", [True, False], ids=["siphash", "blake2b"])
 @pytest.mark.parametrize("horizon", [1, 2, 3, 7, 64, 1000])
-def test_matches_the_ordered_dict_rule(horizon: int, str_hash: bool) -> None:
+@NATIVE
+def test_matches_the_ordered_dict_rule(horizon: int, str_hash: bool, native: bool) -> None:
     rng = random.Random(horizon)
-    _run(DedupWindow(horizon, str_hash=str_hash), rng, steps=max(3000, 5 * horizon), ids=2 * horizon + 5)
+    _run(DedupWindow(horizon, str_hash=str_hash, native=native), rng, steps=max(3000, 5 * horizon),
+         ids=2 * horizon + 5)
 
 
 @pytest.mark.parametrize("buckets", [1, 3, 17])
-def test_colliding_fingerprints_are_told_apart_and_deleted_in_place(buckets: int, monkeypatch) -> None:
+@NATIVE
+def test_colliding_fingerprints_are_told_apart_and_deleted_in_place(buckets: int, native: bool, monkeypatch) -> None:
     """Every id lands on one of ``buckets`` slot fingerprints: long probe chains, matches
     decided by the second fingerprint, deletions that shift entries back across the table end."""
 
@@ -124,8 +131,8 @@ def test_colliding_fingerprints_are_told_apart_and_deleted_in_place(buckets: int
     monkeypatch.setattr(DedupWindow, "_hash_many", lambda self, ids: tuple(
         np.array(column, dtype=np.uint64) for column in zip(*(weak(self, e) for e in ids))))
     rng = random.Random(buckets)
-    _run(DedupWindow(50), rng, steps=2000, ids=120)
-    _load_like_adds(rng, horizon=50, runs=(30, 40, 25), ids=70)
+    _run(DedupWindow(50, native=native), rng, steps=2000, ids=120)
+    _load_like_adds(rng, horizon=50, runs=(30, 40, 25), ids=70, native=native)
 
 
 def test_a_gap_in_seqs_restarts_the_window() -> None:
@@ -145,16 +152,28 @@ def test_event_ids_are_kept_until_a_snapshot_covers_them() -> None:
     for seq, k in enumerate(knowns):
         window.add(f"e{seq}", k)
     # seqs 3..7 are in the window; ids older than the window are never asked for
-    assert window.ids_since(0) == [(f"e{s}", knowns[s]) for s in range(3, 8)]
-    assert window.ids_since(6) == [(f"e{s}", knowns[s]) for s in (6, 7)]
+    # (the window's ring wraps between seqs 4 and 5: the copies join its two ends)
+    assert window.columns_since(0).events() == [(f"e{s}", knowns[s]) for s in range(3, 8)]
+    assert window.columns_since(6).events() == [(f"e{s}", knowns[s]) for s in (6, 7)]
+    assert window.columns_since(6).first_seq == 6 and len(window.columns_since(8)) == 0
     window.release_ids(6)
-    assert window.ids_since(0) == [(f"e{s}", knowns[s]) for s in (6, 7)]
+    assert window.columns_since(0).events() == [(f"e{s}", knowns[s]) for s in (6, 7)]
     loaded = DedupWindow(5)
     loaded.load([_columns([(f"e{s}", knowns[s]) for s in range(8)])])  # a snapshot's window: its ids are written
-    assert loaded.ids_since(0) == [] and loaded.get("e4") == knowns[4] and loaded.get("e2") is None
+    assert loaded.columns_since(0).events() == [] and loaded.get("e4") == knowns[4] and loaded.get("e2") is None
     window.forget_ids()
     window.add("e8", _known(8, rng))
-    assert window.ids_since(0) == [] and window.get("e8") is not None
+    assert window.columns_since(0).events() == [] and window.get("e8") is not None
+
+
+@pytest.mark.parametrize("most", [1, 3, 7, 100])
+def test_columns_split_into_consecutive_runs(most: int) -> None:
+    rng = random.Random(most)
+    events = [(f"e{s}", _known(40 + s, rng)) for s in range(7)]
+    runs = _columns(events).split(most)
+    assert [len(r) for r in runs] == [min(most, 7 - i) for i in range(0, 7, most)]
+    assert [r.first_seq for r in runs] == [40 + i for i in range(0, 7, most)]
+    assert [e for r in runs for e in r.events()] == events
 
 
 def test_memory_is_fixed_at_start() -> None:
@@ -218,3 +237,65 @@ def test_an_id_sequenced_again_names_its_newest_entry_until_that_one_leaves() ->
         assert window.get("x") == knowns[2]
     window.add(ids[6], knowns[6])  # seq 2 leaves
     assert window.get("x") is None and window.get("e") == knowns[6]
+
+
+def test_the_compiled_table_is_built_and_used() -> None:
+    from ledgerstream.signer_worker import dedup
+
+    assert dedup._dedup_table is not None  # setup.sh builds it (setup.py)
+    window = DedupWindow(8)
+    window.add("e", _known(0, random.Random(0)))
+    assert window._table is not None and DedupWindow(8, native=False)._table is None
+
+
+@pytest.mark.parametrize("horizon, colliding", [(5, False), (64, False), (50, True)])
+def test_the_compiled_table_writes_the_same_bytes_as_the_python_reference(horizon: int, colliding: bool,
+                                                                          monkeypatch) -> None:
+    """Adds (ids coming back after leaving the window), evictions, a restart after a jump in
+    seqs: both windows hold byte-identical columns and slots after every step."""
+    if colliding:  # long probe chains and backward shifts across the table's end
+        monkeypatch.setattr(DedupWindow, "_hash", lambda self, e: (
+            (zlib.crc32(e.encode()) % 3) * 0x9E3779B97F4A7C15 % (1 << 64) or 1, zlib.crc32(e.encode())))
+    rng = random.Random(horizon)
+    windows = [DedupWindow(horizon, native=True), DedupWindow(horizon, native=False)]
+    live: OrderedDict[str, None] = OrderedDict()
+    seq = 0
+    for step in range(20 * horizon):
+        if step == 10 * horizon:
+            seq += 3  # a jump: the window restarts there
+            live.clear()
+        event_id = f"evt-{rng.randrange(3 * horizon)}"
+        while event_id in live:
+            event_id = f"evt-{rng.randrange(3 * horizon)}"
+        known = _known(seq, rng)
+        for window in windows:
+            window.add(event_id, known)
+        live[event_id] = None
+        if len(live) > horizon:
+            live.popitem(last=False)
+        seq += 1
+        c, py = windows
+        for name in ("_slot_key", "_slot_seq", "_h1", "_fp", "_entry", "_payload", "_agent", "_action"):
+            assert getattr(c, name) == getattr(py, name), (step, name)
+        assert (c.start, c.end) == (py.start, py.end)
+
+
+@pytest.mark.parametrize("bad", [
+    {"seq": -1}, {"h1": 0}, {"entry_hash": b"short"}, {"payload_hash": "x" * 32}, {"agent": 2**32},
+])
+def test_the_compiled_table_refuses_bad_arguments_without_writing(bad: dict) -> None:
+    window = DedupWindow(4)
+    window.add("e", _known(0, random.Random(0)))
+    before = bytes(window._slot_key), bytes(window._entry)
+    args = {"seq": 1, "h1": 5, "fp": 6, "entry_hash": bytes(32), "payload_hash": bytes(32), "agent": 0, "action": 0}
+    with pytest.raises((ValueError, OverflowError, TypeError)):
+        window._table.insert(*{**args, **bad}.values())
+    assert (bytes(window._slot_key), bytes(window._entry)) == before
+    with pytest.raises(ValueError):
+        window._table.evict(-1)
+    with pytest.raises(ValueError, match="mask"):
+        type(window._table)(window._slot_key, window._slot_seq, window._h1, window._fp, window._entry,
+                            window._payload, window._agent, window._action, 6, 4)
+    with pytest.raises(ValueError, match="bytes"):
+        type(window._table)(window._slot_key, window._slot_seq, window._h1, window._fp, window._entry,
+                            window._payload, window._agent, window._action, window._mask, 5)

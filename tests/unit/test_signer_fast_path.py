@@ -13,7 +13,6 @@ import json
 import os
 import random
 import re
-import string
 from typing import Any
 
 import pytest
@@ -25,65 +24,11 @@ from ledgerstream.signer_worker import sequencer as sequencer_module
 from ledgerstream.signer_worker.sequencer import Sequencer, Source
 from ledgerstream.signer_worker.state import LedgerState
 from ledgerstream.core.mldsa import PrivateKey
-from support.random_records import random_entry
+from support.random_records import PRINTABLE, plain_action, random_entry
+from support.random_records import json_value as _json_value
+from support.random_records import printable_id as _id
 
 pytestmark = pytest.mark.unit
-
-PRINTABLE = string.ascii_letters + string.digits + " !#$%&'()*+,-./:;<=>?@[]^_`{|}~"
-
-
-ODD_TEXT = "ab Z\"\\/\n\t\x01\x1f\x7fé€\u2028\ud7ff\ue000😀"
-ODD_KEYS = "abcAB_é\"\\😀\ue000"
-
-
-def _json_value(rng: random.Random, depth: int = 0, text: str = ODD_TEXT, keys: str = ODD_KEYS,
-                floats: float = 0.05) -> Any:
-    kinds = ["int", "str", "bool", "null"] + (["obj", "list"] if depth < 4 else [])
-    if rng.random() < floats:
-        kinds.append("float")
-    kind = rng.choice(kinds)
-    if kind == "int":
-        return rng.choice([0, -1, 7, 10**14, -(10**13), 2**53 - 1, -(2**53) + 1, rng.randint(-10**6, 10**6)])
-    if kind == "float":
-        return rng.choice([0.5, -1.25, 1e21, 3.0])
-    if kind == "str":
-        return "".join(rng.choice(text) for _ in range(rng.randint(0, 8)))
-    if kind == "bool":
-        return rng.random() < 0.5
-    if kind == "null":
-        return None
-    if kind == "list":
-        return [_json_value(rng, depth + 1, text, keys, floats) for _ in range(rng.randint(0, 4))]
-    return {"".join(rng.choice(keys) for _ in range(rng.randint(0, 4))): _json_value(rng, depth + 1, text, keys, floats)
-            for _ in range(rng.randint(0, 5))}
-
-
-def _id(rng: random.Random, odd: float = 0.1) -> str:
-    """Mostly a plain printable-ASCII id; sometimes one the fast path must decline or refuse."""
-    if rng.random() < odd:
-        return rng.choice([" lead", "trail ", "é-agent", "q\"uote", "back\\slash", "x" * 257, "x" * 256, "",
-                           "tab\tin", "a  b", "~"])
-    return "".join(rng.choice(PRINTABLE) for _ in range(rng.randint(1, 30))).strip() or "a"
-
-
-def plain_action(rng: random.Random) -> dict[str, Any]:
-    """An action as our producers write them: valid, ids of printable ASCII, a JSON payload."""
-    payload = rfc8785.dumps(_json_value(rng, text="ab Z/\x7fé€\u2028", keys="abcAB_é", floats=0))
-    salt = os.urandom(32)
-    return {
-        "event_id": _id(rng, 0), "agent_id": _id(rng, 0), "session_id": rng.choice([None, _id(rng, 0)]),
-        "action_type": rng.choice(["tool:search", "llm:call", "a.b-c_d:E9"]), "payload": payload,
-        "payload_salt": salt, "payload_hash": records.payload_commitment(salt, payload),
-        "occurred_at": rng.randint(0, 2**53 - 1),
-        "links": [{"agent_id": _id(rng, 0), "event_id": _id(rng, 0), "relation": "caused_by"}
-                  for _ in range(rng.choice([0, 0, 1, 3]))],
-        "policy": rng.choice([None, {"decision": "approved", "rule": rng.choice([None, "r"]), "reason": None}]),
-        "approvals": [], "trace": rng.choice([None, {"trace_id": "t", "span_id": "s", "parent_span_id": None}]),
-        "producer": {"library": "ledgerstream", "version": "0.2", "host": "h", "pid": rng.randint(0, 2**31 - 1),
-                     "adapter": rng.choice([None, "langchain"])},
-        "offline": rng.random() < 0.2,
-    }
-
 
 def valid_looking_action(rng: random.Random) -> dict[str, Any]:
     """Half of them plain, the rest with a few ways (10 % each) to be unusual or invalid."""
@@ -305,13 +250,17 @@ def test_a_string_that_needs_an_escape_leaves_the_preimage_to_python() -> None:
         assert avro_fast.entry_hash_input({**entry, key: value}, text) is None
 
 
+_MISSING = object()  # the field is left out
+
+
 @pytest.mark.parametrize("change", [
     {"seq": "1"}, {"prev_hash": "00"}, {"resolved_links": None}, {"source": None}, {"key_id": 5},
     {"signature": "sig"}, {"resolved_links": [{"agent_id": "a"}]}, {"received_at": 2**64},
+    {"seq": _MISSING}, {"agent_seq": _MISSING}, {"source": {"topic": "t", "partition": 0}}, {"key_id": _MISSING},
 ])
 def test_wrong_types_and_missing_fields_raise_instead_of_crashing(change: dict[str, Any]) -> None:
     entry, text, body = _fast_entries(46, 1)[0]
-    bad = {**entry, **change}
+    bad = {k: v for k, v in {**entry, **change}.items() if v is not _MISSING}
     with pytest.raises((TypeError, KeyError, OverflowError)):
         _entry_reader.encode_entry(avro_fast._LEDGER_ENTRY_HEADER, bad, body)
     if "signature" not in change:  # the signature is not part of the preimage

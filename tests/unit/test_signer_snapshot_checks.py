@@ -6,6 +6,7 @@ offset, and adoption is judged against the state a full replay of the same entri
 from __future__ import annotations
 
 import hashlib
+import struct
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from ledgerstream.core.wire import codec
 from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.signer_worker import snapshots
 from ledgerstream.signer_worker.sequencer import Sequencer, Source
+from ledgerstream.signer_worker.dedup import Columns
 from ledgerstream.signer_worker.state import Known, LedgerState
 from support.actions import make_action
 
@@ -135,14 +137,29 @@ def test_a_head_entry_not_signed_by_us_is_refused(key):
     assert exc.value.reason == "head_mismatch"
 
 
+def _columns(events: list[tuple[str, Known]]) -> Columns:
+    first = events[0][1].seq if events else 0
+    return Columns.of(first, [e for e, _ in events], [k.agent_id for _, k in events], [k.action_type for _, k in events],
+                      b"".join(k.entry_hash for _, k in events), b"".join(k.payload_hash for _, k in events))
+
+
 def test_chunks_round_trip_and_refuse_inconsistent_columns():
     events = [(f"évt-{i}", Known(f"agent/{i % 3}", 100 + i, bytes([i]) * 32, bytes([255 - i]) * 32, "tool:x"))
               for i in range(5)]
-    raw = snapshots.pack_chunk(events)
+    raw = snapshots.pack_chunk(_columns(events))
+    # the record the schema describes (schemas/SignerDedupChunk.avsc), written field by field
+    assert raw == codec.encode("SignerDedupChunk", {
+        "first_seq": 100, "seqs": b"".join(struct.pack(">Q", 100 + i) for i in range(5)),
+        "event_ids": "\n".join(e for e, _ in events).encode(),
+        "agent_ids": "\n".join(k.agent_id for _, k in events).encode(),
+        "action_types": b"tool:x\ntool:x\ntool:x\ntool:x\ntool:x",
+        "entry_hashes": b"".join(k.entry_hash for _, k in events),
+        "payload_hashes": b"".join(k.payload_hash for _, k in events)})
     assert snapshots.unpack_chunk(raw, 5).events() == events
-    gap = [(e, k._replace(seq=k.seq + (i == 4))) for i, (e, k) in enumerate(events)]  # seq 104 missing
+    _, rec = codec.decode(raw)
+    gap = dict(rec, seqs=rec["seqs"][:32] + struct.pack(">Q", 105))  # seq 104 missing
     with pytest.raises(snapshots.SnapshotError, match="consecutive"):
-        snapshots.unpack_chunk(snapshots.pack_chunk(gap), 5)
+        snapshots.unpack_chunk(codec.encode("SignerDedupChunk", gap), 5)
     for count in (4, 6, -1, snapshots.CHUNK_MAX + 1):
         with pytest.raises(snapshots.SnapshotError):
             snapshots.unpack_chunk(raw, count)
@@ -152,7 +169,7 @@ def test_chunks_round_trip_and_refuse_inconsistent_columns():
             snapshots.unpack_chunk(codec.encode("SignerDedupChunk", dict(rec, **{column: value})), 5)
     with pytest.raises(snapshots.SnapshotError):
         snapshots.unpack_chunk(b"\xc3\x01garbage", 1)
-    assert snapshots.unpack_chunk(snapshots.pack_chunk([]), 0).events() == []
+    assert snapshots.unpack_chunk(snapshots.pack_chunk(_columns([])), 0).events() == []
 
 
 def test_read_store_keeps_the_latest_value_per_key_like_compaction(key):

@@ -1,5 +1,7 @@
-/* ledgerstream.core.wire._entry_reader: the verifier's compiled reader of canonical LedgerEntry
- * records (ledgerstream/core/wire/avro_fast.py, read_entry; docs/verifiers.md).
+/* ledgerstream.core.wire._entry_reader: the compiled readers and writers of the hot paths
+ * (ledgerstream/core/wire/avro_fast.py): the verifier's LedgerEntry reader (read_entry;
+ * docs/verifiers.md) and, below it, the signer's per-entry path (read_action, entry_preimage,
+ * encode_entry; docs/signer.md, D44).
  *
  * read_entry(data) decodes a LedgerEntry single object written with the shipped schema in
  * canonical form (the rules of avro_fast.read_action: minimal varints, arrays as one block
@@ -703,7 +705,10 @@ static int av_long(Out *o, int64_t v) {
 }
 
 static int av_pylong(Out *o, PyObject *v) {
-    if (v == NULL) return -1;
+    if (v == NULL) {
+        PyErr_SetString(PyExc_KeyError, "missing field");
+        return -1;
+    }
     long long n = PyLong_AsLongLong(v);
     if (n == -1 && PyErr_Occurred()) return -1;
     return av_long(o, n);
