@@ -79,8 +79,9 @@ def signer(events: int, latency_events: int, backends: tuple[str, ...], profile:
            signing_nice: int | None, compare_with: str | None, compare_seconds: float, out: Path | None,
            as_json: bool) -> None:
     """Signer entries/s (drain) and produce-to-committed latency (paced), per ML-DSA backend
-    and signing mode, beside the backend's raw sign rate, on a private embedded broker.
-    See docs/benchmarks-signer.md for what each number measures."""
+    and signing mode, beside the backend's raw sign rate, on a private embedded broker; then
+    the Kafka floor: the same drain through the signer's transactional loop with no ledger
+    work (tools/kafka_relay.py). See docs/benchmarks-signer.md for what each number measures."""
     from rich.console import Console
 
     from ledgerstream.tools import bench_tessera

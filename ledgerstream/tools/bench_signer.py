@@ -124,6 +124,17 @@ def _produce_all(bootstrap: str, topic: str, items: list[tuple[bytes, bytes, str
         raise RuntimeError("could not deliver the benchmark's actions")
 
 
+def _backlog(bootstrap: str, prefix: str, events: int) -> Any:
+    """Private topics ``<prefix><random>.*`` with ``events`` actions waiting on ``actions``."""
+    from ledgerstream.core.config import Topics
+    from ledgerstream.stack.topics import ensure_topics
+
+    topics = Topics.with_prefix(f"{prefix}{uuid.uuid4().hex[:8]}.")
+    ensure_topics(bootstrap, topics)
+    _produce_all(bootstrap, topics.actions, _encoded_actions(events))
+    return topics
+
+
 class _StableEnd:
     """Samples the entries partition's last stable offset (the end a read_committed consumer
     sees) every few milliseconds, so the drain's end is timed without reading its records:
@@ -238,13 +249,9 @@ def bench_scenario(bootstrap: str, key_path: Path, workdir: Path, backend: str, 
                    signing_nice: int | None = None) -> dict[str, Any]:
     from ledgerstream.core import mldsa
     from ledgerstream.core.wire import codec
-    from ledgerstream.core.config import Topics
-    from ledgerstream.stack.topics import ensure_topics
 
-    topics = Topics.with_prefix(f"bench{uuid.uuid4().hex[:8]}.")
-    ensure_topics(bootstrap, topics)
     log(f"[{backend}/{mode}] producing {events} actions, then starting the signer ...")
-    _produce_all(bootstrap, topics.actions, _encoded_actions(events))
+    topics = _backlog(bootstrap, "bench", events)
     end = _StableEnd(bootstrap, topics.entries)
     tail: _Tail | None = None
     logfile = workdir / f"signer-{backend}-{mode}.log"
@@ -338,13 +345,8 @@ def kafka_floor(bootstrap: str, workdir: Path, events: int, value_bytes: int, lo
     """The same drain as :func:`bench_scenario`, through ``tools/kafka_relay.py`` (the signer's
     transactional loop and client settings, no ledger work) writing ``value_bytes`` records:
     the ceiling of any Python signer over confluent-kafka on this machine and broker."""
-    from ledgerstream.core.config import Topics
-    from ledgerstream.stack.topics import ensure_topics
-
-    topics = Topics.with_prefix(f"relay{uuid.uuid4().hex[:8]}.")
-    ensure_topics(bootstrap, topics)
     log(f"[kafka floor] producing {events} actions, then relaying them ({value_bytes}-byte records) ...")
-    _produce_all(bootstrap, topics.actions, _encoded_actions(events))
+    topics = _backlog(bootstrap, "relay", events)
     end = _StableEnd(bootstrap, topics.entries)
     tail: _Tail | None = None
     status_file = workdir / "relay-status.json"
@@ -564,14 +566,10 @@ def profile_in_process(bootstrap: str, backend: str, mode: str = "entry", events
     """cProfile of an in-process SignerWorker draining ``events`` actions (a diagnosis aid:
     py-spy is not available everywhere). Returns the pstats text, by internal time."""
     from ledgerstream.core import mldsa
-    from ledgerstream.core.config import Topics
     from ledgerstream.signer_worker.loop import SignerWorker
     from ledgerstream.signer_worker.settings import SignerSettings
-    from ledgerstream.stack.topics import ensure_topics
 
-    topics = Topics.with_prefix(f"benchprof{uuid.uuid4().hex[:8]}.")
-    ensure_topics(bootstrap, topics)
-    _produce_all(bootstrap, topics.actions, _encoded_actions(events))
+    topics = _backlog(bootstrap, "benchprof", events)
     worker = SignerWorker(SignerSettings(bootstrap=bootstrap, topics=topics, key_path=Path(os.devnull),
                                          signing_mode=mode, leader_election=False),
                           mldsa.PrivateKey.generate(backend))

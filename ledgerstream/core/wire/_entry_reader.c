@@ -426,6 +426,19 @@ static int w_entry(Out *o, PyObject *e, PyObject *action_text) {
     return OUT_LIT(o, "}");
 }
 
+/* (record, the text written into o) when ``written`` is 0, else NULL; frees o and the record */
+static PyObject *with_text(PyObject *record, Out *o, int written) {
+    PyObject *result = NULL;
+    if (written == 0) {
+        PyObject *text = PyBytes_FromStringAndSize(o->buf, (Py_ssize_t)o->len);
+        if (text != NULL) result = PyTuple_Pack(2, record, text);
+        Py_XDECREF(text);
+    }
+    PyMem_Free(o->buf);
+    Py_DECREF(record);
+    return result;
+}
+
 /* --- the signer's fast path (signer_worker/sequencer.py) -------------------------------------
  * read_action takes an ActionEvent only when every rule of records.validate_action that needs
  * no hash is proven here: identifiers that are printable ASCII (U+0020..U+007E, no space at
@@ -662,15 +675,7 @@ static PyObject *read_action(PyObject *module, PyObject *data) {
         Py_RETURN_NONE;
     }
     Out o = {NULL, 0, 0};
-    PyObject *result = NULL;
-    if (w_action(&o, action) == 0) {
-        PyObject *text = PyBytes_FromStringAndSize(o.buf, (Py_ssize_t)o.len);
-        if (text != NULL) result = PyTuple_Pack(2, action, text);
-        Py_XDECREF(text);
-    }
-    PyMem_Free(o.buf);
-    Py_DECREF(action);
-    return result;
+    return with_text(action, &o, w_action(&o, action));
 }
 
 /* entry_preimage(entry, action_text): records.entry_hash_input(entry) with the action's JCS text
@@ -811,15 +816,7 @@ static PyObject *read_entry(PyObject *module, PyObject *data) {
         Py_RETURN_NONE;
     }
     Out o = {NULL, 0, 0};
-    PyObject *result = NULL;
-    if (w_entry(&o, entry, NULL) == 0) {
-        PyObject *preimage = PyBytes_FromStringAndSize(o.buf, (Py_ssize_t)o.len);
-        if (preimage != NULL) result = PyTuple_Pack(2, entry, preimage);
-        Py_XDECREF(preimage);
-    }
-    PyMem_Free(o.buf);
-    Py_DECREF(entry);
-    return result;
+    return with_text(entry, &o, w_entry(&o, entry, NULL));
 }
 
 static PyMethodDef METHODS[] = {
