@@ -12,7 +12,7 @@ from typing import Any
 from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.core.verify import ENTRIES, Checker, CheckerConfig
 from ledgerstream.stack.devtsa import TsaFiles
-from support.ledger_builder import entry_bytes
+from support.ledger_builder import LedgerBuilder, entry_bytes
 
 KEY = PrivateKey.from_seed(bytes(range(32)))
 
@@ -30,6 +30,30 @@ def feed_entries(checker: Checker, entries: list[dict[str, Any]], first_offset: 
     for i, e in enumerate(entries):
         found += checker.feed(ENTRIES, first_offset + i, entry_bytes(e))
     return [f.kind.value for f in found]
+
+
+def checked_with_gap(b: LedgerBuilder, config: CheckerConfig | None = None) -> tuple[Checker, list[dict[str, Any]]]:
+    """Entries 0..4, a gap of 5..6, entries 7..9 from ``b``, fed to a fresh checker (``config``,
+    else :func:`checker_config`) and finished (the gap reported); the checker and the entries."""
+    entries = b.many(5)
+    b.skip()
+    b.skip()
+    entries += b.many(3)
+    checker = Checker(config or checker_config())
+    assert feed_entries(checker, entries) == ["gap"]
+    checker.finish()
+    return checker, entries
+
+
+def own_and_other(size: int = 5) -> tuple[LedgerBuilder, list[dict[str, Any]], dict[str, Any], LedgerBuilder]:
+    """Two histories under KEY: ``size`` entries and their checkpoint, and another signer's
+    ``size`` entries (a split view's other side): (builder, entries, checkpoint, the other builder)."""
+    b = LedgerBuilder(KEY)
+    entries = b.many(size)
+    own = b.checkpoint()
+    other = LedgerBuilder(KEY)
+    other.many(size, agents=("someone-else",))
+    return b, entries, own, other
 
 
 def stamp(files: TsaFiles, data: bytes, tmp: Path) -> bytes:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ledgerstream.core import note, records
 from ledgerstream.core.verify import CHECKPOINTS, ENTRIES, Checker, CheckerConfig
 from ledgerstream.stack.devtsa import TsaFiles, ensure_ca
-from support.checker_cases import KEY, checker_config, feed_entries, gen_time, stamp
+from support.checker_cases import KEY, checked_with_gap, checker_config, feed_entries, gen_time, stamp
 from support.ledger_builder import START_US, LedgerBuilder, enc, entry_bytes
 from support.signed_notes import key_id
 
@@ -332,17 +332,23 @@ def test_the_same_token_read_again_is_not_out_of_order(tsa: TsaFiles, tmp_path: 
 
 # --- [6] note signatures -----------------------------------------------------------------------
 
+def _checkpointed(size: int) -> tuple[Checker, dict[str, Any]]:
+    """A checker fed ``size`` entries and their checkpoint (at offset 0), without findings."""
+    b = LedgerBuilder(KEY, signing_mode="checkpoint")
+    entries = b.many(size)
+    cp = b.checkpoint()
+    checker = Checker(config())
+    assert feed_entries(checker, entries) == []
+    assert checker.feed(CHECKPOINTS, 0, enc("Checkpoint", cp)) == []
+    return checker, cp
+
+
 @pytest.mark.parametrize("line", [log_line, w1_cosignature])
 def test_a_note_line_naming_a_smaller_tree_size_than_its_checkpoint_is_a_finding(line) -> None:
     # docs/alerts.md `checkpoint_bad_signature` (role log) / `cosignature_invalid` (witness): a
     # line of a configured key must name the tree size of its checkpoint; the signature itself
     # is over the body and verifies
-    b = LedgerBuilder(KEY, signing_mode="checkpoint")
-    entries = b.many(5)
-    cp = b.checkpoint()
-    checker = Checker(config())
-    feed_entries(checker, entries)
-    assert checker.feed(CHECKPOINTS, 0, enc("Checkpoint", cp)) == []
+    checker, cp = _checkpointed(5)
     found = checker.feed(CHECKPOINTS, 1, line(cp, tree_size=4))
     kind = "checkpoint_bad_signature" if line is log_line else "cosignature_invalid"
     assert [(f.kind.value, f.evidence["reason"]) for f in found] == [(kind, "size_mismatch")]
@@ -355,12 +361,7 @@ def test_note_lines_over_a_checkpoint_above_256_entries_verify(line) -> None:
     # docs/alerts.md `cosignature_invalid`: a configured key's line that verifies and names the
     # tree size of its checkpoint is fine; docs/witnesses.md: the witness then counts as
     # having cosigned that size
-    b = LedgerBuilder(KEY, signing_mode="checkpoint")
-    entries = b.many(300)
-    cp = b.checkpoint()
-    checker = Checker(config())
-    assert feed_entries(checker, entries) == []
-    assert checker.feed(CHECKPOINTS, 0, enc("Checkpoint", cp)) == []
+    checker, cp = _checkpointed(300)
     assert checker.feed(CHECKPOINTS, 1, line(cp)) == []
     s = checker.stats
     if line is log_line:
@@ -441,13 +442,7 @@ def test_a_peer_checkpoint_ending_before_a_gap_is_compared(live: bool) -> None:
     # checkpoint of size 3 signed by our key with another root is a split view, one with our
     # root agrees; neither is counted as beyond this ledger
     b = LedgerBuilder(KEY, signing_mode="checkpoint")
-    entries = b.many(5)
-    b.skip()
-    b.skip()
-    entries += b.many(3)
-    checker = Checker(config())
-    assert feed_entries(checker, entries) == ["gap"]
-    checker.finish()
+    checker, _ = checked_with_gap(b, config())
     split = enc("Checkpoint", _other_history(3).checkpoint())
     agreeing = enc("Checkpoint", b.checkpoint(size=3))
     if live:

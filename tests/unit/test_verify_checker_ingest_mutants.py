@@ -11,7 +11,7 @@ import pytest
 
 from ledgerstream.core import merkle, records
 from ledgerstream.core.verify import CHECKPOINTS, ENTRIES, Checker, check_entries
-from support.checker_cases import KEY, checker_config, feed_entries
+from support.checker_cases import KEY, checker_config, feed_entries, own_and_other
 from support.ledger_builder import STEP_US, LedgerBuilder, enc, entry_bytes
 
 pytestmark = pytest.mark.unit
@@ -88,11 +88,7 @@ def test_feeding_only_records_already_processed_returns_nothing_and_changes_noth
     # feed_checked: "records at offsets already processed are skipped" and the class docstring:
     # "redelivery after a restart is harmless". A peer claim of size 5 waits for this ledger;
     # a split view it shows is raised once (whenever it is raised), never by a redelivery.
-    b = LedgerBuilder(KEY)
-    entries = b.many(5)
-    own = b.checkpoint()
-    other = LedgerBuilder(KEY)
-    other.many(5, agents=("someone-else",))
+    b, entries, own, other = own_and_other()
     split = enc("Checkpoint", other.checkpoint())
     checker = Checker(config())
     found = checker.feed_entries(batch(entries))
@@ -203,32 +199,21 @@ def test_a_second_different_fork_of_the_head_is_a_fork_and_the_chain_may_continu
     assert checker.hash_at(3) == bytes(f2["entry_hash"])
 
 
-def test_a_replayed_copy_of_the_head_does_not_replace_the_fork_candidate() -> None:
-    # docs/alerts.md `duplicate`: the same entry again is a duplicate and "The copy is
-    # ignored"; held_offsets: the records held are the tentative head and a fork candidate.
-    # The fork is still followed when the chain continues from it (no second alert).
+@pytest.mark.parametrize("replayed", ["head", "fork"])
+def test_a_replayed_copy_of_the_head_or_of_the_fork_candidate_is_a_duplicate_and_ignored(replayed: str) -> None:
+    # docs/alerts.md `duplicate`: "An entry that is already in the ledger appears again (a
+    # replayed record) ... The copy is ignored"; held_offsets: the records held are the
+    # tentative head and a fork candidate, and a copy of either does not replace the candidate.
+    # The fork is still followed when the chain continues from it (no second alert): it is
+    # the one adopted for seq 3 (on_adopt)
     _, entries, head, [(fork, base)] = _forks_of_seq_3(1)
     nxt = base.entry("agent-b")
     checker, adopted = _adopting_checker()
-    found = checker.feed_entries(batch(entries + [head, fork, head]))
+    found = checker.feed_entries(batch(entries + [head, fork, head if replayed == "head" else fork]))
     assert [(f.kind.value, f.evidence["offset"]) for f in found] == [("fork", "4"), ("duplicate", "5")]
     assert checker.held_offsets == {3, 4}
     assert kinds(checker.feed_entries(batch([nxt], 6)) + checker.finish()) == []
     assert adopted[3] == 4 and checker.hash_at(3) == bytes(fork["entry_hash"])
-
-
-def test_a_replayed_copy_of_the_fork_candidate_is_a_duplicate_and_ignored() -> None:
-    # docs/alerts.md `duplicate`: "An entry that is already in the ledger appears again (a
-    # replayed record) ... The copy is ignored"; the fork record is the one held (held_offsets)
-    # and, once the chain continues from it, the one adopted for seq 3 (on_adopt)
-    _, entries, head, [(fork, base)] = _forks_of_seq_3(1)
-    nxt = base.entry("agent-b")
-    checker, adopted = _adopting_checker()
-    found = checker.feed_entries(batch(entries + [head, fork, fork]))
-    assert [(f.kind.value, f.evidence["offset"]) for f in found] == [("fork", "4"), ("duplicate", "5")]
-    assert checker.held_offsets == {3, 4}
-    assert kinds(checker.feed_entries(batch([nxt], 6)) + checker.finish()) == []
-    assert adopted[3] == 4
 
 
 # --- agent chains after a gap -------------------------------------------------------------------

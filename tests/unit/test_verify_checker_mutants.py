@@ -15,7 +15,8 @@ from ledgerstream.core import records
 from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.core.verify import CHECKPOINTS, ENTRIES, Checker
 from ledgerstream.stack.devtsa import TsaFiles, ensure_ca
-from support.checker_cases import KEY, checker_config, feed_entries, gen_time, stamp
+from support.checker_cases import (KEY, checked_with_gap, checker_config, feed_entries, gen_time, own_and_other,
+                                   stamp)
 from support.ledger_builder import LedgerBuilder, enc, entry_bytes
 
 pytestmark = pytest.mark.unit
@@ -348,13 +349,7 @@ def test_a_peer_checkpoint_ending_where_a_gap_starts_is_compared() -> None:
     # entries 0..4 are all there (the gap is 5..6), so this ledger's tree of size 5 is exact
     # and a peer checkpoint of size 5 with another root is a split view (docs/alerts.md)
     b = LedgerBuilder(KEY)
-    entries = b.many(5)
-    b.skip()
-    b.skip()
-    entries += b.many(3)
-    checker = Checker(config())
-    assert feed_entries(checker, entries) == ["gap"]
-    checker.finish()
+    checker, _ = checked_with_gap(b)
     other = LedgerBuilder(KEY)
     other.many(5, agents=("someone-else",))
     found = checker.check_peer_checkpoint((0, enc("Checkpoint", other.checkpoint())), "mirror.checkpoints")
@@ -668,11 +663,7 @@ def test_a_held_peer_claim_is_compared_as_soon_as_a_checkpoint_completes_the_led
     # docs/alerts.md `split_view`: a claim beyond the ledger is held "until its own ledger
     # reaches that size"; the ledger's own checkpoint over its newest entry reaches it, with
     # no further entry needed
-    b = LedgerBuilder(KEY)
-    entries = b.many(5)
-    own = b.checkpoint()
-    other = LedgerBuilder(KEY)
-    other.many(5, agents=("someone-else",))
+    _, entries, own, other = own_and_other()
     checker = Checker(config())
     assert feed_entries(checker, entries) == []
     assert checker.feed_peer_checkpoints([(0, enc("Checkpoint", other.checkpoint()))], "mirror") == []
