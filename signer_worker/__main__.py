@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from ledgerstream.core import config, interpreter, mldsa, note, procinfo
-from ledgerstream.core.errors import LedgerstreamError
+from ledgerstream.core.errors import ConfigError, LedgerstreamError
 from ledgerstream.signer_worker.loop import SignerWorker
 from ledgerstream.signer_worker.settings import SignerSettings
 
@@ -45,6 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="nice value of the entry-signing thread, -20..19 (negative needs CAP_SYS_NICE; "
                         "without it the thread keeps the process's priority) [%(default)s]")
     p.add_argument("--no-leader-election", action="store_true", help="write at once (no hot standby)")
+    p.add_argument("--session-timeout-ms", type=int, default=SignerSettings.session_timeout_ms,
+                   help="leadership lease: a leader that stops heartbeating loses it after this long, so a "
+                        "standby takes over within it plus about a second; the broker must allow it "
+                        "(group.min.session.timeout.ms, 6000 by default; the embedded broker allows 1000) "
+                        "[%(default)s]")
     p.add_argument("--watchdog-seconds", type=float, default=SignerSettings.watchdog_seconds,
                    help="exit with status 4 (to be restarted) when the loop makes no progress this long, "
                         "e.g. stuck in a Kafka call after a broker crash; 0 disables [%(default)s]")
@@ -68,7 +73,8 @@ def settings_from_args(a: argparse.Namespace) -> SignerSettings:
         max_record_bytes=a.max_record_bytes, dedup_horizon=a.dedup_horizon, origin=a.origin,
         snapshot_every=a.snapshot_every, snapshot_ms=a.snapshot_ms,
         status_file=a.status_file or home / "signer" / "status.json",
-        leader_election=not a.no_leader_election, signing_nice=a.signing_nice,
+        leader_election=not a.no_leader_election, session_timeout_ms=a.session_timeout_ms,
+        signing_nice=a.signing_nice,
         watchdog_seconds=a.watchdog_seconds)
 
 
@@ -97,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    return SignerWorker(settings, key, note_key).run(stop)
+    try:
+        return SignerWorker(settings, key, note_key).run(stop)
+    except ConfigError as exc:  # e.g. the broker refuses the lease's session timeout
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

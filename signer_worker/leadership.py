@@ -9,16 +9,19 @@ is only a gate: safety comes from the fixed ``transactional.id``, whose
 most one instance can ever commit.
 """
 from __future__ import annotations
-from ledgerstream.core.kafka_security import kafka_config
 
 import threading
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from ledgerstream.core.errors import ConfigError
+from ledgerstream.core.kafka_security import kafka_config
 
 
 class LeaderLease:
     def __init__(self, bootstrap: str, topic: str, group: str, session_timeout_ms: int = 6000) -> None:
         self._topic = topic
+        self._session_timeout_ms = session_timeout_ms
         self._held = threading.Event()
         self._lost = threading.Event()
         self._consumer = Consumer(kafka_config(bootstrap, "signer", {
@@ -50,8 +53,14 @@ class LeaderLease:
                                  on_lost=self._on_revoke)
 
     def poll(self, timeout: float = 0.0) -> None:
-        """Keep the membership alive; call often (it never returns records: paused)."""
-        self._consumer.poll(timeout)
+        """Keep the membership alive; call often (it never returns records: paused).
+        Raises ConfigError if the broker refuses the session timeout (the lease could never
+        be won: without this a standby would wait forever)."""
+        msg = self._consumer.poll(timeout)
+        err = msg.error() if msg is not None else None
+        if err is not None and err.code() == KafkaError.INVALID_SESSION_TIMEOUT:
+            raise ConfigError(f"the broker refuses a session timeout of {self._session_timeout_ms} ms for the "
+                              f"leadership lease (its group.min.session.timeout.ms / group.max.session.timeout.ms): {err}")
 
     def wait(self, stop: threading.Event, timeout_step: float = 0.5) -> bool:
         while not stop.is_set():

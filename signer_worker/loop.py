@@ -244,10 +244,14 @@ class SignerWorker:
         # the lease is polled on a thread of its own: the rebalance that hands it over is seen
         # within a poll interval, not after a catch-up that happens to be reading the topics
         settled, leaving = threading.Event(), threading.Event()
+        refused: list[ConfigError] = []  # the lease can never be won (LeaderLease.poll)
 
         def wait_for_lease() -> None:
-            while not (stop.is_set() or leaving.is_set() or lease.held):
-                lease.poll(0.05)
+            try:
+                while not (stop.is_set() or leaving.is_set() or lease.held):
+                    lease.poll(0.05)
+            except ConfigError as exc:
+                refused.append(exc)
             settled.set()
 
         poller = threading.Thread(target=wait_for_lease, name="lease-wait", daemon=True)
@@ -268,6 +272,8 @@ class SignerWorker:
         finally:
             leaving.set()  # on an error too: the poller never outlives the wait
             poller.join()
+        if refused:
+            raise refused[0]
         return lease.held and not stop.is_set()
 
     def _catch_up(self) -> int:

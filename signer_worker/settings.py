@@ -39,6 +39,8 @@ class SignerSettings:
     status_file: Path | None = None
     #: wait for the leadership lease before writing (hot standby)
     leader_election: bool = True
+    #: the leadership lease's consumer-group session (leadership.py): a takeover costs this
+    #: plus at most a second; the broker bounds it (group.min/max.session.timeout.ms)
     session_timeout_ms: int = 6000
     extra_producer: dict[str, str] = field(default_factory=dict)
     #: seconds without progress of the loop (e.g. a Kafka call that never returns) after
@@ -58,6 +60,8 @@ class SignerSettings:
             raise ValueError("signing_nice must be between -20 and 19")
         if self.snapshot_every < 0 or self.snapshot_ms < 1:
             raise ValueError("snapshot_every must be >= 0 and snapshot_ms positive")
+        if self.session_timeout_ms < 1:  # its bounds are the broker's (LeaderLease.poll says so)
+            raise ValueError(f"session_timeout_ms must be positive, not {self.session_timeout_ms}")
         if self.checkpoint_every < 1 or self.batch_size < 1:
             raise ValueError("checkpoint_every and batch_size must be positive")
 

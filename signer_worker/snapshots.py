@@ -2,7 +2,7 @@
 
 Every ``snapshot_every`` entries or ``snapshot_ms``, inside the transaction whose entries it
 covers, the signer writes its recovery state (``SignerSnapshot``) and the part of its dedup
-window sequenced since the last one (``SignerDedupChunk`` records of at most ``CHUNK_MAX``
+window sequenced since the last one (``SignerDedupChunk`` records of at most ``CHUNK_WRITE``
 events) to the compacted ``signer-state`` topic. Two snapshot keys alternate, so compaction
 always keeps the latest two; chunks that fall out of the dedup horizon are deleted with
 tombstones. The byte-exact format is docs/spec.md section 11 (decision D35).
@@ -33,8 +33,12 @@ from ledgerstream.signer_worker.state import LedgerState
 #: the signing input's domain separation (docs/spec.md section 11)
 SNAPSHOT_DOMAIN = b"ledgerstream/signer-snapshot/v1\n"
 SLOTS = 2
-#: events per dedup chunk: ~150 bytes each, so a chunk stays far below the topic's 8 MiB limit
+#: events per dedup chunk a reader accepts: ~150 bytes each, far below the topic's 8 MiB limit
 CHUNK_MAX = 20_000
+#: events per dedup chunk the signer writes (about 150 KB): each chunk fits in one producer
+#: batch (256 KiB), so no produce request is megabytes large; on a small-heap broker those
+#: cost several times the CPU per byte (decision D46, docs/benchmarks-signer.md round 9)
+CHUNK_WRITE = 1_000
 #: a snapshot larger than this (very many agents) is not written; recovery then replays more
 MAX_SNAPSHOT_BYTES = 7 * 1024 * 1024
 _HASH = 32
@@ -273,7 +277,7 @@ class SnapshotWriter:
         """Everything but the offsets, as of now (the end of this transaction's entries)."""
         fresh = state.events.columns_since(self.covered)
         chunks = []
-        for part in fresh.split(CHUNK_MAX):
+        for part in fresh.split(CHUNK_WRITE):
             raw = pack_chunk(part)
             chunks.append((ChunkRef(chunk_key(part.first_seq), part.first_seq, len(part),
                                     hashlib.sha256(raw).digest()), raw))

@@ -65,6 +65,11 @@ def ls_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+#: the leadership lease's session in tests: each takeover after a kill -9 waits it out
+#: (the signer's default is 6 s; the embedded broker allows down to 1 s)
+SESSION_TIMEOUT_MS = 3000
+
+
 class SignerProcess:
     """A real signer subprocess (``python -m ledgerstream.signer_worker``) for one test."""
 
@@ -78,7 +83,7 @@ class SignerProcess:
         prefix = topics.actions[: -len("actions")]
         argv = [sys.executable, "-m", "ledgerstream.signer_worker", "--bootstrap", bootstrap,
                 "--key", str(key_path), "--topic-prefix", prefix, "--status-file", str(self.status_file),
-                "--checkpoint-ms", "1000", *extra]
+                "--checkpoint-ms", "1000", "--session-timeout-ms", str(SESSION_TIMEOUT_MS), *extra]
         argv += ["--tsa-url", tsa_url] if tsa_url else []
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,

@@ -208,6 +208,8 @@ class KafkaBroker:
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
+            # the signer's --session-timeout-ms may go this low (Kafka's default floor is 6 s)
+            "group.min.session.timeout.ms": "1000",
             "message.max.bytes": str(8 * 1024 * 1024),
             "replica.fetch.max.bytes": str(8 * 1024 * 1024),
             "transaction.abort.timed.out.transaction.cleanup.interval.ms": "5000",

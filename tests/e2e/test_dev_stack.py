@@ -104,7 +104,7 @@ def test_up_is_idempotent(dev_stack: dict) -> None:
     assert after["supervisor"]["pid"] == before["supervisor"]["pid"]
 
 
-def test_down_leaves_nothing_and_up_resumes_the_same_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_down_leaves_nothing_up_resumes_the_same_ledger_and_fresh_wipes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = dict(os.environ, LEDGERSTREAM_HOME=str(tmp_path / "home"))
     monkeypatch.setenv("LEDGERSTREAM_HOME", env["LEDGERSTREAM_HOME"])  # in-process reads use its credentials
     env.pop("LEDGERSTREAM_BOOTSTRAP", None)
@@ -140,6 +140,9 @@ def test_down_leaves_nothing_and_up_resumes_the_same_ledger(tmp_path: Path, monk
 
         snap = load_ledger(s2["kafka"]["bootstrap"], Topics(**s2["topics"]), trust_of(tmp_path / "home"))
         assert len(snap.entries) == 5 and not snap.foreign
+        # (one stack for both: --fresh on a running stack wipes the data, new CA included)
+        run(["dev", "up", "--detach", "--fresh"], env)
+        assert Path(status(env)["tsa"]["ca_cert"]).read_bytes() != ca1
     finally:
         run(["dev", "down"], env, check=False)
 
@@ -162,19 +165,6 @@ def _assert_signer_resources(env: dict, not_pid: int | None = None, timeout: flo
                                 check=True).stdout)
     assert signer["rss_mb"] > 10 and abs(signer["rss_mb"] - rss_kb / 1024) < 0.2 * rss_kb / 1024, (signer, rss_kb)
     return pid
-
-
-def test_fresh_wipes_the_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    env = dict(os.environ, LEDGERSTREAM_HOME=str(tmp_path / "home"))
-    monkeypatch.setenv("LEDGERSTREAM_HOME", env["LEDGERSTREAM_HOME"])  # in-process reads use its credentials
-    env.pop("LEDGERSTREAM_BOOTSTRAP", None)
-    run(["dev", "up", "--detach"], env)
-    try:
-        ca1 = Path(status(env)["tsa"]["ca_cert"]).read_bytes()
-        run(["dev", "up", "--detach", "--fresh"], env)
-        assert Path(status(env)["tsa"]["ca_cert"]).read_bytes() != ca1
-    finally:
-        run(["dev", "down"], env, check=False)
 
 
 def test_dashboard_is_locked_and_private_folders_are_0700(dev_stack: dict) -> None:

@@ -154,3 +154,14 @@ def test_a_warm_standby_follows_the_leader_and_takes_over_with_its_state(bootstr
     produce(bootstrap, topics.actions, action_items([first[9], second[9], *third]))
     _final_check(bootstrap, topics, tail, first + second + third, pub)
     assert again.status()["duplicates"] == 2
+
+
+def test_a_session_timeout_the_broker_refuses_is_a_clear_error_not_an_endless_wait(
+        start_signer, topics, bootstrap) -> None:
+    """The embedded broker's group.min.session.timeout.ms is 1000: a lease asking for 500 ms
+    could never be won. The signer says why and exits 2 instead of standing by forever."""
+    signer = start_signer("--session-timeout-ms", "500")
+    code = wait_until(lambda: signer.proc.poll(), 60, "the signer to exit", on_timeout=signer.log)
+    assert code == 2, signer.log()
+    assert "error: the broker refuses a session timeout of 500 ms" in signer.log()
+    assert TopicTail(bootstrap, topics.entries).poll(0.2) == 0

@@ -80,10 +80,12 @@ def _load_like_adds(rng: random.Random, *, horizon: int, runs: tuple[int, ...], 
     bulk.load(chunks)
     for event_id, known in events:
         one_by_one.add(event_id, known)
+    every = max(1, horizon // 50)  # a full comparison costs O(horizon); a divergence persists
     for step in range(3 * horizon):
-        assert len(bulk) == len(one_by_one) and bulk.knowns() == one_by_one.knowns()
-        for i in range(ids):
-            assert bulk.get(f"evt-{i}") == one_by_one.get(f"evt-{i}"), (step, i)
+        if step % every == 0 or step == 3 * horizon - 1:
+            assert len(bulk) == len(one_by_one) and bulk.knowns() == one_by_one.knowns()
+            for i in range(ids):
+                assert bulk.get(f"evt-{i}") == one_by_one.get(f"evt-{i}"), (step, i)
         fresh = (f"new-{step}", _known(seq + step, rng))
         bulk.add(*fresh)
         one_by_one.add(*fresh)

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import mldsa as pyca_mldsa
 
+from ledgerstream.core.config import Topics
 from ledgerstream.core.wire import codec
 from ledgerstream.core.mldsa import PrivateKey
+from ledgerstream.signer_worker.loop import producer_config
+from ledgerstream.signer_worker.settings import SignerSettings
 from ledgerstream.signer_worker import snapshots
 from ledgerstream.signer_worker.sequencer import Sequencer, Source
 from ledgerstream.signer_worker.dedup import Columns
@@ -189,7 +194,7 @@ def test_read_store_keeps_the_latest_value_per_key_like_compaction(key):
 
 
 def test_writer_chunks_the_window_and_drops_what_leaves_the_horizon(key, monkeypatch):
-    monkeypatch.setattr(snapshots, "CHUNK_MAX", 4)
+    monkeypatch.setattr(snapshots, "CHUNK_WRITE", 4)
     st, raws = _ledger(key, 10, horizon=8)
     writer = snapshots.SnapshotWriter(5, 30.0, 8)
     first, chunks = _snapshot(st, key, writer)
@@ -212,6 +217,17 @@ def test_writer_chunks_the_window_and_drops_what_leaves_the_horizon(key, monkeyp
     adopted.adopt(store.candidates[0].record, window)
     assert adopted.events.knowns() == st.events.knowns() and len(adopted.events) == 8
     assert all(adopted.events.get(e) == st.events.get(e) == k for e, k in events[-8:])
+
+
+def test_a_written_chunk_fits_one_producer_batch():
+    """CHUNK_WRITE events with UUID ids and 40-character agent ids and action types make a
+    chunk below the signer producer's batch.size, so no chunk needs a request of its own."""
+    n = snapshots.CHUNK_WRITE
+    events = Columns.of(7, [str(uuid.uuid4()) for _ in range(n)], ["a" * 40] * n, ["tool:" + "x" * 35] * n,
+                        bytes(32 * n), bytes(32 * n))
+    assert len(snapshots.pack_chunk(events)) < producer_config(SignerSettings(
+        bootstrap="127.0.0.1:9", topics=Topics.with_prefix("t."), key_path=Path("k")))["batch.size"]
+    assert snapshots.CHUNK_WRITE <= snapshots.CHUNK_MAX  # what is written, a reader accepts
 
 
 def test_when_a_snapshot_is_due(monkeypatch):

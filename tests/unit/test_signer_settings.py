@@ -1,0 +1,25 @@
+"""The signer's command line reaches its settings, and settings refuse what cannot work."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ledgerstream.core.config import Topics
+from ledgerstream.signer_worker.__main__ import parse_args, settings_from_args
+from ledgerstream.signer_worker.settings import SignerSettings
+
+
+def _settings(tmp_path: Path, *argv: str) -> SignerSettings:
+    return settings_from_args(parse_args(["--home", str(tmp_path), "--bootstrap", "127.0.0.1:9", *argv]))
+
+
+def test_the_lease_session_timeout_defaults_to_kafkas_floor_and_can_be_set(tmp_path: Path) -> None:
+    assert _settings(tmp_path).session_timeout_ms == 6000  # Kafka's group.min.session.timeout.ms default
+    assert _settings(tmp_path, "--session-timeout-ms", "2500").session_timeout_ms == 2500
+
+
+@pytest.mark.parametrize("ms", [0, -1])
+def test_a_session_timeout_that_is_not_positive_is_refused(ms: int) -> None:
+    with pytest.raises(ValueError, match="session_timeout_ms must be positive"):
+        SignerSettings(bootstrap="127.0.0.1:9", topics=Topics.with_prefix("t."), key_path=Path("k"), session_timeout_ms=ms)
