@@ -42,9 +42,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--link-grace-entries", type=int, default=10_000)
     p.add_argument("--stall-seconds", type=float, default=60.0)
     p.add_argument("--checkpoint-overdue-seconds", type=float, default=120.0)
-    p.add_argument("--checkpoint-wait-seconds", type=float, default=30.0,
+    p.add_argument("--checkpoint-wait-seconds", type=float, default=config.CHECKPOINT_WAIT_SECONDS,
                    help="caught up this long, a checkpoint read before the last observation that still "
-                        "claims entries the ledger lacks is reported (checkpoint_root_mismatch) [30]")
+                        "claims entries the ledger lacks is reported (checkpoint_root_mismatch) "
+                        f"[{config.CHECKPOINT_WAIT_SECONDS:g}]")
     p.add_argument("--status-seconds", type=float, default=2.0)
     p.add_argument("--watchdog-seconds", type=float, default=120.0,
                    help="exit with status 4 (to be restarted) when reading or observing makes no progress "

@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledgerstream.core.config import Topics
+from ledgerstream.core.config import CHECKPOINT_WAIT_SECONDS, Topics
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.core.verify import CheckerConfig
 
@@ -32,7 +32,7 @@ class VerifierSettings:
     stall_seconds: float = 60.0
     checkpoint_overdue_seconds: float = 120.0
     #: a caught-up verifier waits this long before reporting checkpoints beyond the ledger
-    checkpoint_wait_seconds: float = 30.0
+    checkpoint_wait_seconds: float = CHECKPOINT_WAIT_SECONDS
     signer_group: str = ""
     #: the verifier's own ML-DSA-65 private key, that signs its alerts (core/alert_signature.py)
     alert_key_path: Path | None = None

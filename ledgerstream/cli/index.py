@@ -10,6 +10,7 @@ import click
 from ledgerstream.cli.common import (EXIT_OK, bootstrap_option, home_option, json_option, print_json,
                                      resolve_home)
 from ledgerstream.cli.verify import link_grace_options, trust_options
+from ledgerstream.core import config
 
 
 def _paths_options(f):  # type: ignore[no-untyped-def]
@@ -21,8 +22,6 @@ def _paths_options(f):  # type: ignore[no-untyped-def]
 
 
 def _topics(home: Path, topic_prefix: str | None):  # type: ignore[no-untyped-def]
-    from ledgerstream.core import config
-
     return config.Topics.with_prefix(topic_prefix) if topic_prefix is not None else config.resolve_topics(home)
 
 
@@ -36,6 +35,15 @@ def index() -> None:
 @click.option("--reindex", is_flag=True, help="Delete the index and its tiles first and rebuild them from Kafka.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=5000, show_default=True,
               help="Records read, checked and committed together at most.")
+@click.option("--checkpoint-read-ahead", type=click.IntRange(1, 100_000), default=config.CHECKPOINT_READ_AHEAD,
+              show_default=True,
+              help="Checkpoint-topic records held waiting for their entries before that topic is paused "
+                   "(until the entries catch up): bounds memory and commit size while far behind.")
+@click.option("--checkpoint-wait-seconds", type=click.FloatRange(min=0), default=config.CHECKPOINT_WAIT_SECONDS,
+              show_default=True,
+              help="Following, at the end of the entries: a checkpoint read this long ago that still waits for "
+                   "entries claims entries the ledger lacks; it is reported (checkpoint_root_mismatch) and "
+                   "the checkpoints behind it are judged. --once judges them at its end.")
 @click.option("--threads", type=click.IntRange(1, 16), default=1, show_default=True,
               help="Signature-check threads beside the one that decodes, re-hashes and chains.")
 @click.option("--watchdog-seconds", type=click.FloatRange(min=0), default=120.0, show_default=True,
@@ -51,8 +59,8 @@ def index() -> None:
 @trust_options
 @bootstrap_option
 @home_option
-def run(once: bool, reindex: bool, batch_size: int, threads: int, watchdog_seconds: float, status_seconds: float,
-        alert_key: Path | None, no_alerts: bool,
+def run(once: bool, reindex: bool, batch_size: int, checkpoint_read_ahead: int, checkpoint_wait_seconds: float,
+        threads: int, watchdog_seconds: float, status_seconds: float, alert_key: Path | None, no_alerts: bool,
         link_grace_seconds: float, link_grace_entries: int, index_dir: Path | None, tiles_dir: Path | None,
         topic_prefix: str | None, trusted_keys: tuple[Path, ...], tsa_ca: Path | None, policy: Path | None,
         bootstrap: str | None, home: Path | None) -> None:
@@ -66,7 +74,6 @@ def run(once: bool, reindex: bool, batch_size: int, threads: int, watchdog_secon
 
     Exit status: 0 done or stopped, 2 configuration or environment, 4 watchdog, 70 a batch
     could not be indexed."""
-    from ledgerstream.core import config
     from ledgerstream.index.alerts import findings_hook
     from ledgerstream.index.follower import IndexSettings, run_follower
     from ledgerstream.index.paths import IndexPaths
@@ -81,7 +88,9 @@ def run(once: bool, reindex: bool, batch_size: int, threads: int, watchdog_secon
         checker=checker_config(home_dir, trusted_keys=trusted_keys, tsa_ca_path=tsa_ca, policy=policy,
                                link_grace_seconds=link_grace_seconds, link_grace_entries=link_grace_entries),
         paths=IndexPaths.of(home_dir, index_dir=index_dir, tiles_dir=tiles_dir), once=once, reindex=reindex,
-        batch_size=batch_size, threads=threads, status_seconds=status_seconds, watchdog_seconds=watchdog_seconds)
+        batch_size=batch_size, checkpoint_read_ahead=checkpoint_read_ahead,
+        checkpoint_wait_seconds=checkpoint_wait_seconds, threads=threads,
+        status_seconds=status_seconds, watchdog_seconds=watchdog_seconds)
     sys.exit(run_follower(settings))
 
 
@@ -99,7 +108,6 @@ def status(index_dir: Path | None, tiles_dir: Path | None, topic_prefix: str | N
     JSON keys: indexed_size, lag (committed entries not yet indexed; null if Kafka cannot be
     reached), tiles_dir, foreign, tlog_url (the dev stack dashboard's /tlog/ URL serving these tiles, else null), tiles_size,
     findings, next_offset, last_checkpoint, follower (its status file) and more."""
-    from ledgerstream.core import config
     from ledgerstream.core.errors import ConfigError
     from ledgerstream.index.paths import IndexPaths
     from ledgerstream.index.status import index_status, served_tlog_url

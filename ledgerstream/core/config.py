@@ -20,6 +20,15 @@ from ledgerstream.core.errors import ConfigError
 DEFAULT_ORIGIN = "ledgerstream/dev"
 DEFAULT_PREFIX = "ledgerstream."
 STACK_FILE = "stack.json"
+#: checkpoint-topic records a reader's Checker may hold waiting for entries before the reader
+#: holds that topic back (until the entries catch up). Without a bound, a reader behind by n
+#: entries read every checkpoint of them first, held them and serialized them with its state
+#: at every commit: O(n) memory and O(n) work per batch (docs/decisions.md D48)
+CHECKPOINT_READ_AHEAD = 256
+#: a reader at the end of ``entries`` judges a checkpoint-topic record still waiting for
+#: entries this long after it was read: it claims entries the ledger lacks
+#: (checkpoint_root_mismatch). Verifier workers and the index follower alike
+CHECKPOINT_WAIT_SECONDS = 30.0
 
 
 def home() -> Path:

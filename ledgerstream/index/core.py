@@ -270,6 +270,24 @@ class IndexCore:
         self._broken = False
         return result
 
+    def expire_checkpoints(self, before_offset: int) -> BatchResult:
+        """Judge the checkpoint-topic records below ``before_offset`` that still wait for
+        entries; call only once every entry committed before them has been fed (the follower:
+        at the entries' end, for records read ``checkpoint_wait_seconds`` earlier, as a
+        verifier does). A checkpoint among them claims entries the ledger lacks
+        (``checkpoint_root_mismatch``, status failed); the records queued behind it are
+        evaluated, so one such checkpoint cannot stop the tiles. Committed like a batch."""
+        if self._broken:
+            raise RuntimeError("a previous batch failed: restart from the committed state")
+        waiting = self.checker.queued_checkpoints
+        self._broken = True
+        result = BatchResult(findings=self.checker.expire_checkpoints(before_offset))
+        if result.findings or self.checker.queued_checkpoints != waiting:
+            self._commit([], [], result.findings, result)
+        result.tiles_size, result.indexed_size = self.tiles_size, self.indexed_size
+        self._broken = False
+        return result
+
     def _commit(self, entries: list[CheckedEntry], checkpoints: list[CheckedCheckpoint],
                 findings: list[Finding], result: BatchResult) -> None:
         ch, conn = self.checker, self.conn

@@ -26,12 +26,12 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ledgerstream.core import interpreter, procinfo
-from ledgerstream.core.config import Topics
+from ledgerstream.core.config import CHECKPOINT_READ_AHEAD, CHECKPOINT_WAIT_SECONDS, Topics
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.core.kafka_security import kafka_config
 from ledgerstream.core.process_lock import ProcessLock
@@ -70,6 +70,8 @@ class IndexSettings:
     reindex: bool = False
     batch_size: int = 5000           # records per consume() and per commit at most
     batch_seconds: float = 0.2       # a batch is batch_size records or what arrived within this
+    checkpoint_read_ahead: int = CHECKPOINT_READ_AHEAD
+    checkpoint_wait_seconds: float = CHECKPOINT_WAIT_SECONDS  # following: see _overdue_before
     threads: int = 1                 # signature-check threads (core/verify/ SignaturePool)
     status_seconds: float = 2.0
     watchdog_seconds: float = 120.0  # 0: no watchdog
@@ -104,7 +106,13 @@ class IndexFollower:
         self._at_eof = {ENTRIES: False, CHECKPOINTS: False}
         #: committed records not read yet per topic, as of the last fetch (None: not known yet)
         self._behind: dict[str, int | None] = {ENTRIES: None, CHECKPOINTS: None}
+        #: the checkpoints partition is unassigned: its records beyond the read-ahead are
+        #: fetched again from the Checker's next offset once the entries catch up
+        self._checkpoints_held = False
+        self.checkpoint_holds = 0
         self._rate: deque[tuple[float, int]] = deque(maxlen=30)
+        #: (monotonic time, the Checker's checkpoints offset from then on), oldest first
+        self._handed: deque[tuple[float, int]] = deque([(time.monotonic(), 0)])
         self._status_at = 0.0
         self._progress_at = 0.0
         self._progress_size = 0
@@ -150,16 +158,17 @@ class IndexFollower:
                 if batch:
                     if watchdog is not None:
                         watchdog.beat("indexing a batch")
-                    try:
-                        core.process(batch)
-                    except ConfigError:
-                        raise
-                    except Exception:
-                        log.exception("index: a batch could not be indexed; exiting (the next start resumes "
-                                      "from the last commit)")
+                    if not self._index(core.process, batch):
                         return EXIT_BATCH_FAILED
+                self._release_checkpoints(consumer)
                 self._report()
-                if ends is not None and self._done(consumer, ends):
+                done = ends is not None and self._done(consumer, ends)
+                # --once: the checkpoints' end was read before the entries' (D21), so every entry a
+                # checkpoint below it covers is below the entries' end, and fed now
+                overdue = ends[CHECKPOINTS] if done else self._overdue_before() if ends is None else 0
+                if overdue and not self._index(core.expire_checkpoints, overdue):
+                    return EXIT_BATCH_FAILED
+                if done:
                     break
             self._write_status(force=True, running=False)
             log.info("index: %s at seq %d, tiles at %d, %d foreign records",
@@ -175,6 +184,33 @@ class IndexFollower:
                 self.core.close()
             pool.shutdown(wait=False)
             lock.release()
+
+    @staticmethod
+    def _index(step: Callable[..., Any], *args: Any) -> bool:
+        """One indexing step; False (logged) if it failed: the next start resumes from the last commit."""
+        try:
+            step(*args)
+        except ConfigError:
+            raise
+        except Exception:
+            log.exception("index: a batch could not be indexed; exiting (the next start resumes from the last commit)")
+            return False
+        return True
+
+    def _overdue_before(self) -> int:
+        """Following: at the entries' end, the checkpoints offset handed to the Checker
+        ``checkpoint_wait_seconds`` ago (a verifier's rule, VerifierRuntime.assess): records
+        below it that still wait claim entries the ledger lacks. 0 when there is none."""
+        assert self.core is not None
+        now, offset, marks = time.monotonic(), self.core.next_offset[CHECKPOINTS], self._handed
+        if offset != marks[-1][1]:
+            marks.append((now, offset))
+        if not self._at_eof[ENTRIES] or not self.core.checker.queued_checkpoints:
+            return 0
+        moment = now - self.s.checkpoint_wait_seconds
+        while len(marks) > 1 and marks[1][0] <= moment:
+            marks.popleft()
+        return marks[0][1] if marks[0][0] <= moment else 0
 
     def request_stop(self, *_: Any) -> None:
         self.stop_requested = True
@@ -211,10 +247,20 @@ class IndexFollower:
         return consumer, (ends if s.once else None)
 
     def _poll(self, consumer: Consumer) -> list[Record]:
+        """One batch. Checkpoint-topic records go to the Checker only while it holds fewer
+        than ``checkpoint_read_ahead`` of them waiting for entries: the first one beyond is
+        dropped with every later one and the topic held back (D48): a follower far behind
+        reads each checkpoint near its entries, so memory and commits stay the same size."""
         out: list[Record] = []
+        room = self.s.checkpoint_read_ahead - self._queued()
         for msg in consumer.consume(self.s.batch_size, self.s.batch_seconds):
             err = msg.error()
             role = self._roles.get(msg.topic())
+            if role == CHECKPOINTS and self._checkpoints_held:
+                continue  # fetched before the hold: read again from the Checker's next offset
+            if role == CHECKPOINTS and err is None and room <= 0 and not self._at_eof[ENTRIES]:
+                self._hold_checkpoints(consumer)
+                continue
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     if role is not None:
@@ -225,8 +271,11 @@ class IndexFollower:
             if role is None:
                 continue
             self._at_eof[role] = False
+            room -= role == CHECKPOINTS
             out.append((role, msg.offset(), msg.value() or b""))
         for topic, role in self._roles.items():  # what the last fetch saw: no request to the broker
+            if role == CHECKPOINTS and self._checkpoints_held:
+                continue
             tp = TopicPartition(topic, 0)
             end = consumer.get_watermark_offsets(tp, cached=True)[1]  # read_committed: the last stable offset
             position = consumer.position([tp])[0].offset
@@ -234,9 +283,34 @@ class IndexFollower:
                 self._behind[role] = max(0, end - position)
         return out
 
+    def _hold_checkpoints(self, consumer: Consumer) -> None:
+        """Stop reading ``checkpoints`` (its fetched records are dropped, not fed)."""
+        consumer.incremental_unassign([TopicPartition(self.s.topics.checkpoints, 0)])
+        self._checkpoints_held = True
+        self._at_eof[CHECKPOINTS] = False
+        self.checkpoint_holds += 1
+        log.debug("index: %d checkpoint records wait for entries: holding %s back", self._queued(),
+                  self.s.topics.checkpoints)
+
+    def _release_checkpoints(self, consumer: Consumer) -> None:
+        """Read ``checkpoints`` again, from the first record not fed, once the Checker waits
+        on half the read-ahead or the entries are at their end (then a checkpoint claiming
+        entries that never come is judged, not waited for: it cannot hold the topic back)."""
+        if self._checkpoints_held and (self._queued() <= self.s.checkpoint_read_ahead // 2 or self._at_eof[ENTRIES]):
+            assert self.core is not None
+            consumer.incremental_assign([TopicPartition(self.s.topics.checkpoints, 0,
+                                                        self.core.next_offset[CHECKPOINTS])])
+            self._checkpoints_held = False
+
+    def _queued(self) -> int:
+        assert self.core is not None
+        return self.core.checker.queued_checkpoints
+
     def _done(self, consumer: Consumer, ends: dict[str, int]) -> bool:
         """Every record committed before the end offsets seen at start is indexed."""
         assert self.core is not None
+        if self._checkpoints_held:
+            return False
         next_offset = self.core.next_offset
         for topic, role in self._roles.items():
             if self._at_eof[role] or next_offset[role] >= ends[role]:
@@ -279,7 +353,7 @@ class IndexFollower:
             "pid": os.getpid(), "running": running, "mode": "once" if self.s.once else "follow",
             "indexed_size": core.indexed_size, "tiles_size": core.tiles_size, "foreign": core.foreign,
             "findings": findings, "next_offset": core.next_offset, "caught_up": all(self._at_eof.values()),
-            "records_behind": dict(self._behind),
+            "records_behind": dict(self._behind), "checkpoint_holds": self.checkpoint_holds,
             "entries_per_second": round(rate, 1), "started_at": self.started_at, "updated_at": time.time(),
             "tiles_dir": str(self.s.paths.tiles_dir), "db": str(self.s.paths.db),
             "topics": {ENTRIES: self.s.topics.entries, CHECKPOINTS: self.s.topics.checkpoints},

@@ -354,3 +354,89 @@ def test_five_kill9_at_random_moments_then_the_same_end_state(
     run_once(bootstrap, topics, home)
     assert rows(home) == want_rows
     assert tile_files(home / "tiles") == want_tiles
+
+
+def test_a_follower_far_behind_holds_the_checkpoint_topic_back_and_loses_none_of_it(
+        bootstrap: str, ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """D48: every checkpoint of a ledger already written is fetched before most of its
+    entries. With a read-ahead of 2 the Checker never holds more than 2 of them, the topic is
+    held back and read again where it stopped, and the index is the same as one built
+    without a bound (the CLI's default, 256, never reached by 20 checkpoints)."""
+    from ledgerstream.core.config import CHECKPOINT_READ_AHEAD
+    from ledgerstream.core.verify import checker_config
+    from ledgerstream.index import follower as follower_module
+    from ledgerstream.index.paths import IndexPaths
+
+    assert CHECKPOINT_READ_AHEAD > len(ledger.cps)
+    topics = new_topics(bootstrap)
+    ledger.write(LedgerWriter(bootstrap, topics), 0, BIG)
+    reference = make_home(tmp_path / "reference")
+    run_once(bootstrap, topics, reference)
+    assert read_status_file(reference)["checkpoint_holds"] == 0
+
+    waiting: list[int] = []
+    process = follower_module.IndexCore.process
+
+    def observed(core: Any, batch: Any) -> Any:  # how many checkpoint records wait after each batch
+        result = process(core, batch)
+        waiting.append(core.checker.queued_checkpoints)
+        return result
+
+    monkeypatch.setattr(follower_module.IndexCore, "process", observed)
+    for name in ("LEDGERSTREAM_BOOTSTRAP", "LEDGERSTREAM_KAFKA_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    home = make_home(tmp_path / "bounded")
+    follower = follower_module.IndexFollower(follower_module.IndexSettings(
+        home=home, bootstrap=bootstrap, topics=topics, checker=checker_config(home), paths=IndexPaths.of(home),
+        once=True, batch_size=500, checkpoint_read_ahead=2, watchdog_seconds=0))
+    assert follower.run() == follower_module.EXIT_OK
+    assert follower.checkpoint_holds >= 1 and max(waiting) <= 2, (follower.checkpoint_holds, waiting)
+    assert read_status_file(home)["checkpoint_holds"] == follower.checkpoint_holds
+    got = rows(home)
+    assert [r[1] for r in got["checkpoints"]] == sorted(ledger.cps)  # every checkpoint, once
+    assert got == rows(reference)
+    assert tile_files(home / "tiles") == tile_files(reference / "tiles")
+
+
+def test_a_checkpoint_claiming_entries_that_never_come_does_not_stop_the_tiles(
+        bootstrap: str, tmp_path: Path) -> None:
+    """A checkpoint under the trusted key over 310 entries, of which only 300 are ever
+    written, then the genuine checkpoint of size 300 (which waits behind it, arrival
+    order). ``--once`` judges it at its end (D21: every entry it could cover was read);
+    a following index once the entries' end has lasted ``--checkpoint-wait-seconds``.
+    Either way: reported as checkpoint_root_mismatch, and the tiles reach 300."""
+    b = LedgerBuilder(KEY)
+    for i in range(310):
+        b.entry(("planner", "coder")[i % 2], payload={"i": i})
+    topics = new_topics(bootstrap)
+    beyond, genuine = b.checkpoint(), b.checkpoint(size=300)
+    LedgerWriter(bootstrap, topics).commit([entry_bytes(e) for e in b.entries[:300]],
+                                           [enc("Checkpoint", beyond), enc("Checkpoint", genuine)])
+
+    def judged(home: Path) -> None:
+        after = status(bootstrap, topics, home)
+        assert (after["indexed_size"], after["tiles_size"]) == (300, 300), after
+        assert after["findings"] == {"checkpoint_root_mismatch": 1}, after
+        assert [(r[1], r[10], r[11]) for r in rows(home)["checkpoints"]] == [
+            (310, "failed", "checkpoint_root_mismatch"), (300, "verified", None)]
+
+    once = make_home(tmp_path / "once")
+    run_once(bootstrap, topics, once)
+    judged(once)
+
+    home = make_home(tmp_path / "following")
+    follower = subprocess.Popen([sys.executable, "-m", "ledgerstream.cli.main", "index", "run",
+                                 *index_args(bootstrap, topics, home), "--status-seconds", "0.2",
+                                 "--checkpoint-wait-seconds", "2"],
+                                env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: read_status_file(home).get("indexed_size") == 299, 60, "entries indexed")
+        started = time.monotonic()
+        wait_until(lambda: read_status_file(home).get("tiles_size") == 300, 60, "the checkpoints judged")
+        assert time.monotonic() - started > 1.0  # not before the wait
+        follower.send_signal(signal.SIGTERM)
+        assert follower.wait(30) == 0
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    judged(home)

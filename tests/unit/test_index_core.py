@@ -356,3 +356,39 @@ def test_the_follower_fixes_the_mmap_threshold_before_it_runs(monkeypatch: pytes
     monkeypatch.setattr(follower, "IndexFollower", Follower)
     assert follower.run_follower(None) == 0  # type: ignore[arg-type]
     assert calls == ["mallopt", "init", "run"]
+
+
+def test_a_checkpoint_claiming_entries_that_never_come_is_judged_and_stops_nothing(tmp_path: Path) -> None:
+    """A checkpoint signed by the trusted key over 310 entries of which only 300 are ever
+    written waits for them; the genuine checkpoint of size 300 behind it waits too (arrival
+    order), so the tiles stay at 0 until the follower says every entry committed before both
+    was fed. Then the first is failed as checkpoint_root_mismatch (docs/alerts.md) and the
+    second verified: tiles at 300."""
+    b, r = LedgerBuilder(KEY), Records()
+    for i in range(310):
+        b.entry(("planner", "coder")[i % 2], payload={"i": i})
+    r.entries(b.entries[:300])
+    r.add("checkpoints", enc("Checkpoint", b.checkpoint()))             # size 310: entries 300.. never come
+    r.add("checkpoints", enc("Checkpoint", b.checkpoint(size=300)))
+    core = run_index(tmp_path, r.items)
+    try:
+        assert (core.tiles_size, core.indexed_size, core.checker.queued_checkpoints) == (0, 299, 2)
+        assert core.expire_checkpoints(0).findings == [] and core.checker.queued_checkpoints == 2
+        result = core.expire_checkpoints(2)
+        assert [(f.kind.value, f.seq_from, f.seq_to) for f in result.findings] == [
+            ("checkpoint_root_mismatch", 300, 309)]
+        assert (result.tiles_size, result.indexed_size, core.checker.queued_checkpoints) == (300, 300, 0)
+        assert core.conn.execute("SELECT topic_offset, tree_size, status, finding FROM checkpoints "
+                                 "ORDER BY topic_offset").fetchall() == [
+            (0, 310, "failed", "checkpoint_root_mismatch"), (1, 300, "verified", None)]
+        assert read_checkpoint(tmp_path / "tiles").root == mth_from_leaf_hashes(
+            [hash_leaf(e["entry_hash"]) for e in b.entries[:300]])
+        assert core.conn.execute(
+            "SELECT COUNT(*) FROM findings WHERE kind = 'checkpoint_root_mismatch'").fetchone()[0] == 1
+    finally:
+        core.close()
+    reopened = IndexCore(IndexPaths.of(tmp_path), CONFIG, fsync=False)  # the judgement was committed
+    try:
+        assert (reopened.tiles_size, reopened.checker.queued_checkpoints) == (300, 0)
+    finally:
+        reopened.close()

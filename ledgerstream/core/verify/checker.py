@@ -127,6 +127,12 @@ class Checker:
         return held
 
     @property
+    def queued_checkpoints(self) -> int:
+        """Checkpoint-topic records waiting for entries not fed yet (kept whole, and in the
+        exported state): a reader far ahead on ``checkpoints`` holds that topic back (D48)."""
+        return len(self._queue)
+
+    @property
     def pending_links(self) -> int:
         return sum(1 for p in self._pending if not p.done)
 
