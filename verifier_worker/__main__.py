@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="caught up this long, a checkpoint read before the last observation that still "
                         "claims entries the ledger lacks is reported (checkpoint_root_mismatch) "
                         f"[{config.CHECKPOINT_WAIT_SECONDS:g}]")
+    p.add_argument("--checkpoint-read-ahead", type=int, default=config.CHECKPOINT_READ_AHEAD,
+                   help="checkpoint-topic records the checker may hold waiting for their entries before that "
+                        f"topic is held back until the entries catch up [{config.CHECKPOINT_READ_AHEAD}]")
     p.add_argument("--status-seconds", type=float, default=2.0)
     p.add_argument("--watchdog-seconds", type=float, default=120.0,
                    help="exit with status 4 (to be restarted) when reading or observing makes no progress "
@@ -67,6 +70,7 @@ def settings_from_args(a: argparse.Namespace) -> VerifierSettings:
         reverify=a.reverify, batch_size=a.batch_size, threads=a.threads, metrics_port=a.metrics_port,
         status_seconds=a.status_seconds, stall_seconds=a.stall_seconds,
         checkpoint_overdue_seconds=a.checkpoint_overdue_seconds, checkpoint_wait_seconds=a.checkpoint_wait_seconds,
+        checkpoint_read_ahead=a.checkpoint_read_ahead,
         signer_group=a.signer_group, watchdog_seconds=a.watchdog_seconds,
         alert_key_path=a.alert_key or verifier_key_path(home, a.id), peer_prefix=a.peer_prefix)
 

@@ -31,7 +31,7 @@ import faust
 from faust.app.base import BootStrategy
 
 from ledgerstream.core.mldsa import PrivateKey
-from ledgerstream.core.verify import ENTRIES, Finding, check_raw_signatures
+from ledgerstream.core.verify import CHECKPOINTS, ENTRIES, Finding, check_raw_signatures
 from ledgerstream.core.kafka_security import security_settings
 from ledgerstream.core.watchdog import Watchdog
 from ledgerstream.core.alerting import encode_alert
@@ -157,7 +157,8 @@ def build_app(settings: VerifierSettings, checker: CheckerProcess, next_offset: 
             while True:
                 reading.beat("reading records")
                 batch = await loop.run_in_executor(read_thread, reader.poll, settings.batch_size,
-                                                   settings.batch_seconds)
+                                                   settings.batch_seconds, checker.waiting_checkpoints,
+                                                   read_until.get(CHECKPOINTS, 0))
                 if not batch:
                     continue
                 verdicts = loop.run_in_executor(signature_thread, signature_verdicts, batch) if presign else None

@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Mapping, Sequence
 
 from ledgerstream.core import interpreter
-from ledgerstream.core.verify import SWITCH_INTERVAL, Finding
+from ledgerstream.core.verify import CHECKPOINTS, SWITCH_INTERVAL, Finding
 from ledgerstream.verifier_worker.batch_ring import BatchRing, RingBatch, RingReader
 from ledgerstream.verifier_worker.liveness import Observation
 
@@ -73,11 +73,12 @@ def _attach_ring(owner_pid: int, fd: int, size: int, slot_bytes: int) -> str | N
 
 
 def _process(batch: Sequence[tuple[str, int, bytes]] | RingBatch, verdicts: Mapping[int, bool] | None
-             ) -> list[Finding]:
+             ) -> tuple[list[Finding], int]:
+    """The batch's findings, and how many checkpoint-topic records then wait for entries."""
     if isinstance(batch, RingBatch):
         assert _ring is not None
         batch = _ring.read(batch)
-    return _runtime.process(batch, verdicts)
+    return _runtime.process(batch, verdicts), _runtime.checker.queued_checkpoints
 
 
 def _published(findings: Sequence[Finding]) -> None:
@@ -98,6 +99,8 @@ class CheckerProcess:
     def __init__(self) -> None:
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         self._ring: BatchRing | None = None
+        self._waiting = 0   # checkpoint-topic records waiting in the checker after its newest batch
+        self._in_flight = 0  # checkpoint-topic records in batches submitted and not finished
 
     def start(self, argv: list[str]) -> dict[str, Any]:
         """Restore the verifier in the child; raises what the child raised (e.g. ConfigError).
@@ -120,16 +123,38 @@ class CheckerProcess:
     async def _call(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
+    @property
+    def waiting_checkpoints(self) -> int:
+        """At most this many checkpoint-topic records wait in the checker for entries once
+        every batch submitted so far is checked (the reader's read-ahead, D48)."""
+        return self._waiting + self._in_flight
+
     def process(self, batch: Sequence[tuple[str, int, bytes]], verdicts: Mapping[int, bool] | None = None
                 ) -> "asyncio.Future[list[Finding]]":
         """Submit now (calls run in submission order); the child saves the state after the
         batch unless findings wait to be published (then after ``published``)."""
         ref = self._ring.put(batch) if self._ring is not None else None
-        future = asyncio.get_running_loop().run_in_executor(self._pool, _process, ref or batch, verdicts)
-        if ref is not None:
-            ring = self._ring
-            future.add_done_callback(lambda _: ring.release(ref))
-        return future
+        checkpoints = sum(1 for role, _, _ in batch if role == CHECKPOINTS)
+        self._in_flight += checkpoints
+        loop = asyncio.get_running_loop()
+        done = loop.run_in_executor(self._pool, _process, ref or batch, verdicts)
+        findings: "asyncio.Future[list[Finding]]" = loop.create_future()
+
+        def finished(future: "asyncio.Future[tuple[list[Finding], int]]") -> None:
+            if ref is not None:
+                assert self._ring is not None
+                self._ring.release(ref)
+            self._in_flight -= checkpoints
+            if future.cancelled():
+                findings.cancel()
+            elif future.exception() is not None:
+                findings.set_exception(future.exception())  # type: ignore[arg-type]
+            else:
+                found, self._waiting = future.result()
+                findings.set_result(found)
+
+        done.add_done_callback(finished)
+        return findings
 
     async def published(self, findings: Sequence[Finding]) -> None:
         await self._call(_published, findings)

@@ -13,6 +13,7 @@ import logging
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from ledgerstream.core.read_ahead import CheckpointReadAhead
 from ledgerstream.core.verify import CHECKPOINTS, ENTRIES, PEERS
 from ledgerstream.verifier_worker.settings import VerifierSettings
 from ledgerstream.core.kafka_security import kafka_config
@@ -35,26 +36,46 @@ class LedgerReader:
         self._consumer = Consumer(kafka_config(settings.bootstrap, "verifier", {
             "group.id": settings.group,
             "enable.auto.commit": False, "enable.auto.offset.store": False,
-            "isolation.level": "read_committed", "enable.partition.eof": False,
+            "isolation.level": "read_committed", "enable.partition.eof": True,
             "max.partition.fetch.bytes": 2 * MAX_RECORD_BYTES, "fetch.max.bytes": 64 * 1024 * 1024,
             "fetch.wait.max.ms": 100,
         }))
         self._consumer.assign([TopicPartition(topic, 0, next_offset.get(role, 0)) for topic, role in self._roles.items()])
+        self.read_ahead = CheckpointReadAhead(self._consumer, settings.topics.checkpoints,
+                                              settings.checkpoint_read_ahead)
+        self._entries_at_end = False
 
-    def poll(self, max_records: int, timeout: float) -> list[Record]:
+    def poll(self, max_records: int, timeout: float, waiting: int, next_checkpoint: int) -> list[Record]:
         """Up to ``max_records`` committed records, each topic in offset order: returns when
         ``max_records`` are there or ``timeout`` has passed (librdkafka's ``consume``), so a
         batch fills under a backlog and is what arrived within ``timeout`` otherwise (the
         checker's per-batch cost stays amortised). Broker trouble is logged here, never raised:
-        librdkafka reconnects by itself and the liveness checks report it."""
+        librdkafka reconnects by itself and the liveness checks report it.
+
+        Checkpoint-topic records stay within the read-ahead (core/read_ahead.py, D48):
+        ``waiting`` is how many may already wait in the checker, ``next_checkpoint`` the
+        first checkpoints offset not handed to it (where a held topic is read again)."""
+        ahead = self.read_ahead
+        ahead.release(waiting, self._entries_at_end, next_checkpoint)
+        room = ahead.limit - waiting
         out: list[Record] = []
         for msg in self._consumer.consume(max_records, timeout):
             err = msg.error()
+            role = self._roles.get(msg.topic())  # None for a client-wide error
+            if role == CHECKPOINTS and (ahead.held or err is None) and not ahead.admit(room, self._entries_at_end):
+                continue
             if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    self._entries_at_end = self._entries_at_end or role == ENTRIES
+                else:
                     log.warning("reading the ledger: %s", err)
                 continue
-            out.append((self._roles[msg.topic()], msg.offset(), msg.value() or b""))
+            if role is None:
+                continue
+            if role == ENTRIES:
+                self._entries_at_end = False
+            room -= role == CHECKPOINTS
+            out.append((role, msg.offset(), msg.value() or b""))
         return out
 
     def commit(self, next_offset: dict[str, int]) -> None:

@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledgerstream.core.config import CHECKPOINT_WAIT_SECONDS, Topics
+from ledgerstream.core.config import CHECKPOINT_READ_AHEAD, CHECKPOINT_WAIT_SECONDS, Topics
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.core.verify import CheckerConfig
 
@@ -33,6 +33,9 @@ class VerifierSettings:
     checkpoint_overdue_seconds: float = 120.0
     #: a caught-up verifier waits this long before reporting checkpoints beyond the ledger
     checkpoint_wait_seconds: float = CHECKPOINT_WAIT_SECONDS
+    #: checkpoint-topic records the checker may hold waiting for entries before the reader
+    #: holds that topic back (core/read_ahead.py, D48)
+    checkpoint_read_ahead: int = CHECKPOINT_READ_AHEAD
     signer_group: str = ""
     #: the verifier's own ML-DSA-65 private key, that signs its alerts (core/alert_signature.py)
     alert_key_path: Path | None = None
@@ -42,6 +45,8 @@ class VerifierSettings:
     def __post_init__(self) -> None:
         if not ID_RE.match(self.id):
             raise ConfigError(f"verifier id {self.id!r} must be 1-64 characters of letters, digits, '_', '.', '-'")
+        if self.checkpoint_read_ahead < 1:
+            raise ConfigError(f"--checkpoint-read-ahead must be at least 1, not {self.checkpoint_read_ahead}")
 
     @property
     def prefix(self) -> str:

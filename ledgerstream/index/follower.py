@@ -35,6 +35,7 @@ from ledgerstream.core.config import CHECKPOINT_READ_AHEAD, CHECKPOINT_WAIT_SECO
 from ledgerstream.core.errors import ConfigError
 from ledgerstream.core.kafka_security import kafka_config
 from ledgerstream.core.process_lock import ProcessLock
+from ledgerstream.core.read_ahead import CheckpointReadAhead
 from ledgerstream.core.tiles import CHECKPOINT_FILE, LOCK_FILE as TILES_LOCK_FILE
 from ledgerstream.core.verify import CHECKPOINTS, ENTRIES, SWITCH_INTERVAL, CheckerConfig, SignaturePool
 from ledgerstream.core.watchdog import Watchdog
@@ -106,10 +107,7 @@ class IndexFollower:
         self._at_eof = {ENTRIES: False, CHECKPOINTS: False}
         #: committed records not read yet per topic, as of the last fetch (None: not known yet)
         self._behind: dict[str, int | None] = {ENTRIES: None, CHECKPOINTS: None}
-        #: the checkpoints partition is unassigned: its records beyond the read-ahead are
-        #: fetched again from the Checker's next offset once the entries catch up
-        self._checkpoints_held = False
-        self.checkpoint_holds = 0
+        self._read_ahead: CheckpointReadAhead | None = None  # with the consumer
         self._rate: deque[tuple[float, int]] = deque(maxlen=30)
         #: (monotonic time, the Checker's checkpoints offset from then on), oldest first
         self._handed: deque[tuple[float, int]] = deque([(time.monotonic(), 0)])
@@ -160,7 +158,6 @@ class IndexFollower:
                         watchdog.beat("indexing a batch")
                     if not self._index(core.process, batch):
                         return EXIT_BATCH_FAILED
-                self._release_checkpoints(consumer)
                 self._report()
                 done = ends is not None and self._done(consumer, ends)
                 # --once: the checkpoints' end was read before the entries' (D21), so every entry a
@@ -241,25 +238,26 @@ class IndexFollower:
                 except KafkaException as exc:
                     raise ConfigError(f"cannot read the end of {topic} on {s.bootstrap}: {exc}") from exc
             consumer.assign([TopicPartition(topic, 0, next_offset[role]) for topic, role in self._roles.items()])
+            self._read_ahead = CheckpointReadAhead(consumer, s.topics.checkpoints, s.checkpoint_read_ahead)
         except BaseException:
             consumer.close()
             raise
         return consumer, (ends if s.once else None)
 
     def _poll(self, consumer: Consumer) -> list[Record]:
-        """One batch. Checkpoint-topic records go to the Checker only while it holds fewer
-        than ``checkpoint_read_ahead`` of them waiting for entries: the first one beyond is
-        dropped with every later one and the topic held back (D48): a follower far behind
-        reads each checkpoint near its entries, so memory and commits stay the same size."""
+        """One batch, checkpoint-topic records within the read-ahead (core/read_ahead.py, D48):
+        a follower far behind reads each checkpoint near its entries, so memory and commits
+        stay the same size."""
+        ahead, core = self._read_ahead, self.core
+        assert ahead is not None and core is not None
+        ahead.release(self._queued(), self._at_eof[ENTRIES], core.next_offset[CHECKPOINTS])
         out: list[Record] = []
-        room = self.s.checkpoint_read_ahead - self._queued()
+        room = ahead.limit - self._queued()
         for msg in consumer.consume(self.s.batch_size, self.s.batch_seconds):
             err = msg.error()
             role = self._roles.get(msg.topic())
-            if role == CHECKPOINTS and self._checkpoints_held:
-                continue  # fetched before the hold: read again from the Checker's next offset
-            if role == CHECKPOINTS and err is None and room <= 0 and not self._at_eof[ENTRIES]:
-                self._hold_checkpoints(consumer)
+            if role == CHECKPOINTS and (ahead.held or err is None) and not ahead.admit(room, self._at_eof[ENTRIES]):
+                self._at_eof[CHECKPOINTS] = False
                 continue
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
@@ -274,7 +272,7 @@ class IndexFollower:
             room -= role == CHECKPOINTS
             out.append((role, msg.offset(), msg.value() or b""))
         for topic, role in self._roles.items():  # what the last fetch saw: no request to the broker
-            if role == CHECKPOINTS and self._checkpoints_held:
+            if role == CHECKPOINTS and ahead.held:
                 continue
             tp = TopicPartition(topic, 0)
             end = consumer.get_watermark_offsets(tp, cached=True)[1]  # read_committed: the last stable offset
@@ -283,24 +281,9 @@ class IndexFollower:
                 self._behind[role] = max(0, end - position)
         return out
 
-    def _hold_checkpoints(self, consumer: Consumer) -> None:
-        """Stop reading ``checkpoints`` (its fetched records are dropped, not fed)."""
-        consumer.incremental_unassign([TopicPartition(self.s.topics.checkpoints, 0)])
-        self._checkpoints_held = True
-        self._at_eof[CHECKPOINTS] = False
-        self.checkpoint_holds += 1
-        log.debug("index: %d checkpoint records wait for entries: holding %s back", self._queued(),
-                  self.s.topics.checkpoints)
-
-    def _release_checkpoints(self, consumer: Consumer) -> None:
-        """Read ``checkpoints`` again, from the first record not fed, once the Checker waits
-        on half the read-ahead or the entries are at their end (then a checkpoint claiming
-        entries that never come is judged, not waited for: it cannot hold the topic back)."""
-        if self._checkpoints_held and (self._queued() <= self.s.checkpoint_read_ahead // 2 or self._at_eof[ENTRIES]):
-            assert self.core is not None
-            consumer.incremental_assign([TopicPartition(self.s.topics.checkpoints, 0,
-                                                        self.core.next_offset[CHECKPOINTS])])
-            self._checkpoints_held = False
+    @property
+    def checkpoint_holds(self) -> int:
+        return self._read_ahead.holds if self._read_ahead is not None else 0
 
     def _queued(self) -> int:
         assert self.core is not None
@@ -309,7 +292,7 @@ class IndexFollower:
     def _done(self, consumer: Consumer, ends: dict[str, int]) -> bool:
         """Every record committed before the end offsets seen at start is indexed."""
         assert self.core is not None
-        if self._checkpoints_held:
+        if self._read_ahead is not None and self._read_ahead.held:
             return False
         next_offset = self.core.next_offset
         for topic, role in self._roles.items():

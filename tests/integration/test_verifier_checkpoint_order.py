@@ -81,3 +81,26 @@ def test_an_over_claiming_checkpoint_settled_by_expiry_does_not_stop_the_verific
         assert worker.proc.poll() is None, worker.log()
     finally:
         worker.stop()
+
+
+def test_a_verifier_far_behind_holds_the_checkpoint_topic_back_and_verifies_every_checkpoint(
+        bootstrap: str, topics: Topics, tmp_path: Path) -> None:
+    # docs/decisions.md D48: a ledger written before the verifier starts, a checkpoint every
+    # 100 entries. With --checkpoint-read-ahead 2 the reader holds the checkpoints topic back
+    # (the log says so) and reads it again where it stopped: every one of the 30 checkpoints
+    # is verified, none is skipped, nothing is reported
+    home = verifier_home(tmp_path, KEY)
+    builder, writer = LedgerBuilder(KEY), LedgerWriter(bootstrap, topics)
+    for _ in range(30):
+        writer.commit([entry_bytes(e) for e in builder.many(100)], [enc("Checkpoint", builder.checkpoint())])
+    worker = WorkerProcess(home, "v1", bootstrap, topics, "--checkpoint-read-ahead", "2",
+                           "--batch-size", "200").start()
+    try:
+        worker.wait_position(3000)
+        wait_until(lambda: (worker.status() or {}).get("last_checkpoint", {}).get("tree_size") == 3000, 60,
+                   "the last checkpoint verified", worker.log)
+        st = worker.status()
+        assert st["stats"]["checkpoints_verified"] == 30 and st["alerts"] == {}, st
+        assert f"holding {topics.checkpoints} back" in worker.log_path.read_text(errors="replace"), worker.log()
+    finally:
+        worker.stop()
