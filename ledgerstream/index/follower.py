@@ -202,11 +202,11 @@ class IndexFollower:
         now, offset, marks = time.monotonic(), self.core.next_offset[CHECKPOINTS], self._handed
         if offset != marks[-1][1]:
             marks.append((now, offset))
+        moment = now - self.s.checkpoint_wait_seconds
+        while len(marks) > 1 and marks[1][0] <= moment:  # older marks are never asked for: bounded
+            marks.popleft()
         if not self._at_eof[ENTRIES] or not self.core.checker.queued_checkpoints:
             return 0
-        moment = now - self.s.checkpoint_wait_seconds
-        while len(marks) > 1 and marks[1][0] <= moment:
-            marks.popleft()
         return marks[0][1] if marks[0][0] <= moment else 0
 
     def request_stop(self, *_: Any) -> None:

@@ -392,3 +392,28 @@ def test_a_checkpoint_claiming_entries_that_never_come_is_judged_and_stops_nothi
         assert (reopened.tiles_size, reopened.checker.queued_checkpoints) == (300, 0)
     finally:
         reopened.close()
+
+
+def test_the_follower_keeps_checkpoint_marks_only_for_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caught-up follower with nothing waiting still forgets marks older than the wait (one
+    per batch that read checkpoints would otherwise pile up for ever) and names the offset
+    handed a wait ago once something waits (the verifier's rule, docs/index.md)."""
+    from types import SimpleNamespace
+
+    from ledgerstream.index import follower as follower_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(follower_module.time, "monotonic", lambda: clock[0])
+    f = follower_module.IndexFollower.__new__(follower_module.IndexFollower)
+    f.s = SimpleNamespace(checkpoint_wait_seconds=30.0)
+    f._at_eof = {"entries": True, "checkpoints": True}
+    f._handed = follower_module.deque([(clock[0], 0)])
+    checker = SimpleNamespace(queued_checkpoints=0)
+    f.core = SimpleNamespace(next_offset={"checkpoints": 0}, checker=checker)
+    for offset in range(1, 10_001):  # 10,000 batches, one per second, nothing waiting
+        clock[0] += 1.0
+        f.core.next_offset = {"checkpoints": offset}
+        assert f._overdue_before() == 0
+    assert len(f._handed) <= 32
+    checker.queued_checkpoints = 1
+    assert f._overdue_before() == 10_000 - 30  # handed 30 s ago
