@@ -69,10 +69,14 @@ class SpilledHashes:
             self._flushed += len(self._tail)
             self._tail = bytearray()
 
-    def sync(self) -> None:
-        self.flush()
+    def fsync(self) -> None:
+        """Make what :meth:`flush` wrote durable (safe on another thread while this one appends)."""
         if self._fsync:
             os.fsync(self._fd)
+
+    def sync(self) -> None:
+        self.flush()
+        self.fsync()
 
     def close(self) -> None:
         os.close(self._fd)
@@ -126,11 +130,14 @@ class SpilledHistory(MemoryHistory):
         # self._events, self._bodies: what was evaluated since the last commit (not yet rows);
         # self._agents: a cache of agent heads, authoritative for those not yet committed
 
+    def files(self) -> list[SpilledHashes]:
+        """The entry hashes and every tree level."""
+        return [self._spilled, *self._spilled_tree.spilled_levels()]
+
     def sync(self) -> None:
         """Make every appended hash durable: called before the database commit."""
-        self._spilled.sync()
-        for level in self._spilled_tree.spilled_levels():
-            level.sync()
+        for f in self.files():
+            f.sync()
 
     def committed(self) -> None:
         """The batch's rows are in the database now: drop what they answer."""

@@ -30,6 +30,13 @@ Commit order of one batch, so that ``kill -9`` anywhere leaves no gap or duplica
    and reads the same records again from Kafka; the tiles written in 3 are found and
    compared, not rewritten.
 
+Steps 2-5 run on the index's writer thread while the caller feeds the Checker the next
+batch (:meth:`IndexCore.feed`, decision D50); one commit is in flight at most, and they
+happen in batch order. The rows are prepared on the caller's thread (they need the Checker
+and the records it holds); while a commit runs, only the writer thread uses ``conn`` and the
+tiles, and the Checker's history reads committed rows through its own connection, with the
+in-flight batch's events and heads in memory (index/history.py).
+
 Tiles are appended only at the sizes of verified checkpoints (each size separately), so
 the tile files depend on the ledger alone, not on how records were batched: a rebuild
 from Kafka gives the same bytes.
@@ -41,6 +48,7 @@ import hashlib
 import itertools
 import json
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -53,7 +61,8 @@ from ledgerstream.core.verify import (CHECKPOINTS, ENTRIES, CheckedCheckpoint, C
                                       check_entries, check_entry)
 from ledgerstream.core.verify.checkpoints import checkpoint_note, note_signature_key
 from ledgerstream.index import query
-from ledgerstream.index.db import get_meta, open_db, set_meta
+from ledgerstream.index.db import (META_UPSERT, WalCheckpointer, get_meta, meta_row, one_step_rows, one_step_select,
+                                   open_db, set_meta)
 from ledgerstream.index.history import IndexHistory
 from ledgerstream.index.paths import IndexPaths
 from ledgerstream.core.alerting import alert_id
@@ -99,6 +108,29 @@ class BatchResult:
     indexed_size: int = 0            # entries [0, indexed_size) are indexed
 
 
+@dataclass
+class _Rows:
+    """One commit, prepared on the feeding thread for the writer thread."""
+    size: int                                       # the Checker's tree size: entries [0, size) indexed
+    about: dict[tuple[str, int], Finding]           # the batch's findings by (topic, offset)
+    foreign: list[tuple]
+    queued: set[int]                                # checkpoint-topic offsets the Checker still holds
+    entries: list[tuple] = field(default_factory=list)
+    entries_json: tuple[str, bytes] = ("[]", b"")      # one_step_rows(entries)
+    links: list[tuple] = field(default_factory=list)
+    missing: list[tuple] = field(default_factory=list)
+    edges: list[list] = field(default_factory=list)
+    verified: list[list] = field(default_factory=list)
+    checkpoints: list[tuple] = field(default_factory=list)
+    anchors: list[tuple] = field(default_factory=list)
+    notes: list[tuple] = field(default_factory=list)
+    findings: list[tuple] = field(default_factory=list)
+    journal: list[tuple[str]] = field(default_factory=list)
+    meta: list[tuple[str, str]] = field(default_factory=list)
+    alerts: list[Finding] = field(default_factory=list)   # for the findings hook (on the writer thread)
+    fsync: Callable[[], None] = lambda: None
+
+
 def _tap(checked: Iterable[CheckedEntry], into: list[CheckedEntry]) -> Iterator[CheckedEntry]:
     for c in checked:
         into.append(c)
@@ -131,8 +163,12 @@ class IndexCore:
         self.on_findings = on_findings
         self._signatures = signatures
         self._broken = False
+        self._inflight: Future[int] | None = None
         paths.index_dir.mkdir(parents=True, exist_ok=True)
         self.conn = open_db(paths.db)
+        self._reads = open_db(paths.db, readonly=True)  # the Checker's history: committed rows only
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="index-commit")
+        self._checkpoints = WalCheckpointer(paths.db, self.conn)
         try:
             self._check_identity(trust_fingerprint(config), dict(topics) if topics else None)
             self.checker = self._restore_checker(fsync)
@@ -148,6 +184,9 @@ class IndexCore:
         except BaseException:
             if hasattr(self, "history"):
                 self.history.close()
+            self._writer.shutdown()
+            self._checkpoints.close()
+            self._reads.close()
             self.conn.close()
             raise
         try:
@@ -156,6 +195,7 @@ class IndexCore:
             self.close()
             raise
         self.foreign = self.conn.execute("SELECT COUNT(*) FROM foreign_records").fetchone()[0]
+        self._indexed_size = self.checker.tree.size
 
     # --- opening ---------------------------------------------------------------------------
     def _check_identity(self, trust: dict[str, Any], topics: dict[str, str] | None) -> None:
@@ -177,7 +217,7 @@ class IndexCore:
         size, then ``Checker.restore`` over the state and the journal records that are not
         per entry (holes, checkpoint bodies, verified checkpoints: a few per checkpoint)."""
         state = get_meta(self.conn, "checker")
-        self.history = IndexHistory(self.conn, self.paths.history_dir, state["integrated"] if state else 0,
+        self.history = IndexHistory(self._reads, self.paths.history_dir, state["integrated"] if state else 0,
                                     fsync=fsync)
         if state is None:
             return Checker(self.config, history=self.history)
@@ -227,24 +267,48 @@ class IndexCore:
     # --- views -----------------------------------------------------------------------------
     @property
     def indexed_size(self) -> int:
-        """Entries [0, indexed_size) are indexed (rows, or ``missing`` rows for a gap)."""
-        return self.checker.tree.size
+        """Entries [0, indexed_size) are indexed and committed (rows, or ``missing`` rows for a gap)."""
+        return self._indexed_size
+
+    def findings_by_kind(self) -> dict[str, int]:
+        """Committed findings per kind (readable while a commit is in flight)."""
+        return dict(self._reads.execute("SELECT kind, COUNT(*) FROM findings GROUP BY kind ORDER BY kind"))
 
     @property
     def next_offset(self) -> dict[str, int]:
         return dict(self.checker.next_offset)
 
     def close(self) -> None:
-        self.tiles.close()
-        self.history.close()
-        self.conn.close()
+        """Close after the commit in flight (a failed one is logged: the next start resumes
+        from the last commit)."""
+        try:
+            self.drain()
+        except Exception:
+            log.exception("index: the last batch could not be committed")
+        finally:
+            self._writer.shutdown()
+            self._checkpoints.close()
+            self.tiles.close()
+            self.history.close()
+            self._reads.close()
+            self.conn.close()
 
     # --- one batch -------------------------------------------------------------------------
     def process(self, batch: Sequence[Record]) -> BatchResult:
-        """Feed one batch and commit what it gives (module docstring: commit order). Any
-        exception leaves this object unusable: the process must restart from the commit."""
-        if self._broken:
-            raise RuntimeError("a previous batch failed: restart from the committed state")
+        """Feed one batch and commit what it gives (module docstring: commit order); returns
+        once it is committed. Any exception leaves this object unusable: the process must
+        restart from the commit."""
+        result = self.feed(batch)
+        self.drain()
+        return result
+
+    def feed(self, batch: Sequence[Record]) -> BatchResult:
+        """Feed one batch to the Checker, then hand what it gives to the writer thread, which
+        commits it while the caller reads and feeds the next batch (decision D50: SQLite's
+        inserts, commit and WAL checkpoints overlap the Checker's work). One commit is in
+        flight at most: this waits for the previous one before handing this one over. The
+        result's sizes are set once its commit is done (:meth:`drain`)."""
+        self._usable()
         self._broken = True
         ch = self.checker
         entries: list[CheckedEntry] = []
@@ -264,11 +328,22 @@ class IndexCore:
             else:
                 raise ValueError(f"unknown topic role {role!r}")
         result = BatchResult(findings=findings)
-        if entries or checkpoints:
-            self._commit(entries, checkpoints, findings, result)
-        result.tiles_size, result.indexed_size = self.tiles_size, self.indexed_size
+        self._hand_off(entries, checkpoints, findings, result, bool(entries or checkpoints))
         self._broken = False
         return result
+
+    def drain(self) -> None:
+        """Wait until the commit in flight is done; its failure is raised here (and leaves
+        this object unusable)."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return
+        try:
+            self.foreign += inflight.result()
+        except BaseException:
+            self._broken = True
+            raise
+        self.history.committed()
 
     def expire_checkpoints(self, before_offset: int) -> BatchResult:
         """Judge the checkpoint-topic records below ``before_offset`` that still wait for
@@ -276,21 +351,39 @@ class IndexCore:
         at the entries' end, for records read ``checkpoint_wait_seconds`` earlier, as a
         verifier does). A checkpoint among them claims entries the ledger lacks
         (``checkpoint_root_mismatch``, status failed); the records queued behind it are
-        evaluated, so one such checkpoint cannot stop the tiles. Committed like a batch."""
-        if self._broken:
-            raise RuntimeError("a previous batch failed: restart from the committed state")
+        evaluated, so one such checkpoint cannot stop the tiles. Committed like a batch,
+        and returns once it is."""
+        self._usable()
         waiting = self.checker.queued_checkpoints
         self._broken = True
         result = BatchResult(findings=self.checker.expire_checkpoints(before_offset))
-        if result.findings or self.checker.queued_checkpoints != waiting:
-            self._commit([], [], result.findings, result)
-        result.tiles_size, result.indexed_size = self.tiles_size, self.indexed_size
+        self._hand_off([], [], result.findings, result,
+                       bool(result.findings) or self.checker.queued_checkpoints != waiting)
         self._broken = False
+        self.drain()
         return result
 
-    def _commit(self, entries: list[CheckedEntry], checkpoints: list[CheckedCheckpoint],
-                findings: list[Finding], result: BatchResult) -> None:
-        ch, conn = self.checker, self.conn
+    def _usable(self) -> None:
+        if self._broken:
+            raise RuntimeError("a previous batch failed: restart from the committed state")
+
+    def _hand_off(self, entries: list[CheckedEntry], checkpoints: list[CheckedCheckpoint],
+                  findings: list[Finding], result: BatchResult, changed: bool) -> None:
+        """Prepare this commit's rows here (while the previous commit may still run), then,
+        once that one is done, seal the history and submit them to the writer."""
+        rows = self._prepare(entries, checkpoints, findings, result) if changed else None
+        self.drain()
+        if rows is None:
+            result.tiles_size, result.indexed_size = self.tiles_size, self.indexed_size
+            return
+        rows.fsync = self.history.seal()  # its files never fall behind the state the commit records
+        self._inflight = self._writer.submit(self._write, rows, result)
+
+    def _prepare(self, entries: list[CheckedEntry], checkpoints: list[CheckedCheckpoint],
+                 findings: list[Finding], result: BatchResult) -> "_Rows":
+        """Everything of a commit that needs the Checker or this object's memory, on the
+        caller's thread: the rows and the state (none of it read by a commit in flight)."""
+        ch = self.checker
         journal = ch.drain_journal()
         state = ch.export_state()
         about: dict[tuple[str, int], Finding] = {}
@@ -299,62 +392,78 @@ class IndexCore:
             if where is not None:
                 about.setdefault(where, f)
         foreign: list[tuple] = []
+        for c in entries:
+            if c.rejection is not None:
+                foreign.append(_foreign_entry(c, c.rejection.kind.value, c.rejection.detail))
+            else:
+                self._hold(c)
+        rows = _Rows(size=ch.tree.size, about=about, foreign=foreign,
+                     queued={int(item[0]) for item in state.get("queue") or []})
+        self._checkpoint_rows(checkpoints, rows)
+        self._journal_rows(journal, rows)
+        rows.entries_json = one_step_rows(rows.entries)  # here: the writer is the busier thread
+        self._settle_pending(state, about, foreign)
+        rows.findings = [_finding_row(f) for f in findings]
+        rows.journal = [(line,) for line in durable_journal(journal)]  # the history keeps the rest
+        rows.meta = [meta_row("checker", state), meta_row("indexed_size", ch.tree.size),
+                     meta_row("next_offset", dict(ch.next_offset)), meta_row("last_checkpoint", ch.last_checkpoint)]
+        result.entries = len(rows.entries)
+        result.foreign = len(foreign)
+        rows.alerts = list(findings)
+        return rows
+
+    def _write(self, rows: "_Rows", result: BatchResult) -> int:
+        """The commit itself, on the writer thread (the only user of ``self.conn``, the tiles
+        and ``tiles_size`` while it runs); returns the foreign records it stored."""
+        conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for c in entries:
-                if c.rejection is not None:
-                    foreign.append(_foreign_entry(c, c.rejection.kind.value, c.rejection.detail))
-                else:
-                    self._hold(c)
-            self._store_checkpoints(checkpoints, foreign)
-            targets = self._apply_journal(journal, result)
-            self._settle_pending(state, about, foreign)
-            cosigned = self._settle_checkpoints(state, about)
-            conn.executemany("INSERT OR IGNORE INTO foreign_records VALUES (?,?,?,?,?,?,?,?,?,?,?)", foreign)
-            conn.executemany("INSERT OR IGNORE INTO findings VALUES (?,?,?,?,?,?,?,?,?,?)",
-                             [_finding_row(f) for f in findings])
-            conn.executemany("INSERT INTO checker_journal(line) VALUES (?)",  # the history keeps the rest
-                             [(line,) for line in durable_journal(journal)])
-            set_meta(conn, "checker", state)
-            set_meta(conn, "indexed_size", ch.tree.size)
-            set_meta(conn, "next_offset", dict(ch.next_offset))
-            set_meta(conn, "last_checkpoint", ch.last_checkpoint)
+            conn.executemany("INSERT OR IGNORE INTO checkpoints VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows.checkpoints)
+            conn.executemany("INSERT OR IGNORE INTO anchors VALUES (?,?,?,?,?,?,?,?)", rows.anchors)
+            conn.executemany("INSERT OR IGNORE INTO note_signatures VALUES (?,?,?,?,?,?,?,?,?,?)", rows.notes)
+            targets = self._write_entries(rows)
+            cosigned = self._settle_checkpoints(rows.queued, rows.about)
+            conn.executemany("INSERT OR IGNORE INTO foreign_records VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows.foreign)
+            conn.executemany("INSERT OR IGNORE INTO findings VALUES (?,?,?,?,?,?,?,?,?,?)", rows.findings)
+            conn.executemany("INSERT INTO checker_journal(line) VALUES (?)", rows.journal)
+            conn.executemany(META_UPSERT, rows.meta)
             for size, checkpoint in targets:  # write the tiles before the commit point
                 if size > self.tiles_size:
                     self._append_tiles(self.tiles_size, size, self._full_note(*checkpoint))
             if self.tiles_size in cosigned and self.tiles_size not in dict(targets):
                 self._republish_note()
             set_meta(conn, "tiles_size", self.tiles_size)
-            if findings:
-                self.on_findings(list(findings))  # at least once: before the commit point
-            self.history.sync()  # its files never fall behind the state the commit records
+            if rows.alerts:
+                self.on_findings(rows.alerts)  # at least once: before the commit point
+            rows.fsync()
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        self.history.committed()
-        self.foreign += len(foreign)
-        result.foreign = len(foreign)
+        self._checkpoints.kick()
+        self._indexed_size = rows.size
+        result.tiles_size, result.indexed_size = self.tiles_size, rows.size
+        return len(rows.foreign)
 
-    def _store_checkpoints(self, checkpoints: list[CheckedCheckpoint], foreign: list[tuple]) -> None:
-        cp_rows, anchor_rows, note_rows = [], [], []
+    def _checkpoint_rows(self, checkpoints: list[CheckedCheckpoint], rows: "_Rows") -> None:
         for c in checkpoints:
             raw = bytes(c.raw)
             if c.rejection is not None:
                 rec = c.record or {}
-                foreign.append((CHECKPOINTS, c.offset, c.rejection.kind.value, c.rejection.detail, None, None,
-                                rec.get("key_id"), None, None, len(raw), _sha256(raw)))
+                rows.foreign.append((CHECKPOINTS, c.offset, c.rejection.kind.value, c.rejection.detail, None, None,
+                                     rec.get("key_id"), None, None, len(raw), _sha256(raw)))
             elif c.name == "Checkpoint":
                 r = c.record
                 body = bytes(r["body"])
-                cp_rows.append((c.offset, r["tree_size"], bytes(r["root_hash"]), bytes(r["chain_head"]),
-                                r["created_at"], r["origin"], r["key_id"], body, _sha256(body), bytes(r["signature"]),
-                                "pending", None))
+                rows.checkpoints.append((c.offset, r["tree_size"], bytes(r["root_hash"]), bytes(r["chain_head"]),
+                                         r["created_at"], r["origin"], r["key_id"], body, _sha256(body),
+                                         bytes(r["signature"]), "pending", None))
             elif c.name == "NoteSignature":
                 r = c.record
                 key = note_signature_key(r, self.config)
-                note_rows.append((c.offset, r["tree_size"], bytes(r["body_hash"]), r["role"], r["name"],
-                                  bytes(r["key_id"]), bytes(r["signature"]), key.kind if key else None, "pending", None))
+                rows.notes.append((c.offset, r["tree_size"], bytes(r["body_hash"]), r["role"], r["name"],
+                                   bytes(r["key_id"]), bytes(r["signature"]), key.kind if key else None, "pending",
+                                   None))
             else:
                 r = c.record
                 try:
@@ -362,43 +471,43 @@ class IndexCore:
                     gen_us = int(gen.timestamp()) * 1_000_000 + gen.microsecond
                 except (TimestampError, ValueError, TypeError, KeyError):
                     gen_us = None
-                anchor_rows.append((c.offset, r["tree_size"], bytes(r["body_hash"]), r["timestamp"]["tsa"], gen_us,
-                                    r["created_at"], "pending", None))
-        self.conn.executemany("INSERT OR IGNORE INTO checkpoints VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", cp_rows)
-        self.conn.executemany("INSERT OR IGNORE INTO anchors VALUES (?,?,?,?,?,?,?,?)", anchor_rows)
-        self.conn.executemany("INSERT OR IGNORE INTO note_signatures VALUES (?,?,?,?,?,?,?,?,?,?)", note_rows)
+                rows.anchors.append((c.offset, r["tree_size"], bytes(r["body_hash"]), r["timestamp"]["tsa"], gen_us,
+                                     r["created_at"], "pending", None))
 
-    def _apply_journal(self, journal: list[dict[str, Any]], result: BatchResult) -> list[tuple[int, tuple]]:
-        """Rows for what the Checker integrated; returns (size, signed note) of each newly
-        verified checkpoint, in order."""
-        conn = self.conn
-        entry_rows, link_rows, missing_rows, edges, verified = [], [], [], [], []
+    def _journal_rows(self, journal: list[dict[str, Any]], rows: "_Rows") -> None:
+        """Rows for what the Checker integrated: entries (the records it chose), their links,
+        gaps, call-graph edges and the checkpoints it verified."""
         for rec in journal:
             if "e" in rec:
                 seq, hex_hash = rec["e"]
                 if "a" not in rec:
-                    missing_rows.append((seq, None if hex_hash is None else bytes.fromhex(hex_hash)))
+                    rows.missing.append((seq, None if hex_hash is None else bytes.fromhex(hex_hash)))
                     continue
                 c = self._take(seq, bytes.fromhex(hex_hash))
-                entry_rows.append(_entry_row(c))
+                rows.entries.append(_entry_row(c))
                 for position, link in enumerate(c.entry["action"].get("links") or []):
-                    link_rows.append((seq, position, link["agent_id"], link["event_id"],
-                                      link.get("relation") or "caused_by", None))
+                    rows.links.append((seq, position, link["agent_id"], link["event_id"],
+                                       link.get("relation") or "caused_by", None))
             elif "g" in rec:
-                edges.append(rec["g"])
+                rows.edges.append(rec["g"])
             elif "c" in rec:
-                verified.append(rec["c"])
-        entry_rows = self._reused_event_ids(entry_rows)
-        conn.executemany("INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", entry_rows)
-        conn.executemany("INSERT INTO links VALUES (?,?,?,?,?,?)", link_rows)
-        conn.executemany("INSERT OR REPLACE INTO missing VALUES (?,?)", missing_rows)
+                rows.verified.append(rec["c"])
+
+    def _write_entries(self, rows: "_Rows") -> list[tuple[int, tuple]]:
+        """Insert the journal's rows; returns (size, signed note) of each newly verified
+        checkpoint, in order."""
+        conn = self.conn
+        entry_rows, params = self._reused_event_ids(rows.entries, rows.entries_json)
+        conn.execute(INSERT_ENTRIES, params)
+        conn.executemany("INSERT INTO links VALUES (?,?,?,?,?,?)", rows.links)
+        conn.executemany("INSERT OR REPLACE INTO missing VALUES (?,?)", rows.missing)
         conn.executemany(
             "INSERT INTO agents VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(agent_id) DO UPDATE SET "
             "entries = entries + excluded.entries, last_seq = excluded.last_seq, last_time = excluded.last_time, "
             "last_occurred_at = excluded.last_occurred_at, last_action = excluded.last_action, "
             "head_hash = excluded.head_hash", _agent_rows(entry_rows))
         calls: dict[tuple[str, str], int] = {}
-        for _from_seq, from_agent, _to_seq, to_agent, _relation in edges:  # the linked-to agent called
+        for _from_seq, from_agent, _to_seq, to_agent, _relation in rows.edges:  # the linked-to agent called
             calls[(to_agent, from_agent)] = calls.get((to_agent, from_agent), 0) + 1
         conn.executemany("INSERT INTO agent_calls VALUES (?,?,?) ON CONFLICT(caller, callee) DO UPDATE SET "
                          "calls = calls + excluded.calls", [(a, b, n) for (a, b), n in calls.items()])
@@ -406,10 +515,9 @@ class IndexCore:
             "UPDATE links SET to_seq = ?1 WHERE from_seq = ?2 AND to_agent_id = ?3 AND relation = ?4 "
             "AND to_seq IS NULL AND to_event_id = (SELECT COALESCE(event_id, event_id_reused) FROM entries "
             "WHERE seq = ?1)", [(to_seq, from_seq, to_agent, relation)
-                                for from_seq, _from_agent, to_seq, to_agent, relation in edges])
-        result.entries = len(entry_rows)
+                                for from_seq, _from_agent, to_seq, to_agent, relation in rows.edges])
         targets = []
-        for size, root_hex, head_hex, created_at in verified:
+        for size, root_hex, head_hex, created_at in rows.verified:
             row = conn.execute(
                 "SELECT topic_offset, origin, key_id, body, signature FROM checkpoints WHERE status = 'pending' "
                 "AND tree_size = ? AND root_hash = ? AND chain_head = ? AND created_at = ? ORDER BY topic_offset "
@@ -423,18 +531,15 @@ class IndexCore:
             targets.append((size, (origin, key_id, bytes(body), bytes(signature))))
         return targets
 
-    def _reused_event_ids(self, entry_rows: list[tuple]) -> list[tuple]:
+    def _reused_event_ids(self, entry_rows: list[tuple],
+                          params: tuple[str, bytes]) -> tuple[list[tuple], tuple[str, bytes]]:
         """An event id already indexed (the signer sequences an event again once it is past
         its dedup horizon) stays with the first entry; the later one keeps it in
-        ``event_id_reused`` (``entries.event_id`` is unique)."""
-        taken: set[str] = set()
-        ids = [row[1] for row in entry_rows]
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            taken.update(e for (e,) in self.conn.execute(
-                f"SELECT event_id FROM entries WHERE event_id IN ({','.join('?' * len(chunk))})", chunk))
-        if not taken and len(set(ids)) == len(ids):
-            return entry_rows
+        ``event_id_reused`` (``entries.event_id`` is unique). Returns the rows and their
+        :data:`INSERT_ENTRIES` parameters (``params`` unless an id was reused)."""
+        taken = {e for (e,) in self.conn.execute(TAKEN_EVENT_IDS, params[:1])}
+        if not taken and len({row[1] for row in entry_rows}) == len(entry_rows):
+            return entry_rows, params
         out = []
         for row in entry_rows:
             event_id = row[1]
@@ -444,7 +549,7 @@ class IndexCore:
                 row = (row[0], None, event_id, *row[3:])
             taken.add(event_id)
             out.append(row)
-        return out
+        return out, one_step_rows(out)
 
     def _take(self, seq: int, entry_hash: bytes) -> CheckedEntry:
         """The record integrated as ``seq``: checked with that seq and hash, lowest offset."""
@@ -471,11 +576,10 @@ class IndexCore:
                 foreign.append(_foreign_entry(c, "fork", f"entry {c.seq} lost a fork: the chain continued from "
                                               "another entry with that seq"))
 
-    def _settle_checkpoints(self, state: Mapping[str, Any], about: Mapping[tuple[str, int], Finding]) -> set[int]:
-        """Checkpoints, anchors and note signatures the Checker has evaluated (no longer
-        queued) get their status; returns the tree sizes of note signatures now verified."""
+    def _settle_checkpoints(self, queued: set[int], about: Mapping[tuple[str, int], Finding]) -> set[int]:
+        """Checkpoints, anchors and note signatures the Checker has evaluated (not among the
+        ``queued`` offsets) get their status; returns the tree sizes of note signatures now verified."""
         conn = self.conn
-        queued = {int(item[0]) for item in state.get("queue") or []}
         for (offset,) in conn.execute("SELECT topic_offset FROM checkpoints WHERE status = 'pending'").fetchall():
             if offset in queued:
                 continue
@@ -545,6 +649,11 @@ class IndexCore:
         finally:
             self._notes.pop(size, None)
         self.tiles_size = size
+
+
+INSERT_ENTRIES = "INSERT INTO entries " + one_step_select(18)  # parameters: one_step_rows(entry rows)
+#: the event ids of the entries in ``one_step_rows(entry_rows)[0]`` already indexed
+TAKEN_EVENT_IDS = "SELECT event_id FROM entries WHERE event_id IN (SELECT value->>1 FROM json_each(?1))"
 
 
 def _entry_row(c: CheckedEntry) -> tuple:

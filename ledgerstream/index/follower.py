@@ -3,8 +3,9 @@
 One confluent-kafka consumer (role ``reader``, ``read_committed``, manual assignment, nothing
 committed to Kafka: the index's own database says where it stands) assigned to partition 0
 of both topics at the offsets saved with the Checker's state, like a verifier's
-``LedgerReader``. Each ``consume`` result is one batch for :class:`IndexCore.process`,
-which commits it (core.py, "Commit order"). ``--once`` reads to the end offsets seen at
+``LedgerReader``. Each ``consume`` result is one batch for :class:`IndexCore.feed`,
+which commits it on the index's writer thread while the next batch is read and fed
+(core.py, "Commit order"). ``--once`` reads to the end offsets seen at
 start (docs/decisions.md D21) and exits; otherwise it follows until SIGTERM / SIGINT,
 which finish the batch in hand. A watchdog (D23) ends a follower stuck in a Kafka call
 with status 4 for its supervisor to restart it.
@@ -156,7 +157,7 @@ class IndexFollower:
                 if batch:
                     if watchdog is not None:
                         watchdog.beat("indexing a batch")
-                    if not self._index(core.process, batch):
+                    if not self._index(core.feed, batch):  # committed while the next batch is read
                         return EXIT_BATCH_FAILED
                 self._report()
                 done = ends is not None and self._done(consumer, ends)
@@ -167,6 +168,8 @@ class IndexFollower:
                     return EXIT_BATCH_FAILED
                 if done:
                     break
+            if not self._index(core.drain):
+                return EXIT_BATCH_FAILED
             self._write_status(force=True, running=False)
             log.info("index: %s at seq %d, tiles at %d, %d foreign records",
                      "done" if ends is not None and not self.stop_requested else "stopped",
@@ -331,7 +334,7 @@ class IndexFollower:
         self._rate.append((now, core.indexed_size))
         first_t, first_n = self._rate[0]
         rate = (core.indexed_size - first_n) / (now - first_t) if now > first_t else 0.0
-        findings = dict(core.conn.execute("SELECT kind, COUNT(*) FROM findings GROUP BY kind ORDER BY kind"))
+        findings = core.findings_by_kind()
         write_json_atomic(self.s.paths.status, {
             "pid": os.getpid(), "running": running, "mode": "once" if self.s.once else "follow",
             "indexed_size": core.indexed_size, "tiles_size": core.tiles_size, "foreign": core.foreign,

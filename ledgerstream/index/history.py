@@ -10,13 +10,19 @@ The index already stores every entry in SQLite, so its Checker's
   since the last commit (not yet rows) in memory, and a bounded cache of agent heads.
 
 Crash safety follows the database: the files are flushed and fsynced before each commit
-(:meth:`IndexHistory.sync`) and cut back at open to the committed size, which the state in the
-database records; whatever a crash left beyond it is discarded.
+and cut back at open to the committed size, which the state in the database records; whatever
+a crash left beyond it is discarded.
+
+A batch is committed on the index's writer thread while the Checker is fed the next one
+(decision D50). :meth:`IndexHistory.seal` starts such a commit: what the batch added moves to
+an in-flight generation, still answered from memory until :meth:`IndexHistory.committed`; the
+database is read through its own connection, which sees committed rows only.
 """
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Callable
 
 from ledgerstream.core.spilled import SpilledHistory, SpillIncomplete
 from ledgerstream.core.verify import AgentHead
@@ -36,9 +42,44 @@ class IndexHistory(SpilledHistory):
         except SpillIncomplete as exc:
             raise IndexOutdated(f"{exc} (rebuild: ledgerstream index run --reindex)") from exc
         self._conn = conn
+        self._sealed_events: dict[str, tuple[int, str]] = {}
+        self._sealed_bodies: dict[bytes, CheckpointBody] = {}
+        self._touched: set[str] = set()  # agents whose head was set since the last seal
+
+    def seal(self) -> Callable[[], None]:
+        """The batch fed so far is being committed: its hashes are written out, its events,
+        bodies and agent heads stay answered from memory until :meth:`committed`. Returns
+        the fsync of the written files, for the committing thread to call before it commits."""
+        if self._sealed_events or self._sealed_bodies:
+            raise RuntimeError("IndexHistory.seal: the previous batch is not committed yet")
+        self._sealed_events, self._events = self._events, {}
+        self._sealed_bodies, self._bodies = self._bodies, {}
+        self._touched = set()
+        files = self.files()
+        for f in files:
+            f.flush()
+
+        def fsync() -> None:
+            for f in files:
+                f.fsync()
+        return fsync
+
+    def sync(self) -> None:
+        self.seal()()
+
+    def committed(self) -> None:
+        """The sealed batch's rows are in the database now: drop what they answer. Heads set
+        since the seal are not committed and stay (the cache is trimmed to them)."""
+        self._sealed_events, self._sealed_bodies = {}, {}
+        if len(self._agents) > self.agent_cache:
+            self._agents = {a: self._agents[a] for a in self._touched}
+
+    def set_agent(self, agent_id: str, head: AgentHead) -> None:
+        super().set_agent(agent_id, head)
+        self._touched.add(agent_id)
 
     def event(self, event_id: str) -> tuple[int, str] | None:
-        known = self._events.get(event_id)
+        known = self._events.get(event_id) or self._sealed_events.get(event_id)
         if known is not None:
             return known
         row = self._conn.execute(
@@ -47,7 +88,7 @@ class IndexHistory(SpilledHistory):
         return None if row is None else (int(row[0]), row[1])
 
     def checkpoint_body(self, body_hash: bytes) -> CheckpointBody | None:
-        known = self._bodies.get(body_hash)
+        known = self._bodies.get(body_hash) or self._sealed_bodies.get(body_hash)
         if known is not None:
             return known
         row = self._conn.execute("SELECT tree_size, body, created_at FROM checkpoints WHERE body_sha256 = ? "

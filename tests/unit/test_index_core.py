@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import random
 import shutil
+import threading
+import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -417,3 +420,51 @@ def test_the_follower_keeps_checkpoint_marks_only_for_the_wait(monkeypatch: pyte
     assert len(f._handed) <= 32
     checker.queued_checkpoints = 1
     assert f._overdue_before() == 10_000 - 30  # handed 30 s ago
+
+
+def test_the_next_batch_is_fed_while_the_previous_one_commits(ledger, tmp_path: Path) -> None:
+    """D50: ``feed`` hands a batch's commit to the writer thread and returns; the next ``feed``
+    runs the Checker while that commit is still in flight (held here), then waits for it. The
+    second batch links to an entry of the first (entry 220 -> 217), which only the in-flight
+    generation of the history knows. Committed sizes move only with commits, and the index
+    ends equal to one built batch by batch."""
+    _, r = ledger
+    reference = run_index(tmp_path / "ref", r.items, batch=219)
+    want = snapshot(reference)
+    reference.close()
+    core = IndexCore(IndexPaths.of(tmp_path / "pipe"), CONFIG, fsync=False)
+    writing, release = threading.Event(), threading.Event()
+    write = core._write
+
+    def held(*args: Any) -> int:
+        writing.set()
+        assert release.wait(30)
+        return write(*args)
+
+    core._write = held  # type: ignore[method-assign]
+    try:
+        first = core.feed(r.items[:219])
+        assert writing.wait(30)
+        fed: list[Any] = []
+        second = threading.Thread(target=lambda: fed.append(core.feed(r.items[219:438])))
+        second.start()
+        deadline = time.monotonic() + 30
+        while core.checker.tree.size < 400 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert core.checker.tree.size >= 400  # batch 2 fed while batch 1 is not committed
+        assert second.is_alive() and core.indexed_size == 0 and first.indexed_size == 0
+        with closing(db.open_db(core.paths.db, readonly=True)) as reader:
+            assert reader.execute("SELECT COUNT(*) FROM entries").fetchone() == (0,)
+        release.set()
+        second.join(30)
+        assert fed and 0 < first.indexed_size <= 219
+        core.drain()
+        assert core.indexed_size == fed[0].indexed_size >= 400
+        for i in range(438, len(r.items), 219):
+            core.feed(r.items[i:i + 219])
+        core.drain()
+        assert snapshot(core) == want
+        assert not core.conn.execute("SELECT 1 FROM findings").fetchall()
+    finally:
+        release.set()
+        core.close()

@@ -150,3 +150,40 @@ def test_memory_does_not_grow_with_the_ledger(tmp_path: Path) -> None:
         core.close()
     assert in_memory > 8_000 * 150, in_memory  # the measure sees per-entry state when there is some
     assert on_disk < 100_000, on_disk
+
+
+def test_a_sealed_batch_is_answered_from_memory_until_committed_and_uncommitted_heads_survive(
+        tmp_path: Path) -> None:
+    """D50: a batch being committed on the writer thread is sealed: its hashes are on disk (not
+    yet fsynced), its events and checkpoint bodies answered from memory (the read connection
+    sees no rows of it) until ``committed``; heads set after the seal are the only truth about
+    them, so the cache trim at that commit keeps them."""
+    from ledgerstream.index import db
+    from ledgerstream.index.history import IndexHistory
+
+    conn = db.open_db(tmp_path / "index.sqlite")  # no rows: what is answered comes from memory
+    history = IndexHistory(conn, tmp_path / "history", 0, fsync=False)
+    history.agent_cache = 1
+    try:
+        for i in range(3):
+            history.append(bytes([i]) * 32)
+        history.add_event("ev-a", 0, "planner")
+        history.add_checkpoint_body(b"\x01" * 32, (3, b"body", 5))
+        history.set_agent("planner", (1, b"\x02" * 32, 0))
+        fsync = history.seal()
+        assert (tmp_path / "history" / "hashes").stat().st_size == 3 * 32  # written out by the seal
+        history.add_event("ev-b", 3, "coder")
+        history.set_agent("coder", (1, b"\x03" * 32, 3))
+        assert history.event("ev-a") == (0, "planner")
+        assert history.checkpoint_body(b"\x01" * 32) == (3, b"body", 5)
+        with pytest.raises(RuntimeError):
+            history.seal()  # one batch in flight at most
+        fsync()
+        history.committed()
+        assert history.event("ev-a") is None and history.checkpoint_body(b"\x01" * 32) is None  # rows' job now
+        assert history.event("ev-b") == (3, "coder")
+        assert history.agent("coder") == (1, b"\x03" * 32, 3)  # set after the seal: kept by the trim
+        assert history.agent("planner") is None  # committed before: trimmed (2 heads > a cache of 1)
+    finally:
+        history.close()
+        conn.close()
