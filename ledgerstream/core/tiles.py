@@ -40,10 +40,11 @@ import errno
 import fcntl
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple, TypeVar
 
 from ledgerstream.core.errors import LedgerstreamError
 from ledgerstream.core.merkle import EMPTY_ROOT, HASH_SIZE, MerkleTree, node_hash
@@ -62,6 +63,7 @@ LEDGER_LEAF_SIZE = 32
 
 _PATH_BASE = 1000
 _TMP_SUFFIX = ".tmp"
+_T = TypeVar("_T")
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 
 
@@ -284,20 +286,29 @@ def _tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}{_TMP_SUFFIX}")
 
 
-def _write_file_synced(path: Path, data: bytes, fsync: bool = True) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, rename it over ``path``.
-    The caller fsyncs the directory (it batches that)."""
-    tmp = _tmp_path(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+def _write_temporary(path: Path, data: bytes) -> int:
+    """Write ``data`` to the temporary file of ``path``; returns its open descriptor."""
+    fd = os.open(_tmp_path(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _write_file_synced(path: Path, data: bytes, fsync: bool = True) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, rename it over ``path``.
+    The caller fsyncs the directory (it batches that)."""
+    fd = _write_temporary(path, data)
+    try:
         if fsync:
             os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    os.replace(_tmp_path(path), path)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -306,6 +317,25 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_SYNC_THREADS = 8
+_sync_pool: ThreadPoolExecutor | None = None
+
+
+def _all_at_once(function: Callable[[_T], object], items: Iterable[_T]) -> None:
+    """``function`` over ``items`` on a few threads: fsyncs issued together share the
+    filesystem's journal commits (here 0.17 against 0.46 ms per file, decision D51)."""
+    global _sync_pool
+    items = list(items)
+    if len(items) < 2:
+        for item in items:
+            function(item)
+        return
+    if _sync_pool is None:
+        _sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="tiles-fsync")
+    for _ in _sync_pool.map(function, items):  # raises the first error
+        pass
 
 
 def _read_optional(path: Path) -> bytes | None:
@@ -406,10 +436,11 @@ class TileWriter:
     edge: the partial tile of each level and the partial entry bundle, O(log n) files, and
     checks that they give the checkpoint's root. ``append`` writes, in this order: each tile
     and bundle completed by the batch (bundle, then level 0, then the levels above it), the
-    partial tiles and bundle of the new size, then deletes the partial tiles of tiles now
-    full (unless ``keep_partials``), fsyncs the directories written, and writes the
-    checkpoint last. A kill at any point leaves the previous checkpoint, whose tiles all
-    still exist (a deleted partial tile is the prefix of a full tile that exists).
+    partial tiles and bundle of the new size (all to temporaries first, fsynced together,
+    then renamed in that order), then deletes the partial tiles of tiles now full (unless
+    ``keep_partials``), fsyncs the directories written, and writes the checkpoint last. A
+    kill at any point leaves the previous checkpoint, whose tiles all still exist (a
+    deleted partial tile is the prefix of a full tile that exists).
 
     ``fsync=False`` skips the fsyncs (tests, scratch copies): files are still replaced
     atomically, so a killed process leaves a consistent directory, but a power loss may not.
@@ -441,6 +472,7 @@ class TileWriter:
                 raise TileError(f"another TileWriter holds {self._dir / LOCK_FILE}") from exc
             raise
         self._dirty: set[Path] = set()
+        self._queued: list[tuple[Path, bytes]] = []
         self._known_dirs: set[Path] = set()
         try:
             self._load()
@@ -524,8 +556,12 @@ class TileWriter:
 
     # -- appending -----------------------------------------------------------------------
 
-    def append(self, leaves: Iterable[bytes], *, start: int | None = None) -> int:
+    def append(self, leaves: Iterable[bytes], *, start: int | None = None, marks: Iterable[int] = ()) -> int:
         """Append leaf data (each at most 65535 bytes); return the new durable size.
+
+        ``marks`` are sizes inside the batch that earlier checkpoints named: their partial
+        tiles are written too, so the directory holds the same files as after appending up to
+        each mark in turn, at the cost of one append (fsyncs, checkpoint) instead of several.
 
         ``start`` is the index of ``leaves[0]`` (default: :attr:`size`). Leaves below the
         current size are compared with the stored entry bundles and skipped, so re-sending a
@@ -555,9 +591,10 @@ class TileWriter:
         if not batch and self._has_checkpoint:
             return self._size
         try:
-            self._append(batch)
+            self._append(batch, marks)
         except BaseException:
             self._dirty.clear()
+            self._queued.clear()
             try:
                 self._load()  # back to the durable state: the batch is not committed
             except Exception:
@@ -581,10 +618,14 @@ class TileWriter:
             if stored != data:
                 raise TileConflict(f"leaf {index} differs from the entry stored in {self._dir}")
 
-    def _append(self, batch: list[bytes]) -> None:
+    def _append(self, batch: list[bytes], marks: Iterable[int]) -> None:
         height, full = self._height, self._full
         old = self._size
         size = old
+        final = old + len(batch)
+        stops = sorted(m for m in set(marks) if old < m < final)
+        stops.append(final)
+        previous = old
         edge0, bundle = self._edge[0], self._bundle
         mask = full - 1
         for data in batch:
@@ -597,19 +638,14 @@ class TileWriter:
                 self._put(entries_path(index, height=height), bytes(bundle))
                 bundle.clear()
                 self._complete(0, index)
-        # The partial tiles of the new size, where they changed (a level whose hash count is
-        # unchanged has the same partial tile, already on disk).
-        for level in range(_levels(size, height)):
-            count = size >> (height * level)
-            if count != old >> (height * level) and count & mask:
-                self._put(tile_path(level, count >> height, count & mask, height=height), bytes(self._edge[level]))
-        if size & mask and size != old:
-            self._put(entries_path(size >> height, size & mask, height=height), bytes(bundle))
+            if size == stops[0]:
+                self._put_partials(previous, size, None if self._keep_partials else final)
+                previous = stops.pop(0)
+        self._write_queued()
         if not self._keep_partials:
             self._delete_partials(old, size)
         if self._fsync:
-            for directory in sorted(self._dirty, key=lambda p: len(p.parts), reverse=True):
-                _fsync_dir(directory)
+            _all_at_once(_fsync_dir, self._dirty)
         self._dirty.clear()
         root = _root_of_edge(self._edge, height)
         text = self._checkpoint_fn(size, root, batch[-1] if batch else b"")
@@ -631,6 +667,23 @@ class TileWriter:
                              f"the tiles have size {self._size} root {self._root.hex()}")
         _write_file_synced(self._dir / CHECKPOINT_FILE, text, self._fsync)
 
+    def _put_partials(self, previous: int, size: int, final: int | None) -> None:
+        """The partial tiles and bundle of ``size`` that changed since ``previous`` (a level
+        whose hash count is unchanged has the same partial tile, already written) and, unless
+        ``final`` is None, are still partial at ``final`` (the others would be deleted with
+        the full tile)."""
+        height, mask = self._height, self._full - 1
+
+        def kept(level: int, index: int) -> bool:
+            return final is None or final < (index + 1) << (height * (level + 1))
+
+        for level in range(_levels(size, height)):
+            count = size >> (height * level)
+            if count != previous >> (height * level) and count & mask and kept(level, count >> height):
+                self._put(tile_path(level, count >> height, count & mask, height=height), bytes(self._edge[level]))
+        if size & mask and size != previous and kept(0, size >> height):
+            self._put(entries_path(size >> height, size & mask, height=height), bytes(self._bundle))
+
     def _complete(self, level: int, index: int) -> None:
         """Tile (level, index) just became full: write it and add its root one level up."""
         while True:
@@ -647,7 +700,8 @@ class TileWriter:
             index >>= self._height
 
     def _put(self, relative: str, data: bytes) -> None:
-        """Write an immutable file, or check the bytes of the one already there."""
+        """Queue an immutable file for :meth:`_write_queued`, or check the bytes of the one
+        already there."""
         path = self._dir / relative
         existing = _read_optional(path)
         if existing is not None:
@@ -655,8 +709,24 @@ class TileWriter:
                 raise TileConflict(f"{relative} already exists in {self._dir} with other bytes")
         else:
             self._make_parents(path.parent)
-            _write_file_synced(path, data, self._fsync)
+            self._queued.append((path, data))
         self._dirty.add(path.parent)
+
+    def _write_queued(self) -> None:
+        """The queued files, each atomically: all written to their temporaries, fsynced
+        together, then renamed into place in the order they were queued."""
+        queued, self._queued = self._queued, []
+        fds: list[int] = []
+        try:
+            for path, data in queued:
+                fds.append(_write_temporary(path, data))
+            if self._fsync:
+                _all_at_once(os.fsync, fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        for path, _ in queued:
+            os.replace(_tmp_path(path), path)
 
     def _make_parents(self, directory: Path) -> None:
         if directory in self._known_dirs:

@@ -61,8 +61,8 @@ from ledgerstream.core.verify import (CHECKPOINTS, ENTRIES, CheckedCheckpoint, C
                                       check_entries, check_entry)
 from ledgerstream.core.verify.checkpoints import checkpoint_note, note_signature_key
 from ledgerstream.index import query
-from ledgerstream.index.db import (META_UPSERT, WalCheckpointer, get_meta, meta_row, one_step_rows, one_step_select,
-                                   open_db, set_meta)
+from ledgerstream.index.db import (META_UPSERT, WalCheckpointer, attach_stage, get_meta, load_staged, meta_row,
+                                   open_db, set_meta, staged_rows, staged_select)
 from ledgerstream.index.history import IndexHistory
 from ledgerstream.index.paths import IndexPaths
 from ledgerstream.core.alerting import alert_id
@@ -116,7 +116,7 @@ class _Rows:
     foreign: list[tuple]
     queued: set[int]                                # checkpoint-topic offsets the Checker still holds
     entries: list[tuple] = field(default_factory=list)
-    entries_json: tuple[str, bytes] = ("[]", b"")      # one_step_rows(entries)
+    entries_staged: bytes = b""                         # staged_rows(entries, ENTRY_WIDTH)
     links: list[tuple] = field(default_factory=list)
     missing: list[tuple] = field(default_factory=list)
     edges: list[list] = field(default_factory=list)
@@ -166,6 +166,7 @@ class IndexCore:
         self._inflight: Future[int] | None = None
         paths.index_dir.mkdir(parents=True, exist_ok=True)
         self.conn = open_db(paths.db)
+        attach_stage(self.conn)
         self._reads = open_db(paths.db, readonly=True)  # the Checker's history: committed rows only
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="index-commit")
         self._checkpoints = WalCheckpointer(paths.db, self.conn)
@@ -401,7 +402,7 @@ class IndexCore:
                      queued={int(item[0]) for item in state.get("queue") or []})
         self._checkpoint_rows(checkpoints, rows)
         self._journal_rows(journal, rows)
-        rows.entries_json = one_step_rows(rows.entries)  # here: the writer is the busier thread
+        rows.entries_staged = staged_rows(rows.entries, ENTRY_WIDTH)  # here: the writer is the busier thread
         self._settle_pending(state, about, foreign)
         rows.findings = [_finding_row(f) for f in findings]
         rows.journal = [(line,) for line in durable_journal(journal)]  # the history keeps the rest
@@ -416,6 +417,7 @@ class IndexCore:
         """The commit itself, on the writer thread (the only user of ``self.conn``, the tiles
         and ``tiles_size`` while it runs); returns the foreign records it stored."""
         conn = self.conn
+        load_staged(conn, rows.entries_staged)
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany("INSERT OR IGNORE INTO checkpoints VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows.checkpoints)
@@ -427,9 +429,7 @@ class IndexCore:
             conn.executemany("INSERT OR IGNORE INTO findings VALUES (?,?,?,?,?,?,?,?,?,?)", rows.findings)
             conn.executemany("INSERT INTO checker_journal(line) VALUES (?)", rows.journal)
             conn.executemany(META_UPSERT, rows.meta)
-            for size, checkpoint in targets:  # write the tiles before the commit point
-                if size > self.tiles_size:
-                    self._append_tiles(self.tiles_size, size, self._full_note(*checkpoint))
+            self._append_tiles_of(targets)  # before the commit point
             if self.tiles_size in cosigned and self.tiles_size not in dict(targets):
                 self._republish_note()
             set_meta(conn, "tiles_size", self.tiles_size)
@@ -497,8 +497,9 @@ class IndexCore:
         """Insert the journal's rows; returns (size, signed note) of each newly verified
         checkpoint, in order."""
         conn = self.conn
-        entry_rows, params = self._reused_event_ids(rows.entries, rows.entries_json)
-        conn.execute(INSERT_ENTRIES, params)
+        entry_rows = rows.entries
+        if conn.execute(INSERT_ENTRIES).rowcount != len(entry_rows):
+            entry_rows = self._reused_event_ids(entry_rows)
         conn.executemany("INSERT INTO links VALUES (?,?,?,?,?,?)", rows.links)
         conn.executemany("INSERT OR REPLACE INTO missing VALUES (?,?)", rows.missing)
         conn.executemany(
@@ -531,25 +532,23 @@ class IndexCore:
             targets.append((size, (origin, key_id, bytes(body), bytes(signature))))
         return targets
 
-    def _reused_event_ids(self, entry_rows: list[tuple],
-                          params: tuple[str, bytes]) -> tuple[list[tuple], tuple[str, bytes]]:
+    def _reused_event_ids(self, entry_rows: list[tuple]) -> list[tuple]:
         """An event id already indexed (the signer sequences an event again once it is past
-        its dedup horizon) stays with the first entry; the later one keeps it in
-        ``event_id_reused`` (``entries.event_id`` is unique). Returns the rows and their
-        :data:`INSERT_ENTRIES` parameters (``params`` unless an id was reused)."""
-        taken = {e for (e,) in self.conn.execute(TAKEN_EVENT_IDS, params[:1])}
-        if not taken and len({row[1] for row in entry_rows}) == len(entry_rows):
-            return entry_rows, params
-        out = []
+        its dedup horizon) stays with the first entry; :data:`INSERT_ENTRIES` skipped the later
+        ones, inserted here with that id in ``event_id_reused`` (``entries.event_id`` is
+        unique). Returns the batch's rows as stored."""
+        stored = {seq for (seq,) in self.conn.execute("SELECT seq FROM entries WHERE seq BETWEEN ? AND ?",
+                                                      (entry_rows[0][0], entry_rows[-1][0]))}
+        out, reused = [], []
         for row in entry_rows:
-            event_id = row[1]
-            if event_id in taken:
+            if row[0] not in stored:
                 log.warning("entry %d reuses event id %r of an earlier entry (past the signer's dedup horizon): "
-                            "indexed under event_id_reused", row[0], event_id)
-                row = (row[0], None, event_id, *row[3:])
-            taken.add(event_id)
+                            "indexed under event_id_reused", row[0], row[1])
+                row = (row[0], None, row[1], *row[3:])
+                reused.append(row)
             out.append(row)
-        return out, one_step_rows(out)
+        self.conn.executemany(f"INSERT INTO entries VALUES ({','.join('?' * len(entry_rows[0]))})", reused)
+        return out
 
     def _take(self, seq: int, entry_hash: bytes) -> CheckedEntry:
         """The record integrated as ``seq``: checked with that seq and hash, lowest offset."""
@@ -630,9 +629,24 @@ class IndexCore:
         if row is not None:
             self.tiles.republish(self._full_note(row[0], row[1], bytes(row[2]), bytes(row[3])))
 
-    def _append_tiles(self, start: int, size: int, note: bytes) -> None:
+    def _append_tiles_of(self, targets: list[tuple[int, tuple]]) -> None:
+        """The tiles of the checkpoints a batch verified (in order), in one append up to the
+        largest the entries reach, with the partial tiles of each smaller one (decision D51):
+        the same files as appending up to each in turn."""
+        reached: list[tuple[int, tuple]] = []  # the sizes appending each in turn would go through
+        for size, checkpoint in targets:
+            if size > (reached[-1][0] if reached else self.tiles_size):
+                reached.append((size, checkpoint))
+        while reached:
+            size, checkpoint = reached.pop()
+            self._append_tiles(self.tiles_size, size, self._full_note(*checkpoint), [s for s, _ in reached])
+            if self.tiles_size == size:
+                return
+
+    def _append_tiles(self, start: int, size: int, note: bytes, marks: Sequence[int] = ()) -> None:
         """Append leaves [start, size) (``start`` may be below the tiles' durable size after a
-        crash: those are compared) with ``note`` as the checkpoint of ``size``."""
+        crash: those are compared) with ``note`` as the checkpoint of ``size`` and the partial
+        tiles of the sizes in ``marks`` too."""
         rows = self.conn.execute(
             "SELECT seq, entry_hash FROM entries WHERE seq >= ?1 AND seq < ?2 UNION ALL "
             "SELECT seq, entry_hash FROM missing WHERE seq >= ?1 AND seq < ?2 ORDER BY seq", (start, size)).fetchall()
@@ -642,7 +656,7 @@ class IndexCore:
             return
         self._notes[size] = note
         try:
-            self.tiles.append([h for _, h in rows], start=start)
+            self.tiles.append([h for _, h in rows], start=start, marks=marks)
         except TileConflict as exc:
             raise ConfigError(f"the tiles in {self.paths.tiles_dir} hold another log than this index ({exc}): "
                               "delete them or reindex") from exc
@@ -651,9 +665,12 @@ class IndexCore:
         self.tiles_size = size
 
 
-INSERT_ENTRIES = "INSERT INTO entries " + one_step_select(18)  # parameters: one_step_rows(entry rows)
-#: the event ids of the entries in ``one_step_rows(entry_rows)[0]`` already indexed
-TAKEN_EVENT_IDS = "SELECT event_id FROM entries WHERE event_id IN (SELECT value->>1 FROM json_each(?1))"
+#: columns of the ``entries`` table (:func:`_entry_row`)
+ENTRY_WIDTH = 18
+#: the staged entry rows (``load_staged``). An entry whose event id is already indexed is skipped
+#: (``_reused_event_ids``): the unique index's own check finds it, where a lookup before the insert
+#: read the same random pages of that index a second time (decision D51).
+INSERT_ENTRIES = "INSERT INTO entries " + staged_select(ENTRY_WIDTH) + " ON CONFLICT(event_id) DO NOTHING"
 
 
 def _entry_row(c: CheckedEntry) -> tuple:

@@ -291,14 +291,19 @@ def test_an_index_built_under_other_trust_is_refused(ledger, tmp_path: Path) -> 
         IndexCore(IndexPaths.of(tmp_path), CheckerConfig.from_keys([KEY.public_key(), ROGUE.public_key()]))
 
 
-def test_a_reused_event_id_keeps_the_first_entry_under_event_id(tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch", [200, [2, 200], [1, 1, 1, 200]], ids=["one-batch", "later-batch", "each-alone"])
+def test_a_reused_event_id_keeps_the_first_entry_under_event_id(tmp_path: Path, batch: int | list[int]) -> None:
     b, r = LedgerBuilder(KEY), Records()
-    r.entries([b.entry("a", event_id="same"), b.entry("b"), b.entry("a", event_id="same")])
+    r.entries([b.entry("a", event_id="same"), b.entry("b"), b.entry("a", event_id="same"), b.entry("c"),
+               b.entry("b", event_id="same")])
     r.checkpoint(b)
-    core = run_index(tmp_path, r.items)
+    core = run_index(tmp_path, r.items, batch)
     try:
         assert core.conn.execute("SELECT seq, event_id, event_id_reused FROM entries ORDER BY seq").fetchall() == [
-            (0, "same", None), (1, b.entries[1]["action"]["event_id"], None), (2, None, "same")]
+            (0, "same", None), (1, b.entries[1]["action"]["event_id"], None), (2, None, "same"),
+            (3, b.entries[3]["action"]["event_id"], None), (4, None, "same")]
+        assert core.conn.execute("SELECT agent_id, entries, last_seq FROM agents ORDER BY agent_id").fetchall() == [
+            ("a", 2, 2), ("b", 2, 4), ("c", 1, 3)]
     finally:
         core.close()
 

@@ -1,7 +1,8 @@
 """index/db.py's pieces for the follower's writer thread (decision D50): rows inserted in one
-SQLite step, and WAL checkpoints on a thread of their own.
+SQLite step from a staged in-memory database (decision D51), and WAL checkpoints on a thread
+of their own.
 
-Oracle for the one-step insert: SQLite's own parameter binding (``executemany`` of the same
+Oracle for the staged insert: SQLite's own parameter binding (``executemany`` of the same
 rows into a twin table); the rows must come out identical, value and storage class."""
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ VALUES = st.one_of(
 
 
 def _twins() -> sqlite3.Connection:
-    conn = sqlite3.connect(":memory:")
-    for table in ("bound", "one_step"):
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    db.attach_stage(conn)
+    for table in ("bound", "staged"):
         conn.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, {', '.join(f'c{i} ANY' for i in range(WIDTH))})"
                      " STRICT")
     return conn
@@ -42,20 +44,25 @@ def _dump(conn: sqlite3.Connection, table: str) -> list[tuple]:
 
 @settings(max_examples=300, deadline=None, database=None)
 @given(st.lists(st.tuples(*[VALUES] * WIDTH), max_size=30))
-def test_one_step_insert_stores_what_executemany_binds(rows: list[tuple]) -> None:
+def test_a_staged_insert_stores_what_executemany_binds(rows: list[tuple]) -> None:
     conn = _twins()
     numbered = [(i, *row) for i, row in enumerate(rows)]
     conn.executemany(f"INSERT INTO bound VALUES ({', '.join('?' * (WIDTH + 1))})", numbered)
-    conn.execute("INSERT INTO one_step " + db.one_step_select(WIDTH + 1), db.one_step_rows(numbered))
-    assert _dump(conn, "one_step") == _dump(conn, "bound")
+    db.load_staged(conn, db.staged_rows(numbered, WIDTH + 1))
+    conn.execute("INSERT INTO staged " + db.staged_select(WIDTH + 1))
+    assert _dump(conn, "staged") == _dump(conn, "bound")
 
 
-def test_one_step_insert_keeps_text_after_a_nul_and_row_order() -> None:
+def test_a_staged_insert_keeps_text_after_a_nul_and_row_order_and_each_load_replaces_the_last() -> None:
     conn = _twins()
     rows = [(2, "a\x00b", b"", None, 7, "\U0001f600"), (1, "x", b"\x00\x01", -1, None, "")]
-    conn.execute("INSERT INTO one_step " + db.one_step_select(WIDTH + 1), db.one_step_rows(rows))
-    assert conn.execute("SELECT * FROM one_step ORDER BY rowid").fetchall() == sorted(rows)
-    assert conn.execute("SELECT c0 FROM one_step WHERE c0 = ?", ("a\x00b",)).fetchone() == ("a\x00b",)
+    db.load_staged(conn, db.staged_rows([(9, "old", None, None, None, None)], WIDTH + 1))
+    db.load_staged(conn, db.staged_rows(rows, WIDTH + 1))
+    conn.execute("INSERT INTO staged " + db.staged_select(WIDTH + 1))
+    assert conn.execute("SELECT * FROM staged ORDER BY rowid").fetchall() == sorted(rows)
+    assert conn.execute("SELECT c0 FROM staged WHERE c0 = ?", ("a\x00b",)).fetchone() == ("a\x00b",)
+    db.load_staged(conn, db.staged_rows([], WIDTH + 1))
+    assert conn.execute(db.staged_select(WIDTH + 1)).fetchall() == []
 
 
 def test_the_wal_checkpointer_copies_the_wal_into_the_database_when_kicked(tmp_path: Path) -> None:
