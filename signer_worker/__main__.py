@@ -29,7 +29,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timestamp-mode", choices=["checkpoint", "entry"], default="checkpoint")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="entries per checkpoint")
     p.add_argument("--checkpoint-ms", type=int, default=5000, help="max ms between checkpoints")
-    p.add_argument("--batch-size", type=int, default=SignerSettings.batch_size, help="records per transaction")
+    p.add_argument("--batch-size", type=int, default=0,
+                   help="records per transaction [2000 in entry signing mode, 10000 in checkpoint mode]")
     p.add_argument("--batch-ms", type=int, default=50)
     p.add_argument("--max-record-bytes", type=int, default=1024 * 1024)
     p.add_argument("--dedup-horizon", type=int, default=1_000_000,

@@ -184,28 +184,36 @@ class DedupWindow:
     # --- writes ----------------------------------------------------------------------------------
     def add(self, event_id: str, known: Known) -> None:
         """Remember entry ``known.seq`` (the next seq); the oldest leaves once ``horizon`` are held."""
+        self.add_fields(event_id, known.agent_id, known.seq, known.entry_hash, known.payload_hash, known.action_type)
+
+    def add_fields(self, event_id: str, agent_id: str, seq: int, entry_hash: bytes, payload_hash: bytes,
+                   action_type: str) -> None:
+        """:meth:`add` without a :class:`Known` (the signer's loop adds every entry: no object per event)."""
         if not self._allocated:
             self._allocate()
-        seq = known.seq
         if seq != self.end:
-            if len(self):
+            if self.end > self.start:
                 log.warning("dedup window: entry %d does not follow %d; the window restarts there", seq, self.end - 1)
             self._clear(seq)
-        if len(self) == self.horizon:
+        if self.end - self.start == self.horizon:
             self._evict()
         h1, fp = self._hash(event_id)
         if self._table is not None:
-            self._table.insert(seq, h1, fp, known.entry_hash, known.payload_hash,
-                               self._name_id(known.agent_id), self._name_id(known.action_type))
+            name_ids = self._name_ids
+            agent, action = name_ids.get(agent_id), name_ids.get(action_type)
+            self._table.insert(seq, h1, fp, entry_hash, payload_hash,
+                               self._name_id(agent_id) if agent is None else agent,
+                               self._name_id(action_type) if action is None else action)
         else:
-            self._insert(seq, h1, fp, known)
+            self._insert(seq, h1, fp, Known(agent_id, seq, entry_hash, payload_hash, action_type))
         self.end = seq + 1
         if self._keep_ids:
-            if not self._ids:
+            ids = self._ids
+            if not ids:
                 self._ids_from = seq
-            self._ids.append(event_id)
-            if len(self._ids) > self.horizon:  # beyond the window: no snapshot needs them
-                self._ids.popleft()
+            ids.append(event_id)
+            if len(ids) > self.horizon:  # beyond the window: no snapshot needs them
+                ids.popleft()
                 self._ids_from += 1
 
     def _insert(self, seq: int, h1: int, fp: int, known: Known) -> None:

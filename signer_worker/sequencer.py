@@ -15,7 +15,7 @@ from ledgerstream.core import records
 from ledgerstream.core.wire import avro_fast, codec
 from ledgerstream.core.errors import DecodeError
 from ledgerstream.core.mldsa import PrivateKey
-from ledgerstream.signer_worker.state import LedgerState
+from ledgerstream.signer_worker.state import NEW_AGENT, LedgerState
 
 log = logging.getLogger("ledgerstream.signer")
 
@@ -25,7 +25,6 @@ class Source(NamedTuple):  # a NamedTuple: one is made per input record, and the
     partition: int
     offset: int
     key: bytes | None = None
-    produced_at_ms: int | None = None  # Kafka record timestamp, for latency metrics
 
 
 class Outcome(NamedTuple):  # a NamedTuple: one is made per action (a frozen dataclass took 2.3x as long)
@@ -161,15 +160,16 @@ class Sequencer:
             entry = self._entry(action, src, typed=body is not None and self.typed_hash, action_text=action_text)
         except _NotCanonicalisable as exc:
             return dead_letter("invalid_field", str(exc), raw, src)
-        return Outcome(entry=entry, action_body=body,
-                       signing_message=records.entry_signing_message(entry["entry_hash"])
-                       if self.defer_signing else None)
+        if self.defer_signing:
+            return Outcome(entry, None, None, body, records.entry_signing_message(entry["entry_hash"]))
+        return Outcome(entry, None, None, body)
 
     def _entry(self, action: dict[str, Any], src: Source, typed: bool = False,
                action_text: bytes | None = None) -> dict[str, Any]:
         """``action_text``: the action's JCS text from avro_fast.read_valid_action."""
         st = self.state
-        agent_seq, agent_prev = st.agent_position(action["agent_id"])
+        agent_seq, agent_prev = st.agents.get(action["agent_id"], NEW_AGENT)
+        links = action.get("links")
         entry: dict[str, Any] = {
             "spec_version": records.SPEC_VERSION,
             "seq": st.next_seq,
@@ -180,7 +180,7 @@ class Sequencer:
             "source": {"topic": src.topic, "partition": src.partition, "offset": src.offset},
             "agent_seq": agent_seq,
             "agent_prev_hash": agent_prev,
-            "resolved_links": [self._resolve(link) for link in action.get("links") or []],
+            "resolved_links": [self._resolve(link) for link in links] if links else [],
             "key_id": self.key_id,
             "signature": None,
             "timestamp_token": None,
@@ -188,7 +188,7 @@ class Sequencer:
         preimage = None if action_text is None else avro_fast.entry_hash_input(entry, action_text)
         try:
             if preimage is not None:
-                h = records.sha256(preimage)
+                h = hashlib.sha256(preimage).digest()
             else:
                 h = records.entry_hash_typed(entry) if typed else records.entry_hash(entry)
         except (ValueError, TypeError) as exc:  # nothing applied yet: the state is untouched

@@ -7,6 +7,12 @@ from pathlib import Path
 from ledgerstream.core.config import DEFAULT_ORIGIN, Topics
 
 
+#: records per transaction by signing mode when none is given: a checkpoint-mode transaction
+#: pays its fixed costs (offsets, commit, their round trips) over more entries
+#: (docs/benchmarks-signer.md round 10); entry mode is bound by its signatures
+DEFAULT_BATCH_SIZE = {"entry": 2000, "checkpoint": 10_000}
+
+
 @dataclass(frozen=True)
 class SignerSettings:
     bootstrap: str
@@ -21,8 +27,9 @@ class SignerSettings:
     signing_mode: str = "entry"
     #: "checkpoint": one token per checkpoint; "entry": also a token per entry (low volume)
     timestamp_mode: str = "checkpoint"
-    #: records per transaction; a backlog is drained this many at a time (docs/signer.md)
-    batch_size: int = 2000
+    #: records per transaction; a backlog is drained this many at a time (docs/signer.md);
+    #: 0: the signing mode's DEFAULT_BATCH_SIZE
+    batch_size: int = 0
     batch_ms: int = 50
     checkpoint_every: int = 1000
     checkpoint_ms: int = 5000
@@ -56,6 +63,8 @@ class SignerSettings:
             raise ValueError(f"timestamp_mode must be 'checkpoint' or 'entry', not {self.timestamp_mode!r}")
         if self.tsa_policy not in ("first", "all"):
             raise ValueError("tsa_policy must be 'first' or 'all'")
+        if self.batch_size == 0:
+            object.__setattr__(self, "batch_size", DEFAULT_BATCH_SIZE[self.signing_mode])
         if self.signing_nice is not None and not -20 <= self.signing_nice <= 19:
             raise ValueError("signing_nice must be between -20 and 19")
         if self.snapshot_every < 0 or self.snapshot_ms < 1:

@@ -21,6 +21,9 @@ from ledgerstream.signer_worker.dedup import Columns, DedupWindow, Known
 
 log = logging.getLogger("ledgerstream.signer")
 
+#: an agent's position before its first entry: agent_seq 0, agent_prev_hash zero
+NEW_AGENT = (0, records.ZERO_HASH)
+
 
 class LedgerState:
     """seq, chain head, per-agent heads, Merkle compact range and a bounded event index."""
@@ -47,15 +50,16 @@ class LedgerState:
         """Integrate an entry that is (about to be) committed."""
         h = bytes(entry["entry_hash"])
         action = entry["action"]
-        self.next_seq = entry["seq"] + 1
+        seq, agent_id = entry["seq"], action["agent_id"]
+        self.next_seq = seq + 1
         self.head = h
-        self.agents[action["agent_id"]] = (entry["agent_seq"] + 1, h)
+        self.agents[agent_id] = (entry["agent_seq"] + 1, h)
         self.tree.append(merkle.leaf_hash(records.merkle_leaf_input(h)))
-        self.events.add(action["event_id"], Known(action["agent_id"], entry["seq"], h, bytes(action["payload_hash"]),
-                                                  action["action_type"]))
+        self.events.add_fields(action["event_id"], agent_id, seq, h, bytes(action["payload_hash"]),
+                               action["action_type"])
 
     def agent_position(self, agent_id: str) -> tuple[int, bytes]:
-        return self.agents.get(agent_id, (0, records.ZERO_HASH))
+        return self.agents.get(agent_id, NEW_AGENT)
 
     # --- recovery ----------------------------------------------------------------------------
     def adopt(self, snapshot: dict[str, Any], window: Iterable[Columns]) -> None:

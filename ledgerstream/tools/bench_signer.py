@@ -459,7 +459,7 @@ def run(events: int = 20_000, *, latency_events: int = 1000, backends: list[str]
     ``signing_nice``: the signers' ``--signing-nice`` (None: their default)."""
     from ledgerstream.core import mldsa
     from ledgerstream.core.config import Topics
-    from ledgerstream.signer_worker.settings import SignerSettings
+    from ledgerstream.signer_worker.settings import DEFAULT_BATCH_SIZE, SignerSettings
     from ledgerstream.stack.kafka import KafkaBroker
 
     backends = backends or mldsa.available_backends()
@@ -507,7 +507,7 @@ def run(events: int = 20_000, *, latency_events: int = 1000, backends: list[str]
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_avg_1m_before": round(load_before, 2), "load_avg_1m_after": round(os.getloadavg()[0], 2)},
         "broker_warmup_us_per_record": warmup,
-        "signer": {"batch_size": defaults.batch_size, "batch_ms": defaults.batch_ms,
+        "signer": {"batch_size": dict(DEFAULT_BATCH_SIZE), "batch_ms": defaults.batch_ms,
                    "checkpoint_every": defaults.checkpoint_every, "leader_election": False, "tsa": None,
                    "signing_nice": defaults.signing_nice if signing_nice is None else signing_nice},
         "backends": results,

@@ -48,7 +48,7 @@ BAD_IDS = {
     "c1_control": ("a\x9bb", 0x009B),
 }
 KEY = PrivateKey.from_seed(bytes(range(32)))
-SRC = Source("t.actions", 0, 7, b"k", None)
+SRC = Source("t.actions", 0, 7, b"k")
 
 
 # --- the rule ---------------------------------------------------------------------------------

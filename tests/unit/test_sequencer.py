@@ -23,7 +23,7 @@ from support.actions import make_action
 
 pytestmark = pytest.mark.unit
 
-SRC = Source("t.actions", 3, 41, b"agent-a", 1_700_000_000_000)
+SRC = Source("t.actions", 3, 41, b"agent-a")
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def _seq(key: PrivateKey, **kwargs: Any) -> Sequencer:
 
 
 def _src(offset: int, partition: int = 0) -> Source:
-    return Source("t.actions", partition, offset, None, None)
+    return Source("t.actions", partition, offset, None)
 
 
 def _feed(seq: Sequencer, actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -381,7 +381,7 @@ def test_a_dead_letter_keeps_a_bounded_prefix_with_the_length_and_sha256(key: Pr
     raw = os.urandom(size)
     seq = _seq(key, max_record_bytes=1024 * 1024)
     big_key = b"k" * (100 * 1024)
-    dl = seq.process(raw, Source("t.actions", 0, 7, big_key, 0)).dead_letter
+    dl = seq.process(raw, Source("t.actions", 0, 7, big_key)).dead_letter
     assert dl["reason"] == ("oversized" if size > 1024 * 1024 else "undecodable")
     assert dl["original"] == raw[:65536] and dl["original_key"] == big_key[:65536]
     assert dl["original_size"] == size and dl["original_sha256"] == hashlib.sha256(raw).digest()

@@ -23,3 +23,17 @@ def test_the_lease_session_timeout_defaults_to_kafkas_floor_and_can_be_set(tmp_p
 def test_a_session_timeout_that_is_not_positive_is_refused(ms: int) -> None:
     with pytest.raises(ValueError, match="session_timeout_ms must be positive"):
         SignerSettings(bootstrap="127.0.0.1:9", topics=Topics.with_prefix("t."), key_path=Path("k"), session_timeout_ms=ms)
+
+
+def test_the_batch_size_defaults_by_signing_mode_and_an_explicit_one_wins(tmp_path: Path) -> None:
+    # docs/signer.md: 2,000 records per transaction in entry mode, 10,000 in checkpoint mode
+    assert _settings(tmp_path).batch_size == 2000
+    assert _settings(tmp_path, "--signing-mode", "checkpoint").batch_size == 10_000
+    assert _settings(tmp_path, "--signing-mode", "checkpoint", "--batch-size", "300").batch_size == 300
+    assert _settings(tmp_path, "--batch-size", "7").batch_size == 7
+
+
+@pytest.mark.parametrize("size", [-1, -2000])
+def test_a_negative_batch_size_is_refused(size: int) -> None:
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        SignerSettings(bootstrap="127.0.0.1:9", topics=Topics.with_prefix("t."), key_path=Path("k"), batch_size=size)
