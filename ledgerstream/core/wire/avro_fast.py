@@ -276,7 +276,7 @@ def read_action(data: bytes) -> dict[str, Any] | None:
     """
     if not (_active if _active is not None else active()):
         return None
-    if type(data) is not bytes or data[:10] not in _ACTION_HEADERS:  # (what confluent-kafka hands out)
+    if type(data) is not bytes or not data.startswith(_ACTION_HEADERS):  # (what confluent-kafka hands out)
         return None
     try:
         return _action(data, 10)
@@ -293,7 +293,7 @@ def read_valid_action(data: bytes) -> tuple[dict[str, Any], bytes] | None:
     what is wrong."""
     if _entry_reader is None or not (_active if _active is not None else active()):
         return None
-    if type(data) is not bytes or data[:10] not in _ACTION_HEADERS:
+    if type(data) is not bytes or not data.startswith(_ACTION_HEADERS):
         return None
     return _entry_reader.read_action(data)
 
@@ -317,7 +317,7 @@ def read_entry(data: bytes) -> tuple[dict[str, Any], bytes] | None:
     """
     if _entry_reader is None or not (_active if _active is not None else active()):
         return None
-    if type(data) is not bytes or data[:10] not in _LEDGER_ENTRY_HEADERS:
+    if type(data) is not bytes or not data.startswith(_LEDGER_ENTRY_HEADERS):
         return None
     return _entry_reader.read_entry(data)
 
