@@ -35,8 +35,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-record-bytes", type=int, default=1024 * 1024)
     p.add_argument("--dedup-horizon", type=int, default=1_000_000,
                    help="recent event_ids remembered for dedup and link resolution [%(default)s]")
-    p.add_argument("--snapshot-every", type=int, default=SignerSettings.snapshot_every,
-                   help="write a recovery snapshot to signer-state every N entries; 0: never [%(default)s]")
+    p.add_argument("--snapshot-every", type=int, default=None,
+                   help="write a recovery snapshot to signer-state every N entries; 0: never "
+                        "[10000 in entry signing mode, 50000 in checkpoint mode]")
     p.add_argument("--snapshot-ms", type=int, default=SignerSettings.snapshot_ms,
                    help="... or after this many ms with new entries [%(default)s]")
     p.add_argument("--origin", default=config.DEFAULT_ORIGIN, help="log origin: first line of each checkpoint [%(default)s]")

@@ -470,6 +470,9 @@ class SignerWorker:
             # the state as of this transaction's last entry (before the next batch is sequenced)
             had_entries = counts["entries"] > 0
             snap = self._capture_snapshot(published, tokens) if self._snapshot_due(counts["entries"]) else None
+            if snap is not None:
+                for key, value in snap.chunk_records():
+                    producer.produce(self.s.topics.signer_state, value, key=key)
             positions = consumer.position(consumer.assignment()) if consumed else None
             if self.sign_ahead and consumed >= self.s.batch_size:  # a backlog: start on the next batch now
                 self._sequence_ahead(producer, consumer)

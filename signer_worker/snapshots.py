@@ -3,7 +3,7 @@
 Every ``snapshot_every`` entries or ``snapshot_ms``, inside the transaction whose entries it
 covers, the signer writes its recovery state (``SignerSnapshot``) and the part of its dedup
 window sequenced since the last one (``SignerDedupChunk`` records of at most ``CHUNK_WRITE``
-events) to the compacted ``signer-state`` topic. Two snapshot keys alternate, so compaction
+events, produced first: :meth:`Pending.chunk_records`) to the compacted ``signer-state`` topic. Two snapshot keys alternate, so compaction
 always keeps the latest two; chunks that fall out of the dedup horizon are deleted with
 tombstones. The byte-exact format is docs/spec.md section 11 (decision D35).
 
@@ -238,6 +238,14 @@ class Pending:
     live: list[ChunkRef]
     dropped: list[ChunkRef]
 
+    def chunk_records(self) -> list[tuple[bytes, bytes]]:
+        """The new dedup chunks, keys and values, to produce at once: Kafka takes them while
+        the transaction's entries are still being delivered (:meth:`SnapshotWriter.finish`
+        waits for those). Safe before the snapshot is finished, or if it never is: their
+        keys start at the live chunks' end (``SnapshotWriter.covered``), so they overwrite no
+        chunk a written snapshot names, and the next capture rewrites the same keys."""
+        return [(ref.key.encode(), raw) for ref, raw in self.chunks]
+
 
 class SnapshotWriter:
     """When to write a snapshot, and the live dedup chunks it builds on."""
@@ -297,7 +305,9 @@ class SnapshotWriter:
 
     def finish(self, pending: Pending, entries_offset: int, checkpoints_offset: int, key: PrivateKey,
                now_us: int) -> list[tuple[bytes, bytes | None]] | None:
-        """The records to produce, keys and values (None: a tombstone); None if too large to write."""
+        """The records to produce after :meth:`Pending.chunk_records`, keys and values: the
+        tombstones of chunks that left the horizon (None) and the snapshot; None if too large
+        to write. Tombstones go with the snapshot: the one before it still names those chunks."""
         rec = pending.record
         rec.update(entries_offset=entries_offset, checkpoints_offset=checkpoints_offset, created_at=now_us)
         rec["signature"] = key.sign(signing_message(rec))
@@ -306,8 +316,7 @@ class SnapshotWriter:
             self.skipped_too_large += 1
             self.postpone(pending)
             return None
-        out: list[tuple[bytes, bytes | None]] = [(ref.key.encode(), raw) for ref, raw in pending.chunks]
-        out += [(ref.key.encode(), None) for ref in pending.dropped]
+        out: list[tuple[bytes, bytes | None]] = [(ref.key.encode(), None) for ref in pending.dropped]
         out.append((snapshot_key(self.slot), value))
         return out
 

@@ -14,7 +14,7 @@ import logging
 from typing import Any, Callable, Iterable
 
 from ledgerstream.core import merkle, records
-from ledgerstream.core.wire import codec
+from ledgerstream.core.wire import avro_fast, codec
 from ledgerstream.core.errors import DecodeError, InvalidSignature
 from ledgerstream.core.mldsa import PublicKey
 from ledgerstream.signer_worker.dedup import Columns, DedupWindow, Known
@@ -119,12 +119,17 @@ class LedgerState:
         the rest; the signer must simply never build on it.
         """
         for offset, raw in stream:
-            try:
-                _, entry = codec.decode(raw, expect="LedgerEntry")
-            except DecodeError:
-                self.skipped_on_recovery += 1
-                continue
-            if not self._continues_chain(entry, key):
+            fast = avro_fast.read_entry(raw)  # compiled: the entry and its hash preimage, or None
+            if fast is None:
+                try:
+                    _, entry = codec.decode(raw, expect="LedgerEntry")
+                except DecodeError:
+                    self.skipped_on_recovery += 1
+                    continue
+                computed = None
+            else:
+                entry, computed = fast[0], hashlib.sha256(fast[1]).digest()
+            if not self._continues_chain(entry, key, computed):
                 self.skipped_on_recovery += 1
                 continue
             self.apply(entry)
@@ -159,12 +164,13 @@ class LedgerState:
         return {size: [(root, None if hashlib.sha256(body).digest() in anchored else body) for root, body in found]
                 for size, found in claimed.items()}, anchored
 
-    def _continues_chain(self, entry: dict[str, Any], key: PublicKey) -> bool:
+    def _continues_chain(self, entry: dict[str, Any], key: PublicKey, computed: bytes | None = None) -> bool:
+        """``computed``: the entry hash from the compiled reader's preimage, if it read the record."""
         if entry["seq"] != self.next_seq or bytes(entry["prev_hash"]) != self.head:
             return False
         if entry["key_id"] != key.key_id:
             return False
-        h = records.entry_hash(entry)
+        h = computed or records.entry_hash(entry)
         if h != bytes(entry["entry_hash"]):
             return False
         agent_seq, agent_prev = self.agent_position(entry["action"]["agent_id"])

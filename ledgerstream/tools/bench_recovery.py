@@ -4,7 +4,8 @@ One run, one machine, private topics on a private embedded broker (or the given 
 each ledger size, smallest first, the ledger is extended by the signer's own sequencer
 (``bench_ledger``; checkpoint signing mode, so millions of entries are affordable: the
 signer adopts such entries like its own), and then a real signer process
-(``python -m ledgerstream.signer_worker``, entry signing mode) is
+(``python -m ledgerstream.signer_worker``, entry signing mode unless ``signing_mode`` says
+otherwise; the tail is then signed, and replayed, in that mode) is
 
 1. started on it: its ``recovery_s`` (status file: process start until ready to commit)
    and its RSS once ready;
@@ -48,11 +49,11 @@ class _Signer:
     """One signer process on the bench topics, with its own status file."""
 
     def __init__(self, bootstrap: str, key_path: Path, prefix: str, workdir: Path, name: str,
-                 leader_election: bool = False) -> None:
+                 signing_mode: str, leader_election: bool = False) -> None:
         self.status_file = workdir / f"{name}.status.json"
         self.status_file.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "ledgerstream.signer_worker", "--bootstrap", bootstrap, "--key", str(key_path),
-                "--topic-prefix", prefix, "--status-file", str(self.status_file), "--signing-mode", "entry",
+                "--topic-prefix", prefix, "--status-file", str(self.status_file), "--signing-mode", signing_mode,
                 "--watchdog-seconds", "0", *([] if leader_election else ["--no-leader-election"])]
         with open(workdir / f"{name}.log", "ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
@@ -128,7 +129,7 @@ def _committed_after(bootstrap: str, topic: str) -> Callable[[float], tuple[floa
 
 
 def _point(bootstrap: str, topics: Any, key_path: Path, workdir: Path, size: int, tail: int,
-           log: Callable[[str], None]) -> dict[str, Any]:
+           signing_mode: str, log: Callable[[str], None]) -> dict[str, Any]:
     from confluent_kafka import Producer
 
     from ledgerstream.tools.bench_ledger import action_record
@@ -143,7 +144,7 @@ def _point(bootstrap: str, topics: Any, key_path: Path, workdir: Path, size: int
             producer.poll(0)
         producer.flush(60)
 
-    first = _Signer(bootstrap, key_path, prefix, workdir, f"signer-{size}-a")
+    first = _Signer(bootstrap, key_path, prefix, workdir, f"signer-{size}-a", signing_mode)
     try:
         start = first.ready()
         start_rss = procinfo.rss_mb(first.proc.pid)
@@ -158,7 +159,7 @@ def _point(bootstrap: str, topics: Any, key_path: Path, workdir: Path, size: int
         first.kill()
     finally:
         first.stop()
-    second = _Signer(bootstrap, key_path, prefix, workdir, f"signer-{size}-b")
+    second = _Signer(bootstrap, key_path, prefix, workdir, f"signer-{size}-b", signing_mode)
     try:
         send(1, "after-kill")
         committed_at, _ = _expect(committed, size + tail, "after-kill")
@@ -166,12 +167,12 @@ def _point(bootstrap: str, topics: Any, key_path: Path, workdir: Path, size: int
         again_rss = procinfo.rss_mb(second.proc.pid)
     finally:
         second.stop()
-    takeover = _takeover(bootstrap, prefix, key_path, workdir, size, size + tail + 1, send, topics)
+    takeover = _takeover(bootstrap, prefix, key_path, workdir, size, size + tail + 1, send, topics, signing_mode)
     result = {"entries": size, "tail": tail,
               "first_start": {"recovery_s": start["recovery_s"], "rss_mb": start_rss},
               "after_kill": {"recovery_s": again["recovery_s"], "rss_mb": again_rss,
                              "kill_to_commit_s": round(committed_at - killed_at, 2),
-                             "recovered_from": again.get("recovered_from")},
+                             "recovered_from": again.get("recovered_from"), "signing_mode": again.get("signing_mode")},
               "standby": takeover}
     log(f"  after kill -9: recovery_s {again['recovery_s']}, kill to commit {result['after_kill']['kill_to_commit_s']} s, "
         f"RSS {again_rss} MB; standby takeover {takeover['kill_to_commit_s']} s "
@@ -190,10 +191,11 @@ def _expect(committed: Callable[[float], tuple[float, bytes]], seq: int, agent: 
 
 
 def _takeover(bootstrap: str, prefix: str, key_path: Path, workdir: Path, size: int, next_seq: int,
-              send: Callable[[int, str], None], topics: Any) -> dict[str, Any]:
+              send: Callable[[int, str], None], topics: Any, signing_mode: str) -> dict[str, Any]:
     """A leader and a warm standby: kill -9 the leader once the standby has caught up, then
     one action; seconds from the kill until its entry is committed by the standby."""
-    pair = [_Signer(bootstrap, key_path, prefix, workdir, f"signer-{size}-{n}", leader_election=True) for n in "cd"]
+    pair = [_Signer(bootstrap, key_path, prefix, workdir, f"signer-{size}-{n}", signing_mode, leader_election=True)
+            for n in "cd"]
     try:
         leader = next(s for s in _until_roles(pair) if s.read_status().get("role") == "leader")
         standby = next(s for s in pair if s is not leader)
@@ -223,7 +225,8 @@ def _until_roles(pair: list[_Signer], timeout: float = 120.0) -> list[_Signer]:
 
 
 def run(sizes: tuple[int, ...] = (100_000, 1_000_000), bootstrap: str | None = None,
-        log: Callable[[str], None] = lambda msg: None, tail: int = 5_000) -> dict[str, Any]:
+        log: Callable[[str], None] = lambda msg: None, tail: int = 5_000,
+        signing_mode: str = "entry") -> dict[str, Any]:
     from ledgerstream.core.config import Topics
     from ledgerstream.stack.topics import delete_topics, ensure_topics
 
@@ -240,14 +243,15 @@ def run(sizes: tuple[int, ...] = (100_000, 1_000_000), bootstrap: str | None = N
                 log(f"writing a ledger of {size:,} entries (checkpoint signing) ...")
                 LedgerWriter(key, size, kafka.bootstrap, topics, "checkpoint").write_to(size, log)
                 log(f"signer restarts at {size:,} entries ...")
-                points[str(size)] = _point(kafka.bootstrap, topics, key_path, kafka.scratch, size, tail, log)
+                points[str(size)] = _point(kafka.bootstrap, topics, key_path, kafka.scratch, size, tail,
+                                           signing_mode, log)
             finally:
                 delete_topics(kafka.bootstrap, topics)
         embedded = kafka.embedded
     small, large = points[str(sizes[0])], points[str(sizes[-1])]
     ratio = lambda a, b: round(b / max(a, 1e-9), 2)  # noqa: E731
     return {
-        "benchmark": "recovery", "sizes": list(sizes), "bootstrap": "embedded" if embedded else bootstrap,
+        "benchmark": "recovery", "sizes": list(sizes), "signing_mode": signing_mode, "bootstrap": "embedded" if embedded else bootstrap,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_avg_1m": round(os.getloadavg()[0], 2), "mldsa_backend": mldsa.default_backend()},
         "points": points,

@@ -27,7 +27,7 @@ RAWS = [Sequencer.encode(_SEQ.process(codec.encode("ActionEvent", make_action(ag
                                       Source("t.actions", 0, i))) for i in range(6)]
 _WRITER = snapshots.SnapshotWriter(1, 30.0, 100)
 _PENDING = _WRITER.capture(_STATE, ORIGIN, KEY.public_key().key_id, {})
-RECORDS = _WRITER.finish(_PENDING, 5, 0, KEY, 1)
+RECORDS = _PENDING.chunk_records() + _WRITER.finish(_PENDING, 5, 0, KEY, 1)
 SNAPSHOT = RECORDS[-1][1]
 CHUNK_KEY, CHUNK = RECORDS[0]
 REASONS = {"undecodable", "unknown_key", "bad_signature", "other_origin", "invalid", "head_missing", "head_mismatch",

@@ -20,7 +20,7 @@ def test_bench_recovery_restarts_a_real_signer_at_each_size(bootstrap: str) -> N
         assert point["entries"] == int(size)
         first, again = point["first_start"], point["after_kill"]
         assert first["recovery_s"] > 0 and first["rss_mb"] > 20  # a live Python process with Kafka clients
-        assert again["recovery_s"] > 0 and again["rss_mb"] > 20
+        assert again["recovery_s"] > 0 and again["rss_mb"] > 20 and again["signing_mode"] == "entry"
         # the new process started after the kill and committed after it was ready
         assert again["kill_to_commit_s"] >= again["recovery_s"] - 0.05
         # it started from the snapshot the first process wrote after its full replay
@@ -31,3 +31,14 @@ def test_bench_recovery_restarts_a_real_signer_at_each_size(bootstrap: str) -> N
         assert standby["recovered_from"]["warm"] is True and standby["recovered_from"]["tail_entries"] == 0
         assert standby["kill_to_commit_s"] >= standby["recovery_s"]
     assert set(result["growth"]) == {"recovery_s_ratio", "kill_to_commit_ratio", "rss_ratio"}
+
+
+def test_bench_recovery_in_checkpoint_mode_replays_an_unsigned_tail(bootstrap: str) -> None:
+    """``--signing-mode checkpoint``: the restarted signers run in that mode, and the restart
+    adopts the snapshot and replays the tail they wrote (unsigned entries)."""
+    result = bench_recovery.run(sizes=(300,), bootstrap=bootstrap, tail=60, signing_mode="checkpoint")
+    assert result["signing_mode"] == "checkpoint"
+    again = result["points"]["300"]["after_kill"]
+    assert again["signing_mode"] == "checkpoint"  # as the restarted process reported it
+    assert again["recovered_from"] == {"snapshot_seq": 300, "tail_entries": 60, "snapshots_rejected": 0, "warm": False}
+    assert again["kill_to_commit_s"] >= again["recovery_s"] - 0.05

@@ -37,3 +37,13 @@ def test_the_batch_size_defaults_by_signing_mode_and_an_explicit_one_wins(tmp_pa
 def test_a_negative_batch_size_is_refused(size: int) -> None:
     with pytest.raises(ValueError, match="batch_size must be positive"):
         SignerSettings(bootstrap="127.0.0.1:9", topics=Topics.with_prefix("t."), key_path=Path("k"), batch_size=size)
+
+
+def test_the_snapshot_interval_defaults_by_signing_mode_and_zero_still_means_never(tmp_path: Path) -> None:
+    # docs/signer.md: a snapshot every 10,000 entries in entry mode, 50,000 in checkpoint mode
+    assert _settings(tmp_path).snapshot_every == 10_000
+    assert _settings(tmp_path, "--signing-mode", "checkpoint").snapshot_every == 50_000
+    assert _settings(tmp_path, "--signing-mode", "checkpoint", "--snapshot-every", "0").snapshot_every == 0
+    assert _settings(tmp_path, "--snapshot-every", "123").snapshot_every == 123
+    with pytest.raises(ValueError, match="snapshot_every must be >= 0"):
+        _settings(tmp_path, "--snapshot-every", "-1")

@@ -52,7 +52,7 @@ def _snapshot(st: LedgerState, key: PrivateKey, writer: snapshots.SnapshotWriter
     out = writer.finish(pending, st.next_seq - 1 if entries_offset is None else entries_offset, 0, key, 1)
     assert out is not None
     writer.committed(pending)
-    store = snapshots.read_store((i, k, v) for i, (k, v) in enumerate(out))
+    store = snapshots.read_store((i, k, v) for i, (k, v) in enumerate(pending.chunk_records() + out))
     return store.candidates[0], store.chunks
 
 
@@ -208,7 +208,8 @@ def test_writer_chunks_the_window_and_drops_what_leaves_the_horizon(key, monkeyp
     assert [(r.first_seq, r.count) for r in pending.dropped] == [(2, 4)]  # seqs 2..5 < 17 - 8
     assert [(c["first_seq"], c["count"]) for c in pending.record["dedup_chunks"]] == [(6, 4), (10, 4), (14, 3)]
     out = writer.finish(pending, 16, 0, key, 2)
-    assert (b"dedup/00000000000000000002", None) in out and out[-1][0] == b"snapshot/1"
+    assert out == [(b"dedup/00000000000000000002", None), (b"snapshot/1", out[-1][1])]
+    out = pending.chunk_records() + out
     store = snapshots.read_store((i, k, v) for i, (k, v) in enumerate(
         [(k.encode(), v) for k, v in chunks.items()] + out))
     window = snapshots.check(store.candidates[0], store.chunks, key.public_key(), ORIGIN, _entry_at(raws))
@@ -255,3 +256,44 @@ def test_chunk_hash_covers_the_bytes_as_written(key):
     cand, chunks = _snapshot(st, key)
     ref = cand.record["dedup_chunks"][0]
     assert bytes(ref["sha256"]) == hashlib.sha256(chunks[ref["key"]]).digest()
+
+
+def test_chunks_of_a_snapshot_never_finished_break_nothing(key, monkeypatch):
+    """The loop produces a capture's chunks before it knows whether the snapshot will be
+    written (a flush that times out, a snapshot too large). Committed without it, those
+    chunks must leave the last written snapshot adoptable, and the next capture rewrites
+    the same keys."""
+    monkeypatch.setattr(snapshots, "CHUNK_WRITE", 4)
+    st, raws = _ledger(key, 10, horizon=8)
+    writer = snapshots.SnapshotWriter(5, 30.0, 8)
+    first, chunks = _snapshot(st, key, writer)
+    seq = Sequencer(st, key)
+
+    def more(n: int) -> None:
+        for _ in range(n):
+            i = len(raws)
+            raws.append(Sequencer.encode(seq.process(codec.encode("ActionEvent", make_action(payload={"i": i})),
+                                                     Source("t.actions", 0, i))))
+
+    more(5)
+    skipped = writer.capture(st, ORIGIN, key.public_key().key_id, {})
+    writer.postpone(skipped)  # what the loop does when the snapshot is not written
+    live = {c["key"].encode() for c in first.record["dedup_chunks"]}
+    assert skipped.chunk_records() and not live & {k for k, _ in skipped.chunk_records()}
+    on_topic = [(k.encode(), v) for k, v in chunks.items()] + [(b"snapshot/0", first.raw)] + skipped.chunk_records()
+    store = snapshots.read_store((i, k, v) for i, (k, v) in enumerate(on_topic))
+    assert [c.raw for c in store.candidates] == [first.raw]
+    window = snapshots.check(store.candidates[0], store.chunks, key.public_key(), ORIGIN, _entry_at(raws))
+    assert sum(len(c) for c in window) == 8
+
+    more(3)
+    pending = writer.capture(st, ORIGIN, key.public_key().key_id, {})
+    assert {k for k, _ in skipped.chunk_records()} <= {k for k, _ in pending.chunk_records()}
+    out = writer.finish(pending, len(raws) - 1, 0, key, 2)
+    assert out is not None
+    store = snapshots.read_store((i, k, v) for i, (k, v) in enumerate(on_topic + pending.chunk_records() + out))
+    newest = store.candidates[0]
+    assert newest.record["next_seq"] == 18
+    adopted = LedgerState(8)
+    adopted.adopt(newest.record, snapshots.check(newest, store.chunks, key.public_key(), ORIGIN, _entry_at(raws)))
+    assert adopted.events.knowns() == st.events.knowns()

@@ -1,20 +1,38 @@
 """signer_worker.state recovery: rebuilding from what is committed, never adopting foreign
 records (a replayed copy, a flipped bit, garbage, an entry forged by another key), and
-continuing the real chain afterwards. Pure: the 'topics' are lists of (offset, bytes)."""
+continuing the real chain afterwards. Pure: the 'topics' are lists of (offset, bytes).
+Each test runs twice: entries read by the compiled reader, and by the reference decoder."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
 from ledgerstream.core import records
-from ledgerstream.core.wire import codec
+from ledgerstream.core.wire import avro_fast, codec
 from ledgerstream.core.mldsa import PrivateKey
 from ledgerstream.signer_worker.sequencer import Sequencer, Source
 from ledgerstream.signer_worker.state import LedgerState
 from support.actions import make_action
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(params=["compiled", "reference"])
+def entry_reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Recovery reads entries with avro_fast.read_entry when it applies, else codec.decode:
+    the same rules must hold either way. With "compiled", the compiled reader must have read
+    some entries (else this run tested the reference path twice)."""
+    if request.param == "reference":
+        monkeypatch.setattr(avro_fast, "_active", False)
+        yield request.param
+        return
+    if not avro_fast.compiled():
+        pytest.skip("the compiled entry reader is not built")
+    real, read = avro_fast.read_entry, []
+    monkeypatch.setattr(avro_fast, "read_entry", lambda raw: read.append(real(raw)) or read[-1])
+    yield request.param
+    assert any(r is not None for r in read)
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +79,14 @@ def _flip(raw: bytes, position: int) -> bytes:
     return bytes(b)
 
 
-def test_clean_recovery_rebuilds_the_same_state(key: PrivateKey) -> None:
+def test_clean_recovery_rebuilds_the_same_state(key: PrivateKey, entry_reader: str) -> None:
     seq, entries = _chain(key, 12)
     st = LedgerState()
     st.recover(((i, codec.encode("LedgerEntry", e)) for i, e in enumerate(entries)), [], key.public_key())
     assert _view(st) == _view(seq.state) and st.skipped_on_recovery == 0
 
 
-def test_recovery_skips_foreign_records_and_continues_the_real_chain(key: PrivateKey, rogue: PrivateKey) -> None:
+def test_recovery_skips_foreign_records_and_continues_the_real_chain(key: PrivateKey, rogue: PrivateKey, entry_reader: str) -> None:
     seq, entries = _chain(key, 20)
     raws = [codec.encode("LedgerEntry", e) for e in entries]
     foreign = {
@@ -80,6 +98,8 @@ def test_recovery_skips_foreign_records_and_continues_the_real_chain(key: Privat
             "created_at": 0, "body": b"", "key_id": "x", "signature": b""})],
         15: [codec.encode("LedgerEntry", _forge(entries[15], rogue)),                       # another key
              codec.encode("LedgerEntry", _forge(entries[15], rogue, claim_key_id=key.public_key().key_id))],
+        # the real entry's hash and signature over an altered action: only a recomputed hash tells
+        17: [codec.encode("LedgerEntry", dict(entries[17], action=dict(entries[17]["action"], action_type="data:delete:users")))],
     }
     stream, offset = [], 0
     for i, raw in enumerate(raws):
@@ -92,7 +112,7 @@ def test_recovery_skips_foreign_records_and_continues_the_real_chain(key: Privat
 
     st = LedgerState()
     st.recover(iter(stream), [], key.public_key())
-    assert st.skipped_on_recovery == 8
+    assert st.skipped_on_recovery == 9
     assert _view(st) == _view(seq.state)
 
     # the recovered signer continues the real chain: seq 20 after the real head
@@ -106,7 +126,7 @@ def test_recovery_skips_foreign_records_and_continues_the_real_chain(key: Privat
                            Source("t.actions", 0, 100)).duplicate_of == 4
 
 
-def test_an_entry_that_breaks_the_chain_ends_adoption(key: PrivateKey) -> None:
+def test_an_entry_that_breaks_the_chain_ends_adoption(key: PrivateKey, entry_reader: str) -> None:
     """After a gap nothing further continues our chain (verifiers alert on such a topic;
     the signer must not build on it), so recovery stops at the last good entry."""
     _, entries = _chain(key, 8)
@@ -116,7 +136,7 @@ def test_an_entry_that_breaks_the_chain_ends_adoption(key: PrivateKey) -> None:
     assert st.next_seq == 4 and st.head == entries[3]["entry_hash"] and st.skipped_on_recovery == 3
 
 
-def test_recovery_of_unsigned_checkpoint_mode_entries(key: PrivateKey, rogue: PrivateKey) -> None:
+def test_recovery_of_unsigned_checkpoint_mode_entries(key: PrivateKey, rogue: PrivateKey, entry_reader: str) -> None:
     seq, entries = _chain(key, 6, signing_mode="checkpoint")
     forged = _forge(entries[3], rogue)  # names the rogue key: not ours, skipped
     stream = [codec.encode("LedgerEntry", e) for e in entries[:3]] + [codec.encode("LedgerEntry", forged)] + \
@@ -148,7 +168,7 @@ def _anchor(cp: dict[str, Any]) -> dict[str, Any]:
             "timestamp": {"tsa": "http://tsa", "token": b"\x30\x00"}, "created_at": 0}
 
 
-def test_checkpoint_recovery_finds_the_last_and_the_unanchored(key: PrivateKey, rogue: PrivateKey) -> None:
+def test_checkpoint_recovery_finds_the_last_and_the_unanchored(key: PrivateKey, rogue: PrivateKey, entry_reader: str) -> None:
     seq, entries = _chain(key, 10)
     good0, good4, good8, good10 = (_checkpoint(key, entries, n) for n in (0, 4, 8, 10))
     bad_root = _checkpoint(key, entries, 9, root=bytes(32))
@@ -166,7 +186,7 @@ def test_checkpoint_recovery_finds_the_last_and_the_unanchored(key: PrivateKey, 
     assert st.unanchored == {0: good0["body"], 8: good8["body"]}
 
 
-def test_a_checkpoint_whose_root_matches_no_prefix_is_not_adopted(key: PrivateKey) -> None:
+def test_a_checkpoint_whose_root_matches_no_prefix_is_not_adopted(key: PrivateKey, entry_reader: str) -> None:
     """The largest validly signed checkpoint names a root of other entries: recovery falls back
     to the last one that matches (and never treats the bad one as anchored work)."""
     _, entries = _chain(key, 6)
