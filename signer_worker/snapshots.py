@@ -3,9 +3,10 @@
 Every ``snapshot_every`` entries or ``snapshot_ms``, inside the transaction whose entries it
 covers, the signer writes its recovery state (``SignerSnapshot``) and the part of its dedup
 window sequenced since the last one (``SignerDedupChunk`` records of at most ``CHUNK_WRITE``
-events, produced first: :meth:`Pending.chunk_records`) to the compacted ``signer-state`` topic. Two snapshot keys alternate, so compaction
-always keeps the latest two; chunks that fall out of the dedup horizon are deleted with
-tombstones. The byte-exact format is docs/spec.md section 11 (decision D35).
+events, produced first: :meth:`Pending.chunk_records`) to the compacted ``signer-state``
+topic. Two snapshot keys alternate, so compaction always keeps the latest two; chunks that
+fall out of the dedup horizon are deleted with tombstones. The byte-exact format is
+docs/spec.md section 11 (decision D35).
 
 Nothing here is trusted because it is on the topic: a snapshot is adopted only if its
 ML-DSA-65 signature verifies under the signer's own key, every chunk it lists is present with
@@ -240,10 +241,11 @@ class Pending:
 
     def chunk_records(self) -> list[tuple[bytes, bytes]]:
         """The new dedup chunks, keys and values, to produce at once: Kafka takes them while
-        the transaction's entries are still being delivered (:meth:`SnapshotWriter.finish`
-        waits for those). Safe before the snapshot is finished, or if it never is: their
-        keys start at the live chunks' end (``SnapshotWriter.covered``), so they overwrite no
-        chunk a written snapshot names, and the next capture rewrites the same keys."""
+        the transaction's entries are still being delivered (the loop waits for those before
+        :meth:`SnapshotWriter.finish`, which needs the head's offset). Safe before the snapshot
+        is finished, or if it never is: their keys start at the live chunks' end
+        (``SnapshotWriter.covered``), so they overwrite no chunk a written snapshot names, and
+        the next capture rewrites the same keys."""
         return [(ref.key.encode(), raw) for ref, raw in self.chunks]
 
 

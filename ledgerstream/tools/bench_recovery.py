@@ -251,7 +251,8 @@ def run(sizes: tuple[int, ...] = (100_000, 1_000_000), bootstrap: str | None = N
     small, large = points[str(sizes[0])], points[str(sizes[-1])]
     ratio = lambda a, b: round(b / max(a, 1e-9), 2)  # noqa: E731
     return {
-        "benchmark": "recovery", "sizes": list(sizes), "signing_mode": signing_mode, "bootstrap": "embedded" if embedded else bootstrap,
+        "benchmark": "recovery", "sizes": list(sizes), "signing_mode": signing_mode,
+        "bootstrap": "embedded" if embedded else bootstrap,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_avg_1m": round(os.getloadavg()[0], 2), "mldsa_backend": mldsa.default_backend()},
         "points": points,

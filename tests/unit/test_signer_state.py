@@ -86,7 +86,8 @@ def test_clean_recovery_rebuilds_the_same_state(key: PrivateKey, entry_reader: s
     assert _view(st) == _view(seq.state) and st.skipped_on_recovery == 0
 
 
-def test_recovery_skips_foreign_records_and_continues_the_real_chain(key: PrivateKey, rogue: PrivateKey, entry_reader: str) -> None:
+def test_recovery_skips_foreign_records_and_continues_the_real_chain(key: PrivateKey, rogue: PrivateKey,
+                                                                     entry_reader: str) -> None:
     seq, entries = _chain(key, 20)
     raws = [codec.encode("LedgerEntry", e) for e in entries]
     foreign = {
@@ -99,7 +100,8 @@ def test_recovery_skips_foreign_records_and_continues_the_real_chain(key: Privat
         15: [codec.encode("LedgerEntry", _forge(entries[15], rogue)),                       # another key
              codec.encode("LedgerEntry", _forge(entries[15], rogue, claim_key_id=key.public_key().key_id))],
         # the real entry's hash and signature over an altered action: only a recomputed hash tells
-        17: [codec.encode("LedgerEntry", dict(entries[17], action=dict(entries[17]["action"], action_type="data:delete:users")))],
+        17: [codec.encode("LedgerEntry", dict(entries[17], action=dict(entries[17]["action"],
+                                                                       action_type="data:delete:users")))],
     }
     stream, offset = [], 0
     for i, raw in enumerate(raws):
@@ -168,7 +170,8 @@ def _anchor(cp: dict[str, Any]) -> dict[str, Any]:
             "timestamp": {"tsa": "http://tsa", "token": b"\x30\x00"}, "created_at": 0}
 
 
-def test_checkpoint_recovery_finds_the_last_and_the_unanchored(key: PrivateKey, rogue: PrivateKey, entry_reader: str) -> None:
+def test_checkpoint_recovery_finds_the_last_and_the_unanchored(key: PrivateKey, rogue: PrivateKey,
+                                                               entry_reader: str) -> None:
     seq, entries = _chain(key, 10)
     good0, good4, good8, good10 = (_checkpoint(key, entries, n) for n in (0, 4, 8, 10))
     bad_root = _checkpoint(key, entries, 9, root=bytes(32))
