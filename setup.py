@@ -9,6 +9,6 @@ from setuptools import Extension, setup
 
 _FLAGS = ["-O2", "-Wall", "-Wextra"]
 setup(ext_modules=[Extension("ledgerstream.core.wire._entry_reader", ["ledgerstream/core/wire/_entry_reader.c"],
-                             extra_compile_args=_FLAGS, optional=True),
+                             libraries=["crypto"], extra_compile_args=_FLAGS, optional=True),
                    Extension("ledgerstream.signer_worker._dedup_table", ["signer_worker/_dedup_table.c"],
                              extra_compile_args=_FLAGS, optional=True)])

@@ -138,6 +138,7 @@ class SignerWorker:
         self.note_signer = note.NoteSigner(settings.origin, note.ED25519, ed25519=note_key) if note_key else None
         self.state = LedgerState(settings.dedup_horizon)
         self.seq: Sequencer | None = None
+        self._sealing = False  # set with self.seq: Sequencer.seal first
         self.anchorer = Anchorer(settings.tsa_urls, settings.tsa_policy)
         self.role = "starting"
         # no progress for this long (a Kafka call that never returns): exit, be restarted
@@ -211,6 +212,8 @@ class SignerWorker:
                                "snapshots_rejected": len(found), "warm": False}
         self.seq = Sequencer(self.state, self.key, signing_mode=self.s.signing_mode,
                              max_record_bytes=self.s.max_record_bytes, defer_signing=self.sign_ahead)
+        #: Sequencer.seal first (checkpoint mode; a per-entry token is added to the entry dict)
+        self._sealing = self.s.signing_mode == "checkpoint" and self.s.timestamp_mode != "entry"
         log.info("recovered %d entries (%s), checkpoint at %d, %d unanchored, in %.2fs",
                  self.state.next_seq, "from a snapshot" if base else "full replay", self.state.checkpoint_size,
                  len(self.state.unanchored), time.monotonic() - t0)
@@ -581,6 +584,12 @@ class SignerWorker:
         """Sequence one action; its records go to ``produce`` (this transaction, or the
         next batch's buffer), its signature to the signing thread."""
         assert self.seq is not None
+        if self._sealing:
+            sealed = self.seq.seal(m.value(), m.topic(), m.partition(), m.offset())
+            if sealed is not None:
+                produce(self.s.topics.entries, *sealed)
+                self._sequenced(produce, counts, published)
+                return
         outcome = self.seq.process(m.value(), Source(m.topic(), m.partition(), m.offset(), m.key()))
         entry = outcome.entry
         if entry is not None:
@@ -597,15 +606,19 @@ class SignerWorker:
                     self._submit(producer)
             else:
                 self._produce_entry(produce, outcome)
-            counts["entries"] += 1
-            if self.state.tree.size - self.state.checkpoint_size >= self.s.checkpoint_every:
-                published.append(self._checkpoint(produce))
-                counts["checkpoints"] += 1
+            self._sequenced(produce, counts, published)
         elif outcome.dead_letter is not None:
             produce(self.s.topics.deadletter, codec.encode("DeadLetter", outcome.dead_letter))
             counts["dead_letters"] += 1
         else:
             counts["duplicates"] += 1
+
+    def _sequenced(self, produce: Produce, counts: dict[str, int], published: list[tuple[int, bytes]]) -> None:
+        """After an entry: count it, and publish a checkpoint when one is due."""
+        counts["entries"] += 1
+        if self.state.tree.size - self.state.checkpoint_size >= self.s.checkpoint_every:
+            published.append(self._checkpoint(produce))
+            counts["checkpoints"] += 1
 
     def _produce_entry(self, produce: Produce, outcome: Outcome) -> None:
         # the key positionally: confluent-kafka parsing it as a keyword cost up to 1 us more per entry

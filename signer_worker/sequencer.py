@@ -123,6 +123,32 @@ class Sequencer:
         assert outcome.entry is not None
         return avro_fast.encode_ledger_entry(outcome.entry, outcome.action_body)
 
+    def seal(self, raw: bytes | None, topic: str, partition: int, offset: int) -> tuple[bytes, bytes] | None:
+        """:meth:`process` then :meth:`encode` for the common action in checkpoint mode, in
+        fewer steps: ``(the entry's LedgerEntry record, its key)``, the state advanced as
+        process would. None, with the state untouched, for anything else (an action the
+        fast reader does not prove, with links, or already sequenced; entry mode): the
+        caller then calls :meth:`process`, which decides it. Same bytes as process + encode
+        (tests/unit/test_signer_fast_path.py)."""
+        if self.signing_mode != "checkpoint" or type(raw) is not bytes or len(raw) > self.max_record_bytes:
+            return None
+        fast = avro_fast.read_sealable_action(raw)
+        if fast is None:
+            return None
+        event_id, agent_id, action_type, payload_hash, text = fast
+        st = self.state
+        if st.events.get(event_id) is not None:
+            return None
+        agent_seq, agent_prev = st.agents.get(agent_id, NEW_AGENT)
+        seq = st.next_seq
+        sealed = avro_fast.seal_entry(raw, text, seq, st.head, now_us(), topic, partition, offset, agent_seq,
+                                      agent_prev, self.key_id)
+        if sealed is None:
+            return None
+        h, leaf, record = sealed
+        st.apply_fields(seq, h, agent_id, agent_seq, event_id, payload_hash, action_type, leaf)
+        return record, agent_id.encode()
+
     def process(self, raw: bytes | None, src: Source) -> Outcome:
         raw = raw or b""
         if len(raw) > self.max_record_bytes:

@@ -48,15 +48,19 @@ class LedgerState:
     # --- updates ---------------------------------------------------------------------------
     def apply(self, entry: dict[str, Any]) -> None:
         """Integrate an entry that is (about to be) committed."""
-        h = bytes(entry["entry_hash"])
         action = entry["action"]
-        seq, agent_id = entry["seq"], action["agent_id"]
+        self.apply_fields(entry["seq"], bytes(entry["entry_hash"]), action["agent_id"], entry["agent_seq"],
+                          action["event_id"], bytes(action["payload_hash"]), action["action_type"])
+
+    def apply_fields(self, seq: int, h: bytes, agent_id: str, agent_seq: int, event_id: str, payload_hash: bytes,
+                     action_type: str, leaf: bytes | None = None) -> None:
+        """:meth:`apply` from the fields it reads (Sequencer.seal has no entry dict, and its
+        compiled writer gives the Merkle ``leaf`` hash of ``h`` too)."""
         self.next_seq = seq + 1
         self.head = h
-        self.agents[agent_id] = (entry["agent_seq"] + 1, h)
-        self.tree.append(merkle.leaf_hash(records.merkle_leaf_input(h)))
-        self.events.add_fields(action["event_id"], agent_id, seq, h, bytes(action["payload_hash"]),
-                               action["action_type"])
+        self.agents[agent_id] = (agent_seq + 1, h)
+        self.tree.append(leaf or merkle.leaf_hash(records.merkle_leaf_input(h)))
+        self.events.add_fields(event_id, agent_id, seq, h, payload_hash, action_type)
 
     def agent_position(self, agent_id: str) -> tuple[int, bytes]:
         return self.agents.get(agent_id, NEW_AGENT)

@@ -102,6 +102,22 @@ def test_compiled_valid_action_reader_is_none_or_a_valid_reference_record(data: 
     records.validate_action(action)  # raises if the fast path took an invalid action
 
 
+@pytest.mark.skipif(not avro_fast.compiled(), reason="the compiled entry reader is not built")
+@given(_ANY)
+def test_compiled_sealable_action_reader_is_none_or_a_valid_committed_reference_record(data: bytes) -> None:
+    """The sealed path (D54): whatever it takes decodes as codec does, has no link, passes
+    records.validate_action with its payload commitment, and comes with the reference's fields
+    and JCS text."""
+    fast = avro_fast.read_sealable_action(data)
+    if fast is None:
+        return
+    action = _reference(data, "ActionEvent")
+    assert action is not None and not action["links"]
+    records.validate_action(action)  # raises if the sealed path took an invalid action
+    assert fast == (action["event_id"], action["agent_id"], action["action_type"], action["payload_hash"],
+                    records.jcs_without_floats(records.action_hash_view(action)))
+
+
 _JSON_SEEDS = [rfc8785.dumps(json_value(random.Random(i))) for i in range(40)]
 
 
@@ -115,10 +131,11 @@ def test_compiled_canonical_json_check_is_false_or_rfc8785(data: bytes) -> None:
 
 
 def test_some_seeds_are_taken_by_the_compiled_action_reader() -> None:
-    """Guards the two targets above: mutants of these seeds reach the C code's deeper paths."""
+    """Guards the three targets above: mutants of these seeds reach the C code's deeper paths."""
     if not avro_fast.compiled():
         pytest.skip("the compiled entry reader is not built")
     from ledgerstream.core.wire import _entry_reader
 
     assert sum(avro_fast.read_valid_action(a) is not None for a in ACTIONS) >= 5  # of the 10 plain ones
+    assert sum(avro_fast.read_sealable_action(a) is not None for a in ACTIONS) >= 3  # those without links
     assert sum(_entry_reader.is_canonical_json(j) for j in _JSON_SEEDS) >= 20

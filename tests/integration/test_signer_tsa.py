@@ -74,16 +74,17 @@ def test_tsa_down_then_back_on_the_same_port(bootstrap, topics, start_signer, si
                15, "an empty backlog", on_timeout=lambda: str(signer.status()))
 
 
-def test_per_entry_timestamp_mode(bootstrap, topics, start_signer, signer_key_path, dev_tsa) -> None:
+@pytest.mark.parametrize("signing_mode", ["entry", "checkpoint"])  # checkpoint mode: not the sealed path (D54)
+def test_per_entry_timestamp_mode(bootstrap, topics, start_signer, signer_key_path, dev_tsa, signing_mode) -> None:
     pub = mldsa.load_private_key(signer_key_path).public_key()
     ca_pem = dev_tsa.ca_cert.read_bytes()
-    signer = start_signer("--timestamp-mode", "entry", tsa_url=dev_tsa.url)
+    signer = start_signer("--timestamp-mode", "entry", "--signing-mode", signing_mode, tsa_url=dev_tsa.url)
     produce(bootstrap, topics.actions, action_items([make_action(agent_id=f"a{i % 2}", payload={"i": i})
                                                      for i in range(12)]))
     tail = TopicTail(bootstrap, topics.entries)
     wait_until(lambda: tail.poll() >= 12, 60, "12 stamped entries", on_timeout=signer.log)
     entries = [rec for _, rec in tail.decoded("LedgerEntry")]
-    check_ledger(entries, pub)
+    check_ledger(entries, pub, signed=signing_mode == "entry")
     for e in entries:
         token, h = e["timestamp_token"], bytes(e["entry_hash"])
         assert token is not None, f"entry {e['seq']} has no token"

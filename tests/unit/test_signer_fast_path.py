@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import rfc8785
 
-from ledgerstream.core import records
+from ledgerstream.core import merkle, records
 from ledgerstream.core.wire import _entry_reader, avro_fast, codec
 from ledgerstream.signer_worker import sequencer as sequencer_module
 from ledgerstream.signer_worker.sequencer import Sequencer, Source
@@ -91,6 +91,19 @@ def _assert_sound(data: bytes) -> bool:
     return True
 
 
+def _assert_sealable_sound(data: bytes) -> bool:
+    """What read_sealable_action takes is a valid action (its payload commitment included)
+    with no link, and its fields and JCS text are the reference's; True if taken."""
+    taken = avro_fast.read_sealable_action(data)
+    if taken is None:
+        return False
+    action = codec.decode(data, expect="ActionEvent")[1]
+    assert _valid(action) and not action["links"], action
+    assert taken == (action["event_id"], action["agent_id"], action["action_type"], action["payload_hash"],
+                     records.jcs_without_floats(records.action_hash_view(action)))
+    return True
+
+
 def _plain(action: dict[str, Any]) -> bool:
     """Within what the fast path promises to take (docs/signer.md, "The per-entry path")."""
     ids = [action["event_id"], action["agent_id"], action["session_id"]] + [
@@ -111,16 +124,21 @@ def test_the_fast_path_is_compiled() -> None:
 
 def test_what_the_fast_reader_takes_is_what_the_reference_path_decodes_and_accepts() -> None:
     rng = random.Random(41)
-    taken = plain = 0
+    taken = plain = sealable = 0
     for _ in range(3000):
         action = valid_looking_action(rng)
         data = codec.encode("ActionEvent", action)
         got = _assert_sound(data)
+        sealed = _assert_sealable_sound(data)
+        assert got or not sealed  # the sealed path takes a subset of the fast reader's
         taken += got
         if _plain(action):
             plain += 1
             assert got, action  # what our producers write goes the fast way
-    assert plain > 500 and taken >= plain  # the generator exercised the fast path
+            if not action["links"]:
+                sealable += 1
+                assert sealed, action  # and without links, the sealed way (checkpoint mode)
+    assert plain > 500 and taken >= plain and sealable > 200  # the generator exercised the fast paths
 
 
 def test_corrupted_records_never_get_past_the_fast_reader_unchecked() -> None:
@@ -137,10 +155,12 @@ def test_corrupted_records_never_get_past_the_fast_reader_unchecked() -> None:
                 data.insert(at, rng.randrange(256))
         try:
             codec.decode(bytes(data), expect="ActionEvent")
-        except Exception:  # noqa: BLE001 - not decodable: the fast reader must not take it either
+        except Exception:  # noqa: BLE001 - not decodable: the fast readers must not take it either
             assert avro_fast.read_valid_action(bytes(data)) is None
+            assert avro_fast.read_sealable_action(bytes(data)) is None
             continue
         _assert_sound(bytes(data))
+        _assert_sealable_sound(bytes(data))
 
 
 @pytest.mark.parametrize("field, value", [
@@ -158,23 +178,51 @@ def test_each_rule_the_fast_reader_proves_refuses_its_violation(field: str, valu
     action["payload"] = b'{"a":1}'
     action["payload_salt"] = bytes(32)
     action["payload_hash"] = records.payload_commitment(bytes(32), b'{"a":1}')
-    assert avro_fast.read_valid_action(codec.encode("ActionEvent", action)) is not None  # the baseline is taken
+    for reader in (avro_fast.read_valid_action, avro_fast.read_sealable_action):
+        assert reader(codec.encode("ActionEvent", action)) is not None  # the baseline is taken
     action[field] = value
     assert not _valid(action)  # the reference rule refuses it ...
-    assert avro_fast.read_valid_action(codec.encode("ActionEvent", action)) is None  # ... so the fast one must
+    for reader in (avro_fast.read_valid_action, avro_fast.read_sealable_action):
+        assert reader(codec.encode("ActionEvent", action)) is None  # ... so the fast ones must
 
 
 def test_approvals_and_escaped_strings_are_left_to_the_reference_path() -> None:
     action = valid_looking_action(random.Random(6))
     action.update({"event_id": "e", "agent_id": "a", "action_type": "t", "payload": None, "payload_salt": None,
                    "payload_hash": bytes(32), "occurred_at": 1, "links": [], "approvals": []})
+    action["producer"] = {**action["producer"], "host": "h"}
+    action["policy"] = {"decision": "approved", "rule": None, "reason": None}
     assert avro_fast.read_valid_action(codec.encode("ActionEvent", action)) is not None
+    assert avro_fast.read_sealable_action(codec.encode("ActionEvent", action)) is not None
     for change in ({"approvals": [{"request_id": "r", "approver_id": "p", "key_id": "k", "decision": "approve",
                                    "approved_at": 5, "signature": b"s"}]},
                    {"agent_id": 'a"b'}, {"event_id": "é"}):
         changed = {**action, **change}
         assert _valid(changed)  # valid: only not proven here
         assert avro_fast.read_valid_action(codec.encode("ActionEvent", changed)) is None
+        assert avro_fast.read_sealable_action(codec.encode("ActionEvent", changed)) is None
+
+
+@pytest.mark.parametrize("change", [
+    {"links": [{"agent_id": "b", "event_id": "f", "relation": "caused_by"}]},
+    {"producer": {"library": "l", "version": "v", "host": "hé", "pid": 1, "adapter": None}},
+    {"policy": {"decision": "approved", "rule": None, "reason": "\x7f"}},
+    {"trace": {"trace_id": "t", "span_id": "s€", "parent_span_id": None}},
+])
+def test_links_and_strings_beyond_printable_ascii_are_left_to_the_dict_path(change: dict[str, Any]) -> None:
+    """Valid, and taken by read_valid_action, but not by the sealed path: Sequencer.process decides."""
+    action = {**plain_action(random.Random(7)), "links": [], **change}
+    data = codec.encode("ActionEvent", action)
+    assert _valid(action) and avro_fast.read_valid_action(data) is not None
+    assert avro_fast.read_sealable_action(data) is None
+
+
+def test_a_payload_that_does_not_commit_is_not_sealable() -> None:
+    action = {**plain_action(random.Random(8)), "links": []}
+    assert avro_fast.read_sealable_action(codec.encode("ActionEvent", action)) is not None
+    action["payload_hash"] = bytes(32)
+    assert avro_fast.read_valid_action(codec.encode("ActionEvent", action)) is not None  # its caller checks that
+    assert avro_fast.read_sealable_action(codec.encode("ActionEvent", action)) is None
 
 
 # --- canonical JSON -------------------------------------------------------------------------
@@ -250,6 +298,63 @@ def test_a_string_that_needs_an_escape_leaves_the_preimage_to_python() -> None:
         assert avro_fast.entry_hash_input({**entry, key: value}, text) is None
 
 
+def _sealable_entries(seed: int, n: int) -> list[tuple[dict[str, Any], bytes, bytes]]:
+    """(entry, action_text, action record) for entries that Sequencer.seal writes: no resolved
+    link, no signature, no timestamp token; half of the records under the legacy header."""
+    out = []
+    for i, (entry, text, body) in enumerate(_fast_entries(seed, 3 * n + 20)):
+        if entry["action"]["links"]:
+            continue
+        entry.update(spec_version=records.SPEC_VERSION, resolved_links=[], signature=None, timestamp_token=None)
+        entry["entry_hash"] = records.entry_hash(entry)
+        header = avro_fast._ACTION_HEADERS[i % 2]
+        out.append((entry, text, header + body))
+    assert len(out) >= n
+    return out[:n]
+
+
+def _seal(entry: dict[str, Any], text: bytes, record: bytes) -> tuple[bytes, bytes, bytes] | None:
+    src = entry["source"]
+    return avro_fast.seal_entry(record, text, entry["seq"], entry["prev_hash"], entry["received_at"], src["topic"],
+                                src["partition"], src["offset"], entry["agent_seq"], entry["agent_prev_hash"],
+                                entry["key_id"])
+
+
+def test_the_sealed_entry_is_the_reference_hash_leaf_and_record() -> None:
+    sealed = 0
+    for entry, text, record in _sealable_entries(48, 600):
+        got = _seal(entry, text, record)
+        if got is None:  # only when one of the entry's own strings needs an escape
+            assert b"\\" in records.entry_hash_input(entry)
+            continue
+        h = records.entry_hash(entry)
+        assert got == (h, merkle.leaf_hash(records.merkle_leaf_input(h)), codec.encode("LedgerEntry", entry))
+        sealed += 1
+    assert sealed > 200
+
+
+def test_a_string_that_needs_an_escape_is_not_sealed() -> None:
+    entry, text, record = _sealable_entries(49, 1)[0]
+    assert _seal(entry, text, record) is not None
+    for key, value in (("key_id", 'k"'), ("key_id", "k\\"), ("source", {**entry["source"], "topic": "t\n"})):
+        assert _seal({**entry, key: value}, text, record) is None
+
+
+@pytest.mark.parametrize("change", [
+    {"seq": "1"}, {"prev_hash": "00"}, {"source": {"topic": 5, "partition": 0, "offset": 1}}, {"key_id": None},
+    {"received_at": 2**64}, {"agent_prev_hash": None}, {"source": {"topic": "t", "partition": 2**40, "offset": 1}},
+])
+def test_wrong_types_for_the_sealed_entry_raise_instead_of_crashing(change: dict[str, Any]) -> None:
+    entry, text, record = _sealable_entries(50, 1)[0]
+    with pytest.raises((TypeError, OverflowError)):
+        _seal({**entry, **change}, text, record)
+    with pytest.raises(TypeError):
+        _entry_reader.seal_entry(avro_fast._LEDGER_ENTRY_HEADER, record[:9], text, 1, 0, bytes(32), 0, "t", 0, 0, 0,
+                                 bytes(32), "k")
+    with pytest.raises(TypeError):
+        _entry_reader.seal_entry(avro_fast._LEDGER_ENTRY_HEADER, record, text)
+
+
 _MISSING = object()  # the field is left out
 
 
@@ -280,22 +385,47 @@ def test_the_sequencer_gives_the_same_ledger_with_and_without_the_fast_path(monk
             stream.append(stream[rng.randrange(len(stream))])  # a redelivery or a conflicting duplicate
     key = PrivateKey.generate()
 
-    def run() -> list[tuple[Any, ...]]:
+    def run(sealing: bool = False) -> tuple[list[tuple[Any, ...]], tuple[Any, ...], int]:
+        """Each record's (entry record, key, dead letter, duplicate_of), the state after them,
+        and how many were sealed; ``sealing``: Sequencer.seal first, as the loop does in checkpoint mode."""
         clock = iter(range(1_700_000_000_000_000, 1_800_000_000_000_000))
         monkeypatch.setattr(sequencer_module, "now_us", lambda: next(clock))
-        seq = Sequencer(LedgerState(10_000), key, signing_mode="checkpoint")
-        out = []
+        state = LedgerState(10_000)
+        seq = Sequencer(state, key, signing_mode="checkpoint")
+        out, sealed = [], 0
         for offset, raw in enumerate(stream):
+            done = seq.seal(raw, "actions", 0, offset) if sealing else None
+            if done is not None:
+                sealed += 1
+                out.append((*done, None, None))
+                continue
             o = seq.process(raw, Source("actions", 0, offset))
-            out.append((Sequencer.encode(o) if o.entry else None,
+            out.append((Sequencer.encode(o) if o.entry else None, o.entry and o.entry["action"]["agent_id"].encode(),
                         o.dead_letter and (o.dead_letter["reason"], o.dead_letter["detail"]), o.duplicate_of))
-        return out
+        return out, (state.next_seq, state.head, state.agents, state.tree.root(), state.events.knowns()), sealed
 
-    fast = run()
+    fast, sealed_path = run(), run(sealing=True)
+    assert sealed_path[0] == fast[0] and sealed_path[1] == fast[1]  # the same records, keys and state
+    assert sealed_path[2] > 100  # the link-free plain actions (about a fifth of the stream) were sealed
     used = []
     real = avro_fast.read_valid_action
     monkeypatch.setattr(avro_fast, "read_valid_action", lambda data: used.append(real(data)) and None)
     reference = run()
     assert fast == reference
     assert sum(x is not None for x in used) > 200  # the fast path was taken for most of them
-    assert sum(entry is not None for entry, _, _ in fast) > 200 and any(dl for _, dl, _ in fast)
+    assert sum(entry is not None for entry, _, _, _ in fast[0]) > 200 and any(dl for _, _, dl, _ in fast[0])
+
+
+def test_seal_declines_in_entry_mode_and_leaves_the_state_untouched() -> None:
+    raw = codec.encode("ActionEvent", {**plain_action(random.Random(9)), "links": []})
+    key = PrivateKey.generate()
+    for mode in ("entry", "checkpoint"):
+        state = LedgerState(100)
+        seq = Sequencer(state, key, signing_mode=mode, max_record_bytes=len(raw) - 1)
+        assert seq.seal(raw, "actions", 0, 0) is None  # too large: process() dead-letters it
+        assert (state.next_seq, state.events.get(avro_fast.read_action(raw)["event_id"])) == (0, None)
+    seq = Sequencer(LedgerState(100), key, signing_mode="entry")
+    assert seq.seal(raw, "actions", 0, 0) is None and seq.state.next_seq == 0
+    seq = Sequencer(LedgerState(100), key, signing_mode="checkpoint")
+    assert seq.seal(raw, "actions", 0, 0) is not None and seq.state.next_seq == 1
+    assert seq.seal(raw, "actions", 0, 1) is None and seq.state.next_seq == 1  # a duplicate: process() decides

@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 /* The single-object header (C3 01 + fingerprint): the caller, avro_fast.read_entry, has
  * checked that it names the LedgerEntry schema this reader implements (in either byte
  * order); the fingerprints are written in one place, avro_fast. */
@@ -313,13 +315,14 @@ static int missing(int key) {
     return -1;
 }
 
-/* "<lit>" then the value of one key, written by one of the writers above */
-#define W(lit, writer, dict, key)                                                      \
+/* "<lit>" then a value (NULL: the field ``key`` is missing), written by one of the writers above */
+#define WV(lit, writer, value, key)                                                    \
     do {                                                                               \
-        PyObject *v_ = get((dict), (key));                                             \
+        PyObject *v_ = (value);                                                        \
         if (v_ == NULL) return missing(key);                                           \
         if (OUT_LIT(o, lit) < 0 || writer(o, v_) < 0) return -1;                       \
     } while (0)
+#define W(lit, writer, dict, key) WV(lit, writer, get((dict), (key)), key)
 
 static int w_action(Out *o, PyObject *a) {
     W("{\"action_type\":", w_str, a, K_ACTION_TYPE);
@@ -382,23 +385,40 @@ static int w_action(Out *o, PyObject *a) {
     return OUT_LIT(o, "}");
 }
 
-/* the preimage of the entry hash; the action's JCS text is ``action_text`` when not NULL */
-static int w_entry(Out *o, PyObject *e, PyObject *action_text) {
+/* An entry's own fields (all but its action), borrowed from a dict (view_of) or from the
+ * arguments of seal_entry; NULL where a field is missing (each writer says which). */
+typedef struct {
+    PyObject *spec_version, *seq, *prev_hash, *entry_hash, *received_at, *topic, *partition, *offset,
+        *agent_seq, *agent_prev_hash, *resolved_links, *key_id, *signature, *timestamp_token;
+} EntryView;
+
+static void view_of(PyObject *e, EntryView *v) {
+    PyObject *source = get(e, K_SOURCE);
+    int has_source = source != NULL && PyDict_Check(source);
+    *v = (EntryView){
+        get(e, K_SPEC_VERSION), get(e, K_SEQ), get(e, K_PREV_HASH), get(e, K_ENTRY_HASH), get(e, K_RECEIVED_AT),
+        has_source ? get(source, K_TOPIC) : NULL, has_source ? get(source, K_PARTITION) : NULL,
+        has_source ? get(source, K_OFFSET) : NULL, get(e, K_AGENT_SEQ), get(e, K_AGENT_PREV_HASH),
+        get(e, K_RESOLVED_LINKS), get(e, K_KEY_ID), get(e, K_SIGNATURE), get(e, K_TIMESTAMP_TOKEN)};
+}
+
+/* the preimage of the entry hash; the action's JCS text is ``action_text`` when not NULL, else
+ * it is written from the ``action`` dict */
+static int w_entry(Out *o, const EntryView *v, PyObject *action_text, PyObject *action) {
     if (out_raw(o, TAG_ENTRY, sizeof TAG_ENTRY) < 0 || OUT_LIT(o, "{\"action\":") < 0) return -1;
     if (action_text != NULL) {
         if (out_raw(o, PyBytes_AS_STRING(action_text), (size_t)PyBytes_GET_SIZE(action_text)) < 0) return -1;
     } else {
-        PyObject *action = get(e, K_ACTION);
         if (action == NULL) return missing(K_ACTION);
         if (w_action(o, action) < 0) return -1;
     }
-    W(",\"agent_prev_hash\":", w_hex, e, K_AGENT_PREV_HASH);
-    W(",\"agent_seq\":", w_long, e, K_AGENT_SEQ);
-    W(",\"key_id\":", w_str, e, K_KEY_ID);
-    W(",\"prev_hash\":", w_hex, e, K_PREV_HASH);
-    W(",\"received_at\":", w_long, e, K_RECEIVED_AT);
+    WV(",\"agent_prev_hash\":", w_hex, v->agent_prev_hash, K_AGENT_PREV_HASH);
+    WV(",\"agent_seq\":", w_long, v->agent_seq, K_AGENT_SEQ);
+    WV(",\"key_id\":", w_str, v->key_id, K_KEY_ID);
+    WV(",\"prev_hash\":", w_hex, v->prev_hash, K_PREV_HASH);
+    WV(",\"received_at\":", w_long, v->received_at, K_RECEIVED_AT);
     if (OUT_LIT(o, ",\"resolved_links\":[") < 0) return -1;
-    PyObject *links = get(e, K_RESOLVED_LINKS);
+    PyObject *links = v->resolved_links;
     if (links == NULL || !PyList_Check(links)) return missing(K_RESOLVED_LINKS);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(links); i++) {
         PyObject *x = PyList_GET_ITEM(links, i);
@@ -416,13 +436,11 @@ static int w_entry(Out *o, PyObject *e, PyObject *action_text) {
         W(",\"status\":", w_str, x, K_STATUS);
         if (OUT_LIT(o, "}") < 0) return -1;
     }
-    W("],\"seq\":", w_long, e, K_SEQ);
-    PyObject *source = get(e, K_SOURCE);
-    if (source == NULL) return missing(K_SOURCE);
-    W(",\"source\":{\"offset\":", w_long, source, K_OFFSET);
-    W(",\"partition\":", w_long, source, K_PARTITION);
-    W(",\"topic\":", w_str, source, K_TOPIC);
-    W("},\"v\":", w_long, e, K_SPEC_VERSION);
+    WV("],\"seq\":", w_long, v->seq, K_SEQ);
+    WV(",\"source\":{\"offset\":", w_long, v->offset, K_OFFSET);
+    WV(",\"partition\":", w_long, v->partition, K_PARTITION);
+    WV(",\"topic\":", w_str, v->topic, K_TOPIC);
+    WV("},\"v\":", w_long, v->spec_version, K_SPEC_VERSION);
     return OUT_LIT(o, "}");
 }
 
@@ -686,7 +704,9 @@ static PyObject *entry_preimage(PyObject *module, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!O!", &PyDict_Type, &entry, &PyBytes_Type, &action_text)) return NULL;
     Out o = {NULL, 0, 0};
     PyObject *result = NULL;
-    if (w_entry(&o, entry, action_text) == 0) {
+    EntryView v;
+    view_of(entry, &v);
+    if (w_entry(&o, &v, action_text, NULL) == 0) {
         result = PyBytes_FromStringAndSize(o.buf, (Py_ssize_t)o.len);
     } else if (PyErr_ExceptionMatches(NeedsEscape)) {
         PyErr_Clear();
@@ -717,6 +737,19 @@ static int av_pylong(Out *o, PyObject *v) {
     long long n = PyLong_AsLongLong(v);
     if (n == -1 && PyErr_Occurred()) return -1;
     return av_long(o, n);
+}
+
+/* an Avro ``int`` field: a long within 32 bits (the schema's range) */
+static int av_pyint(Out *o, PyObject *v) {
+    if (v != NULL && PyLong_Check(v)) {
+        long long n = PyLong_AsLongLong(v);
+        if (n == -1 && PyErr_Occurred()) return -1;
+        if (n < INT32_MIN || n > INT32_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "an Avro int field out of 32-bit range");
+            return -1;
+        }
+    }
+    return av_pylong(o, v);
 }
 
 static int av_span(Out *o, const char *s, Py_ssize_t n) {
@@ -751,40 +784,27 @@ static int av_opt(Out *o, PyObject *v, int (*write)(Out *, PyObject *)) {
     return out_raw(o, "\2", 1) < 0 ? -1 : write(o, v);
 }
 
-#define A(writer, dict, key) \
-    if (writer(o, get((dict), (key))) < 0) return -1
-
-static int av_entry(Out *o, PyObject *e, PyObject *action_body) {
-    A(av_pylong, e, K_SPEC_VERSION);
-    A(av_pylong, e, K_SEQ);
-    A(av_bytes, e, K_PREV_HASH);
-    A(av_bytes, e, K_ENTRY_HASH);
-    if (out_raw(o, PyBytes_AS_STRING(action_body), (size_t)PyBytes_GET_SIZE(action_body)) < 0) return -1;
-    A(av_pylong, e, K_RECEIVED_AT);
-    PyObject *source = get(e, K_SOURCE);
-    if (source == NULL) return missing(K_SOURCE);
-    A(av_str, source, K_TOPIC);
-    A(av_pylong, source, K_PARTITION);
-    A(av_pylong, source, K_OFFSET);
-    A(av_pylong, e, K_AGENT_SEQ);
-    A(av_bytes, e, K_AGENT_PREV_HASH);
-    PyObject *links = get(e, K_RESOLVED_LINKS);
+static int av_entry(Out *o, const EntryView *v, const char *action_body, Py_ssize_t body_len) {
+    if (av_pyint(o, v->spec_version) < 0 || av_pylong(o, v->seq) < 0 || av_bytes(o, v->prev_hash) < 0
+            || av_bytes(o, v->entry_hash) < 0 || out_raw(o, action_body, (size_t)body_len) < 0
+            || av_pylong(o, v->received_at) < 0 || av_str(o, v->topic) < 0 || av_pyint(o, v->partition) < 0
+            || av_pylong(o, v->offset) < 0 || av_pylong(o, v->agent_seq) < 0 || av_bytes(o, v->agent_prev_hash) < 0)
+        return -1;
+    PyObject *links = v->resolved_links;
     if (links == NULL || !PyList_Check(links)) return missing(K_RESOLVED_LINKS);
     Py_ssize_t count = PyList_GET_SIZE(links);
     if (count) {
         if (av_long(o, count) < 0) return -1;
         for (Py_ssize_t i = 0; i < count; i++) {
             PyObject *x = PyList_GET_ITEM(links, i);
-            A(av_str, x, K_AGENT_ID);
-            A(av_str, x, K_EVENT_ID);
-            A(av_str, x, K_STATUS);
-            if (av_opt(o, get(x, K_SEQ), av_pylong) < 0 || av_opt(o, get(x, K_ENTRY_HASH), av_bytes) < 0) return -1;
+            if (av_str(o, get(x, K_AGENT_ID)) < 0 || av_str(o, get(x, K_EVENT_ID)) < 0
+                    || av_str(o, get(x, K_STATUS)) < 0 || av_opt(o, get(x, K_SEQ), av_pylong) < 0
+                    || av_opt(o, get(x, K_ENTRY_HASH), av_bytes) < 0) return -1;
         }
     }
     if (out_raw(o, "\0", 1) < 0) return -1;  /* the array's end (or its only, empty block) */
-    A(av_str, e, K_KEY_ID);
-    if (av_opt(o, get(e, K_SIGNATURE), av_bytes) < 0) return -1;
-    return av_opt(o, get(e, K_TIMESTAMP_TOKEN), av_bytes);
+    if (av_str(o, v->key_id) < 0 || av_opt(o, v->signature, av_bytes) < 0) return -1;
+    return av_opt(o, v->timestamp_token, av_bytes);
 }
 
 /* encode_entry(header, entry, action_body): the LedgerEntry single object, the action's
@@ -796,9 +816,250 @@ static PyObject *encode_entry(PyObject *module, PyObject *args) {
                           &action_body)) return NULL;
     Out o = {NULL, 0, 0};
     PyObject *result = NULL;
+    EntryView v;
+    view_of(entry, &v);
     if (out_raw(&o, PyBytes_AS_STRING(header), (size_t)PyBytes_GET_SIZE(header)) == 0
-            && av_entry(&o, entry, action_body) == 0)
+            && av_entry(&o, &v, PyBytes_AS_STRING(action_body), PyBytes_GET_SIZE(action_body)) == 0)
         result = PyBytes_FromStringAndSize(o.buf, (Py_ssize_t)o.len);
+    PyMem_Free(o.buf);
+    return result;
+}
+
+/* --- sealing an entry in one call (the signer's checkpoint mode: avro_fast.seal_entry) --------
+ * The preimage above, its SHA-256 (OpenSSL's, fetched once), and the LedgerEntry record with
+ * the action's record spliced in: what entry_preimage, hashlib.sha256 and encode_entry do on
+ * an entry dict, without the dict. For an entry with no resolved link, no signature and no
+ * timestamp token. */
+
+static EVP_MD *SHA256_MD;
+static EVP_MD_CTX *SHA256_CTX;
+static PyObject *EMPTY_LIST;
+static const char TAG_PAYLOAD[] = "ledgerstream/v1/payload";  /* records.TAG_PAYLOAD, with its NUL byte */
+
+/* SHA-256 of the concatenation of ``count`` spans into ``out``; -1 with an exception on failure */
+static int sha256_spans(const char *const *spans, const size_t *lens, int count, unsigned char out[HASH_LEN]) {
+    unsigned int len = 0;
+    int ok = EVP_DigestInit_ex(SHA256_CTX, SHA256_MD, NULL);
+    for (int i = 0; ok && i < count; i++) ok = EVP_DigestUpdate(SHA256_CTX, spans[i], lens[i]);
+    if (!ok || !EVP_DigestFinal_ex(SHA256_CTX, out, &len) || len != HASH_LEN) {
+        PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed (OpenSSL)");
+        return -1;
+    }
+    return 0;
+}
+
+/* --- read_sealable_action: the common action, read without a dict ----------------------------
+ * The actions seal_entry takes: what read_action takes (and action_ok proves) with no link, no
+ * approval, every string printable ASCII without '"' or '\' (so it is its own JCS text; other
+ * strings are left to read_action), and a payload commitment that holds. Read as spans of the
+ * record; only the four values the signer's state needs become Python objects. */
+
+typedef struct {
+    const unsigned char *s;  /* NULL: the null branch of an optional field */
+    Py_ssize_t n;
+} Span;
+
+/* a string span that is printable ASCII without '"' or '\' (0 otherwise: not taken) */
+static int sp_plain(Reader *r, Span *out) {
+    if (rd_span(r, &out->s, &out->n) < 0) return 0;
+    for (Py_ssize_t i = 0; i < out->n; i++)
+        if (out->s[i] < 0x20 || out->s[i] > 0x7e || out->s[i] == '"' || out->s[i] == '\\') return 0;
+    return 1;
+}
+
+static int sp_opt_plain(Reader *r, Span *out) {
+    int some;
+    if (rd_branch(r, &some) < 0) return 0;
+    out->s = NULL;
+    out->n = 0;
+    return some ? sp_plain(r, out) : 1;
+}
+
+/* records.MAX_ID_LEN and no space at either end, on a span sp_plain took */
+static int sp_id(const Span *x) {
+    return x->n >= 1 && x->n <= MAX_ID_LEN && x->s[0] != ' ' && x->s[x->n - 1] != ' ';
+}
+
+static int sp_opt_bytes(Reader *r, Span *out) {
+    int some;
+    if (rd_branch(r, &some) < 0) return 0;
+    out->s = NULL;
+    out->n = 0;
+    return !some || rd_span(r, &out->s, &out->n) == 0;
+}
+
+static int sp_empty_array(Reader *r) {
+    int64_t count;
+    return rd_long(r, &count) == 0 && count == 0;
+}
+
+typedef struct {
+    Span event_id, agent_id, session_id, action_type, payload, salt, payload_hash;
+    int64_t occurred_at, pid;
+    int policy, trace, offline;
+    Span decision, rule, reason, trace_id, span_id, parent_span_id, library, version, host, adapter;
+} PlainAction;
+
+/* 1 when the body (after the header) is such an action, its parts in *a */
+static int sp_action(Reader *r, PlainAction *a) {
+    if (!sp_plain(r, &a->event_id) || !sp_id(&a->event_id) || !sp_plain(r, &a->agent_id) || !sp_id(&a->agent_id)
+            || !sp_opt_plain(r, &a->session_id) || (a->session_id.s != NULL && !sp_id(&a->session_id))
+            || !sp_plain(r, &a->action_type) || !sp_opt_bytes(r, &a->payload) || !sp_opt_bytes(r, &a->salt)
+            || rd_span(r, &a->payload_hash.s, &a->payload_hash.n) < 0 || a->payload_hash.n != HASH_LEN
+            || rd_long(r, &a->occurred_at) < 0 || a->occurred_at < 0 || a->occurred_at > MAX_SAFE_INT
+            || !sp_empty_array(r) || rd_branch(r, &a->policy) < 0)
+        return 0;
+    if (a->policy && (!sp_plain(r, &a->decision) || !sp_opt_plain(r, &a->rule) || !sp_opt_plain(r, &a->reason)))
+        return 0;
+    if (!sp_empty_array(r) || rd_branch(r, &a->trace) < 0) return 0;
+    if (a->trace && (!sp_plain(r, &a->trace_id) || !sp_plain(r, &a->span_id) || !sp_opt_plain(r, &a->parent_span_id)))
+        return 0;
+    if (!sp_plain(r, &a->library) || !sp_plain(r, &a->version) || !sp_plain(r, &a->host) || rd_int(r, &a->pid) < 0
+            || !sp_opt_plain(r, &a->adapter) || r->p + 1 != r->n || r->d[r->p] > 1)
+        return 0;
+    a->offline = r->d[r->p];
+    if ((a->payload.s == NULL) != (a->salt.s == NULL)) return 0;
+    if (a->payload.s != NULL && (a->salt.n != HASH_LEN || !canonical_json(a->payload.s, a->payload.n))) return 0;
+    return 1;
+}
+
+static int w_span(Out *o, const Span *x) {
+    if (x->s == NULL) return OUT_LIT(o, "null");
+    if (out_reserve(o, (size_t)x->n + 2) < 0) return -1;
+    o->buf[o->len++] = '"';
+    memcpy(o->buf + o->len, x->s, (size_t)x->n);
+    o->len += (size_t)x->n;
+    o->buf[o->len++] = '"';
+    return 0;
+}
+
+/* w_action's text (records.action_hash_view, keys sorted) for such an action */
+static int w_plain_action(Out *o, const PlainAction *a) {
+#define WS(lit, span) if (OUT_LIT(o, lit) < 0 || w_span(o, &a->span) < 0) return -1
+    WS("{\"action_type\":", action_type);
+    WS(",\"agent_id\":", agent_id);
+    WS(",\"approvals\":[],\"event_id\":", event_id);
+    if (OUT_LIT(o, ",\"links\":[],\"occurred_at\":") < 0 || out_long(o, a->occurred_at) < 0) return -1;
+    if ((a->offline ? OUT_LIT(o, ",\"offline\":true") : OUT_LIT(o, ",\"offline\":false")) < 0) return -1;
+    if (OUT_LIT(o, ",\"payload_hash\":") < 0 || out_hex(o, a->payload_hash.s, HASH_LEN) < 0) return -1;
+    if (!a->policy) {
+        if (OUT_LIT(o, ",\"policy\":null") < 0) return -1;
+    } else {
+        WS(",\"policy\":{\"decision\":", decision);
+        WS(",\"reason\":", reason);
+        WS(",\"rule\":", rule);
+        if (OUT_LIT(o, "}") < 0) return -1;
+    }
+    WS(",\"producer\":{\"adapter\":", adapter);
+    WS(",\"host\":", host);
+    WS(",\"library\":", library);
+    if (OUT_LIT(o, ",\"pid\":") < 0 || out_long(o, a->pid) < 0) return -1;
+    WS(",\"version\":", version);
+    WS("},\"session_id\":", session_id);
+    if (!a->trace) {
+        if (OUT_LIT(o, ",\"trace\":null") < 0) return -1;
+    } else {
+        WS(",\"trace\":{\"parent_span_id\":", parent_span_id);
+        WS(",\"span_id\":", span_id);
+        WS(",\"trace_id\":", trace_id);
+        if (OUT_LIT(o, "}") < 0) return -1;
+    }
+#undef WS
+    return OUT_LIT(o, "}");
+}
+
+static int action_type_span_ok(const Span *x) {  /* action_type_ok on a span sp_plain took */
+    if (x->n < 1 || x->n > MAX_ACTION_TYPE_LEN) return 0;
+    Py_ssize_t segment = 0;
+    for (Py_ssize_t i = 0; i < x->n; i++) {
+        unsigned char ch = x->s[i];
+        if (ch == ':') {
+            if (segment == 0) return 0;
+            segment = 0;
+        } else if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'
+                   || ch == '.' || ch == '-') {
+            segment++;
+        } else {
+            return 0;
+        }
+    }
+    return segment > 0;
+}
+
+/* read_sealable_action(data): (event_id, agent_id, action_type, payload_hash, action_text) of
+ * such an action; None otherwise */
+static PyObject *read_sealable_action(PyObject *module, PyObject *data) {
+    (void)module;
+    if (!PyBytes_CheckExact(data) || PyBytes_GET_SIZE(data) < HEADER_LEN) Py_RETURN_NONE;
+    Reader r = {(const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), HEADER_LEN};
+    PlainAction a;
+    if (!sp_action(&r, &a) || !action_type_span_ok(&a.action_type)) Py_RETURN_NONE;
+    if (a.payload.s != NULL) {
+        const char *spans[3] = {TAG_PAYLOAD, (const char *)a.salt.s, (const char *)a.payload.s};
+        const size_t lens[3] = {sizeof TAG_PAYLOAD, HASH_LEN, (size_t)a.payload.n};
+        unsigned char commitment[HASH_LEN];
+        if (sha256_spans(spans, lens, 3, commitment) < 0) return NULL;
+        if (memcmp(commitment, a.payload_hash.s, HASH_LEN) != 0) Py_RETURN_NONE;
+    }
+    Out o = {NULL, 0, 0};
+    PyObject *result = NULL;
+    if (w_plain_action(&o, &a) == 0) {
+        PyObject *parts[5] = {
+            PyUnicode_DecodeASCII((const char *)a.event_id.s, a.event_id.n, NULL),
+            PyUnicode_DecodeASCII((const char *)a.agent_id.s, a.agent_id.n, NULL),
+            PyUnicode_DecodeASCII((const char *)a.action_type.s, a.action_type.n, NULL),
+            PyBytes_FromStringAndSize((const char *)a.payload_hash.s, HASH_LEN),
+            PyBytes_FromStringAndSize(o.buf, (Py_ssize_t)o.len)};
+        if (parts[0] && parts[1] && parts[2] && parts[3] && parts[4])
+            result = PyTuple_Pack(5, parts[0], parts[1], parts[2], parts[3], parts[4]);
+        for (int i = 0; i < 5; i++) Py_XDECREF(parts[i]);
+    }
+    PyMem_Free(o.buf);
+    return result;
+}
+
+static PyObject *seal_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    /* header, action_record, action_text, spec_version, seq, prev_hash, received_at, topic,
+     * partition, offset, agent_seq, agent_prev_hash, key_id */
+    if (nargs != 13 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2])
+            || PyBytes_GET_SIZE(args[1]) < HEADER_LEN) {
+        PyErr_SetString(PyExc_TypeError, "seal_entry(header: bytes, action_record: bytes, action_text: bytes, "
+                        "spec_version, seq, prev_hash, received_at, topic, partition, offset, agent_seq, "
+                        "agent_prev_hash, key_id)");
+        return NULL;
+    }
+    EntryView v = {args[3], args[4], args[5], NULL, args[6], args[7], args[8], args[9], args[10], args[11],
+                   EMPTY_LIST, args[12], Py_None, Py_None};
+    Out o = {NULL, 0, 0};
+    PyObject *result = NULL;
+    unsigned char digest[HASH_LEN], leaf[HASH_LEN];
+    if (w_entry(&o, &v, args[2], NULL) < 0) {
+        if (PyErr_ExceptionMatches(NeedsEscape)) {
+            PyErr_Clear();
+            result = Py_NewRef(Py_None);
+        }
+        goto done;
+    }
+    const char *preimage[1] = {o.buf};
+    const size_t preimage_len[1] = {o.len};
+    if (sha256_spans(preimage, preimage_len, 1, digest) < 0) goto done;
+    const char *leaf_in[2] = {"\0", (const char *)digest};  /* merkle.leaf_hash(merkle_leaf_input(h)) */
+    const size_t leaf_len[2] = {1, HASH_LEN};
+    if (sha256_spans(leaf_in, leaf_len, 2, leaf) < 0) goto done;
+    if ((v.entry_hash = PyBytes_FromStringAndSize((const char *)digest, HASH_LEN)) == NULL) goto done;
+    o.len = 0;
+    const char *record = PyBytes_AS_STRING(args[1]);
+    if (out_raw(&o, PyBytes_AS_STRING(args[0]), (size_t)PyBytes_GET_SIZE(args[0])) == 0
+            && av_entry(&o, &v, record + HEADER_LEN, PyBytes_GET_SIZE(args[1]) - HEADER_LEN) == 0) {
+        PyObject *bytes = PyBytes_FromStringAndSize(o.buf, (Py_ssize_t)o.len);
+        PyObject *leaf_hash = PyBytes_FromStringAndSize((const char *)leaf, HASH_LEN);
+        if (bytes != NULL && leaf_hash != NULL) result = PyTuple_Pack(3, v.entry_hash, leaf_hash, bytes);
+        Py_XDECREF(bytes);
+        Py_XDECREF(leaf_hash);
+    }
+    Py_DECREF(v.entry_hash);
+done:
     PyMem_Free(o.buf);
     return result;
 }
@@ -816,7 +1077,9 @@ static PyObject *read_entry(PyObject *module, PyObject *data) {
         Py_RETURN_NONE;
     }
     Out o = {NULL, 0, 0};
-    return with_text(entry, &o, w_entry(&o, entry, NULL));
+    EntryView v;
+    view_of(entry, &v);
+    return with_text(entry, &o, w_entry(&o, &v, NULL, get(entry, K_ACTION)));
 }
 
 static PyMethodDef METHODS[] = {
@@ -841,6 +1104,17 @@ static PyMethodDef METHODS[] = {
     {"encode_entry", encode_entry, METH_VARARGS,
      "encode_entry(header: bytes, entry: dict, action_body: bytes) -> bytes\n\n"
      "codec.encode('LedgerEntry', entry) byte for byte, the action's canonical body spliced in."},
+    {"read_sealable_action", read_sealable_action, METH_O,
+     "read_sealable_action(data: bytes) -> tuple[str, str, str, bytes, bytes] | None\n\n"
+     "(event_id, agent_id, action_type, payload_hash, action_text) of an action read_action takes,\n"
+     "that has no link and whose payload commitment holds; None otherwise."},
+    {"seal_entry", (PyCFunction)(void (*)(void))seal_entry, METH_FASTCALL,
+     "seal_entry(header, action_record, action_text, spec_version, seq, prev_hash, received_at, topic,\n"
+     "           partition, offset, agent_seq, agent_prev_hash, key_id) -> tuple[bytes, bytes, bytes] | None\n\n"
+     "(entry_hash, its RFC 9162 leaf hash, the LedgerEntry single object) of an entry with no\n"
+     "resolved link, signature or\n"
+     "timestamp token, its action being action_record's canonical body (action_text: its JCS\n"
+     "text from read_action); None when one of the entry's strings would need a JSON escape."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -852,6 +1126,10 @@ PyMODINIT_FUNC PyInit__entry_reader(void) {
     for (int i = 0; i < K_COUNT; i++) {
         if (KEYS[i] == NULL && (KEYS[i] = PyUnicode_InternFromString(KEY_NAMES[i])) == NULL) return NULL;
     }
+    if (SHA256_MD == NULL && (SHA256_MD = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
+        return PyErr_Format(PyExc_ImportError, "OpenSSL has no SHA-256");
+    if (SHA256_CTX == NULL && (SHA256_CTX = EVP_MD_CTX_new()) == NULL) return PyErr_NoMemory();
+    if (EMPTY_LIST == NULL && (EMPTY_LIST = PyList_New(0)) == NULL) return NULL;
     PyObject *module = PyModule_Create(&MODULE);
     if (module == NULL) return NULL;
     NeedsEscape = PyErr_NewException("ledgerstream.core.wire._entry_reader.NeedsEscape", NULL, NULL);
