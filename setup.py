@@ -3,7 +3,8 @@
 ``optional=True``: without a C compiler the install still succeeds; the verifier's
 ``avro_fast.read_entry`` falls back to fastavro (docs/verifiers.md) and the signer's
 ``avro_fast.read_valid_action`` and its dedup window (``signer_worker/dedup.py``) to the
-Python reference paths (docs/signer.md).
+Python reference paths (docs/signer.md). The entry reader links OpenSSL's libcrypto (its
+SHA-256, as CPython's hashlib): building it needs the headers (Debian: libssl-dev).
 """
 from setuptools import Extension, setup
 

@@ -15,7 +15,7 @@ so="$build/_entry_reader$suffix"
 table="$build/_dedup_table$suffix"
 for pair in "$root/ledgerstream/core/wire/_entry_reader.c:$so" "$root/signer_worker/_dedup_table.c:$table"; do
     gcc -shared -fPIC -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-        -I"$include" "${pair%%:*}" -o "${pair##*:}"
+        -I"$include" "${pair%%:*}" -o "${pair##*:}" -lcrypto
 done
 cat > "$build/sitecustomize.py" <<PY
 import importlib.util, sys

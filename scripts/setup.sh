@@ -28,8 +28,9 @@ echo "== installing ledgerstream[dev,adapters] into .venv"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,adapters]'
 # setup.py's extension is optional: say so when it could not be built (docs/verifiers.md)
 if ! .venv/bin/python -c "import sys; from ledgerstream.core.wire import avro_fast; sys.exit(not avro_fast.compiled())"; then
-  echo "setup: warning: no C compiler or Python headers: the verifier's compiled entry reader was not built;" \
-       "verifiers decode every entry with fastavro (slower)" >&2
+  echo "setup: warning: no C compiler, Python headers or OpenSSL headers (Debian: libssl-dev): the compiled" \
+       "entry reader was not built; verifiers decode every entry with fastavro and the signer takes its" \
+       "reference paths (slower)" >&2
 fi
 
 if [ "${LEDGERSTREAM_SKIP_LIBOQS:-0}" != "1" ]; then

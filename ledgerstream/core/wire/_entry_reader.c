@@ -1,7 +1,8 @@
 /* ledgerstream.core.wire._entry_reader: the compiled readers and writers of the hot paths
  * (ledgerstream/core/wire/avro_fast.py): the verifier's LedgerEntry reader (read_entry;
  * docs/verifiers.md) and, below it, the signer's per-entry path (read_action, entry_preimage,
- * encode_entry; docs/signer.md, D44).
+ * encode_entry; docs/signer.md, D44) and its checkpoint-mode sealed path (read_sealable_action,
+ * seal_entry; D54: the only part that hashes, with OpenSSL's libcrypto).
  *
  * read_entry(data) decodes a LedgerEntry single object written with the shipped schema in
  * canonical form (the rules of avro_fast.read_action: minimal varints, arrays as one block
