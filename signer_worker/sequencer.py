@@ -127,7 +127,7 @@ class Sequencer:
         """:meth:`process` then :meth:`encode` for the common action in checkpoint mode, in
         fewer steps: ``(the entry's LedgerEntry record, its key)``, the state advanced as
         process would. None, with the state untouched, for anything else (an action the
-        fast reader does not prove, with links, or already sequenced; entry mode): the
+        sealed reader does not prove, or already sequenced; entry mode): the
         caller then calls :meth:`process`, which decides it. Same bytes as process + encode
         (tests/unit/test_signer_fast_path.py)."""
         if self.signing_mode != "checkpoint" or type(raw) is not bytes or len(raw) > self.max_record_bytes:
@@ -135,14 +135,15 @@ class Sequencer:
         fast = avro_fast.read_sealable_action(raw)
         if fast is None:
             return None
-        event_id, agent_id, action_type, payload_hash, text = fast
+        event_id, agent_id, action_type, payload_hash, text, links = fast
         st = self.state
         if st.events.get(event_id) is not None:
             return None
         agent_seq, agent_prev = st.agents.get(agent_id, NEW_AGENT)
         seq = st.next_seq
         sealed = avro_fast.seal_entry(raw, text, seq, st.head, now_us(), topic, partition, offset, agent_seq,
-                                      agent_prev, self.key_id)
+                                      agent_prev, [self._resolve(*link) for link in links] if links else None,
+                                      self.key_id)
         if sealed is None:
             return None
         h, leaf, record = sealed
@@ -206,7 +207,7 @@ class Sequencer:
             "source": {"topic": src.topic, "partition": src.partition, "offset": src.offset},
             "agent_seq": agent_seq,
             "agent_prev_hash": agent_prev,
-            "resolved_links": [self._resolve(link) for link in links] if links else [],
+            "resolved_links": [self._resolve(link["agent_id"], link["event_id"]) for link in links] if links else [],
             "key_id": self.key_id,
             "signature": None,
             "timestamp_token": None,
@@ -225,10 +226,10 @@ class Sequencer:
         st.apply(entry)
         return entry
 
-    def _resolve(self, link: dict[str, Any]) -> dict[str, Any]:
-        known = self.state.events.get(link["event_id"])
-        if known is not None and known.agent_id == link["agent_id"]:
-            return {"agent_id": link["agent_id"], "event_id": link["event_id"], "status": "resolved",
+    def _resolve(self, agent_id: str, event_id: str) -> dict[str, Any]:
+        """A link's ``resolved_links`` item: resolved when the window holds that agent's event."""
+        known = self.state.events.get(event_id)
+        if known is not None and known.agent_id == agent_id:
+            return {"agent_id": agent_id, "event_id": event_id, "status": "resolved",
                     "seq": known.seq, "entry_hash": known.entry_hash}
-        return {"agent_id": link["agent_id"], "event_id": link["event_id"], "status": "pending",
-                "seq": None, "entry_hash": None}
+        return {"agent_id": agent_id, "event_id": event_id, "status": "pending", "seq": None, "entry_hash": None}

@@ -827,10 +827,10 @@ static PyObject *encode_entry(PyObject *module, PyObject *args) {
 }
 
 /* --- sealing an entry in one call (the signer's checkpoint mode: avro_fast.seal_entry) --------
- * The preimage above, its SHA-256 (OpenSSL's, fetched once), and the LedgerEntry record with
- * the action's record spliced in: what entry_preimage, hashlib.sha256 and encode_entry do on
- * an entry dict, without the dict. For an entry with no resolved link, no signature and no
- * timestamp token. */
+ * The preimage above, its SHA-256 (OpenSSL's, fetched once), the Merkle leaf hash, and the
+ * LedgerEntry record with the action's record spliced in: what entry_preimage, hashlib.sha256
+ * and encode_entry do on an entry dict, without the dict. For an entry with no signature and
+ * no timestamp token. */
 
 static EVP_MD *SHA256_MD;
 static EVP_MD_CTX *SHA256_CTX;
@@ -850,10 +850,10 @@ static int sha256_spans(const char *const *spans, const size_t *lens, int count,
 }
 
 /* --- read_sealable_action: the common action, read without a dict ----------------------------
- * The actions seal_entry takes: what read_action takes (and action_ok proves) with no link, no
- * approval, every string printable ASCII without '"' or '\' (so it is its own JCS text; other
- * strings are left to read_action), and a payload commitment that holds. Read as spans of the
- * record; only the four values the signer's state needs become Python objects. */
+ * The actions seal_entry takes: what read_action takes (and action_ok proves) with no approval,
+ * every string printable ASCII without '"' or '\' (so it is its own JCS text; other strings
+ * are left to read_action), and a payload commitment that holds. Read as spans of the record;
+ * only the values the signer's state and link resolution need become Python objects. */
 
 typedef struct {
     const unsigned char *s;  /* NULL: the null branch of an optional field */
@@ -894,9 +894,25 @@ static int sp_empty_array(Reader *r) {
     return rd_long(r, &count) == 0 && count == 0;
 }
 
+/* one link: agent_id and event_id (identifiers) and relation */
+static int sp_link(Reader *r, Span *agent, Span *event, Span *relation) {
+    return sp_plain(r, agent) && sp_id(agent) && sp_plain(r, event) && sp_id(event) && sp_plain(r, relation);
+}
+
+/* the links array as one block (rd_array's canonical form): its count and where its items start */
+static int sp_links(Reader *r, int64_t *count, Py_ssize_t *at) {
+    if (rd_long(r, count) < 0 || *count < 0 || *count > r->n - r->p) return 0;
+    *at = r->p;
+    Span agent, event, relation;
+    for (int64_t i = 0; i < *count; i++)
+        if (!sp_link(r, &agent, &event, &relation)) return 0;
+    return *count == 0 || (r->p < r->n && r->d[r->p++] == 0);
+}
+
 typedef struct {
     Span event_id, agent_id, session_id, action_type, payload, salt, payload_hash;
-    int64_t occurred_at, pid;
+    int64_t occurred_at, pid, links;
+    Py_ssize_t links_at;  /* where the first link starts in the record */
     int policy, trace, offline;
     Span decision, rule, reason, trace_id, span_id, parent_span_id, library, version, host, adapter;
 } PlainAction;
@@ -908,7 +924,7 @@ static int sp_action(Reader *r, PlainAction *a) {
             || !sp_plain(r, &a->action_type) || !sp_opt_bytes(r, &a->payload) || !sp_opt_bytes(r, &a->salt)
             || rd_span(r, &a->payload_hash.s, &a->payload_hash.n) < 0 || a->payload_hash.n != HASH_LEN
             || rd_long(r, &a->occurred_at) < 0 || a->occurred_at < 0 || a->occurred_at > MAX_SAFE_INT
-            || !sp_empty_array(r) || rd_branch(r, &a->policy) < 0)
+            || !sp_links(r, &a->links, &a->links_at) || rd_branch(r, &a->policy) < 0)
         return 0;
     if (a->policy && (!sp_plain(r, &a->decision) || !sp_opt_plain(r, &a->rule) || !sp_opt_plain(r, &a->reason)))
         return 0;
@@ -934,13 +950,23 @@ static int w_span(Out *o, const Span *x) {
     return 0;
 }
 
-/* w_action's text (records.action_hash_view, keys sorted) for such an action */
-static int w_plain_action(Out *o, const PlainAction *a) {
+/* w_action's text (records.action_hash_view, keys sorted) for such an action in ``record`` */
+static int w_plain_action(Out *o, const PlainAction *a, const Reader *record) {
 #define WS(lit, span) if (OUT_LIT(o, lit) < 0 || w_span(o, &a->span) < 0) return -1
     WS("{\"action_type\":", action_type);
     WS(",\"agent_id\":", agent_id);
     WS(",\"approvals\":[],\"event_id\":", event_id);
-    if (OUT_LIT(o, ",\"links\":[],\"occurred_at\":") < 0 || out_long(o, a->occurred_at) < 0) return -1;
+    if (OUT_LIT(o, ",\"links\":[") < 0) return -1;
+    Reader r = {record->d, record->n, a->links_at};
+    Span agent, event, relation;
+    for (int64_t i = 0; i < a->links; i++) {
+        sp_link(&r, &agent, &event, &relation);  /* read once already by sp_action */
+        if ((i && OUT_LIT(o, ",") < 0) || OUT_LIT(o, "{\"agent_id\":") < 0 || w_span(o, &agent) < 0
+                || OUT_LIT(o, ",\"event_id\":") < 0 || w_span(o, &event) < 0
+                || OUT_LIT(o, ",\"relation\":") < 0 || w_span(o, &relation) < 0 || OUT_LIT(o, "}") < 0)
+            return -1;
+    }
+    if (OUT_LIT(o, "],\"occurred_at\":") < 0 || out_long(o, a->occurred_at) < 0) return -1;
     if ((a->offline ? OUT_LIT(o, ",\"offline\":true") : OUT_LIT(o, ",\"offline\":false")) < 0) return -1;
     if (OUT_LIT(o, ",\"payload_hash\":") < 0 || out_hex(o, a->payload_hash.s, HASH_LEN) < 0) return -1;
     if (!a->policy) {
@@ -987,8 +1013,23 @@ static int action_type_span_ok(const Span *x) {  /* action_type_ok on a span sp_
     return segment > 0;
 }
 
-/* read_sealable_action(data): (event_id, agent_id, action_type, payload_hash, action_text) of
- * such an action; None otherwise */
+/* ((agent_id, event_id), ...) of the action's links: what link resolution needs */
+static PyObject *link_pairs(const PlainAction *a, const Reader *record) {
+    PyObject *pairs = PyTuple_New((Py_ssize_t)a->links);
+    Reader r = {record->d, record->n, a->links_at};
+    Span agent, event, relation;
+    for (int64_t i = 0; pairs != NULL && i < a->links; i++) {
+        sp_link(&r, &agent, &event, &relation);
+        PyObject *pair = Py_BuildValue("(NN)", PyUnicode_DecodeASCII((const char *)agent.s, agent.n, NULL),
+                                       PyUnicode_DecodeASCII((const char *)event.s, event.n, NULL));
+        if (pair == NULL) Py_CLEAR(pairs);
+        else PyTuple_SET_ITEM(pairs, (Py_ssize_t)i, pair);
+    }
+    return pairs;
+}
+
+/* read_sealable_action(data): (event_id, agent_id, action_type, payload_hash, action_text,
+ * links) of such an action, links being ((agent_id, event_id), ...); None otherwise */
 static PyObject *read_sealable_action(PyObject *module, PyObject *data) {
     (void)module;
     if (!PyBytes_CheckExact(data) || PyBytes_GET_SIZE(data) < HEADER_LEN) Py_RETURN_NONE;
@@ -1004,16 +1045,16 @@ static PyObject *read_sealable_action(PyObject *module, PyObject *data) {
     }
     Out o = {NULL, 0, 0};
     PyObject *result = NULL;
-    if (w_plain_action(&o, &a) == 0) {
-        PyObject *parts[5] = {
+    if (w_plain_action(&o, &a, &r) == 0) {
+        PyObject *parts[6] = {
             PyUnicode_DecodeASCII((const char *)a.event_id.s, a.event_id.n, NULL),
             PyUnicode_DecodeASCII((const char *)a.agent_id.s, a.agent_id.n, NULL),
             PyUnicode_DecodeASCII((const char *)a.action_type.s, a.action_type.n, NULL),
             PyBytes_FromStringAndSize((const char *)a.payload_hash.s, HASH_LEN),
-            PyBytes_FromStringAndSize(o.buf, (Py_ssize_t)o.len)};
-        if (parts[0] && parts[1] && parts[2] && parts[3] && parts[4])
-            result = PyTuple_Pack(5, parts[0], parts[1], parts[2], parts[3], parts[4]);
-        for (int i = 0; i < 5; i++) Py_XDECREF(parts[i]);
+            PyBytes_FromStringAndSize(o.buf, (Py_ssize_t)o.len), link_pairs(&a, &r)};
+        if (parts[0] && parts[1] && parts[2] && parts[3] && parts[4] && parts[5])
+            result = PyTuple_Pack(6, parts[0], parts[1], parts[2], parts[3], parts[4], parts[5]);
+        for (int i = 0; i < 6; i++) Py_XDECREF(parts[i]);
     }
     PyMem_Free(o.buf);
     return result;
@@ -1022,16 +1063,16 @@ static PyObject *read_sealable_action(PyObject *module, PyObject *data) {
 static PyObject *seal_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
     /* header, action_record, action_text, spec_version, seq, prev_hash, received_at, topic,
-     * partition, offset, agent_seq, agent_prev_hash, key_id */
-    if (nargs != 13 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2])
-            || PyBytes_GET_SIZE(args[1]) < HEADER_LEN) {
+     * partition, offset, agent_seq, agent_prev_hash, resolved_links, key_id */
+    if (nargs != 14 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2])
+            || PyBytes_GET_SIZE(args[1]) < HEADER_LEN || !(args[12] == Py_None || PyList_Check(args[12]))) {
         PyErr_SetString(PyExc_TypeError, "seal_entry(header: bytes, action_record: bytes, action_text: bytes, "
                         "spec_version, seq, prev_hash, received_at, topic, partition, offset, agent_seq, "
-                        "agent_prev_hash, key_id)");
+                        "agent_prev_hash, resolved_links: list | None, key_id)");
         return NULL;
     }
     EntryView v = {args[3], args[4], args[5], NULL, args[6], args[7], args[8], args[9], args[10], args[11],
-                   EMPTY_LIST, args[12], Py_None, Py_None};
+                   args[12] == Py_None ? EMPTY_LIST : args[12], args[13], Py_None, Py_None};
     Out o = {NULL, 0, 0};
     PyObject *result = NULL;
     unsigned char digest[HASH_LEN], leaf[HASH_LEN];
@@ -1106,15 +1147,17 @@ static PyMethodDef METHODS[] = {
      "encode_entry(header: bytes, entry: dict, action_body: bytes) -> bytes\n\n"
      "codec.encode('LedgerEntry', entry) byte for byte, the action's canonical body spliced in."},
     {"read_sealable_action", read_sealable_action, METH_O,
-     "read_sealable_action(data: bytes) -> tuple[str, str, str, bytes, bytes] | None\n\n"
-     "(event_id, agent_id, action_type, payload_hash, action_text) of an action read_action takes,\n"
-     "that has no link and whose payload commitment holds; None otherwise."},
+     "read_sealable_action(data: bytes) -> tuple[str, str, str, bytes, bytes, tuple] | None\n\n"
+     "(event_id, agent_id, action_type, payload_hash, action_text, ((link agent_id, event_id), ...))\n"
+     "of an action read_action takes, with strings of printable ASCII only and a payload commitment\n"
+     "that holds; None otherwise."},
     {"seal_entry", (PyCFunction)(void (*)(void))seal_entry, METH_FASTCALL,
      "seal_entry(header, action_record, action_text, spec_version, seq, prev_hash, received_at, topic,\n"
-     "           partition, offset, agent_seq, agent_prev_hash, key_id) -> tuple[bytes, bytes, bytes] | None\n\n"
+     "           partition, offset, agent_seq, agent_prev_hash, resolved_links, key_id)\n"
+     "    -> tuple[bytes, bytes, bytes] | None\n\n"
      "(entry_hash, its RFC 9162 leaf hash, the LedgerEntry single object) of an entry with no\n"
-     "resolved link, signature or\n"
-     "timestamp token, its action being action_record's canonical body (action_text: its JCS\n"
+     "signature or timestamp token (resolved_links: a list of dicts, or None for none), its\n"
+     "action being action_record's canonical body (action_text: its JCS\n"
      "text from read_action); None when one of the entry's strings would need a JSON escape."},
     {NULL, NULL, 0, NULL},
 };

@@ -299,10 +299,11 @@ def read_valid_action(data: bytes) -> tuple[dict[str, Any], bytes] | None:
     return _entry_reader.read_action(data)
 
 
-def read_sealable_action(data: bytes) -> tuple[str, str, str, bytes, bytes] | None:
-    """What :func:`seal_entry` needs of an action that :func:`read_valid_action` takes, that has
-    no link and whose payload commitment holds: ``(event_id, agent_id, action_type,
-    payload_hash, action_text)``; None otherwise (then the caller's dict path decides)."""
+def read_sealable_action(data: bytes) -> tuple[str, str, str, bytes, bytes, tuple[tuple[str, str], ...]] | None:
+    """What :func:`seal_entry` needs of an action that :func:`read_valid_action` takes, whose
+    strings are all printable ASCII without ``"`` or ``\\`` and whose payload commitment holds:
+    ``(event_id, agent_id, action_type, payload_hash, action_text, links)``, ``links`` being
+    ``((agent_id, event_id), ...)``; None otherwise (then the caller's dict path decides)."""
     if _entry_reader is None or not (_active if _active is not None else active()):
         return None
     if type(data) is not bytes or not data.startswith(_ACTION_HEADERS):
@@ -320,16 +321,16 @@ def entry_hash_input(entry: dict[str, Any], action_text: bytes) -> bytes | None:
 
 def seal_entry(action_record: bytes, action_text: bytes, seq: int, prev_hash: bytes, received_at: int,
                topic: str, partition: int, offset: int, agent_seq: int, agent_prev_hash: bytes,
-               key_id: str) -> tuple[bytes, bytes, bytes] | None:
+               resolved_links: list[dict[str, Any]] | None, key_id: str) -> tuple[bytes, bytes, bytes] | None:
     """``(entry_hash, merkle.leaf_hash(entry_hash), encode_ledger_entry(entry, action_record[10:]))``
     in one compiled call, for the entry built from these fields around the action that
-    :func:`read_sealable_action` read from ``action_record`` (``action_text``), with no resolved
-    link, signature or timestamp token; None when one of the entry's own strings needs a JSON
-    escape (then the dict path)."""
+    :func:`read_sealable_action` read from ``action_record`` (``action_text``), with no
+    signature or timestamp token (``resolved_links``: None for none); None when one of the
+    entry's own strings needs a JSON escape (then the dict path)."""
     assert _entry_reader is not None  # read_sealable_action returned the text
     return _entry_reader.seal_entry(_LEDGER_ENTRY_HEADER, action_record, action_text, records.SPEC_VERSION,
                                     seq, prev_hash, received_at, topic, partition, offset, agent_seq,
-                                    agent_prev_hash, key_id)
+                                    agent_prev_hash, resolved_links, key_id)
 
 
 def read_entry(data: bytes) -> tuple[dict[str, Any], bytes] | None:
