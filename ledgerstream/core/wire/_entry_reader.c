@@ -14,6 +14,9 @@
  * would escape (a control character, '"' or '\'). The caller then decodes with codec and
  * hashes in Python, which also explains what is wrong. It never guesses.
  *
+ * An ActionEvent (read_action's, or the one inside a LedgerEntry) is walked once, into spans of
+ * the record (sp_action): its dict, its JCS text and the sealed path's values are made from them.
+ *
  * Why compiled: in a verifier worker, fastavro's generic decode and the Python JCS writer
  * took ~20 us of the ~30 us the checker's serial thread spends per 3.8 KB entry.
  */
@@ -84,9 +87,12 @@ static int out_hex(Out *o, const unsigned char *s, Py_ssize_t n) {
  * Every reader returns 0, or -1 to refuse the record: with a Python exception set only when
  * something really failed (out of memory), without one when the record is not taken. */
 
+struct Action;
+
 typedef struct {
     const unsigned char *d;
     Py_ssize_t n, p;
+    struct Action *action;  /* read_entry: where rd_action leaves the action's spans (else NULL) */
 } Reader;
 
 static int rd_long(Reader *r, int64_t *out) {
@@ -164,7 +170,6 @@ static PyObject *rd_opt(Reader *r, PyObject *(*read)(Reader *)) {
     return read(r);
 }
 
-static PyObject *rd_opt_str(Reader *r) { return rd_opt(r, rd_str); }
 static PyObject *rd_opt_bytes(Reader *r) { return rd_opt(r, rd_bytes); }
 static PyObject *rd_opt_long(Reader *r) { return rd_opt(r, rd_long_obj); }
 
@@ -238,40 +243,221 @@ static PyObject *rd_array(Reader *r, PyObject *(*item)(Reader *)) {
         return rd_fields(r, name##_FIELDS, sizeof name##_FIELDS / sizeof(Field)); \
     }
 
-FIELDS(link, {K_AGENT_ID, rd_str}, {K_EVENT_ID, rd_str}, {K_RELATION, rd_str})
-FIELDS(policy, {K_DECISION, rd_str}, {K_RULE, rd_opt_str}, {K_REASON, rd_opt_str})
-FIELDS(approval, {K_REQUEST_ID, rd_str}, {K_APPROVER_ID, rd_str}, {K_KEY_ID, rd_str}, {K_DECISION, rd_str},
-       {K_APPROVED_AT, rd_long_obj}, {K_SIGNATURE, rd_bytes})
-FIELDS(trace, {K_TRACE_ID, rd_str}, {K_SPAN_ID, rd_str}, {K_PARENT_SPAN_ID, rd_opt_str})
-FIELDS(producer, {K_LIBRARY, rd_str}, {K_VERSION, rd_str}, {K_HOST, rd_str}, {K_PID, rd_int_obj},
-       {K_ADAPTER, rd_opt_str})
 FIELDS(resolved_link, {K_AGENT_ID, rd_str}, {K_EVENT_ID, rd_str}, {K_STATUS, rd_str}, {K_SEQ, rd_opt_long},
        {K_ENTRY_HASH, rd_opt_bytes})
 FIELDS(source, {K_TOPIC, rd_str}, {K_PARTITION, rd_int_obj}, {K_OFFSET, rd_long_obj})
 
-static PyObject *rd_links(Reader *r) { return rd_array(r, rd_link); }
-static PyObject *rd_approvals(Reader *r) { return rd_array(r, rd_approval); }
 static PyObject *rd_resolved_links(Reader *r) { return rd_array(r, rd_resolved_link); }
-static PyObject *rd_opt_policy(Reader *r) { return rd_opt(r, rd_policy); }
-static PyObject *rd_opt_trace(Reader *r) { return rd_opt(r, rd_trace); }
 
-static PyObject *rd_bool(Reader *r) {
-    if (r->p >= r->n || r->d[r->p] > 1) return NULL;
-    return PyBool_FromLong(r->d[r->p++]);
+/* --- the ActionEvent, read once as spans -----------------------------------------------------
+ * One walk of the ActionEvent schema, in the canonical forms above, into spans of the record:
+ * the action's dict (read_action, read_entry), its JCS text (w_action) and the sealed path's
+ * values (read_sealable_action) are all made from them. A string is taken only when JSON would
+ * not escape it (no control character, '"' or '\\'); its UTF-8 is checked when it becomes a str
+ * (str_of), or is trivially valid when every string is ASCII (Action.ascii). */
+
+typedef struct {
+    const unsigned char *s;  /* NULL: the null branch of an optional field */
+    Py_ssize_t n;
+} Span;
+
+typedef struct {
+    Span request_id, approver_id, key_id, decision, signature;
+    int64_t approved_at;
+} Approval;
+
+typedef struct Action {
+    Span event_id, agent_id, session_id, action_type, payload, salt, payload_hash;
+    int64_t occurred_at, pid, links, approvals;  /* links, approvals: their counts */
+    Py_ssize_t links_at, approvals_at;            /* where their first items start */
+    int policy, trace, offline, ascii;            /* ascii: every string is printable ASCII */
+    Span decision, rule, reason, trace_id, span_id, parent_span_id, library, version, host, adapter;
+} Action;
+
+static int sp_str(Reader *r, Span *out, int *ascii) {
+    if (rd_span(r, &out->s, &out->n) < 0) return 0;
+    for (Py_ssize_t i = 0; i < out->n; i++) {
+        unsigned char c = out->s[i];
+        if (c < 0x20 || c == '"' || c == '\\') return 0;  /* JSON would escape it */
+        if (c > 0x7e) *ascii = 0;
+    }
+    return 1;
 }
 
-FIELDS(action, {K_EVENT_ID, rd_str}, {K_AGENT_ID, rd_str}, {K_SESSION_ID, rd_opt_str}, {K_ACTION_TYPE, rd_str},
-       {K_PAYLOAD, rd_opt_bytes}, {K_PAYLOAD_SALT, rd_opt_bytes}, {K_PAYLOAD_HASH, rd_bytes},
-       {K_OCCURRED_AT, rd_long_obj}, {K_LINKS, rd_links}, {K_POLICY, rd_opt_policy},
-       {K_APPROVALS, rd_approvals}, {K_TRACE, rd_opt_trace}, {K_PRODUCER, rd_producer},
-       {K_OFFLINE, rd_bool})
+static int sp_opt_str(Reader *r, Span *out, int *ascii) {
+    int some;
+    if (rd_branch(r, &some) < 0) return 0;
+    *out = (Span){NULL, 0};
+    return !some || sp_str(r, out, ascii);
+}
+
+static int sp_bytes(Reader *r, Span *out) { return rd_span(r, &out->s, &out->n) == 0; }
+
+static int sp_opt_bytes(Reader *r, Span *out) {
+    int some;
+    if (rd_branch(r, &some) < 0) return 0;
+    *out = (Span){NULL, 0};
+    return !some || sp_bytes(r, out);
+}
+
+/* a link: agent_id, event_id, relation */
+static int sp_link(Reader *r, Span link[3], int *ascii) {
+    return sp_str(r, &link[0], ascii) && sp_str(r, &link[1], ascii) && sp_str(r, &link[2], ascii);
+}
+
+static int sp_approval(Reader *r, Approval *x, int *ascii) {
+    return sp_str(r, &x->request_id, ascii) && sp_str(r, &x->approver_id, ascii) && sp_str(r, &x->key_id, ascii)
+           && sp_str(r, &x->decision, ascii) && rd_long(r, &x->approved_at) == 0 && sp_bytes(r, &x->signature);
+}
+
+static int skip_link(Reader *r, int *ascii) {
+    Span link[3];
+    return sp_link(r, link, ascii);
+}
+
+static int skip_approval(Reader *r, int *ascii) {
+    Approval x;
+    return sp_approval(r, &x, ascii);
+}
+
+/* an array written as one block (or none, when empty): its count and where its items start */
+static int sp_array(Reader *r, int64_t *count, Py_ssize_t *at, int (*skip)(Reader *, int *), int *ascii) {
+    if (rd_long(r, count) < 0 || *count < 0 || *count > r->n - r->p) return 0;
+    *at = r->p;
+    for (int64_t i = 0; i < *count; i++)
+        if (!skip(r, ascii)) return 0;
+    return *count == 0 || (r->p < r->n && r->d[r->p++] == 0);  /* more than one block: refused */
+}
+
+/* 1 when an ActionEvent body starts at r (which it then ends after), its parts in *a */
+static int sp_action(Reader *r, Action *a) {
+    int *ascii = &a->ascii;
+    a->ascii = 1;
+    if (!sp_str(r, &a->event_id, ascii) || !sp_str(r, &a->agent_id, ascii) || !sp_opt_str(r, &a->session_id, ascii)
+            || !sp_str(r, &a->action_type, ascii) || !sp_opt_bytes(r, &a->payload) || !sp_opt_bytes(r, &a->salt)
+            || !sp_bytes(r, &a->payload_hash) || rd_long(r, &a->occurred_at) < 0
+            || !sp_array(r, &a->links, &a->links_at, skip_link, ascii) || rd_branch(r, &a->policy) < 0)
+        return 0;
+    if (a->policy && (!sp_str(r, &a->decision, ascii) || !sp_opt_str(r, &a->rule, ascii)
+                      || !sp_opt_str(r, &a->reason, ascii)))
+        return 0;
+    if (!sp_array(r, &a->approvals, &a->approvals_at, skip_approval, ascii) || rd_branch(r, &a->trace) < 0) return 0;
+    if (a->trace && (!sp_str(r, &a->trace_id, ascii) || !sp_str(r, &a->span_id, ascii)
+                     || !sp_opt_str(r, &a->parent_span_id, ascii)))
+        return 0;
+    if (!sp_str(r, &a->library, ascii) || !sp_str(r, &a->version, ascii) || !sp_str(r, &a->host, ascii)
+            || rd_int(r, &a->pid) < 0 || !sp_opt_str(r, &a->adapter, ascii) || r->p >= r->n || r->d[r->p] > 1)
+        return 0;
+    a->offline = r->d[r->p++];
+    return 1;
+}
+
+/* --- the action's dict (what fastavro returns) ---------------------------------------------- */
+
+/* a str, None for a null branch; NULL without an exception when it is not UTF-8 (refused) */
+static PyObject *str_of(const Span *x) {
+    if (x->s == NULL) return Py_NewRef(Py_None);
+    PyObject *str = PyUnicode_DecodeUTF8((const char *)x->s, x->n, "strict");
+    if (str == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) PyErr_Clear();
+    return str;
+}
+
+static PyObject *bytes_of(const Span *x) {
+    return x->s == NULL ? Py_NewRef(Py_None) : PyBytes_FromStringAndSize((const char *)x->s, x->n);
+}
+
+/* dict[key] = value, the reference to value taken over; -1 when value is NULL or on failure */
+static int put(PyObject *dict, int key, PyObject *value) {
+    if (value == NULL) return -1;
+    int rc = PyDict_SetItem(dict, KEYS[key], value);
+    Py_DECREF(value);
+    return rc;
+}
+
+/* a new dict of ``count`` (key, value) pairs, each value's reference taken over; NULL if one is */
+static PyObject *dict_of(int count, const int *keys, PyObject **values) {
+    PyObject *dict = PyDict_New();
+    int i = 0;
+    for (; dict != NULL && i < count; i++)
+        if (put(dict, keys[i], values[i]) < 0) Py_CLEAR(dict);
+    for (; i < count; i++) Py_XDECREF(values[i]);  /* the ones not put */
+    return dict;
+}
+
+#define DICT(...) dict_of(sizeof((int[]){__VA_ARGS__}) / sizeof(int), (int[]){__VA_ARGS__}, values)
+
+static PyObject *link_dict(Reader *r, int *ascii) {
+    Span x[3];
+    sp_link(r, x, ascii);  /* read once already by sp_action */
+    PyObject *values[] = {str_of(&x[0]), str_of(&x[1]), str_of(&x[2])};
+    return DICT(K_AGENT_ID, K_EVENT_ID, K_RELATION);
+}
+
+static PyObject *approval_dict(Reader *r, int *ascii) {
+    Approval x;
+    sp_approval(r, &x, ascii);
+    PyObject *values[] = {str_of(&x.request_id), str_of(&x.approver_id), str_of(&x.key_id), str_of(&x.decision),
+                          PyLong_FromLongLong(x.approved_at), bytes_of(&x.signature)};
+    return DICT(K_REQUEST_ID, K_APPROVER_ID, K_KEY_ID, K_DECISION, K_APPROVED_AT, K_SIGNATURE);
+}
+
+/* the list of the ``count`` items from ``at``, each made by ``item`` */
+static PyObject *list_of(const Reader *record, Py_ssize_t at, int64_t count, PyObject *(*item)(Reader *, int *)) {
+    Reader r = {record->d, record->n, at, NULL};
+    int ascii = 1;
+    PyObject *list = PyList_New((Py_ssize_t)count);
+    for (Py_ssize_t i = 0; list != NULL && i < (Py_ssize_t)count; i++) {
+        PyObject *x = item(&r, &ascii);
+        if (x == NULL) Py_CLEAR(list);
+        else PyList_SET_ITEM(list, i, x);
+    }
+    return list;
+}
+
+/* the action as fastavro decodes it; NULL without an exception when a string is not UTF-8 */
+static PyObject *action_dict(const Action *a, const Reader *record) {
+    PyObject *policy = Py_NewRef(Py_None), *trace = Py_NewRef(Py_None);
+    if (a->policy) {
+        Py_DECREF(policy);
+        PyObject *values[] = {str_of(&a->decision), str_of(&a->rule), str_of(&a->reason)};
+        policy = DICT(K_DECISION, K_RULE, K_REASON);
+    }
+    if (a->trace) {
+        Py_DECREF(trace);
+        PyObject *values[] = {str_of(&a->trace_id), str_of(&a->span_id), str_of(&a->parent_span_id)};
+        trace = DICT(K_TRACE_ID, K_SPAN_ID, K_PARENT_SPAN_ID);
+    }
+    PyObject *producer;
+    {
+        PyObject *values[] = {str_of(&a->library), str_of(&a->version), str_of(&a->host), PyLong_FromLongLong(a->pid),
+                              str_of(&a->adapter)};
+        producer = DICT(K_LIBRARY, K_VERSION, K_HOST, K_PID, K_ADAPTER);
+    }
+    PyObject *values[] = {
+        str_of(&a->event_id), str_of(&a->agent_id), str_of(&a->session_id), str_of(&a->action_type),
+        bytes_of(&a->payload), bytes_of(&a->salt), bytes_of(&a->payload_hash), PyLong_FromLongLong(a->occurred_at),
+        list_of(record, a->links_at, a->links, link_dict), policy,
+        list_of(record, a->approvals_at, a->approvals, approval_dict), trace, producer,
+        PyBool_FromLong(a->offline)};
+    return dict_of(14, (int[]){K_EVENT_ID, K_AGENT_ID, K_SESSION_ID, K_ACTION_TYPE, K_PAYLOAD, K_PAYLOAD_SALT,
+                               K_PAYLOAD_HASH, K_OCCURRED_AT, K_LINKS, K_POLICY, K_APPROVALS, K_TRACE, K_PRODUCER,
+                               K_OFFLINE}, values);
+}
+
+/* the entry's action (FIELDS(entry)): its dict; its spans are left in r->action when set */
+static PyObject *rd_action(Reader *r) {
+    Action local, *a = r->action != NULL ? r->action : &local;
+    return sp_action(r, a) ? action_dict(a, r) : NULL;
+}
+
 FIELDS(entry, {K_SPEC_VERSION, rd_int_obj}, {K_SEQ, rd_long_obj}, {K_PREV_HASH, rd_bytes},
        {K_ENTRY_HASH, rd_bytes}, {K_ACTION, rd_action}, {K_RECEIVED_AT, rd_long_obj}, {K_SOURCE, rd_source},
        {K_AGENT_SEQ, rd_long_obj}, {K_AGENT_PREV_HASH, rd_bytes}, {K_RESOLVED_LINKS, rd_resolved_links},
        {K_KEY_ID, rd_str}, {K_SIGNATURE, rd_opt_bytes}, {K_TIMESTAMP_TOKEN, rd_opt_bytes})
 
 /* --- the entry view's JCS text, keys sorted (records.entry_hash_typed) ----------------------
- * Written from the dict just decoded, so every value has the schema's Python type. */
+ * The action's part is written from its spans (w_action), the entry's own fields from a dict
+ * or the arguments of seal_entry (EntryView). */
 
 static PyObject *get(PyObject *dict, int key) { return PyDict_GetItem(dict, KEYS[key]); }
 
@@ -294,8 +480,6 @@ static int w_str(Out *o, PyObject *s) {
     o->buf[o->len++] = '"';
     return 0;
 }
-
-static int w_opt_str(Out *o, PyObject *s) { return s == Py_None ? OUT_LIT(o, "null") : w_str(o, s); }
 
 static int w_long(Out *o, PyObject *v) {
     long long n = PyLong_AsLongLong(v);
@@ -325,64 +509,75 @@ static int missing(int key) {
     } while (0)
 #define W(lit, writer, dict, key) WV(lit, writer, get((dict), (key)), key)
 
-static int w_action(Out *o, PyObject *a) {
-    W("{\"action_type\":", w_str, a, K_ACTION_TYPE);
-    W(",\"agent_id\":", w_str, a, K_AGENT_ID);
+/* a string span as JSON (sp_str took only strings JSON does not escape), or null */
+static int w_span(Out *o, const Span *x) {
+    if (x->s == NULL) return OUT_LIT(o, "null");
+    if (out_reserve(o, (size_t)x->n + 2) < 0) return -1;
+    o->buf[o->len++] = '"';
+    memcpy(o->buf + o->len, x->s, (size_t)x->n);
+    o->len += (size_t)x->n;
+    o->buf[o->len++] = '"';
+    return 0;
+}
+
+/* the action's JCS text (records.action_hash_view, keys sorted), from the spans sp_action read
+ * in ``record``; its strings must be UTF-8 (action_dict decoded them, or they are ASCII) */
+static int w_action(Out *o, const Action *a, const Reader *record) {
+#define WS(lit, span) if (OUT_LIT(o, lit) < 0 || w_span(o, &(span)) < 0) return -1
+    int ascii = 1;
+    WS("{\"action_type\":", a->action_type);
+    WS(",\"agent_id\":", a->agent_id);
     if (OUT_LIT(o, ",\"approvals\":[") < 0) return -1;
-    PyObject *approvals = get(a, K_APPROVALS);
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(approvals); i++) {
-        PyObject *x = PyList_GET_ITEM(approvals, i);
-        if (i && OUT_LIT(o, ",") < 0) return -1;
-        W("{\"approved_at\":", w_long, x, K_APPROVED_AT);
-        W(",\"approver_id\":", w_str, x, K_APPROVER_ID);
-        W(",\"decision\":", w_str, x, K_DECISION);
-        W(",\"key_id\":", w_str, x, K_KEY_ID);
-        W(",\"request_id\":", w_str, x, K_REQUEST_ID);
-        W(",\"signature\":", w_hex, x, K_SIGNATURE);
-        if (OUT_LIT(o, "}") < 0) return -1;
+    Reader r = {record->d, record->n, a->approvals_at, NULL};
+    for (int64_t i = 0; i < a->approvals; i++) {
+        Approval x;
+        sp_approval(&r, &x, &ascii);  /* read once already by sp_action */
+        if ((i && OUT_LIT(o, ",") < 0) || OUT_LIT(o, "{\"approved_at\":") < 0 || out_long(o, x.approved_at) < 0) return -1;
+        WS(",\"approver_id\":", x.approver_id);
+        WS(",\"decision\":", x.decision);
+        WS(",\"key_id\":", x.key_id);
+        WS(",\"request_id\":", x.request_id);
+        if (OUT_LIT(o, ",\"signature\":") < 0 || out_hex(o, x.signature.s, x.signature.n) < 0 || OUT_LIT(o, "}") < 0)
+            return -1;
     }
-    W("],\"event_id\":", w_str, a, K_EVENT_ID);
+    WS("],\"event_id\":", a->event_id);
     if (OUT_LIT(o, ",\"links\":[") < 0) return -1;
-    PyObject *links = get(a, K_LINKS);
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(links); i++) {
-        PyObject *x = PyList_GET_ITEM(links, i);
+    r.p = a->links_at;
+    for (int64_t i = 0; i < a->links; i++) {
+        Span x[3];
+        sp_link(&r, x, &ascii);
         if (i && OUT_LIT(o, ",") < 0) return -1;
-        W("{\"agent_id\":", w_str, x, K_AGENT_ID);
-        W(",\"event_id\":", w_str, x, K_EVENT_ID);
-        W(",\"relation\":", w_str, x, K_RELATION);
+        WS("{\"agent_id\":", x[0]);
+        WS(",\"event_id\":", x[1]);
+        WS(",\"relation\":", x[2]);
         if (OUT_LIT(o, "}") < 0) return -1;
     }
-    W("],\"occurred_at\":", w_long, a, K_OCCURRED_AT);
-    if (OUT_LIT(o, ",\"offline\":") < 0) return -1;
-    if (get(a, K_OFFLINE) == Py_True ? OUT_LIT(o, "true") : OUT_LIT(o, "false")) return -1;
-    W(",\"payload_hash\":", w_hex, a, K_PAYLOAD_HASH);
-    if (OUT_LIT(o, ",\"policy\":") < 0) return -1;
-    PyObject *policy = get(a, K_POLICY);
-    if (policy == Py_None) {
-        if (OUT_LIT(o, "null") < 0) return -1;
+    if (OUT_LIT(o, "],\"occurred_at\":") < 0 || out_long(o, a->occurred_at) < 0) return -1;
+    if ((a->offline ? OUT_LIT(o, ",\"offline\":true") : OUT_LIT(o, ",\"offline\":false")) < 0) return -1;
+    if (OUT_LIT(o, ",\"payload_hash\":") < 0 || out_hex(o, a->payload_hash.s, a->payload_hash.n) < 0) return -1;
+    if (!a->policy) {
+        if (OUT_LIT(o, ",\"policy\":null") < 0) return -1;
     } else {
-        W("{\"decision\":", w_str, policy, K_DECISION);
-        W(",\"reason\":", w_opt_str, policy, K_REASON);
-        W(",\"rule\":", w_opt_str, policy, K_RULE);
+        WS(",\"policy\":{\"decision\":", a->decision);
+        WS(",\"reason\":", a->reason);
+        WS(",\"rule\":", a->rule);
         if (OUT_LIT(o, "}") < 0) return -1;
     }
-    PyObject *producer = get(a, K_PRODUCER);
-    W(",\"producer\":{\"adapter\":", w_opt_str, producer, K_ADAPTER);
-    W(",\"host\":", w_str, producer, K_HOST);
-    W(",\"library\":", w_str, producer, K_LIBRARY);
-    W(",\"pid\":", w_long, producer, K_PID);
-    W(",\"version\":", w_str, producer, K_VERSION);
-    W("},\"session_id\":", w_opt_str, a, K_SESSION_ID);
-    if (OUT_LIT(o, ",\"trace\":") < 0) return -1;
-    PyObject *trace = get(a, K_TRACE);
-    if (trace == Py_None) {
-        if (OUT_LIT(o, "null") < 0) return -1;
+    WS(",\"producer\":{\"adapter\":", a->adapter);
+    WS(",\"host\":", a->host);
+    WS(",\"library\":", a->library);
+    if (OUT_LIT(o, ",\"pid\":") < 0 || out_long(o, a->pid) < 0) return -1;
+    WS(",\"version\":", a->version);
+    WS("},\"session_id\":", a->session_id);
+    if (!a->trace) {
+        if (OUT_LIT(o, ",\"trace\":null") < 0) return -1;
     } else {
-        W("{\"parent_span_id\":", w_opt_str, trace, K_PARENT_SPAN_ID);
-        W(",\"span_id\":", w_str, trace, K_SPAN_ID);
-        W(",\"trace_id\":", w_str, trace, K_TRACE_ID);
+        WS(",\"trace\":{\"parent_span_id\":", a->parent_span_id);
+        WS(",\"span_id\":", a->span_id);
+        WS(",\"trace_id\":", a->trace_id);
         if (OUT_LIT(o, "}") < 0) return -1;
     }
+#undef WS
     return OUT_LIT(o, "}");
 }
 
@@ -403,16 +598,11 @@ static void view_of(PyObject *e, EntryView *v) {
         get(e, K_RESOLVED_LINKS), get(e, K_KEY_ID), get(e, K_SIGNATURE), get(e, K_TIMESTAMP_TOKEN)};
 }
 
-/* the preimage of the entry hash; the action's JCS text is ``action_text`` when not NULL, else
- * it is written from the ``action`` dict */
-static int w_entry(Out *o, const EntryView *v, PyObject *action_text, PyObject *action) {
-    if (out_raw(o, TAG_ENTRY, sizeof TAG_ENTRY) < 0 || OUT_LIT(o, "{\"action\":") < 0) return -1;
-    if (action_text != NULL) {
-        if (out_raw(o, PyBytes_AS_STRING(action_text), (size_t)PyBytes_GET_SIZE(action_text)) < 0) return -1;
-    } else {
-        if (action == NULL) return missing(K_ACTION);
-        if (w_action(o, action) < 0) return -1;
-    }
+/* the preimage of the entry hash around the action's JCS text (w_action) */
+static int w_entry(Out *o, const EntryView *v, const char *action_text, size_t text_len) {
+    if (out_raw(o, TAG_ENTRY, sizeof TAG_ENTRY) < 0 || OUT_LIT(o, "{\"action\":") < 0
+            || out_raw(o, action_text, text_len) < 0)
+        return -1;
     WV(",\"agent_prev_hash\":", w_hex, v->agent_prev_hash, K_AGENT_PREV_HASH);
     WV(",\"agent_seq\":", w_long, v->agent_seq, K_AGENT_SEQ);
     WV(",\"key_id\":", w_str, v->key_id, K_KEY_ID);
@@ -474,24 +664,19 @@ static PyObject *with_text(PyObject *record, Out *o, int written) {
 #define MAX_SAFE_INT 9007199254740991LL
 #define MAX_JSON_DEPTH 128
 
-static int ascii_id(PyObject *s) {
-    if (s == Py_None || !PyUnicode_IS_ASCII(s)) return 0;
-    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
-    const unsigned char *c = PyUnicode_1BYTE_DATA(s);
-    if (n < 1 || n > MAX_ID_LEN || c[0] == ' ' || c[n - 1] == ' ') return 0;
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (c[i] < 0x20 || c[i] > 0x7e) return 0;
+/* an identifier: printable ASCII, no space at either end, 1..MAX_ID_LEN characters */
+static int id_ok(const Span *x) {
+    if (x->n < 1 || x->n > MAX_ID_LEN || x->s[0] == ' ' || x->s[x->n - 1] == ' ') return 0;
+    for (Py_ssize_t i = 0; i < x->n; i++)
+        if (x->s[i] < 0x20 || x->s[i] > 0x7e) return 0;
     return 1;
 }
 
-static int action_type_ok(PyObject *s) {
-    if (!ascii_id(s)) return 0;
-    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
-    const unsigned char *c = PyUnicode_1BYTE_DATA(s);
-    if (n > MAX_ACTION_TYPE_LEN) return 0;
+static int action_type_ok(const Span *x) {
+    if (!id_ok(x) || x->n > MAX_ACTION_TYPE_LEN) return 0;
     Py_ssize_t segment = 0;  /* characters in the current segment */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char ch = c[i];
+    for (Py_ssize_t i = 0; i < x->n; i++) {
+        unsigned char ch = x->s[i];
         if (ch == ':') {
             if (segment == 0) return 0;
             segment = 0;
@@ -657,44 +842,42 @@ static PyObject *is_canonical_json(PyObject *module, PyObject *data) {
     return PyBool_FromLong(canonical_json((const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)));
 }
 
-static int bytes_len(PyObject *b, Py_ssize_t n) { return PyBytes_Check(b) && PyBytes_GET_SIZE(b) == n; }
-
-static int action_ok(PyObject *a) {
-    if (!ascii_id(get(a, K_EVENT_ID)) || !ascii_id(get(a, K_AGENT_ID)) || !action_type_ok(get(a, K_ACTION_TYPE)))
-        return 0;
-    PyObject *session = get(a, K_SESSION_ID);
-    if (session != Py_None && !ascii_id(session)) return 0;
-    if (!bytes_len(get(a, K_PAYLOAD_HASH), HASH_LEN)) return 0;
-    PyObject *payload = get(a, K_PAYLOAD), *salt = get(a, K_PAYLOAD_SALT);
-    if ((payload == Py_None) != (salt == Py_None)) return 0;
-    if (payload != Py_None && (!bytes_len(salt, HASH_LEN) || !canonical_json(
-            (const unsigned char *)PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload)))) return 0;
-    long long occurred = PyLong_AsLongLong(get(a, K_OCCURRED_AT));
-    if (occurred < 0 || occurred > MAX_SAFE_INT) {  /* (a value beyond a long long is refused earlier) */
-        PyErr_Clear();
-        return 0;
-    }
-    if (PyList_GET_SIZE(get(a, K_APPROVALS)) != 0) return 0;
-    PyObject *links = get(a, K_LINKS);
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(links); i++) {
-        PyObject *x = PyList_GET_ITEM(links, i);
-        if (!ascii_id(get(x, K_AGENT_ID)) || !ascii_id(get(x, K_EVENT_ID))) return 0;
+static int action_ok(const Action *a, const Reader *record) {
+    if (!id_ok(&a->event_id) || !id_ok(&a->agent_id) || !action_type_ok(&a->action_type)) return 0;
+    if (a->session_id.s != NULL && !id_ok(&a->session_id)) return 0;
+    if (a->payload_hash.n != HASH_LEN || (a->payload.s == NULL) != (a->salt.s == NULL)) return 0;
+    if (a->payload.s != NULL && (a->salt.n != HASH_LEN || !canonical_json(a->payload.s, a->payload.n))) return 0;
+    if (a->occurred_at < 0 || a->occurred_at > MAX_SAFE_INT || a->approvals != 0) return 0;
+    Reader r = {record->d, record->n, a->links_at, NULL};
+    int ascii = 1;
+    for (int64_t i = 0; i < a->links; i++) {
+        Span link[3];
+        sp_link(&r, link, &ascii);
+        if (!id_ok(&link[0]) || !id_ok(&link[1])) return 0;
     }
     return 1;
 }
 
+/* 1 when ``data`` is a single-object record of an action that action_ok proves, its spans in
+ * *a (over *r); 0 when it is not taken */
+static int read_whole_action(PyObject *data, Reader *r, Action *a) {
+    if (!PyBytes_CheckExact(data) || PyBytes_GET_SIZE(data) < HEADER_LEN) return 0;
+    *r = (Reader){(const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), HEADER_LEN, NULL};
+    return sp_action(r, a) && r->p == r->n && action_ok(a, r);
+}
+
 static PyObject *read_action(PyObject *module, PyObject *data) {
     (void)module;
-    if (!PyBytes_CheckExact(data) || PyBytes_GET_SIZE(data) < HEADER_LEN) Py_RETURN_NONE;
-    Reader r = {(const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), HEADER_LEN};
-    PyObject *action = rd_action(&r);
-    if (action == NULL || r.p != r.n || !action_ok(action)) {
-        Py_XDECREF(action);
+    Reader r;
+    Action a;
+    if (!read_whole_action(data, &r, &a)) Py_RETURN_NONE;
+    PyObject *action = action_dict(&a, &r);
+    if (action == NULL) {
         if (PyErr_Occurred()) return NULL;
-        Py_RETURN_NONE;
+        Py_RETURN_NONE;  /* a string that is not UTF-8 */
     }
     Out o = {NULL, 0, 0};
-    return with_text(action, &o, w_action(&o, action));
+    return with_text(action, &o, w_action(&o, &a, &r));
 }
 
 /* entry_preimage(entry, action_text): records.entry_hash_input(entry) with the action's JCS text
@@ -707,7 +890,7 @@ static PyObject *entry_preimage(PyObject *module, PyObject *args) {
     PyObject *result = NULL;
     EntryView v;
     view_of(entry, &v);
-    if (w_entry(&o, &v, action_text, NULL) == 0) {
+    if (w_entry(&o, &v, PyBytes_AS_STRING(action_text), (size_t)PyBytes_GET_SIZE(action_text)) == 0) {
         result = PyBytes_FromStringAndSize(o.buf, (Py_ssize_t)o.len);
     } else if (PyErr_ExceptionMatches(NeedsEscape)) {
         PyErr_Clear();
@@ -849,179 +1032,21 @@ static int sha256_spans(const char *const *spans, const size_t *lens, int count,
     return 0;
 }
 
-/* --- read_sealable_action: the common action, read without a dict ----------------------------
- * The actions seal_entry takes: what read_action takes (and action_ok proves) with no approval,
- * every string printable ASCII without '"' or '\' (so it is its own JCS text; other strings
- * are left to read_action), and a payload commitment that holds. Read as spans of the record;
- * only the values the signer's state and link resolution need become Python objects. */
-
-typedef struct {
-    const unsigned char *s;  /* NULL: the null branch of an optional field */
-    Py_ssize_t n;
-} Span;
-
-/* a string span that is printable ASCII without '"' or '\' (0 otherwise: not taken) */
-static int sp_plain(Reader *r, Span *out) {
-    if (rd_span(r, &out->s, &out->n) < 0) return 0;
-    for (Py_ssize_t i = 0; i < out->n; i++)
-        if (out->s[i] < 0x20 || out->s[i] > 0x7e || out->s[i] == '"' || out->s[i] == '\\') return 0;
-    return 1;
-}
-
-static int sp_opt_plain(Reader *r, Span *out) {
-    int some;
-    if (rd_branch(r, &some) < 0) return 0;
-    out->s = NULL;
-    out->n = 0;
-    return some ? sp_plain(r, out) : 1;
-}
-
-/* records.MAX_ID_LEN and no space at either end, on a span sp_plain took */
-static int sp_id(const Span *x) {
-    return x->n >= 1 && x->n <= MAX_ID_LEN && x->s[0] != ' ' && x->s[x->n - 1] != ' ';
-}
-
-static int sp_opt_bytes(Reader *r, Span *out) {
-    int some;
-    if (rd_branch(r, &some) < 0) return 0;
-    out->s = NULL;
-    out->n = 0;
-    return !some || rd_span(r, &out->s, &out->n) == 0;
-}
-
-static int sp_empty_array(Reader *r) {
-    int64_t count;
-    return rd_long(r, &count) == 0 && count == 0;
-}
-
-/* one link: agent_id and event_id (identifiers) and relation */
-static int sp_link(Reader *r, Span *agent, Span *event, Span *relation) {
-    return sp_plain(r, agent) && sp_id(agent) && sp_plain(r, event) && sp_id(event) && sp_plain(r, relation);
-}
-
-/* the links array as one block (rd_array's canonical form): its count and where its items start */
-static int sp_links(Reader *r, int64_t *count, Py_ssize_t *at) {
-    if (rd_long(r, count) < 0 || *count < 0 || *count > r->n - r->p) return 0;
-    *at = r->p;
-    Span agent, event, relation;
-    for (int64_t i = 0; i < *count; i++)
-        if (!sp_link(r, &agent, &event, &relation)) return 0;
-    return *count == 0 || (r->p < r->n && r->d[r->p++] == 0);
-}
-
-typedef struct {
-    Span event_id, agent_id, session_id, action_type, payload, salt, payload_hash;
-    int64_t occurred_at, pid, links;
-    Py_ssize_t links_at;  /* where the first link starts in the record */
-    int policy, trace, offline;
-    Span decision, rule, reason, trace_id, span_id, parent_span_id, library, version, host, adapter;
-} PlainAction;
-
-/* 1 when the body (after the header) is such an action, its parts in *a */
-static int sp_action(Reader *r, PlainAction *a) {
-    if (!sp_plain(r, &a->event_id) || !sp_id(&a->event_id) || !sp_plain(r, &a->agent_id) || !sp_id(&a->agent_id)
-            || !sp_opt_plain(r, &a->session_id) || (a->session_id.s != NULL && !sp_id(&a->session_id))
-            || !sp_plain(r, &a->action_type) || !sp_opt_bytes(r, &a->payload) || !sp_opt_bytes(r, &a->salt)
-            || rd_span(r, &a->payload_hash.s, &a->payload_hash.n) < 0 || a->payload_hash.n != HASH_LEN
-            || rd_long(r, &a->occurred_at) < 0 || a->occurred_at < 0 || a->occurred_at > MAX_SAFE_INT
-            || !sp_links(r, &a->links, &a->links_at) || rd_branch(r, &a->policy) < 0)
-        return 0;
-    if (a->policy && (!sp_plain(r, &a->decision) || !sp_opt_plain(r, &a->rule) || !sp_opt_plain(r, &a->reason)))
-        return 0;
-    if (!sp_empty_array(r) || rd_branch(r, &a->trace) < 0) return 0;
-    if (a->trace && (!sp_plain(r, &a->trace_id) || !sp_plain(r, &a->span_id) || !sp_opt_plain(r, &a->parent_span_id)))
-        return 0;
-    if (!sp_plain(r, &a->library) || !sp_plain(r, &a->version) || !sp_plain(r, &a->host) || rd_int(r, &a->pid) < 0
-            || !sp_opt_plain(r, &a->adapter) || r->p + 1 != r->n || r->d[r->p] > 1)
-        return 0;
-    a->offline = r->d[r->p];
-    if ((a->payload.s == NULL) != (a->salt.s == NULL)) return 0;
-    if (a->payload.s != NULL && (a->salt.n != HASH_LEN || !canonical_json(a->payload.s, a->payload.n))) return 0;
-    return 1;
-}
-
-static int w_span(Out *o, const Span *x) {
-    if (x->s == NULL) return OUT_LIT(o, "null");
-    if (out_reserve(o, (size_t)x->n + 2) < 0) return -1;
-    o->buf[o->len++] = '"';
-    memcpy(o->buf + o->len, x->s, (size_t)x->n);
-    o->len += (size_t)x->n;
-    o->buf[o->len++] = '"';
-    return 0;
-}
-
-/* w_action's text (records.action_hash_view, keys sorted) for such an action in ``record`` */
-static int w_plain_action(Out *o, const PlainAction *a, const Reader *record) {
-#define WS(lit, span) if (OUT_LIT(o, lit) < 0 || w_span(o, &a->span) < 0) return -1
-    WS("{\"action_type\":", action_type);
-    WS(",\"agent_id\":", agent_id);
-    WS(",\"approvals\":[],\"event_id\":", event_id);
-    if (OUT_LIT(o, ",\"links\":[") < 0) return -1;
-    Reader r = {record->d, record->n, a->links_at};
-    Span agent, event, relation;
-    for (int64_t i = 0; i < a->links; i++) {
-        sp_link(&r, &agent, &event, &relation);  /* read once already by sp_action */
-        if ((i && OUT_LIT(o, ",") < 0) || OUT_LIT(o, "{\"agent_id\":") < 0 || w_span(o, &agent) < 0
-                || OUT_LIT(o, ",\"event_id\":") < 0 || w_span(o, &event) < 0
-                || OUT_LIT(o, ",\"relation\":") < 0 || w_span(o, &relation) < 0 || OUT_LIT(o, "}") < 0)
-            return -1;
-    }
-    if (OUT_LIT(o, "],\"occurred_at\":") < 0 || out_long(o, a->occurred_at) < 0) return -1;
-    if ((a->offline ? OUT_LIT(o, ",\"offline\":true") : OUT_LIT(o, ",\"offline\":false")) < 0) return -1;
-    if (OUT_LIT(o, ",\"payload_hash\":") < 0 || out_hex(o, a->payload_hash.s, HASH_LEN) < 0) return -1;
-    if (!a->policy) {
-        if (OUT_LIT(o, ",\"policy\":null") < 0) return -1;
-    } else {
-        WS(",\"policy\":{\"decision\":", decision);
-        WS(",\"reason\":", reason);
-        WS(",\"rule\":", rule);
-        if (OUT_LIT(o, "}") < 0) return -1;
-    }
-    WS(",\"producer\":{\"adapter\":", adapter);
-    WS(",\"host\":", host);
-    WS(",\"library\":", library);
-    if (OUT_LIT(o, ",\"pid\":") < 0 || out_long(o, a->pid) < 0) return -1;
-    WS(",\"version\":", version);
-    WS("},\"session_id\":", session_id);
-    if (!a->trace) {
-        if (OUT_LIT(o, ",\"trace\":null") < 0) return -1;
-    } else {
-        WS(",\"trace\":{\"parent_span_id\":", parent_span_id);
-        WS(",\"span_id\":", span_id);
-        WS(",\"trace_id\":", trace_id);
-        if (OUT_LIT(o, "}") < 0) return -1;
-    }
-#undef WS
-    return OUT_LIT(o, "}");
-}
-
-static int action_type_span_ok(const Span *x) {  /* action_type_ok on a span sp_plain took */
-    if (x->n < 1 || x->n > MAX_ACTION_TYPE_LEN) return 0;
-    Py_ssize_t segment = 0;
-    for (Py_ssize_t i = 0; i < x->n; i++) {
-        unsigned char ch = x->s[i];
-        if (ch == ':') {
-            if (segment == 0) return 0;
-            segment = 0;
-        } else if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'
-                   || ch == '.' || ch == '-') {
-            segment++;
-        } else {
-            return 0;
-        }
-    }
-    return segment > 0;
-}
+/* --- read_sealable_action: the common action, without its dict ------------------------------
+ * What seal_entry takes: an action read_action takes whose strings are all printable ASCII
+ * (so each is its own JCS text) and whose payload commitment holds. Only the values the
+ * signer's state and link resolution need become Python objects. */
 
 /* ((agent_id, event_id), ...) of the action's links: what link resolution needs */
-static PyObject *link_pairs(const PlainAction *a, const Reader *record) {
+static PyObject *link_pairs(const Action *a, const Reader *record) {
     PyObject *pairs = PyTuple_New((Py_ssize_t)a->links);
-    Reader r = {record->d, record->n, a->links_at};
-    Span agent, event, relation;
+    Reader r = {record->d, record->n, a->links_at, NULL};
+    int ascii = 1;
+    Span link[3];
     for (int64_t i = 0; pairs != NULL && i < a->links; i++) {
-        sp_link(&r, &agent, &event, &relation);
-        PyObject *pair = Py_BuildValue("(NN)", PyUnicode_DecodeASCII((const char *)agent.s, agent.n, NULL),
-                                       PyUnicode_DecodeASCII((const char *)event.s, event.n, NULL));
+        sp_link(&r, link, &ascii);
+        PyObject *pair = Py_BuildValue("(NN)", PyUnicode_DecodeASCII((const char *)link[0].s, link[0].n, NULL),
+                                       PyUnicode_DecodeASCII((const char *)link[1].s, link[1].n, NULL));
         if (pair == NULL) Py_CLEAR(pairs);
         else PyTuple_SET_ITEM(pairs, (Py_ssize_t)i, pair);
     }
@@ -1032,10 +1057,9 @@ static PyObject *link_pairs(const PlainAction *a, const Reader *record) {
  * links) of such an action, links being ((agent_id, event_id), ...); None otherwise */
 static PyObject *read_sealable_action(PyObject *module, PyObject *data) {
     (void)module;
-    if (!PyBytes_CheckExact(data) || PyBytes_GET_SIZE(data) < HEADER_LEN) Py_RETURN_NONE;
-    Reader r = {(const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), HEADER_LEN};
-    PlainAction a;
-    if (!sp_action(&r, &a) || !action_type_span_ok(&a.action_type)) Py_RETURN_NONE;
+    Reader r;
+    Action a;
+    if (!read_whole_action(data, &r, &a) || !a.ascii) Py_RETURN_NONE;
     if (a.payload.s != NULL) {
         const char *spans[3] = {TAG_PAYLOAD, (const char *)a.salt.s, (const char *)a.payload.s};
         const size_t lens[3] = {sizeof TAG_PAYLOAD, HASH_LEN, (size_t)a.payload.n};
@@ -1045,7 +1069,7 @@ static PyObject *read_sealable_action(PyObject *module, PyObject *data) {
     }
     Out o = {NULL, 0, 0};
     PyObject *result = NULL;
-    if (w_plain_action(&o, &a, &r) == 0) {
+    if (w_action(&o, &a, &r) == 0) {
         PyObject *parts[6] = {
             PyUnicode_DecodeASCII((const char *)a.event_id.s, a.event_id.n, NULL),
             PyUnicode_DecodeASCII((const char *)a.agent_id.s, a.agent_id.n, NULL),
@@ -1076,7 +1100,7 @@ static PyObject *seal_entry(PyObject *module, PyObject *const *args, Py_ssize_t 
     Out o = {NULL, 0, 0};
     PyObject *result = NULL;
     unsigned char digest[HASH_LEN], leaf[HASH_LEN];
-    if (w_entry(&o, &v, args[2], NULL) < 0) {
+    if (w_entry(&o, &v, PyBytes_AS_STRING(args[2]), (size_t)PyBytes_GET_SIZE(args[2])) < 0) {
         if (PyErr_ExceptionMatches(NeedsEscape)) {
             PyErr_Clear();
             result = Py_NewRef(Py_None);
@@ -1111,17 +1135,21 @@ done:
 static PyObject *read_entry(PyObject *module, PyObject *data) {
     (void)module;
     if (!PyBytes_CheckExact(data) || PyBytes_GET_SIZE(data) < HEADER_LEN) Py_RETURN_NONE;
-    Reader r = {(const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), HEADER_LEN};
+    Action a;
+    Reader r = {(const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), HEADER_LEN, &a};
     PyObject *entry = rd_entry(&r);
     if (entry == NULL || r.p != r.n) {  /* refused, or trailing bytes */
         Py_XDECREF(entry);
         if (PyErr_Occurred()) return NULL;
         Py_RETURN_NONE;
     }
-    Out o = {NULL, 0, 0};
+    Out text = {NULL, 0, 0}, o = {NULL, 0, 0};
     EntryView v;
     view_of(entry, &v);
-    return with_text(entry, &o, w_entry(&o, &v, NULL, get(entry, K_ACTION)));
+    int written = w_action(&text, &a, &r);
+    if (written == 0) written = w_entry(&o, &v, text.buf, text.len);
+    PyMem_Free(text.buf);
+    return with_text(entry, &o, written);
 }
 
 static PyMethodDef METHODS[] = {
